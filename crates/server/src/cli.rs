@@ -1,0 +1,347 @@
+//! The `credence` command line: `serve`, and the operator's commands. Each
+//! command works on either database and prints what it created.
+
+use crate::config::{Config, Overrides};
+use crate::service::{self, auth, identity, secrets};
+use crate::startup::{open_store, open_vault, Application};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use credence_domain::{Feature, OrganizationId, Scopes, TeamId};
+use secrecy::ExposeSecret;
+use std::io::Read;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "credence",
+    version,
+    about = "Collect access to other people's app accounts without seeing a secret."
+)]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded SQLite in ./credence-data unless DATABASE_URL says otherwise).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Teams.
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Per-user features.
+    #[command(subcommand)]
+    Feature(FeatureCommand),
+    /// Key-encryption keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// free, core, pro, teams or enterprise.
+        #[arg(long)]
+        plan: String,
+        /// Mark the organization a partner.
+        #[arg(long)]
+        partner: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TeamCommand {
+    /// Create a team in an organization.
+    Add {
+        #[arg(long)]
+        org: i64,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user in an organization (and optionally a team). Without
+    /// --password-stdin, prints a one-time link to choose a password.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        org: i64,
+        /// owner, admin, member or guest.
+        #[arg(long)]
+        org_role: String,
+        #[arg(long, requires = "team_role")]
+        team: Option<i64>,
+        /// admin or member.
+        #[arg(long, requires = "team")]
+        team_role: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Print a new one-time link with which a user chooses a password.
+    SetupLink {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user; the token is printed once.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated, e.g. credential-requests:read,connections:read.
+        #[arg(long)]
+        scopes: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeatureCommand {
+    /// Let a user send credential requests.
+    Grant {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new key version and re-wrap every stored data key under it.
+    Rotate,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            match error.downcast_ref::<service::Error>() {
+                Some(service::Error::Invalid(problems)) => {
+                    for problem in problems {
+                        eprintln!("error: {}", problem.message);
+                    }
+                }
+                _ => eprintln!("error: {error:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            println!("migrations applied ({:?})", store.backend());
+            Ok(())
+        }
+        Command::Org(OrgCommand::Add {
+            name,
+            plan,
+            partner,
+        }) => {
+            let store = open_store(&config).await?;
+            let org = identity::create_organization(&store, &name, &plan, partner).await?;
+            println!(
+                "organization {} created: name {:?}, plan {}, partner {}",
+                org.id, org.name, org.plan, org.partner
+            );
+            Ok(())
+        }
+        Command::Team(TeamCommand::Add { org, name }) => {
+            let store = open_store(&config).await?;
+            let team = identity::create_team(&store, OrganizationId(org), &name).await?;
+            println!(
+                "team {} created: name {:?}, organization {}",
+                team.id, team.name, team.organization_id
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::Add {
+            email,
+            name,
+            org,
+            org_role,
+            team,
+            team_role,
+            password_stdin,
+        }) => {
+            let password = if password_stdin {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read the password from standard input")?;
+                Some(text.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                None
+            };
+            let store = open_store(&config).await?;
+            let created = identity::create_user(
+                &store,
+                identity::NewUser {
+                    email: &email,
+                    name: &name,
+                    organization: OrganizationId(org),
+                    organization_role: &org_role,
+                    team: team
+                        .zip(team_role.as_deref())
+                        .map(|(team, role)| (TeamId(team), role)),
+                    password,
+                },
+            )
+            .await?;
+            let user = &created.user;
+            println!(
+                "user {} created: email {}, name {:?}, organization {org} as {org_role}",
+                user.id, user.email, user.name
+            );
+            if let (Some(team), Some(role)) = (team, team_role) {
+                println!("user {} joined team {team} as {role}", user.id);
+            }
+            if let Some(token) = created.setup_token {
+                println!(
+                    "one-time setup link (valid 3 days): {}/setup/{token}",
+                    config.public_url(config.listen)
+                );
+            }
+            Ok(())
+        }
+        Command::User(UserCommand::SetupLink { email }) => {
+            let store = open_store(&config).await?;
+            let (user, token) = identity::new_setup_link(&store, &email).await?;
+            println!(
+                "one-time setup link for user {} (valid 3 days): {}/setup/{token}",
+                user.id,
+                config.public_url(config.listen)
+            );
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create {
+            email,
+            name,
+            scopes,
+        }) => {
+            let scopes = Scopes::parse(&scopes).map_err(service::Error::from)?;
+            let store = open_store(&config).await?;
+            let user = store.db().await?.find_user_by_email(&email).await?;
+            let user = user.ok_or_else(|| {
+                service::Error::NotFound(format!("no user has the email {email:?}"))
+            })?;
+            let (token, value) = auth::create_api_token(&store, user.id, &name, &scopes).await?;
+            println!(
+                "api token {} created for user {}: name {:?}, scopes {}",
+                token.id,
+                user.id,
+                token.name,
+                token.scopes.to_stored()
+            );
+            println!(
+                "token (shown once, keep it safe): {}",
+                value.expose_secret()
+            );
+            Ok(())
+        }
+        Command::Feature(FeatureCommand::Grant { email }) => {
+            let store = open_store(&config).await?;
+            let (user, granted) =
+                identity::grant_feature(&store, &email, Feature::CredentialRequests, "operator")
+                    .await?;
+            if granted {
+                println!(
+                    "feature credential-requests granted to user {} ({})",
+                    user.id, user.email
+                );
+            } else {
+                println!(
+                    "user {} ({}) already has the feature credential-requests",
+                    user.id, user.email
+                );
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let store = open_store(&config).await?;
+            let path = config.key_file();
+            let vault = open_vault(&config)?;
+            let version = credence_vault::rotate_key_file(&path)
+                .with_context(|| format!("cannot rotate {}", path.display()))?;
+            vault.reload()?;
+            let report = secrets::rewrap_all(&store, &vault).await?;
+            println!("key version {version} added to {}", path.display());
+            println!(
+                "secrets re-wrapped: {}, already on version {version}: {}, changed meanwhile: {}",
+                report.rewrapped, report.already_current, report.changed_meanwhile
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let url = app.public_url().to_string();
+    tracing::info!(address = %app.address(), backend = ?app.store().backend(), "listening");
+    println!("Credence is running at {url}");
+    if let Some(bootstrap) = app.bootstrap() {
+        println!(
+            "First start: created organization {:?} ({}), team {:?} and the owner {}, who may send credential requests.",
+            bootstrap.organization.name, bootstrap.organization.plan, bootstrap.team.name, bootstrap.admin.email
+        );
+        println!("To sign in, open this one-time link and choose a password (valid 3 days):");
+        println!("  {url}/setup/{}", bootstrap.setup_token);
+        println!(
+            "Afterwards sign in at {url}/sign-in as {}.",
+            bootstrap.admin.email
+        );
+        println!(
+            "Lost the link? Run: credence user setup-link --email {}",
+            bootstrap.admin.email
+        );
+    }
+    app.run_until_stopped().await?;
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Configuration: built-in defaults, then a TOML file (`--config`), then the
+//! environment, then flags — each later source wins. With nothing set, Credence
+//! runs on an embedded SQLite file in `./credence-data`.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything Credence needs to run, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the SQLite database and the key file in embedded mode.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; `None` means `<data_dir>/credence.db`.
+    pub database_url: Option<String>,
+    /// The key-encryption key file; default `<data_dir>/credence.key`.
+    pub key_file: Option<PathBuf>,
+    pub listen: SocketAddr,
+    /// The address people reach Credence at, for links in output and emails.
+    pub public_url: Option<String>,
+    /// The email of the admin created on an empty database.
+    pub admin_email: String,
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("credence-data"),
+            database_url: None,
+            key_file: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            admin_email: "admin@credence.local".into(),
+            log_format: LogFormat::Text,
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// The TOML file's shape: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub admin_email: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub body_limit: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn read(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("config file {} is not valid", path.display()))
+    }
+}
+
+/// Values given on the command line or in the environment (clap reads both).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// A TOML configuration file.
+    #[arg(long, env = "CREDENCE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded database and the key file.
+    #[arg(long, env = "CREDENCE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Key-encryption key file (created on first start if missing).
+    #[arg(long, env = "CREDENCE_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "CREDENCE_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Public base URL used in links, e.g. https://credence.example.com.
+    #[arg(long, env = "CREDENCE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "CREDENCE_LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Resolves defaults < file < environment and flags.
+    pub fn load(overrides: &Overrides) -> anyhow::Result<Config> {
+        let file = match &overrides.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        let mut config = Config::default();
+        macro_rules! take {
+            ($field:ident) => {
+                if let Some(value) = file.$field.clone() {
+                    config.$field = value;
+                }
+            };
+        }
+        take!(data_dir);
+        take!(listen);
+        take!(admin_email);
+        take!(log_format);
+        take!(body_limit);
+        config.database_url = file.database_url.clone();
+        config.key_file = file.key_file.clone();
+        config.public_url = file.public_url.clone();
+
+        if let Some(v) = &overrides.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = &overrides.database_url {
+            config.database_url = Some(v.clone());
+        }
+        if let Some(v) = &overrides.key_file {
+            config.key_file = Some(v.clone());
+        }
+        if let Some(v) = overrides.listen {
+            config.listen = v;
+        }
+        if let Some(v) = &overrides.public_url {
+            config.public_url = Some(v.clone());
+        }
+        if let Some(v) = overrides.log_format {
+            config.log_format = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("public url {url:?} must start with http:// or https://");
+            }
+        }
+        if let Some(url) = &self.database_url {
+            credence_store::Backend::of_url(url)?;
+        }
+        if self.body_limit < 1024 {
+            bail!(
+                "body_limit {} is too small; use at least 1024 bytes",
+                self.body_limit
+            );
+        }
+        credence_domain::EmailAddress::parse("admin_email", &self.admin_email)?;
+        Ok(())
+    }
+
+    /// The database URL, and whether a missing SQLite file may be created: only
+    /// the default file inside the data directory is created unasked.
+    pub fn database(&self) -> (String, bool) {
+        match &self.database_url {
+            Some(url) => (url.clone(), url.starts_with("sqlite:")),
+            None => (
+                format!("sqlite://{}", self.data_dir.join("credence.db").display()),
+                true,
+            ),
+        }
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("credence.key"))
+    }
+
+    /// The base of every link Credence prints or sends, without a trailing slash.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    /// Whether cookies must be `Secure` (the public URL is https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
+    }
+}

@@ -1,0 +1,64 @@
+//! The JSON API under `/api/v2`, shaped like Make's public API where Make has the
+//! operation (paths, query parameters, envelopes, field names), so Make's SDKs
+//! and CLIs work against Credence unchanged.
+
+mod organizations;
+mod teams;
+mod users;
+
+use super::error::ApiError;
+use super::AppState;
+use axum::routing::get;
+use axum::Router;
+use credence_domain::{OrgRole, OrganizationId, TeamId, TeamRole, UserId};
+use credence_store::{Db, Team};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users/me", get(users::me))
+        .route(
+            "/users/me/current-authorization",
+            get(users::current_authorization),
+        )
+        .route("/users", get(users::list_team_members))
+        .route("/organizations", get(organizations::list))
+        .route("/organizations/{id}", get(organizations::get))
+        .route("/teams", get(teams::list))
+        .route("/teams/{id}", get(teams::get))
+        .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
+}
+
+/// The caller's role in `organization`; a 404 when they are not a member, so
+/// outsiders learn nothing of what exists.
+pub(crate) async fn organization_role_or_404(
+    db: &mut Db,
+    organization: OrganizationId,
+    user: UserId,
+) -> Result<OrgRole, ApiError> {
+    db.organization_role(organization, user)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("organization {organization} not found")))
+}
+
+/// The team, if the caller may see it: a member of it, or an owner or admin of
+/// its organization. Outsiders of the organization get a 404, its other members
+/// a 403.
+pub(crate) async fn visible_team(
+    db: &mut Db,
+    team: TeamId,
+    user: UserId,
+) -> Result<(Team, Option<TeamRole>), ApiError> {
+    let not_found = || ApiError::NotFound(format!("team {team} not found"));
+    let found = db.get_team(team).await?.ok_or_else(not_found)?;
+    let organization_role = db
+        .organization_role(found.organization_id, user)
+        .await?
+        .ok_or_else(not_found)?;
+    let team_role = db.team_role(team, user).await?;
+    if team_role.is_none() && !organization_role.manages_organization() {
+        return Err(ApiError::Forbidden(format!(
+            "you are not a member of team {team}; only its members and the organization's owners and admins see it"
+        )));
+    }
+    Ok((found, team_role))
+}

@@ -1,0 +1,81 @@
+//! The HTTP layer: the JSON API under `/api/v2`, the web pages, and the
+//! operational endpoints, with the middleware every request passes through
+//! (body limit, metrics, request log).
+//!
+//! **Invariant:** handlers extract, parse, call a service or one store read, and
+//! map the result; rules live in `service` and `credence-domain`.
+
+pub mod api;
+pub mod error;
+pub mod extract;
+mod ops;
+pub mod web;
+
+use crate::config::Config;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use credence_store::Store;
+use credence_vault::Vault;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::trace::TraceLayer;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub vault: Arc<Vault>,
+    pub config: Arc<Config>,
+    /// The base of links, without a trailing slash.
+    pub public_url: Arc<str>,
+    pub limits: Arc<web::SignInLimits>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole application's routes and middleware.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    Router::new()
+        .nest("/api/v2", api::router())
+        .merge(web::router())
+        .merge(ops::router())
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                // The matched route, never the raw path: paths may carry one-time tokens.
+                let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+                tracing::info_span!("http", method = %request.method(), route = route.as_deref().unwrap_or("unmatched"))
+            }),
+        )
+        .with_state(state)
+}
+
+async fn fallback(request: Request) -> error::ApiError {
+    error::ApiError::NotFound(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path().chars().take(200).collect::<String>()
+    ))
+}
+
+/// Counts requests by route and status, and times them.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,294 @@
+//! Server-rendered pages. For now: sign-in, sign-out, the one-time setup link
+//! page and a home page; the full UI comes later on the same pieces.
+//!
+//! Every form post carries a CSRF token that must match the `credence_csrf`
+//! cookie (double submit; the cookie is SameSite=Strict, so another site can
+//! neither read nor send it). Sessions are a random cookie whose hash the store
+//! keeps; a new one is issued at every sign-in.
+
+mod csrf;
+mod limits;
+mod pages;
+
+pub use limits::SignInLimits;
+
+use super::AppState;
+use crate::service::{self, auth};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use credence_domain::NewPassword;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+pub const SESSION_COOKIE: &str = "credence_session";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/sign-in", get(sign_in_page).post(sign_in))
+        .route("/sign-out", axum::routing::post(sign_out))
+        .route("/setup/{token}", get(setup_page).post(setup))
+}
+
+fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, value))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.secure_cookies())
+        .path("/")
+        .max_age(time_duration(auth::SESSION_LIFETIME.num_seconds()))
+        .build()
+}
+
+fn time_duration(seconds: i64) -> time::Duration {
+    time::Duration::seconds(seconds)
+}
+
+/// A page for a failure a person can act on, with its status.
+fn problem(status: StatusCode, title: &str, message: &str) -> Response {
+    (status, pages::problem(title, message)).into_response()
+}
+
+fn internal(error: service::Error) -> Response {
+    tracing::error!(error = %error, "web request failed");
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "It has been logged. Please try again.",
+    )
+}
+
+async fn signed_in_user(
+    state: &AppState,
+    jar: &CookieJar,
+) -> Result<Option<credence_store::User>, service::Error> {
+    match jar.get(SESSION_COOKIE) {
+        Some(cookie) if cookie.value().len() <= 128 => {
+            auth::session_user(&state.store, cookie.value()).await
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn home(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let user = match signed_in_user(&state, &jar).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return Redirect::to("/sign-in").into_response(),
+        Err(error) => return internal(error),
+    };
+    let memberships = match state.store.db().await.map_err(service::Error::from) {
+        Ok(mut db) => db
+            .list_memberships(user.id)
+            .await
+            .map_err(service::Error::from),
+        Err(error) => Err(error),
+    };
+    let memberships = match memberships {
+        Ok(memberships) => memberships,
+        Err(error) => return internal(error),
+    };
+    let (jar, csrf) = csrf::ensure(&state, jar);
+    (jar, pages::home(&user, &memberships, &csrf)).into_response()
+}
+
+async fn sign_in_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let (jar, csrf) = csrf::ensure(&state, jar);
+    (jar, pages::sign_in(&csrf, None, "")).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    email: String,
+    password: String,
+    csrf_token: String,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    form: Result<Form<SignInForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The sign-in form was incomplete. Go back and try again.",
+        );
+    };
+    if !csrf::matches(&jar, &form.csrf_token) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Expired form",
+            "This form expired or came from another site. Reload the sign-in page and try again.",
+        );
+    }
+    let email = form.email.trim().to_string();
+    if email.len() > 254 || form.password.len() > 1024 {
+        let (jar, csrf) = csrf::ensure(&state, jar);
+        return (
+            StatusCode::BAD_REQUEST,
+            jar,
+            pages::sign_in(&csrf, Some("The email or password is too long."), ""),
+        )
+            .into_response();
+    }
+    if let Err(wait) = state.limits.check(&email, peer.ip()) {
+        tracing::warn!(ip = %peer.ip(), "sign-in rate limit reached");
+        let mut response = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            &format!(
+                "Too many sign-in attempts. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            ),
+        );
+        if let Ok(value) = wait.as_secs().max(1).to_string().parse() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    match auth::verify_password(&state.store, &email, SecretString::from(form.password)).await {
+        Ok(Some(user)) => match auth::start_session(&state.store, user.id).await {
+            Ok(token) => {
+                tracing::info!(user_id = %user.id, "signed in");
+                (jar.add(session_cookie(&state, token)), Redirect::to("/")).into_response()
+            }
+            Err(error) => internal(error),
+        },
+        Ok(None) => {
+            let (jar, csrf) = csrf::ensure(&state, jar);
+            (
+                StatusCode::UNAUTHORIZED,
+                jar,
+                pages::sign_in(&csrf, Some("The email or password is wrong."), &email),
+            )
+                .into_response()
+        }
+        Err(error) => internal(error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf_token: String,
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    form: Result<Form<CsrfOnly>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The form was incomplete.",
+        );
+    };
+    if !csrf::matches(&jar, &form.csrf_token) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Expired form",
+            "This form expired or came from another site. Reload the page and try again.",
+        );
+    }
+    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+        if let Err(error) = auth::end_session(&state.store, cookie.value()).await {
+            return internal(error);
+        }
+    }
+    let removal = Cookie::build((SESSION_COOKIE, "")).path("/").build();
+    (jar.remove(removal), Redirect::to("/sign-in")).into_response()
+}
+
+async fn setup_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match auth::setup_link_user(&state.store, &token).await {
+        Ok(Some(user)) => {
+            let (jar, csrf) = csrf::ensure(&state, jar);
+            (jar, pages::setup(&user, &csrf, None)).into_response()
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, "Link not valid", "This setup link is unknown, already used or expired. Ask your operator for a new one (credence user setup-link)."),
+        Err(error) => internal(error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SetupForm {
+    password: String,
+    password_again: String,
+    csrf_token: String,
+}
+
+async fn setup(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    axum::extract::Path(token): axum::extract::Path<String>,
+    form: Result<Form<SetupForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The form was incomplete. Go back and try again.",
+        );
+    };
+    if !csrf::matches(&jar, &form.csrf_token) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Expired form",
+            "This form expired or came from another site. Reload the page and try again.",
+        );
+    }
+    let user = match auth::setup_link_user(&state.store, &token).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "Link not valid",
+                "This setup link is unknown, already used or expired.",
+            )
+        }
+        Err(error) => return internal(error),
+    };
+    let retry = |message: &str| {
+        let (jar, csrf) = csrf::ensure(&state, jar.clone());
+        (
+            StatusCode::BAD_REQUEST,
+            jar,
+            pages::setup(&user, &csrf, Some(message)),
+        )
+            .into_response()
+    };
+    if form.password != form.password_again {
+        return retry("The two passwords differ.");
+    }
+    let password = match NewPassword::parse("password", form.password) {
+        Ok(password) => password,
+        Err(error) => return retry(&format!("The {}.", error.message)),
+    };
+    match auth::complete_setup(&state.store, &token, password).await {
+        Ok(user_id) => match auth::start_session(&state.store, user_id).await {
+            Ok(session) => {
+                (jar.add(session_cookie(&state, session)), Redirect::to("/")).into_response()
+            }
+            Err(error) => internal(error),
+        },
+        Err(service::Error::NotFound(message)) => {
+            problem(StatusCode::NOT_FOUND, "Link not valid", &message)
+        }
+        Err(error) => internal(error),
+    }
+}

@@ -1,0 +1,94 @@
+//! The HTML of the pages, with maud (escaped by default).
+
+use axum::response::Html;
+use credence_store::{Membership, User};
+use maud::{html, Markup, DOCTYPE};
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f6f7f9;color:#1d2330;margin:0}\
+main{max-width:26rem;margin:8vh auto;background:#fff;padding:2rem;border-radius:12px;box-shadow:0 1px 4px #0002}\
+h1{font-size:1.4rem;margin-top:0}label{display:block;margin:.8rem 0 .3rem;font-weight:600}\
+input{width:100%;padding:.55rem;border:1px solid #c8ccd4;border-radius:6px;box-sizing:border-box}\
+button{margin-top:1.2rem;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#3b5bdb;color:#fff;font-weight:600;cursor:pointer}\
+.error{background:#fde8e8;color:#a61b1b;padding:.6rem;border-radius:6px}.muted{color:#5c6370}";
+
+fn layout(title: &str, body: Markup) -> Html<String> {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Credence" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body { main { (body) } }
+        }
+    };
+    Html(page.into_string())
+}
+
+pub fn sign_in(csrf: &str, error: Option<&str>, email: &str) -> Html<String> {
+    layout(
+        "Sign in",
+        html! {
+            h1 { "Sign in to Credence" }
+            @if let Some(error) = error { p.error role="alert" { (error) } }
+            form method="post" action="/sign-in" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                label for="email" { "Email" }
+                input id="email" name="email" type="email" autocomplete="username" required value=(email);
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+pub fn setup(user: &User, csrf: &str, error: Option<&str>) -> Html<String> {
+    layout(
+        "Choose a password",
+        html! {
+            h1 { "Welcome, " (user.name) }
+            p.muted { "Choose a password for " strong { (user.email) } ". At least 12 characters." }
+            @if let Some(error) = error { p.error role="alert" { (error) } }
+            form method="post" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="new-password" minlength="12" required;
+                label for="password_again" { "Password again" }
+                input id="password_again" name="password_again" type="password" autocomplete="new-password" minlength="12" required;
+                button type="submit" { "Save and sign in" }
+            }
+        },
+    )
+}
+
+pub fn home(user: &User, memberships: &[Membership], csrf: &str) -> Html<String> {
+    layout(
+        "Home",
+        html! {
+            h1 { "Credence" }
+            p { "Signed in as " strong { (user.name) } " (" (user.email) ")." }
+            @if !memberships.is_empty() {
+                p.muted { "Your organizations:" }
+                ul { @for m in memberships { li { (m.organization.name) " — " (m.role) " (" (m.organization.plan) ")" } } }
+            }
+            form method="post" action="/sign-out" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                button type="submit" { "Sign out" }
+            }
+        },
+    )
+}
+
+pub fn problem(title: &str, message: &str) -> Html<String> {
+    layout(
+        title,
+        html! {
+            h1 { (title) }
+            p { (message) }
+            p { a href="/sign-in" { "Back to sign-in" } }
+        },
+    )
+}

@@ -1,0 +1,158 @@
+//! Building and running the server: connect and migrate the store, open the
+//! vault, bootstrap an empty database, bind the listener, serve until a signal.
+//! Tests use the same path with port 0 (zero2prod's `Application`).
+
+use crate::config::Config;
+use crate::http::{self, web::SignInLimits, AppState};
+use crate::service::identity::{self, Bootstrap};
+use anyhow::Context;
+use credence_store::Store;
+use credence_vault::Vault;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+    bootstrap: Option<Bootstrap>,
+}
+
+/// Connects to the configured database and applies migrations. The default
+/// embedded database's directory is created (0700) when missing.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let (url, create) = config.database();
+    if config.database_url.is_none() {
+        create_private_dir(&config.data_dir)?;
+    }
+    let store = Store::connect(&url, create)
+        .await
+        .context("cannot open the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    Ok(store)
+}
+
+/// Opens the key file, creating it (mode 0600) on first start.
+pub fn open_vault(config: &Config) -> anyhow::Result<Vault> {
+    let path = config.key_file();
+    Vault::open_or_create(&path)
+        .with_context(|| format!("cannot open the key file {}", path.display()))
+}
+
+fn create_private_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("cannot create the data directory {}", path.display()))?;
+    }
+    Ok(())
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_limits(config, SignInLimits::default()).await
+    }
+
+    /// Like [`Application::build`] with custom sign-in limits (tests use tight ones).
+    pub async fn build_with_limits(
+        config: Config,
+        limits: SignInLimits,
+    ) -> anyhow::Result<Application> {
+        let store = open_store(&config).await?;
+        let vault = open_vault(&config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        let bootstrap = identity::bootstrap_if_empty(&store, &config.admin_email)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let state = AppState {
+            store,
+            vault: Arc::new(vault),
+            public_url: config.public_url(address).into(),
+            config: Arc::new(config),
+            limits: Arc::new(limits),
+            metrics: crate::telemetry::metrics_handle(),
+        };
+        Ok(Application {
+            listener,
+            address,
+            state,
+            bootstrap,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The base of links, e.g. `http://127.0.0.1:8080`.
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    /// What the first start created, if this start was the first.
+    pub fn bootstrap(&self) -> Option<&Bootstrap> {
+        self.bootstrap.as_ref()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    pub fn vault(&self) -> Arc<Vault> {
+        self.state.vault.clone()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C; in-flight requests finish first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes; in-flight requests finish first.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let store = self.state.store.clone();
+        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,253 @@
+//! Organizations, teams, users, memberships and feature grants.
+
+use crate::{now, Db, Error, Membership, Organization, Result, Team, TeamMember, User};
+use credence_domain::{
+    EmailAddress, EntityName, Feature, OrgRole, OrganizationId, PersonName, Plan, TeamId, TeamRole,
+    UserId,
+};
+use sqlx::FromRow;
+
+const USER_COLUMNS: &str = "id, email, name, password_hash, language, timezone, created_at";
+
+/// Reads a stored role or feature name back into its type.
+fn parse_stored<T: TryFrom<String>>(value: String) -> Result<T> {
+    let shown = value.clone();
+    T::try_from(value).map_err(|_| Error::Corrupt(format!("unexpected stored value {shown:?}")))
+}
+
+impl Db {
+    pub async fn count_users(&mut self) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM users";
+        Ok(on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await)?)
+    }
+
+    pub async fn insert_organization(
+        &mut self,
+        name: &EntityName,
+        plan: Plan,
+        partner: bool,
+    ) -> Result<Organization> {
+        let sql =
+            "INSERT INTO organizations (name, plan, partner, created_at) VALUES ($1, $2, $3, $4) \
+                   RETURNING id, name, plan, partner, created_at";
+        Ok(on_conn!(self, c => sqlx::query_as::<_, Organization>(sql)
+            .bind(name.as_str()).bind(plan.as_str()).bind(partner).bind(now())
+            .fetch_one(c).await)?)
+    }
+
+    pub async fn get_organization(&mut self, id: OrganizationId) -> Result<Option<Organization>> {
+        let sql = "SELECT id, name, plan, partner, created_at FROM organizations WHERE id = $1";
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, Organization>(sql).bind(id.0).fetch_optional(c).await)?,
+        )
+    }
+
+    /// The organizations `user` belongs to, with their role in each, by id.
+    pub async fn list_memberships(&mut self, user: UserId) -> Result<Vec<Membership>> {
+        let sql = "SELECT o.id, o.name, o.plan, o.partner, o.created_at, m.role \
+                   FROM organization_members m JOIN organizations o ON o.id = m.organization_id \
+                   WHERE m.user_id = $1 ORDER BY o.id";
+        let rows = on_conn!(self, c => sqlx::query(sql).bind(user.0).fetch_all(c).await.and_then(|rows| {
+            rows.iter().map(|row| {
+                use sqlx::Row;
+                Ok((Organization::from_row(row)?, row.try_get::<String, _>("role")?))
+            }).collect::<Result<Vec<_>, sqlx::Error>>()
+        }))?;
+        rows.into_iter()
+            .map(|(organization, role)| {
+                Ok(Membership {
+                    organization,
+                    role: parse_stored(role)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn organization_role(
+        &mut self,
+        organization: OrganizationId,
+        user: UserId,
+    ) -> Result<Option<OrgRole>> {
+        let sql =
+            "SELECT role FROM organization_members WHERE organization_id = $1 AND user_id = $2";
+        let role = on_conn!(self, c => sqlx::query_scalar::<_, String>(sql).bind(organization.0).bind(user.0).fetch_optional(c).await)?;
+        role.map(parse_stored).transpose()
+    }
+
+    pub async fn add_organization_member(
+        &mut self,
+        organization: OrganizationId,
+        user: UserId,
+        role: OrgRole,
+    ) -> Result<()> {
+        let sql = "INSERT INTO organization_members (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)";
+        on_conn!(self, c => sqlx::query(sql).bind(organization.0).bind(user.0).bind(role.as_str()).bind(now()).execute(c).await.map(|r| r.rows_affected()))
+            .map_err(|e| Error::unique_as_conflict(e, || format!("user {user} is already a member of organization {organization}")))?;
+        Ok(())
+    }
+
+    pub async fn insert_team(
+        &mut self,
+        organization: OrganizationId,
+        name: &EntityName,
+    ) -> Result<Team> {
+        let sql = "INSERT INTO teams (organization_id, name, created_at) VALUES ($1, $2, $3) \
+                   RETURNING id, organization_id, name, created_at";
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, Team>(sql).bind(organization.0).bind(name.as_str()).bind(now()).fetch_one(c).await)?,
+        )
+    }
+
+    pub async fn get_team(&mut self, id: TeamId) -> Result<Option<Team>> {
+        let sql = "SELECT id, organization_id, name, created_at FROM teams WHERE id = $1";
+        Ok(on_conn!(self, c => sqlx::query_as::<_, Team>(sql).bind(id.0).fetch_optional(c).await)?)
+    }
+
+    pub async fn list_teams(&mut self, organization: OrganizationId) -> Result<Vec<Team>> {
+        let sql = "SELECT id, organization_id, name, created_at FROM teams WHERE organization_id = $1 ORDER BY id";
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, Team>(sql).bind(organization.0).fetch_all(c).await)?,
+        )
+    }
+
+    /// The teams of `organization` that `user` is a member of.
+    pub async fn list_teams_of_member(
+        &mut self,
+        organization: OrganizationId,
+        user: UserId,
+    ) -> Result<Vec<Team>> {
+        let sql = "SELECT t.id, t.organization_id, t.name, t.created_at FROM teams t \
+                   JOIN team_members m ON m.team_id = t.id \
+                   WHERE t.organization_id = $1 AND m.user_id = $2 ORDER BY t.id";
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, Team>(sql).bind(organization.0).bind(user.0).fetch_all(c).await)?,
+        )
+    }
+
+    pub async fn team_role(&mut self, team: TeamId, user: UserId) -> Result<Option<TeamRole>> {
+        let sql = "SELECT role FROM team_members WHERE team_id = $1 AND user_id = $2";
+        let role = on_conn!(self, c => sqlx::query_scalar::<_, String>(sql).bind(team.0).bind(user.0).fetch_optional(c).await)?;
+        role.map(parse_stored).transpose()
+    }
+
+    pub async fn add_team_member(
+        &mut self,
+        team: TeamId,
+        user: UserId,
+        role: TeamRole,
+    ) -> Result<()> {
+        let sql =
+            "INSERT INTO team_members (team_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)";
+        on_conn!(self, c => sqlx::query(sql).bind(team.0).bind(user.0).bind(role.as_str()).bind(now()).execute(c).await.map(|r| r.rows_affected()))
+            .map_err(|e| Error::unique_as_conflict(e, || format!("user {user} is already a member of team {team}")))?;
+        Ok(())
+    }
+
+    /// The members of `team` with their roles and features, by name.
+    pub async fn list_team_members(&mut self, team: TeamId) -> Result<Vec<TeamMember>> {
+        let sql = "SELECT u.id, u.email, u.name, u.password_hash, u.language, u.timezone, u.created_at, \
+                          tm.role AS team_role, om.role AS organization_role \
+                   FROM team_members tm \
+                   JOIN teams t ON t.id = tm.team_id \
+                   JOIN users u ON u.id = tm.user_id \
+                   JOIN organization_members om ON om.organization_id = t.organization_id AND om.user_id = u.id \
+                   WHERE tm.team_id = $1 ORDER BY u.name, u.id";
+        let rows = on_conn!(self, c => sqlx::query(sql).bind(team.0).fetch_all(&mut *c).await.and_then(|rows| {
+            rows.iter().map(|row| {
+                use sqlx::Row;
+                Ok((User::from_row(row)?, row.try_get::<String, _>("team_role")?, row.try_get::<String, _>("organization_role")?))
+            }).collect::<Result<Vec<_>, sqlx::Error>>()
+        }))?;
+        let features_sql = "SELECT g.user_id, g.feature FROM feature_grants g \
+                            JOIN team_members tm ON tm.user_id = g.user_id WHERE tm.team_id = $1";
+        let grants = on_conn!(self, c => sqlx::query_as::<_, (i64, String)>(features_sql).bind(team.0).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(|(user, team_role, organization_role)| {
+                let features = grants
+                    .iter()
+                    .filter(|(user_id, _)| *user_id == user.id.0)
+                    .map(|(_, feature)| parse_stored(feature.clone()))
+                    .collect::<Result<Vec<Feature>>>()?;
+                Ok(TeamMember {
+                    user,
+                    team_role: parse_stored(team_role)?,
+                    organization_role: parse_stored(organization_role)?,
+                    features,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn insert_user(
+        &mut self,
+        email: &EmailAddress,
+        name: &PersonName,
+        password_hash: Option<&str>,
+    ) -> Result<User> {
+        let sql = format!(
+            "INSERT INTO users (email, name, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING {USER_COLUMNS}"
+        );
+        on_conn!(self, c => sqlx::query_as::<_, User>(&sql)
+            .bind(email.as_str()).bind(name.as_str()).bind(password_hash).bind(now())
+            .fetch_one(c).await)
+        .map_err(|e| {
+            Error::unique_as_conflict(e, || format!("a user with email {email} already exists"))
+        })
+    }
+
+    pub async fn get_user(&mut self, id: UserId) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        Ok(on_conn!(self, c => sqlx::query_as::<_, User>(&sql).bind(id.0).fetch_optional(c).await)?)
+    }
+
+    /// Finds a user by email, without regard to case.
+    pub async fn find_user_by_email(&mut self, email: &str) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)");
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(c).await)?,
+        )
+    }
+
+    pub async fn set_password_hash(&mut self, user: UserId, password_hash: &str) -> Result<()> {
+        let sql = "UPDATE users SET password_hash = $1 WHERE id = $2";
+        let done = on_conn!(self, c => sqlx::query(sql).bind(password_hash).bind(user.0).execute(c).await.map(|r| r.rows_affected()))?;
+        if done == 0 {
+            return Err(Error::NotFound(format!("user {user}")));
+        }
+        Ok(())
+    }
+
+    /// Records that `user` has `feature`; returns false when they already had it.
+    pub async fn grant_feature(
+        &mut self,
+        user: UserId,
+        feature: Feature,
+        granted_by: &str,
+    ) -> Result<bool> {
+        let sql = "INSERT INTO feature_grants (user_id, feature, granted_at, granted_by) VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (user_id, feature) DO NOTHING";
+        let done = on_conn!(self, c => sqlx::query(sql).bind(user.0).bind(feature.as_str()).bind(now()).bind(granted_by)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    pub async fn user_features(&mut self, user: UserId) -> Result<Vec<Feature>> {
+        let sql = "SELECT feature FROM feature_grants WHERE user_id = $1 ORDER BY feature";
+        let names = on_conn!(self, c => sqlx::query_scalar::<_, String>(sql).bind(user.0).fetch_all(c).await)?;
+        names.into_iter().map(parse_stored).collect()
+    }
+}
+
+impl Db {
+    /// Serializes first-start bootstrapping across instances sharing a database:
+    /// an advisory lock on PostgreSQL; on SQLite the write transaction already
+    /// excludes every other writer.
+    pub async fn lock_bootstrap(&mut self) -> Result<()> {
+        if let crate::Conn::Postgres(c) = self.conn() {
+            sqlx::query("SELECT pg_advisory_xact_lock(7209431)")
+                .execute(c)
+                .await?;
+        }
+        Ok(())
+    }
+}

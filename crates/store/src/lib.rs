@@ -1,0 +1,225 @@
+//! The store: every SQL statement Credence runs, for SQLite and PostgreSQL.
+//!
+//! One `Store` wraps a pool of either backend, chosen from the database URL's
+//! scheme. Queries are written once in the SQL both dialects share (`$1`
+//! placeholders, `RETURNING`, `ON CONFLICT`) and run through [`Db`], a pooled
+//! connection or a transaction of either backend; where the dialects really
+//! differ, the difference stays in this crate. Migrations live per dialect in
+//! `migrations/sqlite` and `migrations/postgres`.
+//!
+//! **Invariant:** nothing outside this crate writes SQL or sees a sqlx type.
+
+/// Runs the same query text on whichever backend `$db` holds: `$c` is bound to a
+/// `&mut SqliteConnection` in one arm and a `&mut PgConnection` in the other.
+macro_rules! on_conn {
+    ($db:expr, $c:ident => $body:expr) => {
+        match $db.conn() {
+            $crate::Conn::Sqlite($c) => $body,
+            $crate::Conn::Postgres($c) => $body,
+        }
+    };
+}
+
+mod auth;
+mod error;
+mod identity;
+mod model;
+mod secrets;
+
+pub use error::Error;
+pub use model::*;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The current time as stored: UTC, microsecond precision (what PostgreSQL keeps),
+/// so a value read back equals the value written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, from its scheme alone.
+    pub fn of_url(url: &str) -> Result<Backend> {
+        let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or("");
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(Error::UnsupportedUrl(scheme.to_string())),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({:?})", self.backend())
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://…`).
+    ///
+    /// A SQLite file that does not exist is created only when `create_if_missing`
+    /// is set and its directory exists: a typo'd path must not silently start an
+    /// empty database.
+    pub async fn connect(url: &str, create_if_missing: bool) -> Result<Store> {
+        let pool = match Backend::of_url(url)? {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)?;
+                let path = options.get_filename().to_path_buf();
+                if !path.exists() {
+                    if !create_if_missing {
+                        return Err(Error::MissingDatabase(path.display().to_string()));
+                    }
+                    let parent = path
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    if !parent.is_dir() {
+                        return Err(Error::MissingDatabase(parent.display().to_string()));
+                    }
+                }
+                let options = options
+                    .create_if_missing(create_if_missing)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options)
+                    .await?;
+                Pool::Sqlite(pool)
+            }
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                Pool::Postgres(pool)
+            }
+        };
+        Ok(Store { pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the pending migrations of this backend's dialect.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        let mut db = self.db().await?;
+        on_conn!(db, c => sqlx::query("SELECT 1").execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// A pooled connection for reads and single statements.
+    pub async fn db(&self) -> Result<Db> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Db(Inner::Sqlite(pool.acquire().await?)),
+            Pool::Postgres(pool) => Db(Inner::Postgres(pool.acquire().await?)),
+        })
+    }
+
+    /// A transaction: everything done through it happens together or not at all.
+    /// On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so two
+    /// writers queue instead of failing when one upgrades a read lock.
+    pub async fn begin(&self) -> Result<Db> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Db(Inner::SqliteTx(pool.begin_with("BEGIN IMMEDIATE").await?)),
+            Pool::Postgres(pool) => Db(Inner::PostgresTx(pool.begin().await?)),
+        })
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+enum Inner {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+    SqliteTx(Transaction<'static, Sqlite>),
+    PostgresTx(Transaction<'static, Postgres>),
+}
+
+/// A connection or transaction of either backend. Every query is a method on it.
+/// A transaction that is dropped without [`Db::commit`] is rolled back.
+pub struct Db(Inner);
+
+pub(crate) enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+impl Db {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match &mut self.0 {
+            Inner::Sqlite(c) => Conn::Sqlite(c),
+            Inner::Postgres(c) => Conn::Postgres(c),
+            Inner::SqliteTx(tx) => Conn::Sqlite(tx),
+            Inner::PostgresTx(tx) => Conn::Postgres(tx),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.0 {
+            Inner::Sqlite(_) | Inner::SqliteTx(_) => Backend::Sqlite,
+            Inner::Postgres(_) | Inner::PostgresTx(_) => Backend::Postgres,
+        }
+    }
+
+    /// Commits a transaction; for a plain connection there is nothing to do.
+    pub async fn commit(self) -> Result<()> {
+        match self.0 {
+            Inner::SqliteTx(tx) => tx.commit().await?,
+            Inner::PostgresTx(tx) => tx.commit().await?,
+            Inner::Sqlite(_) | Inner::Postgres(_) => {}
+        }
+        Ok(())
+    }
+}
