@@ -14,22 +14,21 @@ use credence_store::{ApiToken, User};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppJson<T>(pub T);
 
-impl<T, S> FromRequest<S> for AppJson<T>
+impl<T> FromRequest<AppState> for AppJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
+    axum::Json<T>: FromRequest<AppState, Rejection = JsonRejection>,
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(AppJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+            Err(rejection) => Err(json_rejection(rejection, state.config.body_limit)),
         }
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
+fn json_rejection(rejection: JsonRejection, body_limit: usize) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => {
             ApiError::BadRequest(format!("the JSON body does not fit: {}", e.body_text()))
@@ -43,7 +42,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(e)
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
         {
-            ApiError::PayloadTooLarge(0)
+            ApiError::PayloadTooLarge(body_limit)
         }
         other => ApiError::BadRequest(other.body_text()),
     }

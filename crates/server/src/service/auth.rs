@@ -5,7 +5,7 @@ use super::{random_token, token_hash, Error, Result};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use chrono::Duration;
-use credence_domain::{NewPassword, Scopes, UserId, ValidationError};
+use credence_domain::{NewPassword, Scopes, UserId};
 use credence_store::{ApiToken, Store, User};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -124,9 +124,6 @@ pub async fn complete_setup(store: &Store, token: &str, password: NewPassword) -
     Ok(user)
 }
 
-/// Longest API token name.
-pub const TOKEN_NAME_MAX: usize = 100;
-
 /// Creates an API token for `user`; returns its record and its value, which is
 /// shown once and never stored. Values are UUIDv4-shaped because Make clients
 /// send those as `Authorization: Token …`.
@@ -136,15 +133,7 @@ pub async fn create_api_token(
     name: &str,
     scopes: &Scopes,
 ) -> Result<(ApiToken, SecretString)> {
-    let name = credence_domain::EntityName::parse("name", name)
-        .map_err(|e| ValidationError::new("name", e.message.replace("name is", "token name is")))?;
-    if name.as_str().chars().count() > TOKEN_NAME_MAX {
-        return Err(ValidationError::new(
-            "name",
-            format!("token name is longer than {TOKEN_NAME_MAX} characters"),
-        )
-        .into());
-    }
+    let name = credence_domain::EntityName::parse("name", name)?;
     let value = uuid::Uuid::new_v4().to_string();
     let record = store
         .db()

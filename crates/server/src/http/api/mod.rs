@@ -4,6 +4,7 @@
 
 mod organizations;
 mod teams;
+mod tokens;
 mod users;
 
 use super::error::ApiError;
@@ -19,6 +20,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/users/me/current-authorization",
             get(users::current_authorization),
+        )
+        .route(
+            "/users/me/api-tokens",
+            get(tokens::list).post(tokens::create),
+        )
+        .route(
+            "/users/me/api-tokens/{id}",
+            axum::routing::delete(tokens::delete),
         )
         .route("/users", get(users::list_team_members))
         .route("/organizations", get(organizations::list))

@@ -1,0 +1,94 @@
+//! `/users/me/api-tokens`: a user's own API tokens, as Make names them. A token
+//! can only mint tokens with scopes it holds itself, so a narrow token cannot
+//! widen its own access.
+
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiCaller, AppJson, AppPath};
+use crate::http::AppState;
+use crate::service::auth;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use credence_domain::{ApiTokenId, Scope, Scopes};
+use credence_store::ApiToken;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn token_json(token: &ApiToken) -> Value {
+    json!({
+        "id": token.id,
+        "label": token.name,
+        "scope": token.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
+        "created": token.created_at,
+        "lastUsed": token.last_used_at,
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, ApiError> {
+    let tokens = state
+        .store
+        .db()
+        .await?
+        .list_api_tokens(caller.user.id)
+        .await?;
+    Ok(Json(
+        json!({ "apiTokens": tokens.iter().map(token_json).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    label: String,
+    scope: Vec<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppJson(body): AppJson<CreateToken>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if body.scope.len() > Scope::ALL.len() * 2 {
+        return Err(ApiError::invalid(
+            "scope",
+            format!(
+                "scope lists {} entries; the limit is {}",
+                body.scope.len(),
+                Scope::ALL.len() * 2
+            ),
+        ));
+    }
+    let scopes = Scopes::parse(&body.scope.join(",")).map_err(|e| e.in_field("scope"))?;
+    if let Some(missing) = scopes
+        .iter()
+        .find(|scope| !caller.token.scopes.contains(*scope))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "this API token lacks the scope {missing}, so it cannot grant it"
+        )));
+    }
+    let label = credence_domain::EntityName::parse("label", &body.label)?;
+    let (token, value) =
+        auth::create_api_token(&state.store, caller.user.id, label.as_str(), &scopes).await?;
+    let mut answer = token_json(&token);
+    answer["token"] = json!(value.expose_secret());
+    Ok((StatusCode::CREATED, Json(json!({ "apiToken": answer }))))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .store
+        .db()
+        .await?
+        .delete_api_token(caller.user.id, ApiTokenId(id))
+        .await?;
+    Ok(Json(json!({ "apiToken": id })))
+}

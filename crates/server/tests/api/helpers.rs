@@ -1,0 +1,235 @@
+//! The test harness: a real server on port 0 against a fresh database of either
+//! backend, plus typed helpers to set up people and tokens.
+//!
+//! PostgreSQL comes from `CREDENCE_TEST_POSTGRES_URL` (default: the local
+//! server at 127.0.0.1:5432); every app gets a new database. When it cannot be
+//! reached the test fails loudly: the README's test command provisions one.
+
+use credence::config::Config;
+use credence::service::{auth, identity};
+use credence::Application;
+use credence_domain::{OrganizationId, Scopes, TeamId, UserId};
+use credence_store::{Backend, Store};
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Runs each named `async fn(Backend)` as two tests, `…::sqlite` and `…::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(credence_store::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(credence_store::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("CREDENCE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database URL for a brand-new, empty database of `backend`.
+pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("test.db").display()),
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let admin = postgres_admin_url();
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL is not reachable at {admin}: {e}. Run the test command from the README, which provisions one.")
+            });
+            let name = format!("credence_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = admin
+                .rsplit_once('/')
+                .map(|(base, _)| base)
+                .unwrap_or(&admin)
+                .to_string();
+            format!("{base}/{name}")
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub backend: Backend,
+    pub database_url: String,
+    pub store: Store,
+    pub client: reqwest::Client,
+    pub admin_email: String,
+    pub setup_token: String,
+    pub organization: OrganizationId,
+    pub team: TeamId,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts Credence on port 0 against a fresh database.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database(backend, dir.path()).await;
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        database_url: Some(database_url.clone()),
+        key_file: Some(dir.path().join("credence.key")),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Config::default()
+    };
+    adjust(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store().clone();
+    let bootstrap = app
+        .bootstrap()
+        .expect("a fresh database is bootstrapped")
+        .clone();
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        backend,
+        database_url,
+        store,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        admin_email: bootstrap.admin.email.clone(),
+        setup_token: bootstrap.setup_token.clone(),
+        organization: bootstrap.organization.id,
+        team: bootstrap.team.id,
+        dir,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+/// Someone created for a test, with their password.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: UserId,
+    pub email: String,
+    pub password: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Creates a user in `organization` (and a team) with a known password.
+    pub async fn add_person(
+        &self,
+        email: &str,
+        organization: OrganizationId,
+        org_role: &str,
+        team: Option<(TeamId, &str)>,
+    ) -> Person {
+        let password = format!("pw-{}", uuid::Uuid::new_v4());
+        let created = identity::create_user(
+            &self.store,
+            identity::NewUser {
+                email,
+                name: &format!("Person {email}"),
+                organization,
+                organization_role: org_role,
+                team,
+                password: Some(password.clone()),
+            },
+        )
+        .await
+        .expect("user created");
+        Person {
+            id: created.user.id,
+            email: created.user.email,
+            password,
+        }
+    }
+
+    /// An API token for `user` with `scopes` (comma-separated).
+    pub async fn token(&self, user: UserId, scopes: &str) -> String {
+        let scopes = Scopes::parse(scopes).expect("scopes parse");
+        let (_, value) = auth::create_api_token(&self.store, user, "test token", &scopes)
+            .await
+            .expect("token created");
+        value.expose_secret().to_string()
+    }
+
+    /// The bootstrap admin's id.
+    pub async fn admin_id(&self) -> UserId {
+        self.store
+            .db()
+            .await
+            .unwrap()
+            .find_user_by_email(&self.admin_email)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    /// GETs `path` with `Authorization: Token <token>`; returns status and JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .header("Authorization", format!("Token {token}"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+/// Asserts a JSON error of our shape with `status`, returning the body.
+pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) -> &Value {
+    assert_eq!(status, expected, "body: {body}");
+    for key in ["message", "code", "detail", "suberrors"] {
+        assert!(body.get(key).is_some(), "error body lacks {key}: {body}");
+    }
+    body
+}
+
+/// Path of the built `credence` binary.
+pub fn credence_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_credence"))
+}

@@ -1,0 +1,190 @@
+//! API tokens: accepted as `Token` or `Bearer`; missing or unknown → 401; lacking
+//! a scope → 403; stored only as a hash.
+
+use crate::helpers::{assert_error, spawn_app};
+use crate::on_both_backends;
+use credence_store::Backend;
+use reqwest::StatusCode;
+
+async fn tokens_work_as_token_or_bearer_and_are_stored_hashed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.token(app.admin_id().await, "user:read").await;
+    assert_eq!(
+        token.len(),
+        36,
+        "Make clients send UUID-shaped tokens as `Token`"
+    );
+    for scheme in ["Token", "Bearer", "token", "bearer"] {
+        let response = app
+            .client
+            .get(app.url("/api/v2/users/me"))
+            .header("Authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "scheme {scheme}");
+    }
+    // The database holds a hash, never the value.
+    let tokens = app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .find_api_token(&token)
+        .await
+        .unwrap();
+    assert!(
+        tokens.is_none(),
+        "a token must not be findable by its plain value"
+    );
+    let dump = database_text(&app).await;
+    assert!(
+        !dump.contains(&token),
+        "the token value is stored in plain text"
+    );
+    app.stop().await;
+}
+
+async fn missing_unknown_and_malformed_credentials_are_401(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app
+        .client
+        .get(app.url("/api/v2/users/me"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.json().await.unwrap();
+    assert_error(status, &body, StatusCode::UNAUTHORIZED);
+
+    for header in [
+        "Token 7d1d5b0e-1111-4222-8333-944444444444",
+        "Bearer nope",
+        "Basic YWRtaW46YWRtaW4=",
+        "Token",
+        "Token    ",
+        "\u{1}",
+    ] {
+        let request = app.client.get(app.url("/api/v2/organizations"));
+        let response = match reqwest::header::HeaderValue::from_str(header) {
+            Ok(value) => request.header("Authorization", value).send().await.unwrap(),
+            Err(_) => request
+                .header(
+                    "Authorization",
+                    reqwest::header::HeaderValue::from_bytes(b"Token \xff\xfe").unwrap(),
+                )
+                .send()
+                .await
+                .unwrap(),
+        };
+        let status = response.status();
+        let body = response.json().await.unwrap();
+        assert_error(status, &body, StatusCode::UNAUTHORIZED);
+    }
+    app.stop().await;
+}
+
+async fn a_token_without_the_scope_is_refused_with_403(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.token(app.admin_id().await, "connections:read").await;
+    for path in [
+        "/api/v2/users/me",
+        "/api/v2/organizations",
+        "/api/v2/teams?organizationId=1",
+        "/api/v2/users?teamId=1",
+    ] {
+        let (status, body) = app.get_json(path, &token).await;
+        assert_error(status, &body, StatusCode::FORBIDDEN);
+        assert!(
+            body["detail"].as_str().unwrap().contains("lacks the scope"),
+            "{path}: {body}"
+        );
+    }
+    app.stop().await;
+}
+
+async fn deleting_a_token_stops_it_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin_id().await;
+    let token = app.token(admin, "user:read").await;
+    let (status, _) = app.get_json("/api/v2/users/me", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut db = app.store.db().await.unwrap();
+    let listed = db.list_api_tokens(admin).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].last_used_at.is_some(), "use is recorded");
+    db.delete_api_token(admin, listed[0].id).await.unwrap();
+    drop(db);
+    let (status, body) = app.get_json("/api/v2/users/me", &token).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+/// Every text column of every table, concatenated: what a stolen database shows.
+pub async fn database_text(app: &crate::helpers::TestApp) -> String {
+    use sqlx::Connection;
+    let mut text = String::new();
+    let tables = [
+        "organizations",
+        "users",
+        "teams",
+        "organization_members",
+        "team_members",
+        "feature_grants",
+        "invitations",
+        "sessions",
+        "setup_links",
+        "api_tokens",
+        "secrets",
+    ];
+    match app.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            for table in tables {
+                let rows: Vec<sqlx::sqlite::SqliteRow> =
+                    sqlx::query(&format!("SELECT * FROM {table}"))
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap();
+                for row in rows {
+                    use sqlx::{Row, ValueRef};
+                    for i in 0..row.len() {
+                        if row.try_get_raw(i).map(|v| v.is_null()).unwrap_or(true) {
+                            continue;
+                        }
+                        if let Ok(value) = row.try_get::<String, _>(i) {
+                            text.push_str(&value);
+                            text.push('\n');
+                        }
+                    }
+                }
+            }
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            for table in tables {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(&format!("SELECT t::text FROM {table} t"))
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap();
+                for (row,) in rows {
+                    text.push_str(&row);
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    text
+}
+
+on_both_backends!(
+    tokens_work_as_token_or_bearer_and_are_stored_hashed,
+    missing_unknown_and_malformed_credentials_are_401,
+    a_token_without_the_scope_is_refused_with_403,
+    deleting_a_token_stops_it_at_once,
+);
