@@ -196,3 +196,46 @@ impl Config {
             .is_some_and(|url| url.starts_with("https://"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn nothing_set_means_embedded_sqlite_in_credence_data() {
+        let config = Config::load(&Overrides::default()).unwrap();
+        assert_eq!(config.database(), ("sqlite://credence-data/credence.db".to_string(), true));
+        assert_eq!(config.key_file(), PathBuf::from("credence-data/credence.key"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url(config.listen), "http://127.0.0.1:8080");
+        assert!(!config.secure_cookies());
+    }
+
+    #[test]
+    fn the_file_sets_values_and_flags_or_environment_win() {
+        let file = write("data_dir = \"/srv/credence\"\nlisten = \"0.0.0.0:9000\"\npublic_url = \"https://credence.example/\"\n");
+        let overrides = Overrides { config: Some(file.path().into()), listen: Some("127.0.0.1:7000".parse().unwrap()), ..Default::default() };
+        let config = Config::load(&overrides).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/credence"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(config.public_url(config.listen), "https://credence.example");
+        assert!(config.secure_cookies());
+    }
+
+    #[test]
+    fn bad_configuration_is_a_clear_error() {
+        let file = write("listen_on = \"x\"\n");
+        let error = Config::load(&Overrides { config: Some(file.path().into()), ..Default::default() }).unwrap_err();
+        assert!(format!("{error:#}").contains("listen_on"), "{error:#}");
+        let error = Config::load(&Overrides { database_url: Some("mysql://db/x".into()), ..Default::default() }).unwrap_err();
+        assert!(format!("{error:#}").contains("\"mysql\""), "{error:#}");
+        let error = Config::load(&Overrides { public_url: Some("credence.example".into()), ..Default::default() }).unwrap_err();
+        assert!(format!("{error:#}").contains("http://"), "{error:#}");
+    }
+}
