@@ -306,6 +306,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Rotate) => {
             let store = open_store(&config).await?;
             let path = config.key_file();
+            // Rotating a key file that does not exist would create a new one and
+            // leave every stored secret under a key nobody uses: refuse.
+            if !path.exists() {
+                anyhow::bail!(
+                    "key file {} does not exist; point --key-file at the file the server uses",
+                    path.display()
+                );
+            }
             let vault = open_vault(&config)?;
             let version = credence_vault::rotate_key_file(&path)
                 .with_context(|| format!("cannot rotate {}", path.display()))?;

@@ -163,11 +163,16 @@ impl Config {
         Ok(())
     }
 
-    /// The database URL, and whether a missing SQLite file may be created: only
-    /// the default file inside the data directory is created unasked.
+    /// The database URL, and whether a missing SQLite file may be created: the
+    /// default file inside the data directory is created unasked; a file named by
+    /// `DATABASE_URL` only when the URL says `mode=rwc` (SQLite's own spelling of
+    /// "create"), so that a typo'd path never starts an empty database.
     pub fn database(&self) -> (String, bool) {
         match &self.database_url {
-            Some(url) => (url.clone(), url.starts_with("sqlite:")),
+            Some(url) => (
+                url.clone(),
+                url.starts_with("sqlite:") && url.contains("mode=rwc"),
+            ),
             None => (
                 format!("sqlite://{}", self.data_dir.join("credence.db").display()),
                 true,
@@ -210,8 +215,14 @@ mod tests {
     #[test]
     fn nothing_set_means_embedded_sqlite_in_credence_data() {
         let config = Config::load(&Overrides::default()).unwrap();
-        assert_eq!(config.database(), ("sqlite://credence-data/credence.db".to_string(), true));
-        assert_eq!(config.key_file(), PathBuf::from("credence-data/credence.key"));
+        assert_eq!(
+            config.database(),
+            ("sqlite://credence-data/credence.db".to_string(), true)
+        );
+        assert_eq!(
+            config.key_file(),
+            PathBuf::from("credence-data/credence.key")
+        );
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_url(config.listen), "http://127.0.0.1:8080");
         assert!(!config.secure_cookies());
@@ -220,7 +231,11 @@ mod tests {
     #[test]
     fn the_file_sets_values_and_flags_or_environment_win() {
         let file = write("data_dir = \"/srv/credence\"\nlisten = \"0.0.0.0:9000\"\npublic_url = \"https://credence.example/\"\n");
-        let overrides = Overrides { config: Some(file.path().into()), listen: Some("127.0.0.1:7000".parse().unwrap()), ..Default::default() };
+        let overrides = Overrides {
+            config: Some(file.path().into()),
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..Default::default()
+        };
         let config = Config::load(&overrides).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/srv/credence"));
         assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
@@ -231,11 +246,23 @@ mod tests {
     #[test]
     fn bad_configuration_is_a_clear_error() {
         let file = write("listen_on = \"x\"\n");
-        let error = Config::load(&Overrides { config: Some(file.path().into()), ..Default::default() }).unwrap_err();
+        let error = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(format!("{error:#}").contains("listen_on"), "{error:#}");
-        let error = Config::load(&Overrides { database_url: Some("mysql://db/x".into()), ..Default::default() }).unwrap_err();
+        let error = Config::load(&Overrides {
+            database_url: Some("mysql://db/x".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(format!("{error:#}").contains("\"mysql\""), "{error:#}");
-        let error = Config::load(&Overrides { public_url: Some("credence.example".into()), ..Default::default() }).unwrap_err();
+        let error = Config::load(&Overrides {
+            public_url: Some("credence.example".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(format!("{error:#}").contains("http://"), "{error:#}");
     }
 }

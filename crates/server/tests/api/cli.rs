@@ -929,6 +929,11 @@ async fn serve_runs_end_to_end_and_stops_cleanly_on_sigterm(backend: Backend) {
     let base = format!("http://127.0.0.1:{port}");
     let mut command = operator.command(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
     command.env("CREDENCE_LOG", "debug");
+    // One backend logs as JSON, so both formats run end to end.
+    let json_logs = backend == Backend::Postgres;
+    if json_logs {
+        command.env("CREDENCE_LOG_FORMAT", "json");
+    }
     let mut server = Server::start(command);
 
     let client = reqwest::Client::builder()
@@ -1080,7 +1085,6 @@ async fn serve_runs_end_to_end_and_stops_cleanly_on_sigterm(backend: Backend) {
 
     let stdout = server.stdout();
     let stderr = server.stderr();
-    eprintln!("DEBUGDUMP\n{stdout}\n----\n{stderr}");
     assert!(
         stderr.contains("listening") && stderr.contains("stopped"),
         "the log tells when it listens and when it stopped:\n{stderr}"
@@ -1089,6 +1093,17 @@ async fn serve_runs_end_to_end_and_stops_cleanly_on_sigterm(backend: Backend) {
         stderr.contains("DEBUG"),
         "CREDENCE_LOG=debug turns on debug lines:\n{stderr}"
     );
+    assert!(!stderr.contains('\u{1b}'), "no colour codes in piped logs");
+    if json_logs {
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+            let entry: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            assert!(
+                entry.get("level").is_some() && entry.get("timestamp").is_some(),
+                "{line}"
+            );
+        }
+    }
     for (what, secret) in [("password", &password), ("API token", &token)] {
         assert!(
             !stdout.contains(secret.as_str()) && !stderr.contains(secret.as_str()),
@@ -1174,4 +1189,35 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
         "rotation prints no secret"
     );
     store.close().await;
+}
+
+/// Regression: an explicit `sqlite://` URL whose file does not exist used to start
+/// an empty database (and a new admin) silently; only `mode=rwc` creates one now.
+#[test]
+fn a_typod_sqlite_file_in_an_existing_directory_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("credenc.db");
+    let mut command = credence_in(dir.path());
+    command
+        .env("DATABASE_URL", format!("sqlite://{}", typo.display()))
+        .env("CREDENCE_KEY_FILE", dir.path().join("credence.key"))
+        .args(["migrate"]);
+    let ran = finish(command, None);
+    let message = ran.refused();
+    assert!(
+        message.contains(&typo.display().to_string()) && message.contains("does not exist"),
+        "{message}"
+    );
+    assert!(!typo.exists(), "the typo'd database file was created");
+
+    let mut command = credence_in(dir.path());
+    command
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", typo.display()),
+        )
+        .env("CREDENCE_KEY_FILE", dir.path().join("credence.key"))
+        .args(["migrate"]);
+    finish(command, None).succeeded();
+    assert!(typo.exists(), "mode=rwc creates the file");
 }

@@ -43,7 +43,7 @@ pub fn postgres_admin_url() -> String {
 /// A database URL for a brand-new, empty database of `backend`.
 pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
     match backend {
-        Backend::Sqlite => format!("sqlite://{}", dir.join("test.db").display()),
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
         Backend::Postgres => {
             use sqlx::Connection;
             let admin = postgres_admin_url();
