@@ -128,13 +128,33 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
+        let sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        sweeper.abort();
         store.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Deletes expired sessions once an hour, so the table stays bounded. Deleting
+/// twice from two instances is harmless, so no lease is needed.
+async fn sweep_expired_sessions(store: Store) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        let swept = match store.db().await {
+            Ok(mut db) => db.delete_expired_sessions().await,
+            Err(error) => Err(error),
+        };
+        match swept {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "deleted expired sessions"),
+            Err(error) => tracing::warn!(error = %error, "could not delete expired sessions"),
+        }
     }
 }
 

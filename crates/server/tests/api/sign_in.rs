@@ -359,7 +359,41 @@ async fn cookies_are_secure_when_the_public_url_is_https(backend: Backend) {
     app.stop().await;
 }
 
+async fn expired_sessions_do_not_sign_in_and_are_swept(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app
+        .add_person("ann@corp.example", app.organization, "member", None)
+        .await;
+    let token = credence::service::random_token();
+    let hash = credence::service::token_hash(&token);
+    let mut db = app.store.db().await.unwrap();
+    db.insert_session(
+        &hash,
+        ann.id,
+        credence_store::now() - chrono::Duration::minutes(1),
+    )
+    .await
+    .unwrap();
+    let response = app
+        .client
+        .get(app.url("/"))
+        .header("Cookie", format!("credence_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "an expired session does not sign in"
+    );
+    assert_eq!(db.delete_expired_sessions().await.unwrap(), 1);
+    assert_eq!(db.delete_expired_sessions().await.unwrap(), 0);
+    drop(db);
+    app.stop().await;
+}
+
 on_both_backends!(
+    expired_sessions_do_not_sign_in_and_are_swept,
     the_setup_link_sets_a_password_once_and_signs_in,
     sign_in_issues_a_new_http_only_session_and_sign_out_ends_it,
     wrong_password_and_unknown_email_get_the_same_answer,
