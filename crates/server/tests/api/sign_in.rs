@@ -242,7 +242,7 @@ async fn form_posts_without_a_matching_csrf_token_are_refused(backend: Backend) 
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     // A cookie, but another token in the form.
     let client = browser();
-    form_page(&client, &app.url("/sign-in")).await;
+    let csrf = form_page(&client, &app.url("/sign-in")).await;
     let response = client
         .post(app.url("/sign-in"))
         .form(&[
@@ -266,12 +266,21 @@ async fn form_posts_without_a_matching_csrf_token_are_refused(backend: Backend) 
     // An incomplete form is a 400 page, not a crash.
     let response = client
         .post(app.url("/sign-in"))
-        .body("garbage=%%%")
+        .body(format!("csrf_token={csrf}&garbage=%%%"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // Without the token, the same post is refused before its fields are read.
+    let response = client
+        .post(app.url("/sign-in"))
+        .body("garbage=%%%")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
     app.stop().await;
 }
 

@@ -10,16 +10,16 @@ mod csrf;
 mod limits;
 mod pages;
 
+use csrf::CsrfForm;
 pub use limits::SignInLimits;
 
 use super::AppState;
 use crate::service::{self, auth};
-use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use credence_domain::NewPassword;
 use secrecy::SecretString;
@@ -106,29 +106,14 @@ async fn sign_in_page(State(state): State<AppState>, jar: CookieJar) -> Response
 pub struct SignInForm {
     email: String,
     password: String,
-    csrf_token: String,
 }
 
 async fn sign_in(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
-    form: Result<Form<SignInForm>, FormRejection>,
+    CsrfForm(form): CsrfForm<SignInForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            "The sign-in form was incomplete. Go back and try again.",
-        );
-    };
-    if !csrf::matches(&jar, &form.csrf_token) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            "Expired form",
-            "This form expired or came from another site. Reload the sign-in page and try again.",
-        );
-    }
     let email = form.email.trim().to_string();
     if email.len() > 254 || form.password.len() > 1024 {
         let (jar, csrf) = csrf::ensure(&state, jar);
@@ -177,30 +162,11 @@ async fn sign_in(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf_token: String,
-}
-
 async fn sign_out(
     State(state): State<AppState>,
     jar: CookieJar,
-    form: Result<Form<CsrfOnly>, FormRejection>,
+    _: CsrfForm<serde::de::IgnoredAny>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            "The form was incomplete.",
-        );
-    };
-    if !csrf::matches(&jar, &form.csrf_token) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            "Expired form",
-            "This form expired or came from another site. Reload the page and try again.",
-        );
-    }
     if let Some(cookie) = jar.get(SESSION_COOKIE) {
         if let Err(error) = auth::end_session(&state.store, cookie.value()).await {
             return internal(error);
@@ -229,29 +195,14 @@ async fn setup_page(
 pub struct SetupForm {
     password: String,
     password_again: String,
-    csrf_token: String,
 }
 
 async fn setup(
     State(state): State<AppState>,
     jar: CookieJar,
     axum::extract::Path(token): axum::extract::Path<String>,
-    form: Result<Form<SetupForm>, FormRejection>,
+    CsrfForm(form): CsrfForm<SetupForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            "The form was incomplete. Go back and try again.",
-        );
-    };
-    if !csrf::matches(&jar, &form.csrf_token) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            "Expired form",
-            "This form expired or came from another site. Reload the page and try again.",
-        );
-    }
     let user = match auth::setup_link_user(&state.store, &token).await {
         Ok(Some(user)) => user,
         Ok(None) => {
