@@ -2,7 +2,7 @@
 //! command works on either database and prints what it created.
 
 use crate::config::{Config, Overrides};
-use crate::service::{self, auth, identity, secrets};
+use crate::service::{self, auth, features, identity, secrets};
 use crate::startup::{open_store, open_vault, Application};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -99,6 +99,21 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Add an existing user to an organization (and optionally a team).
+    Join {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        org: i64,
+        /// owner, admin, member or guest.
+        #[arg(long)]
+        org_role: String,
+        #[arg(long, requires = "team_role")]
+        team: Option<i64>,
+        /// admin or member.
+        #[arg(long, requires = "team")]
+        team_role: Option<String>,
+    },
     /// Print a new one-time link with which a user chooses a password.
     SetupLink {
         #[arg(long)]
@@ -122,11 +137,13 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum FeatureCommand {
-    /// Let a user send credential requests.
+    /// Let a user send credential requests, after the eligibility check.
     Grant {
         #[arg(long)]
         email: String,
     },
+    /// List the users who asked for the feature, with the eligibility check.
+    Requests,
 }
 
 #[derive(Subcommand)]
@@ -250,6 +267,65 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::User(UserCommand::Join {
+            email,
+            org,
+            org_role,
+            team,
+            team_role,
+        }) => {
+            let store = open_store(&config).await?;
+            let vault = open_vault(&config)?;
+            let team_pair = team
+                .zip(team_role.as_deref())
+                .map(|(team, role)| (TeamId(team), role));
+            let user = identity::add_membership(
+                &store,
+                &vault,
+                &email,
+                OrganizationId(org),
+                &org_role,
+                team_pair,
+            )
+            .await?;
+            println!("user {} joined organization {org} as {org_role}", user.id);
+            if let (Some(team), Some(role)) = (team, team_role) {
+                println!("user {} joined team {team} as {role}", user.id);
+            }
+            Ok(())
+        }
+        Command::Feature(FeatureCommand::Requests) => {
+            let store = open_store(&config).await?;
+            let mut db = store.db().await?;
+            let open = db
+                .list_open_feature_requests(Feature::CredentialRequests)
+                .await?;
+            if open.is_empty() {
+                println!("no open feature requests");
+            }
+            for request in open {
+                let Some(user) = db
+                    .get_user(credence_domain::UserId(request.user_id))
+                    .await?
+                else {
+                    continue;
+                };
+                let memberships = db.list_memberships(user.id).await?;
+                let check = features::eligibility(&user, &memberships);
+                let verdict = if check.eligible {
+                    "eligible".to_string()
+                } else {
+                    format!("not eligible: {}", check.reasons.join("; "))
+                };
+                println!(
+                    "user {} ({}) asked on {}: {verdict}",
+                    user.id,
+                    user.email,
+                    request.requested_at.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+            Ok(())
+        }
         Command::User(UserCommand::SetupLink { email }) => {
             let store = open_store(&config).await?;
             let (user, token) = identity::new_setup_link(&store, &email).await?;
@@ -287,9 +363,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Feature(FeatureCommand::Grant { email }) => {
             let store = open_store(&config).await?;
-            let (user, granted) =
-                identity::grant_feature(&store, &email, Feature::CredentialRequests, "operator")
-                    .await?;
+            let vault = open_vault(&config)?;
+            let (user, granted) = features::grant(&store, &vault, &email).await?;
             if granted {
                 println!(
                     "feature credential-requests granted to user {} ({})",

@@ -32,6 +32,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// A directory of the operator's own app files (`*.toml`), next to the built-in catalog.
+    pub apps_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             admin_email: "admin@credence.local".into(),
             log_format: LogFormat::Text,
             body_limit: 1024 * 1024,
+            apps_dir: None,
         }
     }
 }
@@ -61,6 +64,7 @@ pub struct FileConfig {
     pub admin_email: Option<String>,
     pub log_format: Option<LogFormat>,
     pub body_limit: Option<usize>,
+    pub apps_dir: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -93,6 +97,9 @@ pub struct Overrides {
     /// Public base URL used in links, e.g. https://credence.example.com.
     #[arg(long, env = "CREDENCE_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// A directory of the operator's own app files (*.toml).
+    #[arg(long, env = "CREDENCE_APPS_DIR", global = true)]
+    pub apps_dir: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, env = "CREDENCE_LOG_FORMAT", global = true, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -121,6 +128,7 @@ impl Config {
         config.database_url = file.database_url.clone();
         config.key_file = file.key_file.clone();
         config.public_url = file.public_url.clone();
+        config.apps_dir = file.apps_dir.clone();
 
         if let Some(v) = &overrides.data_dir {
             config.data_dir = v.clone();
@@ -136,6 +144,9 @@ impl Config {
         }
         if let Some(v) = &overrides.public_url {
             config.public_url = Some(v.clone());
+        }
+        if let Some(v) = &overrides.apps_dir {
+            config.apps_dir = Some(v.clone());
         }
         if let Some(v) = overrides.log_format {
             config.log_format = v;

@@ -44,6 +44,25 @@ pub fn open_vault(config: &Config) -> anyhow::Result<Vault> {
         .with_context(|| format!("cannot open the key file {}", path.display()))
 }
 
+/// Loads the built-in app catalog and the operator's apps; an invalid file is an
+/// error naming the file and the field.
+pub fn open_catalog(config: &Config) -> anyhow::Result<credence_catalog::Catalog> {
+    credence_catalog::Catalog::load(config.apps_dir.as_deref())
+        .context("the app catalog is not valid")
+}
+
+/// The client for calls to apps: no redirects (a credential must never follow
+/// one to another host), bounded time.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("Credence/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
 fn create_private_dir(path: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !path.exists() {
@@ -68,6 +87,7 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let store = open_store(&config).await?;
         let vault = open_vault(&config)?;
+        let catalog = open_catalog(&config)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -82,6 +102,8 @@ impl Application {
             config: Arc::new(config),
             limits: Arc::new(limits),
             metrics: crate::telemetry::metrics_handle(),
+            catalog: Arc::new(catalog),
+            http: http_client()?,
         };
         Ok(Application {
             listener,

@@ -251,3 +251,76 @@ impl Db {
         Ok(())
     }
 }
+
+/// An invitation to join an organization (and a team), by email.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Invitation {
+    pub id: i64,
+    pub organization_id: i64,
+    pub team_id: Option<i64>,
+    pub email: String,
+    pub name: String,
+    pub organization_role: String,
+    pub team_role: Option<String>,
+    pub invited_by: Option<i64>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub accepted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const INVITATION_COLUMNS: &str =
+    "id, organization_id, team_id, email, name, organization_role, team_role, invited_by, created_at, accepted_at";
+
+impl Db {
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_invitation(
+        &mut self,
+        organization: OrganizationId,
+        team: Option<TeamId>,
+        email: &str,
+        name: &str,
+        organization_role: OrgRole,
+        team_role: Option<TeamRole>,
+        token_hash: &str,
+        invited_by: UserId,
+    ) -> Result<i64> {
+        let sql = "INSERT INTO invitations (organization_id, team_id, email, name, organization_role, team_role, token_hash, \
+                   invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
+        Ok(on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql)
+            .bind(organization.0).bind(team.map(|t| t.0)).bind(email).bind(name).bind(organization_role.as_str())
+            .bind(team_role.map(|r| r.as_str())).bind(token_hash).bind(invited_by.0).bind(now())
+            .fetch_one(c).await)?)
+    }
+
+    /// An invitation not yet accepted, by its token's hash.
+    pub async fn find_open_invitation(&mut self, token_hash: &str) -> Result<Option<Invitation>> {
+        let sql = format!("SELECT {INVITATION_COLUMNS} FROM invitations WHERE token_hash = $1 AND accepted_at IS NULL");
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, Invitation>(&sql).bind(token_hash).fetch_optional(c).await)?,
+        )
+    }
+
+    /// Marks an invitation accepted by `user`; false when someone was first.
+    pub async fn accept_invitation(&mut self, id: i64, user: UserId) -> Result<bool> {
+        let sql = "UPDATE invitations SET accepted_at = $1, accepted_user_id = $2 WHERE id = $3 AND accepted_at IS NULL";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(now()).bind(user.0).bind(id).execute(c).await.map(|r| r.rows_affected()))?
+                == 1,
+        )
+    }
+
+    /// Gives the external requests of `organization` addressed to `email` their
+    /// recipient, once that person has an account.
+    pub async fn bind_external_requests(
+        &mut self,
+        organization: OrganizationId,
+        email: &str,
+        user: UserId,
+    ) -> Result<u64> {
+        let sql = "UPDATE credential_requests SET recipient_user_id = $1 \
+                   WHERE organization_id = $2 AND lower(recipient_email) = lower($3) AND recipient_user_id IS NULL";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(user.0).bind(organization.0).bind(email)
+            .execute(c).await.map(|r| r.rows_affected()))?,
+        )
+    }
+}

@@ -20,14 +20,48 @@ macro_rules! on_conn {
     };
 }
 
+/// A value bound into a query built at run time.
+pub(crate) enum Bind {
+    Int(i64),
+    Text(String),
+    Time(DateTime<Utc>),
+}
+
+/// Binds `$binds` onto the query `$query` of whichever backend it is for.
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut query = $query;
+        for bind in $binds {
+            query = match bind {
+                $crate::Bind::Int(v) => query.bind(*v),
+                $crate::Bind::Text(v) => query.bind(v.clone()),
+                $crate::Bind::Time(v) => query.bind(*v),
+            };
+        }
+        query
+    }};
+}
+
+mod audit;
 mod auth;
+mod connections;
 mod error;
+mod features;
 mod identity;
 mod model;
+mod requests;
 mod secrets;
 
+pub use audit::{AuditEntry, AuditFilter, AuditFilterValues, NewAuditEntry, OutboxMessage};
+pub use connections::{Connection, NewConnection};
 pub use error::Error;
+pub use features::FeatureRequest;
+pub use identity::Invitation;
 pub use model::*;
+pub use requests::{
+    CredentialChange, CredentialRequest, NewCredential, NewRequest, RequestFilter,
+    RequestedCredential,
+};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;

@@ -33,6 +33,22 @@ pub struct AppState {
     pub public_url: Arc<str>,
     pub limits: Arc<web::SignInLimits>,
     pub metrics: PrometheusHandle,
+    pub catalog: Arc<credence_catalog::Catalog>,
+    /// For calls to apps (verification, and later the broker and OAuth).
+    pub http: reqwest::Client,
+}
+
+impl AppState {
+    /// What the services need, borrowed from the state.
+    pub fn ctx(&self) -> crate::service::Context {
+        crate::service::Context {
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            catalog: self.catalog.clone(),
+            public_url: self.public_url.clone(),
+            http: self.http.clone(),
+        }
+    }
 }
 
 /// The whole application's routes and middleware.

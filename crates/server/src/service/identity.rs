@@ -179,20 +179,55 @@ pub async fn create_user(store: &Store, new: NewUser<'_>) -> Result<CreatedUser>
     Ok(CreatedUser { user, setup_token })
 }
 
-/// Grants a feature to the user with `email`; false when they already had it.
-pub async fn grant_feature(
+/// Adds an existing user to an organization (and optionally a team). When they
+/// may send credential requests and the organization qualifies, its owners are
+/// told (SPEC §2).
+pub async fn add_membership(
     store: &Store,
+    vault: &credence_vault::Vault,
     email: &str,
-    feature: Feature,
-    granted_by: &str,
-) -> Result<(User, bool)> {
+    organization: OrganizationId,
+    organization_role: &str,
+    team: Option<(TeamId, &str)>,
+) -> Result<User> {
+    let role = OrgRole::parse("org-role", organization_role)?;
+    let team = match team {
+        Some((team, role)) => Some((team, TeamRole::parse("team-role", role)?)),
+        None => None,
+    };
     let mut tx = store.begin().await?;
     let Some(user) = tx.find_user_by_email(email).await? else {
         return Err(Error::NotFound(format!("no user has the email {email:?}")));
     };
-    let granted = tx.grant_feature(user.id, feature, granted_by).await?;
+    let Some(found) = tx.get_organization(organization).await? else {
+        return Err(Error::NotFound(format!(
+            "organization {organization} does not exist"
+        )));
+    };
+    tx.add_organization_member(organization, user.id, role)
+        .await?;
+    if let Some((team, team_role)) = team {
+        match tx.get_team(team).await? {
+            Some(t) if t.organization_id == organization => {
+                tx.add_team_member(team, user.id, team_role).await?
+            }
+            Some(_) => {
+                return Err(credence_domain::ValidationError::new(
+                    "team",
+                    format!("team {team} belongs to another organization than {organization}"),
+                )
+                .into())
+            }
+            None => return Err(Error::NotFound(format!("team {team} does not exist"))),
+        }
+    }
+    let membership = credence_store::Membership {
+        organization: found,
+        role,
+    };
+    super::features::on_joined_organization(&mut tx, vault, user.id, &membership).await?;
     tx.commit().await?;
-    Ok((user, granted))
+    Ok(user)
 }
 
 /// A new setup link for an existing user (when the printed one was lost).

@@ -5,11 +5,34 @@
 //! **Invariant:** a service never sees HTTP types; its errors say what rule was
 //! broken, and the HTTP layer picks the status.
 
+pub mod audit;
 pub mod auth;
+pub mod connections;
+pub mod credentials;
+pub mod features;
 pub mod identity;
+pub mod invitations;
+pub mod requests;
 pub mod secrets;
+pub mod upstream;
 
+use credence_catalog::Catalog;
 use credence_domain::ValidationError;
+use credence_store::Store;
+use credence_vault::Vault;
+use std::sync::Arc;
+
+/// What services need: the store, the vault, the app catalog, the base of links
+/// and an HTTP client for calls to apps. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub store: Store,
+    pub vault: Arc<Vault>,
+    pub catalog: Arc<Catalog>,
+    /// Without a trailing slash.
+    pub public_url: Arc<str>,
+    pub http: reqwest::Client,
+}
 
 /// Why an operation did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -179,6 +179,12 @@ impl TestApp {
         value.expose_secret().to_string()
     }
 
+    /// The vault over the app's key file (the same keys the server uses).
+    pub fn vault(&self) -> credence_vault::Vault {
+        credence_vault::Vault::open_or_create(&self.dir.path().join("credence.key"))
+            .expect("key file")
+    }
+
     /// The bootstrap admin's id.
     pub async fn admin_id(&self) -> UserId {
         self.store

@@ -171,14 +171,9 @@ async fn team_members_list_shows_roles_and_who_has_the_feature(backend: Backend)
             Some((team, "admin")),
         )
         .await;
-    identity::grant_feature(
-        &app.store,
-        &dave.email,
-        credence_domain::Feature::CredentialRequests,
-        "test",
-    )
-    .await
-    .unwrap();
+    credence::service::features::grant(&app.store, &app.vault(), &dave.email)
+        .await
+        .unwrap();
     let token = app.token(carol.id, "teams:read").await;
 
     let (status, body) = app

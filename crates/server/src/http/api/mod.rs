@@ -3,13 +3,14 @@
 //! and CLIs work against Credence unchanged.
 
 mod organizations;
+mod requests;
 mod teams;
 mod tokens;
 mod users;
 
 use super::error::ApiError;
 use super::AppState;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use credence_domain::{OrgRole, OrganizationId, TeamId, TeamRole, UserId};
 use credence_store::{Db, Team};
@@ -34,6 +35,57 @@ pub fn router() -> Router<AppState> {
         .route("/organizations/{id}", get(organizations::get))
         .route("/teams", get(teams::list))
         .route("/teams/{id}", get(teams::get))
+        .route("/credential-requests/apps", get(requests::apps))
+        .route(
+            "/credential-requests/apps/{app_name}/{app_version}/modules-with-credentials",
+            get(requests::modules_with_credentials),
+        )
+        .route(
+            "/credential-requests/feature",
+            get(requests::feature_status).post(requests::request_feature),
+        )
+        .route(
+            "/credential-requests/requests",
+            get(requests::list).post(requests::create_deprecated),
+        )
+        .route("/credential-requests/requests/v2", post(requests::create))
+        .route(
+            "/credential-requests/requests/{id}",
+            get(requests::get).delete(requests::delete),
+        )
+        .route(
+            "/credential-requests/requests/{id}/detail",
+            get(requests::detail),
+        )
+        .route("/credential-requests/received", get(requests::received))
+        .route(
+            "/credential-requests/credentials/{id}",
+            get(requests::get_credential),
+        )
+        .route(
+            "/credential-requests/credentials/{id}/decline",
+            post(requests::decline),
+        )
+        .route(
+            "/credential-requests/credentials/{id}/delete-remote",
+            post(requests::delete_remote),
+        )
+        .route(
+            "/credential-requests/credentials/{id}/request-reauthorize",
+            post(requests::request_reauthorize),
+        )
+        .route(
+            "/credential-requests/credentials/{id}/authorize",
+            post(requests::authorize),
+        )
+        .route(
+            "/credential-requests/credentials/{id}/reauthorize",
+            post(requests::reauthorize),
+        )
+        .route(
+            "/credential-requests/credentials/{id}/revoke",
+            post(requests::revoke),
+        )
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
 }
 

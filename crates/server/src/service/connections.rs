@@ -1,0 +1,78 @@
+//! Connections: Credence's sealed access to one account of one app. Created when
+//! a recipient authorizes a credential; destroyed (secret and all) when it is
+//! revoked, declined, deleted remotely or its request is deleted.
+
+use super::upstream::FieldValues;
+use super::Result;
+use credence_domain::{OrganizationId, TeamId, UserId};
+use credence_store::{Db, NewConnection};
+use credence_vault::Vault;
+use secrecy::{ExposeSecret, SecretString};
+
+/// The purpose of a connection's secret in the vault.
+pub const SECRET_PURPOSE: &str = "connection";
+
+/// What a new connection needs besides its secret.
+pub struct ConnectionSpec<'a> {
+    pub organization: OrganizationId,
+    pub team: TeamId,
+    pub provided_by: UserId,
+    pub name: &'a str,
+    pub app_key: &'a str,
+    pub app_version: i64,
+    pub auth_kind: &'a str,
+    pub modules: &'a str,
+    pub scopes: &'a str,
+}
+
+/// Seals `values` and stores a connection for them (inside the caller's
+/// transaction); returns its id.
+pub async fn create(
+    db: &mut Db,
+    vault: &Vault,
+    spec: ConnectionSpec<'_>,
+    values: &FieldValues,
+) -> Result<i64> {
+    let plain: serde_json::Map<String, serde_json::Value> = values
+        .0
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.clone(),
+                serde_json::Value::String(value.expose_secret().to_string()),
+            )
+        })
+        .collect();
+    let plain = SecretString::from(serde_json::Value::Object(plain).to_string());
+    let secret_id = uuid::Uuid::new_v4().to_string();
+    let sealed = vault.seal_str(&plain, &format!("secret:{secret_id}:{SECRET_PURPOSE}"))?;
+    db.insert_secret(&secret_id, SECRET_PURPOSE, sealed.as_str())
+        .await?;
+    let id = db
+        .insert_connection(&NewConnection {
+            organization_id: spec.organization,
+            team_id: spec.team,
+            provided_by: Some(spec.provided_by),
+            name: spec.name.to_string(),
+            app_key: spec.app_key.to_string(),
+            app_version: spec.app_version,
+            auth_kind: spec.auth_kind.to_string(),
+            modules: spec.modules.to_string(),
+            scopes: spec.scopes.to_string(),
+            secret_id: Some(secret_id),
+        })
+        .await?;
+    Ok(id)
+}
+
+/// Destroys a connection: its secret first, then the row. Works at once: the
+/// broker reads the secret at every call.
+pub async fn destroy(db: &mut Db, connection: i64) -> Result<()> {
+    if let Some(found) = db.get_connection(connection).await? {
+        if let Some(secret) = &found.secret_id {
+            db.delete_secret(secret).await?;
+        }
+        db.delete_connection(connection).await?;
+    }
+    Ok(())
+}

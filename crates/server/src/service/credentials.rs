@@ -1,0 +1,589 @@
+//! The actions on one requested credential (SPEC §4.1): the recipient
+//! authorizes, declines, revokes and reauthorizes; the requester deletes the
+//! remote connection and asks for reauthorization. Every action is checked by
+//! the domain's state machine, guarded in SQL, audited and notified, in one
+//! transaction.
+
+use super::audit::{self, Actor, Event};
+use super::connections::{self, ConnectionSpec};
+use super::requests::{self, Viewer};
+use super::upstream::{self, FieldValues};
+use super::{Context, Error, Result};
+use credence_catalog::{App, AppVersion, AuthKind};
+use credence_domain::{CredentialAction, CredentialId, DeclineReason, ValidationError};
+use credence_store::{CredentialChange, CredentialRequest, Db, RequestedCredential, User};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Longest value accepted for one field.
+pub const FIELD_VALUE_MAX: usize = 4096;
+
+/// The credential and its request, if the caller may see them.
+pub async fn visible(
+    db: &mut Db,
+    caller: &User,
+    id: CredentialId,
+) -> Result<(RequestedCredential, CredentialRequest, Viewer)> {
+    let not_found = || Error::NotFound(format!("credential {id} not found"));
+    let credential = db.get_credential(id).await?.ok_or_else(not_found)?;
+    let (request, viewer) = requests::visible(db, caller, credential.request_id)
+        .await
+        .map_err(|_| not_found())?;
+    Ok((credential, request, viewer))
+}
+
+fn require_recipient(viewer: Viewer, action: &str) -> Result<()> {
+    match viewer {
+        Viewer::Recipient => Ok(()),
+        Viewer::Sender => Err(Error::Forbidden(format!(
+            "only the recipient may {action} this credential"
+        ))),
+    }
+}
+
+fn app_of<'a>(
+    ctx: &'a Context,
+    credential: &RequestedCredential,
+) -> Result<(&'a App, &'a AppVersion)> {
+    let app = ctx.catalog.get(&credential.app_key).ok_or_else(|| {
+        Error::Conflict(format!(
+            "the app {} is no longer in the catalog",
+            credential.app_key
+        ))
+    })?;
+    let version = app.version(credential.app_version as u32).ok_or_else(|| {
+        Error::Conflict(format!(
+            "version {} of {} is no longer in the catalog",
+            credential.app_version, app.key
+        ))
+    })?;
+    Ok((app, version))
+}
+
+/// Checks the entered values against the app's fields: every field given,
+/// nothing else, each at most 4096 characters.
+fn parse_values(version: &AppVersion, data: Option<Map<String, Value>>) -> Result<FieldValues> {
+    let Some(data) = data else {
+        return Err(ValidationError::new(
+            "data",
+            "data is required: an object with the app's fields",
+        )
+        .into());
+    };
+    let mut problems = Vec::new();
+    let mut values = BTreeMap::new();
+    for field in version.auth.fields() {
+        match data.get(&field.name) {
+            Some(Value::String(value)) if !value.trim().is_empty() => {
+                let length = value.chars().count();
+                if length > FIELD_VALUE_MAX {
+                    problems.push(ValidationError::new(
+                        format!("data.{}", field.name),
+                        format!(
+                            "{} is {length} characters; the limit is {FIELD_VALUE_MAX}",
+                            field.name
+                        ),
+                    ));
+                } else {
+                    values.insert(
+                        field.name.clone(),
+                        SecretString::from(value.trim().to_string()),
+                    );
+                }
+            }
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                problems.push(ValidationError::new(
+                    format!("data.{}", field.name),
+                    format!("{} ({}) is required", field.name, field.label),
+                ))
+            }
+            Some(_) => problems.push(ValidationError::new(
+                format!("data.{}", field.name),
+                format!("{} must be text", field.name),
+            )),
+        }
+    }
+    for name in data.keys() {
+        if version.auth.field(name).is_none() {
+            let known: Vec<&str> = version
+                .auth
+                .fields()
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            problems.push(ValidationError::new(
+                format!("data.{}", name.chars().take(64).collect::<String>()),
+                format!(
+                    "this app has no field {:?}; its fields are {}",
+                    name.chars().take(64).collect::<String>(),
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(FieldValues(values))
+    } else {
+        Err(Error::Invalid(problems))
+    }
+}
+
+fn details(credential: &RequestedCredential, extra: Value) -> Value {
+    let mut details = json!({ "requestId": credential.request_id, "app": credential.app_key });
+    if let (Value::Object(base), Value::Object(extra)) = (&mut details, extra) {
+        base.extend(extra);
+    }
+    details
+}
+
+async fn event(
+    db: &mut Db,
+    actor: &Actor,
+    request: &CredentialRequest,
+    credential: &RequestedCredential,
+    name: &str,
+    extra: Value,
+) -> Result<()> {
+    audit::record(
+        db,
+        actor,
+        Event {
+            organization: request.organization_id,
+            team: Some(request.team_id),
+            name,
+            target_kind: "credential",
+            target_id: credential.id.to_string(),
+            details: details(credential, extra),
+        },
+    )
+    .await
+}
+
+/// Queues a notification about `credential` to `email`.
+async fn tell(
+    ctx: &Context,
+    db: &mut Db,
+    kind: &str,
+    email: &str,
+    request: &CredentialRequest,
+    credential: &RequestedCredential,
+    extra: Value,
+) -> Result<()> {
+    let mut payload = json!({
+        "requestId": request.id,
+        "requestName": request.name,
+        "credentialId": credential.id,
+        "app": credential.app_key,
+        "state": credential.state,
+    });
+    if let (Value::Object(base), Value::Object(extra)) = (&mut payload, extra) {
+        base.extend(extra);
+    }
+    audit::notify(db, &ctx.vault, kind, email, payload).await
+}
+
+async fn requester_email(db: &mut Db, request: &CredentialRequest) -> Result<String> {
+    Ok(db
+        .get_user(request.requester_id)
+        .await?
+        .map(|u| u.email)
+        .unwrap_or_default())
+}
+
+/// The recipient authorizes (or reauthorizes) with the app's fields. The values
+/// are verified through the app's verify operation first; a refusal leaves the
+/// credential `invalid` with the reason and answers `Err(Invalid)` naming it.
+pub async fn authorize(
+    ctx: &Context,
+    caller: &User,
+    id: CredentialId,
+    data: Option<Map<String, Value>>,
+    reauthorize: bool,
+) -> Result<RequestedCredential> {
+    let action = if reauthorize {
+        CredentialAction::Reauthorize
+    } else {
+        CredentialAction::Authorize
+    };
+    let (credential, request, viewer) = visible(&mut ctx.store.db().await?, caller, id).await?;
+    require_recipient(
+        viewer,
+        if reauthorize {
+            "reauthorize"
+        } else {
+            "authorize"
+        },
+    )?;
+    if request
+        .expires_at
+        .is_some_and(|at| at <= chrono::Utc::now())
+    {
+        return Err(Error::Conflict(format!(
+            "request {} expired; ask the requester for a new one",
+            request.id
+        )));
+    }
+    credential
+        .state
+        .apply(action)
+        .map_err(|e| Error::Conflict(e.to_string()))?;
+    let (app, version) = app_of(ctx, &credential)?;
+    if version.auth.kind() == AuthKind::Oauth2 {
+        return Err(Error::Invalid(vec![ValidationError::new(
+            "data",
+            format!("{} connects with OAuth 2.0, which is not yet supported here; it will open the provider's consent page", app.label),
+        )]));
+    }
+    let values = parse_values(version, data)?;
+    let verified = upstream::verify(&ctx.http, app, version, &values).await;
+    let actor = Actor::user(caller);
+    let mut tx = ctx.store.begin().await?;
+    match verified {
+        Err(reason) => {
+            let failed = tx
+                .transition_credential(
+                    id,
+                    CredentialAction::AuthorizationFailed,
+                    &CredentialChange {
+                        invalid_reason: Some(reason.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            event(
+                &mut tx,
+                &actor,
+                &request,
+                &failed,
+                "credential.invalidated",
+                json!({ "reason": reason }),
+            )
+            .await?;
+            tx.commit().await?;
+            Err(Error::Invalid(vec![ValidationError::new(
+                "data",
+                format!("the credentials were not accepted: {reason}"),
+            )]))
+        }
+        Ok(()) => {
+            let spec = ConnectionSpec {
+                organization: request.organization_id,
+                team: request.team_id,
+                provided_by: caller.id,
+                name: &credential.connection_name,
+                app_key: &app.key,
+                app_version: credential.app_version,
+                auth_kind: version.auth.kind().as_str(),
+                modules: &credential.modules,
+                scopes: &credential.scopes,
+            };
+            let connection = connections::create(&mut tx, &ctx.vault, spec, &values).await?;
+            let authorized = tx
+                .transition_credential(
+                    id,
+                    action,
+                    &CredentialChange {
+                        connection_id: Some(Some(connection)),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            if let Some(old) = credential.connection_id {
+                connections::destroy(&mut tx, old).await?;
+            }
+            let name = if reauthorize {
+                "credential.reauthorized"
+            } else {
+                "credential.authorized"
+            };
+            event(
+                &mut tx,
+                &actor,
+                &request,
+                &authorized,
+                name,
+                json!({ "connectionId": connection }),
+            )
+            .await?;
+            audit::record(&mut tx, &actor, Event {
+                organization: request.organization_id,
+                team: Some(request.team_id),
+                name: "connection.created",
+                target_kind: "connection",
+                target_id: connection.to_string(),
+                details: json!({ "app": app.key, "name": credential.connection_name, "credentialId": id }),
+            })
+            .await?;
+            let requester = requester_email(&mut tx, &request).await?;
+            let kind = if reauthorize {
+                "credential.reauthorized"
+            } else {
+                "credential.authorized"
+            };
+            tell(
+                ctx,
+                &mut tx,
+                kind,
+                &requester,
+                &request,
+                &authorized,
+                json!({}),
+            )
+            .await?;
+            if reauthorize {
+                tell(
+                    ctx,
+                    &mut tx,
+                    kind,
+                    &request.recipient_email,
+                    &request,
+                    &authorized,
+                    json!({}),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(authorized)
+        }
+    }
+}
+
+/// The recipient declines, with an optional reason (the UI asks for one); an
+/// authorized credential's connection is destroyed.
+pub async fn decline(
+    ctx: &Context,
+    caller: &User,
+    id: CredentialId,
+    reason: Option<&str>,
+) -> Result<RequestedCredential> {
+    let reason = DeclineReason::parse_optional("reason", reason)?;
+    let mut tx = ctx.store.begin().await?;
+    let (credential, request, viewer) = visible(&mut tx, caller, id).await?;
+    require_recipient(viewer, "decline")?;
+    let declined = tx
+        .transition_credential(
+            id,
+            CredentialAction::Decline,
+            &CredentialChange {
+                decline_reason: reason.given().map(str::to_string),
+                connection_id: Some(None),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if let Some(connection) = credential.connection_id {
+        connections::destroy(&mut tx, connection).await?;
+    }
+    event(
+        &mut tx,
+        &Actor::user(caller),
+        &request,
+        &declined,
+        "credential.declined",
+        json!({ "reason": reason.shown() }),
+    )
+    .await?;
+    let requester = requester_email(&mut tx, &request).await?;
+    tell(
+        ctx,
+        &mut tx,
+        "credential.declined",
+        &requester,
+        &request,
+        &declined,
+        json!({ "reason": reason.shown() }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(declined)
+}
+
+/// The recipient revokes: the connection stops working at once and its secret
+/// is destroyed; the request's other apps are untouched.
+pub async fn revoke(ctx: &Context, caller: &User, id: CredentialId) -> Result<RequestedCredential> {
+    let mut tx = ctx.store.begin().await?;
+    let (credential, request, viewer) = visible(&mut tx, caller, id).await?;
+    require_recipient(viewer, "revoke")?;
+    let revoked = tx
+        .transition_credential(
+            id,
+            CredentialAction::Revoke,
+            &CredentialChange {
+                connection_id: Some(None),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if let Some(connection) = credential.connection_id {
+        connections::destroy(&mut tx, connection).await?;
+    }
+    event(
+        &mut tx,
+        &Actor::user(caller),
+        &request,
+        &revoked,
+        "credential.revoked",
+        json!({ "connectionId": credential.connection_id }),
+    )
+    .await?;
+    let requester = requester_email(&mut tx, &request).await?;
+    tell(
+        ctx,
+        &mut tx,
+        "credential.revoked",
+        &requester,
+        &request,
+        &revoked,
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// The requester destroys the real connection; the credential is pending again.
+pub async fn delete_remote(
+    ctx: &Context,
+    caller: &User,
+    id: CredentialId,
+) -> Result<RequestedCredential> {
+    let mut tx = ctx.store.begin().await?;
+    let (credential, request, viewer) = visible(&mut tx, caller, id).await?;
+    if viewer == Viewer::Recipient {
+        return Err(Error::Forbidden("only the requesting team may delete the remote connection; as the recipient, revoke it".into()));
+    }
+    requests::require_sender_rights(&mut tx, caller, &request).await?;
+    let reset = tx
+        .transition_credential(
+            id,
+            CredentialAction::DeleteRemote,
+            &CredentialChange {
+                connection_id: Some(None),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if let Some(connection) = credential.connection_id {
+        connections::destroy(&mut tx, connection).await?;
+    }
+    event(
+        &mut tx,
+        &Actor::user(caller),
+        &request,
+        &reset,
+        "credential.delete_remote",
+        json!({ "connectionId": credential.connection_id }),
+    )
+    .await?;
+    tell(
+        ctx,
+        &mut tx,
+        "credential.delete_remote",
+        &request.recipient_email.clone(),
+        &request,
+        &reset,
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(reset)
+}
+
+/// Opens a connection's stored field values (only to call the app).
+async fn connection_values(ctx: &Context, connection: i64) -> Result<Option<FieldValues>> {
+    let Some(found) = ctx.store.db().await?.get_connection(connection).await? else {
+        return Ok(None);
+    };
+    let Some(secret) = found.secret_id else {
+        return Ok(None);
+    };
+    let plain =
+        super::secrets::open(&ctx.store, &ctx.vault, &secret, connections::SECRET_PURPOSE).await?;
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(plain.expose_secret()).map_err(|_| {
+            Error::Internal(anyhow::anyhow!(
+                "connection {connection} holds unreadable values"
+            ))
+        })?;
+    Ok(Some(FieldValues(
+        map.into_iter()
+            .map(|(k, v)| (k, SecretString::from(v)))
+            .collect(),
+    )))
+}
+
+/// The requester asks the recipient to reauthorize. Credence tests the
+/// connection first: if it still works, nothing is sent and the answer is a
+/// conflict saying so.
+pub async fn request_reauthorization(
+    ctx: &Context,
+    caller: &User,
+    id: CredentialId,
+) -> Result<RequestedCredential> {
+    let (credential, request, viewer) = visible(&mut ctx.store.db().await?, caller, id).await?;
+    if viewer == Viewer::Recipient {
+        return Err(Error::Forbidden(
+            "only the requesting team may ask for reauthorization".into(),
+        ));
+    }
+    requests::require_sender_rights(&mut ctx.store.db().await?, caller, &request).await?;
+    credential
+        .state
+        .apply(CredentialAction::RequestReauthorization)
+        .map_err(|e| Error::Conflict(e.to_string()))?;
+    let (app, version) = app_of(ctx, &credential)?;
+    let failure = match credential.connection_id {
+        Some(connection) if version.auth.kind() != AuthKind::Oauth2 => {
+            match connection_values(ctx, connection).await? {
+                Some(values) => upstream::verify(&ctx.http, app, version, &values)
+                    .await
+                    .err(),
+                None => Some("the connection has no stored credentials".to_string()),
+            }
+        }
+        Some(_) => None,
+        None => Some("there is no connection".to_string()),
+    };
+    if failure.is_none() && credential.state == credence_domain::CredentialState::Authorized {
+        return Err(Error::Conflict(
+            "connection is valid; nothing was sent".into(),
+        ));
+    }
+    let mut tx = ctx.store.begin().await?;
+    let asked = tx
+        .transition_credential(
+            id,
+            CredentialAction::RequestReauthorization,
+            &CredentialChange {
+                connection_id: None,
+                ..Default::default()
+            },
+        )
+        .await?;
+    if let Some(connection) = credential.connection_id {
+        tx.set_connection_state(connection, "invalid").await?;
+    }
+    let reason = failure.unwrap_or_else(|| "the connection was marked invalid".into());
+    event(
+        &mut tx,
+        &Actor::user(caller),
+        &request,
+        &asked,
+        "credential.reauthorization_requested",
+        json!({ "reason": reason }),
+    )
+    .await?;
+    tell(
+        ctx,
+        &mut tx,
+        "credential.reauthorization_requested",
+        &request.recipient_email.clone(),
+        &request,
+        &asked,
+        json!({ "reason": reason }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(asked)
+}

@@ -1,0 +1,126 @@
+//! Inviting an external recipient as a guest, and accepting: the invitation link
+//! travels only by email (never to the requester), so only the owner of the
+//! address can create the account it is for.
+
+use super::audit::{self, Actor, Event};
+use super::{random_token, token_hash, Context, Error, Result};
+use credence_domain::{
+    EmailAddress, NewPassword, OrgRole, OrganizationId, PersonName, TeamId, TeamRole, UserId,
+};
+use credence_store::{Db, Invitation, User};
+use serde_json::json;
+
+/// Invites `email` to join `organization` as a guest and `team` as a member;
+/// returns the invitation token (for the email only).
+pub async fn invite_guest(
+    db: &mut Db,
+    organization: OrganizationId,
+    team: TeamId,
+    email: &EmailAddress,
+    name: &PersonName,
+    invited_by: UserId,
+) -> Result<String> {
+    let token = random_token();
+    db.insert_invitation(
+        organization,
+        Some(team),
+        email.as_str(),
+        name.as_str(),
+        OrgRole::Guest,
+        Some(TeamRole::Member),
+        &token_hash(&token),
+        invited_by,
+    )
+    .await?;
+    Ok(token)
+}
+
+/// The open invitation a token names, and whether an account with its email
+/// exists already.
+pub async fn find(ctx: &Context, token: &str) -> Result<Option<(Invitation, Option<User>)>> {
+    let mut db = ctx.store.db().await?;
+    let Some(invitation) = db.find_open_invitation(&token_hash(token)).await? else {
+        return Ok(None);
+    };
+    let existing = db.find_user_by_email(&invitation.email).await?;
+    Ok(Some((invitation, existing)))
+}
+
+/// How the invitee accepts: as the signed-in owner of the address, or by
+/// creating the account (name and password).
+pub enum Acceptance {
+    SignedIn(User),
+    NewAccount { name: String, password: String },
+}
+
+/// Accepts an invitation: the account joins the organization as a guest and the
+/// team, and the requests addressed to this email become theirs. Returns the user.
+pub async fn accept(ctx: &Context, token: &str, acceptance: Acceptance) -> Result<UserId> {
+    let password_hash = match &acceptance {
+        Acceptance::NewAccount { password, .. } => Some(
+            super::auth::hash_password(NewPassword::parse("password", password.clone())?).await?,
+        ),
+        Acceptance::SignedIn(_) => None,
+    };
+    let mut tx = ctx.store.begin().await?;
+    let Some(invitation) = tx.find_open_invitation(&token_hash(token)).await? else {
+        return Err(Error::NotFound(
+            "this invitation is unknown or was already accepted".into(),
+        ));
+    };
+    let organization = OrganizationId(invitation.organization_id);
+    let user = match acceptance {
+        Acceptance::SignedIn(user) => {
+            if !user.email.eq_ignore_ascii_case(&invitation.email) {
+                return Err(Error::Forbidden(format!(
+                    "this invitation is for {}; sign in as that address",
+                    invitation.email
+                )));
+            }
+            user
+        }
+        Acceptance::NewAccount { name, .. } => {
+            let name = PersonName::parse("name", &name)?;
+            let email = EmailAddress::parse("email", &invitation.email)?;
+            if tx.find_user_by_email(email.as_str()).await?.is_some() {
+                return Err(Error::Conflict(format!(
+                    "an account for {email} exists; sign in to accept"
+                )));
+            }
+            tx.insert_user(&email, &name, password_hash.as_deref())
+                .await?
+        }
+    };
+    if !tx.accept_invitation(invitation.id, user.id).await? {
+        return Err(Error::NotFound(
+            "this invitation was already accepted".into(),
+        ));
+    }
+    if tx.organization_role(organization, user.id).await?.is_none() {
+        tx.add_organization_member(organization, user.id, OrgRole::Guest)
+            .await?;
+    }
+    if let Some(team) = invitation.team_id.map(TeamId) {
+        if tx.team_role(team, user.id).await?.is_none() {
+            tx.add_team_member(team, user.id, TeamRole::Member).await?;
+        }
+    }
+    let bound = tx
+        .bind_external_requests(organization, &invitation.email, user.id)
+        .await?;
+    audit::record(
+        &mut tx,
+        &Actor::user(&user),
+        Event {
+            organization,
+            team: invitation.team_id.map(TeamId),
+            name: "member.joined_as_guest",
+            target_kind: "user",
+            target_id: user.id.to_string(),
+            details: json!({ "email": user.email, "requests": bound }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user.id)
+}

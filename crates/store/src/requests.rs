@@ -1,0 +1,478 @@
+//! Credential requests, their requested credentials and the connections made
+//! from them. State changes are guarded in SQL (`… WHERE state IN (…)`), so two
+//! concurrent actions on one credential cannot both win; the request's cached
+//! `status` is recomputed in the same transaction.
+
+use crate::{now, Bind, Db, Error, Result};
+use chrono::{DateTime, Utc};
+use credence_domain::{
+    derive_status, CredentialAction, CredentialId, CredentialState, OrganizationId, RequestId,
+    RequestStatus, TeamId, UserId,
+};
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRequest {
+    pub id: RequestId,
+    pub organization_id: OrganizationId,
+    pub team_id: TeamId,
+    pub requester_id: UserId,
+    pub name: String,
+    pub description: Option<String>,
+    /// `internal` or `external`.
+    pub recipient_kind: String,
+    pub recipient_user_id: Option<UserId>,
+    pub recipient_name: String,
+    pub recipient_email: String,
+    pub client: Option<String>,
+    pub project: Option<String>,
+    pub owner_id: Option<UserId>,
+    pub status: RequestStatus,
+    pub terms_accepted_at: DateTime<Utc>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct RequestRow {
+    id: String,
+    organization_id: i64,
+    team_id: i64,
+    requester_id: i64,
+    name: String,
+    description: Option<String>,
+    recipient_kind: String,
+    recipient_user_id: Option<i64>,
+    recipient_name: String,
+    recipient_email: String,
+    client: Option<String>,
+    project: Option<String>,
+    owner_id: Option<i64>,
+    status: String,
+    terms_accepted_at: DateTime<Utc>,
+    opened_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn corrupt(what: &str, value: &str) -> Error {
+    Error::Corrupt(format!("{what} {value:?}"))
+}
+
+impl TryFrom<RequestRow> for CredentialRequest {
+    type Error = Error;
+
+    fn try_from(row: RequestRow) -> Result<Self> {
+        Ok(CredentialRequest {
+            id: row.id.parse().map_err(|_| corrupt("request id", &row.id))?,
+            organization_id: OrganizationId(row.organization_id),
+            team_id: TeamId(row.team_id),
+            requester_id: UserId(row.requester_id),
+            name: row.name,
+            description: row.description,
+            recipient_kind: row.recipient_kind,
+            recipient_user_id: row.recipient_user_id.map(UserId),
+            recipient_name: row.recipient_name,
+            recipient_email: row.recipient_email,
+            client: row.client,
+            project: row.project,
+            owner_id: row.owner_id.map(UserId),
+            status: RequestStatus::parse("status", &row.status)
+                .map_err(|_| corrupt("request status", &row.status))?,
+            terms_accepted_at: row.terms_accepted_at,
+            opened_at: row.opened_at,
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+const REQUEST_COLUMNS: &str = "id, organization_id, team_id, requester_id, name, description, recipient_kind, \
+    recipient_user_id, recipient_name, recipient_email, client, project, owner_id, status, terms_accepted_at, \
+    opened_at, expires_at, created_at, updated_at";
+
+/// One requested credential (one app of a request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedCredential {
+    pub id: CredentialId,
+    pub request_id: RequestId,
+    pub position: i64,
+    pub app_key: String,
+    pub app_version: i64,
+    /// JSON array of module keys, or `["*"]`.
+    pub modules: String,
+    /// JSON array of the scopes the modules need.
+    pub scopes: String,
+    pub note: Option<String>,
+    pub connection_name: String,
+    pub state: CredentialState,
+    pub decline_reason: Option<String>,
+    pub invalid_reason: Option<String>,
+    pub connection_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct CredentialRow {
+    id: String,
+    request_id: String,
+    position: i64,
+    app_key: String,
+    app_version: i64,
+    modules: String,
+    scopes: String,
+    note: Option<String>,
+    connection_name: String,
+    state: String,
+    decline_reason: Option<String>,
+    invalid_reason: Option<String>,
+    connection_id: Option<i64>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<CredentialRow> for RequestedCredential {
+    type Error = Error;
+
+    fn try_from(row: CredentialRow) -> Result<Self> {
+        Ok(RequestedCredential {
+            id: row
+                .id
+                .parse()
+                .map_err(|_| corrupt("credential id", &row.id))?,
+            request_id: row
+                .request_id
+                .parse()
+                .map_err(|_| corrupt("request id", &row.request_id))?,
+            position: row.position,
+            app_key: row.app_key,
+            app_version: row.app_version,
+            modules: row.modules,
+            scopes: row.scopes,
+            note: row.note,
+            connection_name: row.connection_name,
+            state: CredentialState::parse("state", &row.state)
+                .map_err(|_| corrupt("credential state", &row.state))?,
+            decline_reason: row.decline_reason,
+            invalid_reason: row.invalid_reason,
+            connection_id: row.connection_id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+const CREDENTIAL_COLUMNS: &str =
+    "id, request_id, position, app_key, app_version, modules, scopes, note, \
+    connection_name, state, decline_reason, invalid_reason, connection_id, created_at, updated_at";
+
+/// A request to store, with its credentials.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub id: RequestId,
+    pub organization_id: OrganizationId,
+    pub team_id: TeamId,
+    pub requester_id: UserId,
+    pub name: String,
+    pub description: Option<String>,
+    pub recipient_kind: &'static str,
+    pub recipient_user_id: Option<UserId>,
+    pub recipient_name: String,
+    pub recipient_email: String,
+    pub link_hash: String,
+    pub client: Option<String>,
+    pub project: Option<String>,
+    pub owner_id: Option<UserId>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub credentials: Vec<NewCredential>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    pub id: CredentialId,
+    pub app_key: String,
+    pub app_version: i64,
+    pub modules: String,
+    pub scopes: String,
+    pub note: Option<String>,
+    pub connection_name: String,
+}
+
+/// Which requests a list shows. Exactly one of the scopes applies: the teams'
+/// sent requests, or the requests a user received.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub teams: Vec<TeamId>,
+    pub recipient: Option<UserId>,
+    pub requester: Option<UserId>,
+    pub status: Option<RequestStatus>,
+    pub name_contains: Option<String>,
+    /// One of `created_at`, `name`, `status`.
+    pub sort_by: &'static str,
+    pub descending: bool,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// A credential change to apply, guarded by the action's accepted states.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialChange {
+    pub decline_reason: Option<String>,
+    pub invalid_reason: Option<String>,
+    /// `Some(Some(id))` sets the connection, `Some(None)` clears it.
+    pub connection_id: Option<Option<i64>>,
+}
+
+impl Db {
+    /// Stores a request and its credentials (call inside a transaction).
+    pub async fn insert_request(&mut self, new: &NewRequest) -> Result<()> {
+        let at = now();
+        let status = derive_status(
+            &vec![CredentialState::Pending; new.credentials.len()],
+            false,
+        );
+        let sql = "INSERT INTO credential_requests (id, organization_id, team_id, requester_id, name, description, \
+                   recipient_kind, recipient_user_id, recipient_name, recipient_email, link_hash, client, project, owner_id, \
+                   status, terms_accepted_at, expires_at, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $16, $16)";
+        on_conn!(self, c => sqlx::query(sql)
+            .bind(new.id.to_string()).bind(new.organization_id.0).bind(new.team_id.0).bind(new.requester_id.0)
+            .bind(&new.name).bind(&new.description).bind(new.recipient_kind).bind(new.recipient_user_id.map(|u| u.0))
+            .bind(&new.recipient_name).bind(&new.recipient_email).bind(&new.link_hash).bind(&new.client)
+            .bind(&new.project).bind(new.owner_id.map(|u| u.0)).bind(status.as_str()).bind(at).bind(new.expires_at)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        let sql = "INSERT INTO requested_credentials (id, request_id, position, app_key, app_version, modules, scopes, \
+                   note, connection_name, state, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10)";
+        for (position, credential) in new.credentials.iter().enumerate() {
+            on_conn!(self, c => sqlx::query(sql)
+                .bind(credential.id.to_string()).bind(new.id.to_string()).bind(position as i64)
+                .bind(&credential.app_key).bind(credential.app_version).bind(&credential.modules)
+                .bind(&credential.scopes).bind(&credential.note).bind(&credential.connection_name).bind(at)
+                .execute(c).await.map(|r| r.rows_affected()))?;
+        }
+        Ok(())
+    }
+
+    pub async fn get_request(&mut self, id: RequestId) -> Result<Option<CredentialRequest>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM credential_requests WHERE id = $1");
+        let row = on_conn!(self, c => sqlx::query_as::<_, RequestRow>(&sql).bind(id.to_string()).fetch_optional(c).await)?;
+        row.map(CredentialRequest::try_from).transpose()
+    }
+
+    /// The request whose link hashes to `link_hash`.
+    pub async fn find_request_by_link(
+        &mut self,
+        link_hash: &str,
+    ) -> Result<Option<CredentialRequest>> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM credential_requests WHERE link_hash = $1");
+        let row = on_conn!(self, c => sqlx::query_as::<_, RequestRow>(&sql).bind(link_hash).fetch_optional(c).await)?;
+        row.map(CredentialRequest::try_from).transpose()
+    }
+
+    /// Notes the first time the recipient opened the request.
+    pub async fn mark_request_opened(&mut self, id: RequestId) -> Result<()> {
+        let sql =
+            "UPDATE credential_requests SET opened_at = $1 WHERE id = $2 AND opened_at IS NULL";
+        on_conn!(self, c => sqlx::query(sql).bind(now()).bind(id.to_string()).execute(c).await.map(|r| r.rows_affected()))?;
+        self.refresh_request_status(id).await
+    }
+
+    /// Binds an external request to the user who accepted it.
+    pub async fn set_request_recipient(&mut self, id: RequestId, user: UserId) -> Result<()> {
+        let sql =
+            "UPDATE credential_requests SET recipient_user_id = $1, updated_at = $2 WHERE id = $3";
+        on_conn!(self, c => sqlx::query(sql).bind(user.0).bind(now()).bind(id.to_string()).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn delete_request(&mut self, id: RequestId) -> Result<bool> {
+        let sql = "DELETE FROM credential_requests WHERE id = $1";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(id.to_string()).execute(c).await.map(|r| r.rows_affected()))?
+                == 1,
+        )
+    }
+
+    pub async fn list_credentials(
+        &mut self,
+        request: RequestId,
+    ) -> Result<Vec<RequestedCredential>> {
+        let sql = format!("SELECT {CREDENTIAL_COLUMNS} FROM requested_credentials WHERE request_id = $1 ORDER BY position");
+        let rows = on_conn!(self, c => sqlx::query_as::<_, CredentialRow>(&sql).bind(request.to_string()).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(RequestedCredential::try_from)
+            .collect()
+    }
+
+    /// The credentials of several requests at once (for list pages).
+    pub async fn list_credentials_of(
+        &mut self,
+        requests: &[RequestId],
+    ) -> Result<Vec<RequestedCredential>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=requests.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM requested_credentials WHERE request_id IN ({}) ORDER BY request_id, position",
+            marks.join(", ")
+        );
+        let binds: Vec<Bind> = requests
+            .iter()
+            .map(|id| Bind::Text(id.to_string()))
+            .collect();
+        let rows = on_conn!(self, c => bind_all!(sqlx::query_as::<_, CredentialRow>(&sql), &binds).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(RequestedCredential::try_from)
+            .collect()
+    }
+
+    pub async fn get_credential(
+        &mut self,
+        id: CredentialId,
+    ) -> Result<Option<RequestedCredential>> {
+        let sql = format!("SELECT {CREDENTIAL_COLUMNS} FROM requested_credentials WHERE id = $1");
+        let row = on_conn!(self, c => sqlx::query_as::<_, CredentialRow>(&sql).bind(id.to_string()).fetch_optional(c).await)?;
+        row.map(RequestedCredential::try_from).transpose()
+    }
+
+    /// Applies `action` to a credential if its current state accepts it, with
+    /// `change`; the request's status follows. A credential that moved meanwhile
+    /// (or never was in an accepted state) gives `Conflict` naming its state.
+    pub async fn transition_credential(
+        &mut self,
+        id: CredentialId,
+        action: CredentialAction,
+        change: &CredentialChange,
+    ) -> Result<RequestedCredential> {
+        let accepted = action.accepted_from();
+        let mut binds = vec![
+            Bind::Text(action.target().as_str().to_string()),
+            Bind::Time(now()),
+            Bind::Text(change.decline_reason.clone().unwrap_or_default()),
+            Bind::Text(change.invalid_reason.clone().unwrap_or_default()),
+            Bind::Text(id.to_string()),
+        ];
+        let connection = match change.connection_id {
+            None => "connection_id".to_string(),
+            Some(Some(connection)) => {
+                binds.push(Bind::Int(connection));
+                format!("${}", binds.len())
+            }
+            Some(None) => "NULL".to_string(),
+        };
+        let mut marks = Vec::new();
+        for state in accepted {
+            binds.push(Bind::Text(state.as_str().to_string()));
+            marks.push(format!("${}", binds.len()));
+        }
+        // Reasons are kept only in the states they explain.
+        let sql = format!(
+            "UPDATE requested_credentials SET state = $1, updated_at = $2, \
+             decline_reason = CASE WHEN $1 = 'declined' THEN NULLIF($3, '') ELSE NULL END, \
+             invalid_reason = CASE WHEN $1 = 'invalid' THEN NULLIF($4, '') ELSE NULL END, \
+             connection_id = {connection} \
+             WHERE id = $5 AND state IN ({})",
+            marks.join(", ")
+        );
+        let changed = on_conn!(self, c => bind_all!(sqlx::query(&sql), &binds).execute(c).await.map(|r| r.rows_affected()))?;
+        let Some(credential) = self.get_credential(id).await? else {
+            return Err(Error::NotFound(format!("credential {id}")));
+        };
+        if changed == 0 {
+            let refusal = credential.state.apply(action).err().map(|e| e.to_string());
+            return Err(Error::Conflict(refusal.unwrap_or_else(|| {
+                format!(
+                    "credential {id} changed meanwhile; it is now {}",
+                    credential.state
+                )
+            })));
+        }
+        self.refresh_request_status(credential.request_id).await?;
+        Ok(credential)
+    }
+
+    /// Recomputes a request's cached status from its credentials.
+    pub async fn refresh_request_status(&mut self, id: RequestId) -> Result<()> {
+        let states: Vec<CredentialState> = self
+            .list_credentials(id)
+            .await?
+            .iter()
+            .map(|c| c.state)
+            .collect();
+        let opened_sql = "SELECT opened_at IS NOT NULL FROM credential_requests WHERE id = $1";
+        let opened = on_conn!(self, c => sqlx::query_scalar::<_, bool>(opened_sql).bind(id.to_string()).fetch_optional(c).await)?;
+        let Some(opened) = opened else { return Ok(()) };
+        let status = derive_status(&states, opened);
+        let sql = "UPDATE credential_requests SET status = $1, updated_at = $2 WHERE id = $3";
+        on_conn!(self, c => sqlx::query(sql).bind(status.as_str()).bind(now()).bind(id.to_string()).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Requests matching `filter`, and how many match in all.
+    pub async fn list_requests(
+        &mut self,
+        filter: &RequestFilter,
+    ) -> Result<(Vec<CredentialRequest>, i64)> {
+        let mut clauses = Vec::new();
+        let mut binds = Vec::new();
+        if !filter.teams.is_empty() || filter.recipient.is_none() {
+            let mut marks = Vec::new();
+            for team in &filter.teams {
+                binds.push(Bind::Int(team.0));
+                marks.push(format!("${}", binds.len()));
+            }
+            clauses.push(if marks.is_empty() {
+                "1 = 0".to_string()
+            } else {
+                format!("team_id IN ({})", marks.join(", "))
+            });
+        }
+        if let Some(recipient) = filter.recipient {
+            binds.push(Bind::Int(recipient.0));
+            clauses.push(format!("recipient_user_id = ${}", binds.len()));
+        }
+        if let Some(requester) = filter.requester {
+            binds.push(Bind::Int(requester.0));
+            clauses.push(format!("requester_id = ${}", binds.len()));
+        }
+        if let Some(status) = filter.status {
+            binds.push(Bind::Text(status.as_str().to_string()));
+            clauses.push(format!("status = ${}", binds.len()));
+        }
+        if let Some(name) = &filter.name_contains {
+            let escaped = name
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            binds.push(Bind::Text(format!("%{}%", escaped.to_lowercase())));
+            clauses.push(format!("lower(name) LIKE ${} ESCAPE '\\'", binds.len()));
+        }
+        let where_sql = format!("WHERE {}", clauses.join(" AND "));
+        let sort = match filter.sort_by {
+            "name" => "name",
+            "status" => "status",
+            _ => "created_at",
+        };
+        let order = if filter.descending { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM credential_requests {where_sql} ORDER BY {sort} {order}, id {order} LIMIT {} OFFSET {}",
+            filter.limit.max(0),
+            filter.offset.max(0)
+        );
+        let rows = on_conn!(self, c => bind_all!(sqlx::query_as::<_, RequestRow>(&sql), &binds).fetch_all(c).await)?;
+        let count_sql = format!("SELECT COUNT(*) FROM credential_requests {where_sql}");
+        let total = on_conn!(self, c => bind_all!(sqlx::query_scalar::<_, i64>(&count_sql), &binds).fetch_one(c).await)?;
+        let requests = rows
+            .into_iter()
+            .map(CredentialRequest::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((requests, total))
+    }
+}
