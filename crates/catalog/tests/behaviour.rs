@@ -413,6 +413,7 @@ fn a_bad_operator_file_is_refused_naming_file_and_field() {
         "{error}"
     );
     assert!(error.to_string().contains("line 2"), "{error}");
+    assert!(!error.to_string().contains('\n'), "one line: {error}");
 }
 
 #[test]

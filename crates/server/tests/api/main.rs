@@ -1,12 +1,14 @@
 //! Integration tests: the real server over real sockets, each test on SQLite and
 //! on PostgreSQL. One test binary, so linking happens once.
 
+mod fixtures;
 mod helpers;
 
 mod bad_input;
 mod cli;
 mod operations;
 mod read_api;
+mod requests;
 mod secrets;
 mod sign_in;
 mod tokens;

@@ -9,6 +9,7 @@
 mod csrf;
 mod limits;
 mod pages;
+mod requests;
 
 use csrf::CsrfForm;
 pub use limits::SignInLimits;
@@ -34,6 +35,12 @@ pub fn router() -> Router<AppState> {
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", axum::routing::post(sign_out))
         .route("/setup/{token}", get(setup_page).post(setup))
+        .route("/requests/{token}", get(requests::open_link))
+        .route("/received/{id}", get(requests::received))
+        .route(
+            "/invitations/{token}",
+            get(requests::invitation_page).post(requests::accept_invitation),
+        )
 }
 
 fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
@@ -82,30 +89,64 @@ async fn home(State(state): State<AppState>, jar: CookieJar) -> Response {
         Ok(None) => return Redirect::to("/sign-in").into_response(),
         Err(error) => return internal(error),
     };
-    let memberships = match state.store.db().await.map_err(service::Error::from) {
-        Ok(mut db) => db
-            .list_memberships(user.id)
-            .await
-            .map_err(service::Error::from),
-        Err(error) => Err(error),
-    };
-    let memberships = match memberships {
-        Ok(memberships) => memberships,
+    let loaded: Result<_, service::Error> = async {
+        let mut db = state.store.db().await?;
+        let memberships = db.list_memberships(user.id).await?;
+        let filter = credence_store::RequestFilter {
+            recipient: Some(user.id),
+            sort_by: "created_at",
+            descending: true,
+            limit: 50,
+            ..Default::default()
+        };
+        let (received, _) = db.list_requests(&filter).await?;
+        Ok((memberships, received))
+    }
+    .await;
+    let (memberships, received) = match loaded {
+        Ok(loaded) => loaded,
         Err(error) => return internal(error),
     };
     let (jar, csrf) = csrf::ensure(&state, jar);
-    (jar, pages::home(&user, &memberships, &csrf)).into_response()
+    (jar, pages::home(&user, &memberships, &received, &csrf)).into_response()
 }
 
-async fn sign_in_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Where to go after signing in: a path on this site, never another host.
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.starts_with("/\\")
+                && path.len() <= 512
+                && !path.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            path
+        }
+        _ => "/",
+    }
+}
+
+async fn sign_in_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    axum::extract::Query(query): axum::extract::Query<NextQuery>,
+) -> Response {
     let (jar, csrf) = csrf::ensure(&state, jar);
-    (jar, pages::sign_in(&csrf, None, "")).into_response()
+    let next = safe_next(query.next.as_deref());
+    (jar, pages::sign_in(&csrf, None, "", next)).into_response()
 }
 
 #[derive(Deserialize)]
 pub struct SignInForm {
     email: String,
     password: String,
+    next: Option<String>,
 }
 
 async fn sign_in(
@@ -120,7 +161,12 @@ async fn sign_in(
         return (
             StatusCode::BAD_REQUEST,
             jar,
-            pages::sign_in(&csrf, Some("The email or password is too long."), ""),
+            pages::sign_in(
+                &csrf,
+                Some("The email or password is too long."),
+                "",
+                safe_next(form.next.as_deref()),
+            ),
         )
             .into_response();
     }
@@ -145,7 +191,8 @@ async fn sign_in(
         Ok(Some(user)) => match auth::start_session(&state.store, user.id).await {
             Ok(token) => {
                 tracing::info!(user_id = %user.id, "signed in");
-                (jar.add(session_cookie(&state, token)), Redirect::to("/")).into_response()
+                let next = safe_next(form.next.as_deref());
+                (jar.add(session_cookie(&state, token)), Redirect::to(next)).into_response()
             }
             Err(error) => internal(error),
         },
@@ -154,7 +201,12 @@ async fn sign_in(
             (
                 StatusCode::UNAUTHORIZED,
                 jar,
-                pages::sign_in(&csrf, Some("The email or password is wrong."), &email),
+                pages::sign_in(
+                    &csrf,
+                    Some("The email or password is wrong."),
+                    &email,
+                    safe_next(form.next.as_deref()),
+                ),
             )
                 .into_response()
         }

@@ -9,7 +9,10 @@ main{max-width:26rem;margin:8vh auto;background:#fff;padding:2rem;border-radius:
 h1{font-size:1.4rem;margin-top:0}label{display:block;margin:.8rem 0 .3rem;font-weight:600}\
 input{width:100%;padding:.55rem;border:1px solid #c8ccd4;border-radius:6px;box-sizing:border-box}\
 button{margin-top:1.2rem;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#3b5bdb;color:#fff;font-weight:600;cursor:pointer}\
-.error{background:#fde8e8;color:#a61b1b;padding:.6rem;border-radius:6px}.muted{color:#5c6370}";
+.error{background:#fde8e8;color:#a61b1b;padding:.6rem;border-radius:6px}.muted{color:#5c6370}\
+.state{font-size:.75rem;padding:.15rem .5rem;border-radius:99px;vertical-align:middle;background:#e9ecef}\
+.state.authorized{background:#d3f9d8;color:#2b8a3e}.state.declined{background:#ffe3e3;color:#c92a2a}\
+.state.reauthorizing{background:#fff4e6;color:#d9480f}";
 
 fn layout(title: &str, body: Markup) -> Html<String> {
     let page = html! {
@@ -27,7 +30,7 @@ fn layout(title: &str, body: Markup) -> Html<String> {
     Html(page.into_string())
 }
 
-pub fn sign_in(csrf: &str, error: Option<&str>, email: &str) -> Html<String> {
+pub fn sign_in(csrf: &str, error: Option<&str>, email: &str, next: &str) -> Html<String> {
     layout(
         "Sign in",
         html! {
@@ -35,6 +38,7 @@ pub fn sign_in(csrf: &str, error: Option<&str>, email: &str) -> Html<String> {
             @if let Some(error) = error { p.error role="alert" { (error) } }
             form method="post" action="/sign-in" {
                 input type="hidden" name="csrf_token" value=(csrf);
+                input type="hidden" name="next" value=(next);
                 label for="email" { "Email" }
                 input id="email" name="email" type="email" autocomplete="username" required value=(email);
                 label for="password" { "Password" }
@@ -64,7 +68,12 @@ pub fn setup(user: &User, csrf: &str, error: Option<&str>) -> Html<String> {
     )
 }
 
-pub fn home(user: &User, memberships: &[Membership], csrf: &str) -> Html<String> {
+pub fn home(
+    user: &User,
+    memberships: &[Membership],
+    received: &[credence_store::CredentialRequest],
+    csrf: &str,
+) -> Html<String> {
     layout(
         "Home",
         html! {
@@ -73,6 +82,10 @@ pub fn home(user: &User, memberships: &[Membership], csrf: &str) -> Html<String>
             @if !memberships.is_empty() {
                 p.muted { "Your organizations:" }
                 ul { @for m in memberships { li { (m.organization.name) " — " (m.role) " (" (m.organization.plan) ")" } } }
+            }
+            @if !received.is_empty() {
+                h2 { "Requests you received" }
+                ul { @for request in received { li { a href=(format!("/received/{}", request.id)) { (request.name) } " — " (request.status) } } }
             }
             form method="post" action="/sign-out" {
                 input type="hidden" name="csrf_token" value=(csrf);
@@ -89,6 +102,85 @@ pub fn problem(title: &str, message: &str) -> Html<String> {
             h1 { (title) }
             p { (message) }
             p { a href="/sign-in" { "Back to sign-in" } }
+        },
+    )
+}
+
+/// The CSS class of a credential state's label.
+fn state_class(state: credence_domain::CredentialState) -> &'static str {
+    use credence_domain::CredentialState::*;
+    match state {
+        Authorized => "authorized",
+        Declined | Invalid => "declined",
+        Reauthorizing => "reauthorizing",
+        Pending | Revoked => "pending",
+    }
+}
+
+pub fn received_request(
+    catalog: &credence_catalog::Catalog,
+    request: &credence_store::CredentialRequest,
+    credentials: &[credence_store::RequestedCredential],
+    requester: Option<&User>,
+) -> Html<String> {
+    layout(
+        &request.name,
+        html! {
+            h1 { (request.name) }
+            @if let Some(requester) = requester {
+                p { "Requested by " strong { (requester.name) } " (" (requester.email) ")" }
+            }
+            @if let Some(description) = &request.description { p.muted { (description) } }
+            @for credential in credentials {
+                @let app = catalog.get(&credential.app_key);
+                @let modules: Vec<String> = serde_json::from_str(&credential.modules).unwrap_or_default();
+                section {
+                    h2 { (app.map(|a| a.label.as_str()).unwrap_or(&credential.app_key)) " "
+                        span class=(format!("state {}", state_class(credential.state))) { (credential.state) } }
+                    @if let Some(note) = &credential.note { p.muted { (note) } }
+                    @if let Some(version) = app.and_then(|a| a.version(credential.app_version as u32)) {
+                        ul {
+                            @for module in version.modules.iter().filter(|m| modules.iter().any(|k| k == "*" || *k == m.key)) {
+                                li title=(module.operations.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")) {
+                                    (module.label) " — " (format!("{:?}", module.access).to_lowercase())
+                                }
+                            }
+                        }
+                    }
+                    @if let Some(reason) = &credential.decline_reason { p { "Declined: " (reason) } }
+                    @if let Some(reason) = &credential.invalid_reason { p.error { (reason) } }
+                }
+            }
+        },
+    )
+}
+
+pub fn accept_invitation(
+    invitation: &credence_store::Invitation,
+    csrf: &str,
+    error: Option<&str>,
+    new_account: bool,
+) -> Html<String> {
+    layout(
+        "Accept invitation",
+        html! {
+            h1 { "You are invited" }
+            p { "Join as a guest to review a credential request sent to " strong { (invitation.email) } "." }
+            @if let Some(error) = error { p.error role="alert" { (error) } }
+            form method="post" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                @if new_account {
+                    label for="name" { "Your name" }
+                    input id="name" name="name" required value=(invitation.name);
+                    label for="password" { "Password" }
+                    input id="password" name="password" type="password" autocomplete="new-password" minlength="12" required;
+                    label for="password_again" { "Password again" }
+                    input id="password_again" name="password_again" type="password" autocomplete="new-password" minlength="12" required;
+                    button type="submit" { "Create account and continue" }
+                } @else {
+                    button type="submit" { "Accept" }
+                }
+            }
         },
     )
 }
