@@ -160,10 +160,13 @@ pub async fn verify(
     match http.execute(request).await {
         // 403 means the app knows the credential but the check needs a permission
         // the (deliberately narrow) credential lacks: it is accepted.
-        Ok(response) if response.status().is_success() || response.status().as_u16() == 403 => Ok(()),
-        Ok(response) if response.status().as_u16() == 401 => {
-            Err(format!("{} refused these credentials (HTTP 401)", app.label))
+        Ok(response) if response.status().is_success() || response.status().as_u16() == 403 => {
+            Ok(())
         }
+        Ok(response) if response.status().as_u16() == 401 => Err(format!(
+            "{} refused these credentials (HTTP 401)",
+            app.label
+        )),
         Ok(response) => Err(format!(
             "{} answered the check with HTTP {}",
             app.label,

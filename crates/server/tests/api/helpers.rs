@@ -86,6 +86,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    // CREDENCE_TEST_LOG=1 shows the servers' logs, for debugging a failure.
+    if std::env::var_os("CREDENCE_TEST_LOG").is_some() {
+        credence::telemetry::init_logging(credence::config::LogFormat::Text);
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(backend, dir.path()).await;
     let mut config = Config {

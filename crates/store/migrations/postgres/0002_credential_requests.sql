@@ -47,7 +47,7 @@ CREATE TABLE connections (
     provided_by      BIGINT      REFERENCES users (id) ON DELETE SET NULL,
     name             TEXT        NOT NULL,
     app_key          TEXT        NOT NULL,
-    app_version      INTEGER     NOT NULL,
+    app_version      BIGINT      NOT NULL,
     auth_kind        TEXT        NOT NULL,
     modules          TEXT        NOT NULL,
     scopes           TEXT        NOT NULL,
@@ -62,9 +62,9 @@ CREATE INDEX connections_team ON connections (team_id);
 CREATE TABLE requested_credentials (
     id              TEXT        PRIMARY KEY,
     request_id      TEXT        NOT NULL REFERENCES credential_requests (id) ON DELETE CASCADE,
-    position        INTEGER     NOT NULL,
+    position        BIGINT      NOT NULL,
     app_key         TEXT        NOT NULL,
-    app_version     INTEGER     NOT NULL,
+    app_version     BIGINT      NOT NULL,
     modules         TEXT        NOT NULL,
     scopes          TEXT        NOT NULL,
     note            TEXT,
@@ -86,7 +86,7 @@ CREATE TABLE outbox (
     payload          TEXT        NOT NULL,
     created_at       TIMESTAMPTZ NOT NULL,
     sent_at          TIMESTAMPTZ,
-    attempts         INTEGER     NOT NULL DEFAULT 0
+    attempts         BIGINT      NOT NULL DEFAULT 0
 );
 CREATE INDEX outbox_unsent ON outbox (created_at) WHERE sent_at IS NULL;
 
