@@ -200,6 +200,17 @@ impl Db {
         Ok(on_conn!(self, c => sqlx::query_as::<_, User>(&sql).bind(id.0).fetch_optional(c).await)?)
     }
 
+    /// Several users at once, in no particular order; unknown ids are skipped.
+    pub async fn get_users(&mut self, ids: &[UserId]) -> Result<Vec<User>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ({})", marks.join(", "));
+        let binds: Vec<crate::Bind> = ids.iter().map(|id| crate::Bind::Int(id.0)).collect();
+        Ok(on_conn!(self, c => bind_all!(sqlx::query_as::<_, User>(&sql), &binds).fetch_all(c).await)?)
+    }
+
     /// Finds a user by email, without regard to case.
     pub async fn find_user_by_email(&mut self, email: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)");

@@ -86,10 +86,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    // CREDENCE_TEST_LOG=1 shows the servers' logs, for debugging a failure.
-    if std::env::var_os("CREDENCE_TEST_LOG").is_some() {
-        credence::telemetry::init_logging(credence::config::LogFormat::Text);
-    }
+    install_log_capture();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(backend, dir.path()).await;
     let mut config = Config {
@@ -130,6 +127,44 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         shutdown: Some(shutdown),
         server: Some(server),
     }
+}
+
+/// Every log line the servers of this test process wrote, at debug level.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(bytes);
+        // CREDENCE_TEST_LOG=1 also shows them, for debugging a failure.
+        if std::env::var_os("CREDENCE_TEST_LOG").is_some() {
+            std::io::stderr().write_all(bytes)?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends the logs of every server in this process to a buffer that tests scan
+/// for secrets (`captured_logs`).
+fn install_log_capture() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,sqlx=debug,hyper=info,h2=info,rustls=info"))
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .try_init();
+    });
+}
+
+/// The log lines written so far by the servers of this test process.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
 }
 
 /// Someone created for a test, with their password.

@@ -40,6 +40,7 @@ async fn a_request_goes_from_pending_to_authorized_and_back_with_every_step_audi
         agency.teammate.id.0.to_string()
     );
     let request = body["request"]["id"].as_str().unwrap().to_string();
+    let link = body["publicUri"].as_str().unwrap().to_string();
     let acme = body["request"]["credentials"][0]["id"]
         .as_str()
         .unwrap()

@@ -175,18 +175,18 @@ async fn requests_json(
             .or_default()
             .push(credential);
     }
-    let mut out = Vec::with_capacity(requests.len());
-    for request in requests {
-        let recipient = match request.recipient_user_id {
-            Some(id) => db.get_user(id).await?,
-            None => None,
-        };
-        let credentials = by_request
-            .get(&request.id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        out.push(request_json(request, credentials, recipient.as_ref()));
-    }
+    let mut recipient_ids: Vec<UserId> = requests.iter().filter_map(|r| r.recipient_user_id).collect();
+    recipient_ids.sort_unstable();
+    recipient_ids.dedup();
+    let recipients: HashMap<UserId, User> = db.get_users(&recipient_ids).await?.into_iter().map(|u| (u.id, u)).collect();
+    let out = requests
+        .iter()
+        .map(|request| {
+            let recipient = request.recipient_user_id.and_then(|id| recipients.get(&id));
+            let credentials = by_request.get(&request.id).map(Vec::as_slice).unwrap_or(&[]);
+            request_json(request, credentials, recipient)
+        })
+        .collect();
     Ok(out)
 }
 
