@@ -29,7 +29,10 @@ pub async fn visible(
     let credential = db.get_credential(id).await?.ok_or_else(not_found)?;
     let (request, viewer) = requests::visible(db, caller, credential.request_id)
         .await
-        .map_err(|_| not_found())?;
+        .map_err(|error| match error {
+            Error::NotFound(_) => not_found(),
+            other => other,
+        })?;
     Ok((credential, request, viewer))
 }
 
@@ -240,6 +243,19 @@ pub async fn authorize(
     let actor = Actor::user(caller);
     let mut tx = ctx.store.begin().await?;
     match verified {
+        // A refusal after a decline or revoke leaves the recipient's decision as
+        // it was; the recipient is only told why.
+        Err(reason)
+            if credential
+                .state
+                .apply(CredentialAction::AuthorizationFailed)
+                .is_err() =>
+        {
+            Err(Error::Invalid(vec![ValidationError::new(
+                "data",
+                format!("the credentials were not accepted: {reason}"),
+            )]))
+        }
         Err(reason) => {
             let failed = tx
                 .transition_credential(

@@ -89,10 +89,7 @@ pub async fn request_feature(store: &Store, user: &User) -> Result<(Eligibility,
         .request_feature(user.id, Feature::CredentialRequests)
         .await?;
     if created {
-        for membership in memberships
-            .iter()
-            .filter(|m| m.role != credence_domain::OrgRole::Guest)
-        {
+        for membership in memberships.iter() {
             audit::record(&mut tx, &Actor::user(user), Event {
                 organization: membership.organization.id,
                 team: None,

@@ -6,6 +6,7 @@
 //! broken, and the HTTP layer picks the status.
 
 pub mod audit;
+pub mod audit_log;
 pub mod auth;
 pub mod connections;
 pub mod credentials;

@@ -4,11 +4,15 @@
 mod fixtures;
 mod helpers;
 
+mod audit;
 mod bad_input;
 mod cli;
+mod oidc;
 mod operations;
 mod read_api;
+mod request_rules;
 mod requests;
+mod sdk;
 mod secrets;
 mod sign_in;
 mod tokens;
