@@ -48,6 +48,9 @@ enum Command {
     /// Key-encryption keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -152,6 +155,34 @@ enum KeysCommand {
     Rotate,
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Write an organization's audit entries as JSON lines, oldest first.
+    Export {
+        #[arg(long)]
+        org: i64,
+        /// Only entries at or after this ISO 8601 date or date-time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only entries at or before this date (the whole day) or date-time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these events (repeatable), e.g. credential.authorized.
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// Write to this file (created with mode 0600) instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Delete the entries older than a date; the database refuses to delete
+    /// any entry younger than 12 months.
+    Purge {
+        /// An ISO 8601 date or date-time (RFC 3339).
+        #[arg(long)]
+        before: String,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(&cli.overrides) {
@@ -191,6 +222,7 @@ pub fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
+        Command::Audit(command) => audit(command, &config).await,
         Command::Migrate => {
             let store = open_store(&config).await?;
             println!("migrations applied ({:?})", store.backend());
@@ -427,4 +459,96 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     app.run_until_stopped().await?;
     Ok(())
+}
+
+async fn audit(command: AuditCommand, config: &Config) -> anyhow::Result<()> {
+    use crate::service::audit_log::{json_lines, parse_time, AuditQuery, Bound, Export};
+    use std::io::Write;
+    match command {
+        AuditCommand::Export {
+            org,
+            from,
+            to,
+            events,
+            out,
+        } => {
+            let mut problems = Vec::new();
+            let mut time = |flag: &str, raw: Option<String>, bound: Bound| {
+                raw.and_then(|raw| {
+                    parse_time(flag, &raw, bound)
+                        .map_err(|e| problems.push(e))
+                        .ok()
+                })
+            };
+            let query = AuditQuery {
+                date_from: time("--from", from, Bound::Start),
+                date_to: time("--to", to, Bound::End),
+                events,
+                ..AuditQuery::default()
+            };
+            if !problems.is_empty() {
+                return Err(service::Error::Invalid(problems).into());
+            }
+            let store = open_store(config).await?;
+            let organization = OrganizationId(org);
+            let mut export = Export::for_operator(&store, organization, &query).await?;
+            let (mut writer, destination): (Box<dyn Write>, String) = match &out {
+                Some(path) => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    (
+                        Box::new(std::io::BufWriter::new(file)),
+                        path.display().to_string(),
+                    )
+                }
+                None => (
+                    Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                    "standard output".to_string(),
+                ),
+            };
+            let mut count = 0usize;
+            while let Some(records) = export.next_page().await? {
+                writer
+                    .write_all(&json_lines(&records)?)
+                    .with_context(|| format!("cannot write to {destination}"))?;
+                count += records.len();
+            }
+            writer
+                .flush()
+                .with_context(|| format!("cannot write to {destination}"))?;
+            eprintln!(
+                "exported {count} audit entries of organization {organization} to {destination}"
+            );
+            Ok(())
+        }
+        AuditCommand::Purge { before } => {
+            let before =
+                parse_time("--before", &before, Bound::Start).map_err(service::Error::from)?;
+            let store = open_store(config).await?;
+            let purged = store.db().await?.purge_audit_before(before).await;
+            match purged {
+                Ok(count) => {
+                    println!(
+                        "purged {count} audit entries older than {}",
+                        before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    );
+                    Ok(())
+                }
+                Err(credence_store::Error::Conflict(message)) => {
+                    let latest = chrono::Utc::now()
+                        .checked_sub_months(chrono::Months::new(12))
+                        .map(|at| at.format("%Y-%m-%d").to_string())
+                        .unwrap_or_default();
+                    anyhow::bail!("{message}; choose --before {latest} or earlier")
+                }
+                Err(other) => Err(other.into()),
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! transaction of the change they describe, so that neither can exist without
 //! the change nor the change without them.
 
-use crate::{now, Bind, Db, Result};
+use crate::{now, Bind, Db, Error, Result};
 use chrono::{DateTime, Utc};
 use credence_domain::{OrganizationId, TeamId, UserId};
 
@@ -105,6 +105,10 @@ impl AuditFilter {
     }
 }
 
+/// The message of the trigger that keeps entries younger than 12 months
+/// (migrations `0002_credential_requests.sql`, both dialects).
+const KEPT_A_YEAR: &str = "audit entries younger than 12 months are kept";
+
 const AUDIT_COLUMNS: &str =
     "id, occurred_at, organization_id, team_id, actor_user_id, actor_label, event, target_kind, target_id, details";
 
@@ -173,11 +177,55 @@ impl Db {
     }
 
     /// Deletes entries older than `before`; the database itself refuses to delete
-    /// anything younger than 12 months.
+    /// anything younger than 12 months, and that refusal (which deletes nothing)
+    /// comes back as a `Conflict` saying so.
     pub async fn purge_audit_before(&mut self, before: DateTime<Utc>) -> Result<u64> {
         let sql = "DELETE FROM audit_log WHERE occurred_at < $1";
+        on_conn!(self, c => sqlx::query(sql).bind(before).execute(c).await.map(|r| r.rows_affected()))
+            .map_err(|error| match &error {
+                sqlx::Error::Database(db) if db.message().contains(KEPT_A_YEAR) => Error::Conflict(format!(
+                    "the database keeps audit entries younger than 12 months and refused the purge before {}; nothing was deleted",
+                    before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )),
+                _ => error.into(),
+            })
+    }
+
+    /// One page of the entries matching `filter` in its order (`limit` of them,
+    /// `offset` ignored), starting after the entry at `after` (its time and id).
+    /// Paging by the last entry seen, not by an offset, keeps a long export
+    /// steady while new entries arrive.
+    pub async fn list_audit_after(
+        &mut self,
+        filter: &AuditFilter,
+        after: Option<(DateTime<Utc>, i64)>,
+    ) -> Result<Vec<AuditEntry>> {
+        let (mut where_sql, mut binds) = filter.where_clause();
+        let (order, beyond) = if filter.oldest_first {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
+        if let Some((occurred_at, id)) = after {
+            binds.push(Bind::Time(occurred_at));
+            let time = binds.len();
+            binds.push(Bind::Int(id));
+            let id = binds.len();
+            let keyset = format!(
+                "(occurred_at {beyond} ${time} OR (occurred_at = ${time} AND id {beyond} ${id}))"
+            );
+            where_sql = if where_sql.is_empty() {
+                format!("WHERE {keyset}")
+            } else {
+                format!("{where_sql} AND {keyset}")
+            };
+        }
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log {where_sql} ORDER BY occurred_at {order}, id {order} LIMIT {}",
+            filter.limit.max(0)
+        );
         Ok(
-            on_conn!(self, c => sqlx::query(sql).bind(before).execute(c).await.map(|r| r.rows_affected()))?,
+            on_conn!(self, c => bind_all!(sqlx::query_as::<_, AuditEntry>(&sql), &binds).fetch_all(c).await)?,
         )
     }
 

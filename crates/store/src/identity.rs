@@ -206,9 +206,14 @@ impl Db {
             return Ok(Vec::new());
         }
         let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ({})", marks.join(", "));
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id IN ({})",
+            marks.join(", ")
+        );
         let binds: Vec<crate::Bind> = ids.iter().map(|id| crate::Bind::Int(id.0)).collect();
-        Ok(on_conn!(self, c => bind_all!(sqlx::query_as::<_, User>(&sql), &binds).fetch_all(c).await)?)
+        Ok(
+            on_conn!(self, c => bind_all!(sqlx::query_as::<_, User>(&sql), &binds).fetch_all(c).await)?,
+        )
     }
 
     /// Finds a user by email, without regard to case.

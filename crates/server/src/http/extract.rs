@@ -155,6 +155,8 @@ pub struct ListParams {
     pub limit: usize,
     pub sort_by: Option<String>,
     pub descending: bool,
+    /// Whether `pg[sortDir]` was given (lists whose default is newest first need to know).
+    pub sort_dir_given: bool,
     pub cols: Vec<String>,
 }
 
@@ -168,6 +170,7 @@ impl ListParams {
             limit: Self::MAX_LIMIT,
             sort_by: None,
             descending: false,
+            sort_dir_given: false,
             cols: vec![],
         };
         let mut problems = Vec::new();
@@ -192,8 +195,14 @@ impl ListParams {
                 },
                 "pg[sortBy]" => params.sort_by = Some(value.clone()),
                 "pg[sortDir]" => match value.as_str() {
-                    "asc" => params.descending = false,
-                    "desc" => params.descending = true,
+                    "asc" => {
+                        params.descending = false;
+                        params.sort_dir_given = true;
+                    }
+                    "desc" => {
+                        params.descending = true;
+                        params.sort_dir_given = true;
+                    }
                     _ => problems.push(ValidationError::new(
                         key,
                         format!("pg[sortDir] {value:?} must be asc or desc"),

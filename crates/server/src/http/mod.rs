@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(move |request: Request, next: Next| refuse_declared_oversize(body_limit, request, next)))
         .layer(middleware::from_fn(record_metrics))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -77,6 +78,23 @@ async fn fallback(request: Request) -> error::ApiError {
         request.method(),
         request.uri().path().chars().take(200).collect::<String>()
     ))
+}
+
+/// Answers 413 at once when a request declares a body over the limit, before any
+/// of it is read. (Bodies without a declared length are cut at the limit by
+/// `DefaultBodyLimit` as they are read.)
+async fn refuse_declared_oversize(limit: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return axum::response::IntoResponse::into_response(error::ApiError::PayloadTooLarge(
+            limit,
+        ));
+    }
+    next.run(request).await
 }
 
 /// Counts requests by route and status, and times them.

@@ -464,9 +464,8 @@ async fn records(db: &mut Db, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>
         .collect();
     let mut team_names: HashMap<i64, Option<String>> = HashMap::new();
     for team in entries.iter().filter_map(|e| e.team_id) {
-        if !team_names.contains_key(&team) {
-            let name = db.get_team(TeamId(team)).await?.map(|t| t.name);
-            team_names.insert(team, name);
+        if let std::collections::hash_map::Entry::Vacant(slot) = team_names.entry(team) {
+            slot.insert(db.get_team(TeamId(team)).await?.map(|t| t.name));
         }
     }
     Ok(entries

@@ -25,6 +25,26 @@ async fn post_token(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends only the head of a POST declaring `length` bytes of JSON, and reads the answer.
+async fn post_headers_only(app: &TestApp, token: &str, length: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v2/users/me/api-tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Token {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_string(&mut answer),
+    )
+    .await;
+    answer
+}
+
 async fn token_count(app: &TestApp) -> usize {
     let admin = app.admin_id().await;
     app.store
@@ -159,10 +179,13 @@ async fn malformed_bodies_are_refused_and_change_nothing(backend: Backend) {
     );
     assert_eq!(token_count(&app).await, 1, "nothing was created");
 
-    // A body over the limit: 413 naming the limit.
-    let huge = json!({"label": "x".repeat(2 * 1024 * 1024), "scope": ["user:read"]}).to_string();
-    let (status, body) = post_token(&app, &token, huge.into(), json_type).await;
-    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    // A body over the limit: 413 naming the limit, answered from the declared
+    // length before the body is read. (Sent by hand: a client still uploading
+    // 2 MiB may see the connection close under it instead of the answer.)
+    let answer = post_headers_only(&app, &token, 2 * 1024 * 1024).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap();
+    assert_eq!(body["code"], "payload_too_large");
     assert!(
         body["detail"].as_str().unwrap().contains("1048576"),
         "{body}"

@@ -155,7 +155,9 @@ fn install_log_capture() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,sqlx=debug,hyper=info,h2=info,rustls=info"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,sqlx=debug,hyper=info,h2=info,rustls=info",
+            ))
             .with_ansi(false)
             .with_writer(|| Capture)
             .try_init();

@@ -136,6 +136,12 @@ pub async fn database_text(app: &crate::helpers::TestApp) -> String {
         "setup_links",
         "api_tokens",
         "secrets",
+        "feature_requests",
+        "credential_requests",
+        "requested_credentials",
+        "connections",
+        "outbox",
+        "audit_log",
     ];
     match app.backend {
         Backend::Sqlite => {

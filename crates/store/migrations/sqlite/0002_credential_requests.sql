@@ -114,7 +114,8 @@ BEGIN
 END;
 
 CREATE TRIGGER audit_log_keeps_a_year BEFORE DELETE ON audit_log
-WHEN julianday(OLD.occurred_at) > julianday('now', '-12 months')
+-- An unreadable time counts as young: nothing is deleted on a guess.
+WHEN julianday(OLD.occurred_at) IS NULL OR julianday(OLD.occurred_at) > julianday('now', '-12 months')
 BEGIN
     SELECT RAISE(ABORT, 'audit entries younger than 12 months are kept');
 END;

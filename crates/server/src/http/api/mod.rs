@@ -2,6 +2,8 @@
 //! operation (paths, query parameters, envelopes, field names), so Make's SDKs
 //! and CLIs work against Credence unchanged.
 
+mod actions;
+mod audit;
 mod organizations;
 mod requests;
 mod teams;
@@ -86,6 +88,28 @@ pub fn router() -> Router<AppState> {
             "/credential-requests/credentials/{id}/revoke",
             post(requests::revoke),
         )
+        .route("/credential-requests/actions/create", post(actions::create))
+        .route(
+            "/credential-requests/actions/create-by-credentials",
+            post(actions::create_by_credentials),
+        )
+        .route("/credential-requests/actions/extend", post(actions::extend))
+        .route(
+            "/audit-logs/organization/{id}",
+            get(audit::organization_log),
+        )
+        .route(
+            "/audit-logs/organization/{id}/filters",
+            get(audit::organization_filters),
+        )
+        .route(
+            "/audit-logs/organization/{id}/export",
+            get(audit::organization_export),
+        )
+        .route("/audit-logs/team/{id}", get(audit::team_log))
+        .route("/audit-logs/team/{id}/filters", get(audit::team_filters))
+        .route("/audit-logs/team/{id}/export", get(audit::team_export))
+        .route("/audit-logs/{id}", get(audit::get))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
 }
 

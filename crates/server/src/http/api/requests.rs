@@ -175,15 +175,26 @@ async fn requests_json(
             .or_default()
             .push(credential);
     }
-    let mut recipient_ids: Vec<UserId> = requests.iter().filter_map(|r| r.recipient_user_id).collect();
+    let mut recipient_ids: Vec<UserId> = requests
+        .iter()
+        .filter_map(|r| r.recipient_user_id)
+        .collect();
     recipient_ids.sort_unstable();
     recipient_ids.dedup();
-    let recipients: HashMap<UserId, User> = db.get_users(&recipient_ids).await?.into_iter().map(|u| (u.id, u)).collect();
+    let recipients: HashMap<UserId, User> = db
+        .get_users(&recipient_ids)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
     let out = requests
         .iter()
         .map(|request| {
             let recipient = request.recipient_user_id.and_then(|id| recipients.get(&id));
-            let credentials = by_request.get(&request.id).map(Vec::as_slice).unwrap_or(&[]);
+            let credentials = by_request
+                .get(&request.id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             request_json(request, credentials, recipient)
         })
         .collect();
@@ -221,11 +232,8 @@ fn list_filter(query: &QueryPairs, params: &ListParams) -> Result<RequestFilter,
             "status" => "status",
             _ => "created_at",
         },
-        descending: if params.sort_by.is_none() {
-            true
-        } else {
-            params.descending
-        },
+        // Newest first unless the caller says otherwise.
+        descending: params.descending || !params.sort_dir_given,
         offset: params.offset as i64,
         limit: params.limit.min(1000) as i64,
         ..Default::default()
@@ -234,7 +242,7 @@ fn list_filter(query: &QueryPairs, params: &ListParams) -> Result<RequestFilter,
 
 fn pg_answer(params: &ListParams, total: i64) -> Value {
     let mut pg = params.answer(params.sort_by.as_deref().unwrap_or("createdAt"));
-    if params.sort_by.is_none() {
+    if !params.sort_dir_given {
         pg["sortDir"] = json!("desc");
     }
     pg["limit"] = json!(params.limit.min(1000));
@@ -310,7 +318,7 @@ pub async fn received(
     ))
 }
 
-async fn create_answer(
+pub(super) async fn create_answer(
     state: &AppState,
     caller: &ApiCaller,
     input: CreateRequestInput,

@@ -1,0 +1,323 @@
+//! The figures measured on one backend: the references (`GET /healthz`, which
+//! touches no database, and `SELECT 1` through the store), the API calls the
+//! issue names (list-sent, detail, create), and a store-level breakdown of the
+//! list page so a slow figure can be traced to its queries.
+
+use crate::measure::{self, pick, Plan, Timings};
+use crate::world::World;
+use anyhow::{bail, Context};
+use credence_domain::RequestId;
+use credence_store::{Backend, RequestFilter, Store};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Latency samples per figure.
+    pub samples: usize,
+    /// Concurrent workers for latency figures.
+    pub read_workers: usize,
+    /// Requests created for the throughput figure.
+    pub creates: usize,
+    /// Concurrent workers for throughput figures.
+    pub create_workers: usize,
+    /// Longest time any one figure may take.
+    pub limit: Duration,
+}
+
+/// Rows of a list page.
+pub const PAGE: usize = 50;
+
+/// Everything measured on one backend.
+pub struct Report {
+    pub backend: Backend,
+    pub requests: usize,
+    pub teams: usize,
+    pub seeding: Duration,
+    pub healthz: Timings,
+    pub select_one: Timings,
+    /// Latency figures, in print order.
+    pub latencies: Vec<(&'static str, Timings)>,
+    /// `GET /healthz` from the create workers: the throughput reference.
+    pub healthz_rate: Timings,
+    pub create: Timings,
+}
+
+/// A keep-alive HTTP client for the server on loopback.
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: Arc<str>,
+}
+
+impl Api {
+    fn new(base: &str) -> anyhow::Result<Api> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Api {
+            client,
+            base: base.into(),
+        })
+    }
+
+    /// Sends the request, reads the whole body, and checks the status.
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+        expected: u16,
+    ) -> anyhow::Result<Vec<u8>> {
+        let response = request.send().await?;
+        let status = response.status();
+        let body = response.bytes().await?.to_vec();
+        if status.as_u16() != expected {
+            bail!(
+                "expected {expected}, got {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            );
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<Vec<u8>> {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Token {token}"));
+        }
+        self.call(request, 200)
+            .await
+            .with_context(|| format!("GET {path}"))
+    }
+
+    async fn post(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<Vec<u8>> {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Token {token}"))
+            .json(body);
+        self.call(request, 201)
+            .await
+            .with_context(|| format!("POST {path}"))
+    }
+}
+
+fn list_path(team: impl std::fmt::Display) -> String {
+    format!("/api/v2/credential-requests/requests?teamId={team}&pg[limit]={PAGE}")
+}
+
+fn detail_path(id: RequestId) -> String {
+    format!("/api/v2/credential-requests/requests/{id}/detail")
+}
+
+/// Checks that the API answers what the benchmark means to measure.
+async fn sanity_check(api: &Api, world: &World) -> anyhow::Result<()> {
+    let team = &world.teams[0];
+    let in_team = world.requests.iter().filter(|(_, t)| *t == 0).count();
+    let body: Value =
+        serde_json::from_slice(&api.get(&list_path(team.id), Some(&team.token)).await?)?;
+    let rows = body["requests"].as_array().map_or(0, Vec::len);
+    if rows != in_team.min(PAGE) || body["pg"]["total"] != json!(in_team) {
+        bail!(
+            "the list of team {} answers {rows} rows of {} in all; expected {} of {in_team}",
+            team.id,
+            body["pg"]["total"],
+            in_team.min(PAGE)
+        );
+    }
+    let (id, _) = world.requests[0];
+    let body: Value = serde_json::from_slice(&api.get(&detail_path(id), Some(&team.token)).await?)?;
+    if body["requestDetail"]["id"] != json!(id.to_string()) {
+        bail!(
+            "the detail of {id} answers another request: {}",
+            body["requestDetail"]["id"]
+        );
+    }
+    Ok(())
+}
+
+/// Measures every figure on a running world.
+pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
+    let api = Api::new(&world.address)?;
+    sanity_check(&api, world).await?;
+    let teams = Arc::new(world.teams.clone());
+    let requests = Arc::new(world.requests.clone());
+    let mut by_team: Vec<Vec<RequestId>> = vec![Vec::new(); teams.len()];
+    for (id, team) in requests.iter() {
+        by_team[*team].push(*id);
+    }
+    let by_team = Arc::new(by_team);
+    let store: Store = world.store.clone();
+    let read = Plan {
+        count: budget.samples,
+        workers: budget.read_workers,
+        limit: budget.limit,
+    };
+    let write = Plan {
+        count: budget.creates,
+        workers: budget.create_workers,
+        limit: budget.limit,
+    };
+
+    // Each closure clones what its future needs; the futures must be 'static.
+    let healthz = {
+        let api = api.clone();
+        measure::run("GET /healthz", read, move |_| {
+            let api = api.clone();
+            async move { api.get("/healthz", None).await.map(drop) }
+        })
+        .await?
+    };
+    let select_one = {
+        let store = store.clone();
+        measure::run("SELECT 1", read, move |_| {
+            let store = store.clone();
+            async move { Ok(store.ping().await?) }
+        })
+        .await?
+    };
+    let auth = {
+        let (api, teams) = (api.clone(), teams.clone());
+        measure::run("token check", read, move |i| {
+            let (api, teams) = (api.clone(), teams.clone());
+            async move {
+                let team = &teams[pick(i, 1, teams.len())];
+                let path = "/api/v2/users/me/current-authorization";
+                api.get(path, Some(&team.token)).await.map(drop)
+            }
+        })
+        .await?
+    };
+    let list = {
+        let (api, teams) = (api.clone(), teams.clone());
+        measure::run("list-sent", read, move |i| {
+            let (api, teams) = (api.clone(), teams.clone());
+            async move {
+                let team = &teams[pick(i, 2, teams.len())];
+                api.get(&list_path(team.id), Some(&team.token))
+                    .await
+                    .map(drop)
+            }
+        })
+        .await?
+    };
+    let detail = {
+        let (api, teams, requests) = (api.clone(), teams.clone(), requests.clone());
+        measure::run("detail", read, move |i| {
+            let (api, teams, requests) = (api.clone(), teams.clone(), requests.clone());
+            async move {
+                let (id, team) = requests[pick(i, 3, requests.len())];
+                api.get(&detail_path(id), Some(&teams[team].token))
+                    .await
+                    .map(drop)
+            }
+        })
+        .await?
+    };
+    let store_list = {
+        let (store, teams) = (store.clone(), teams.clone());
+        measure::run("store list_requests", read, move |i| {
+            let (store, teams) = (store.clone(), teams.clone());
+            async move {
+                let filter = RequestFilter {
+                    teams: vec![teams[pick(i, 4, teams.len())].id],
+                    sort_by: "created_at",
+                    descending: true,
+                    limit: PAGE as i64,
+                    ..RequestFilter::default()
+                };
+                store.db().await?.list_requests(&filter).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let store_credentials = {
+        let (store, by_team) = (store.clone(), by_team.clone());
+        measure::run("store list_credentials_of", read, move |i| {
+            let (store, by_team) = (store.clone(), by_team.clone());
+            async move {
+                let ids = &by_team[pick(i, 5, by_team.len())];
+                let page = &ids[..ids.len().min(PAGE)];
+                store.db().await?.list_credentials_of(page).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let store_users = {
+        let (store, teams) = (store.clone(), teams.clone());
+        measure::run("store 50 × get_user", read, move |i| {
+            let (store, teams) = (store.clone(), teams.clone());
+            async move {
+                let recipient = teams[pick(i, 6, teams.len())].recipient;
+                let mut db = store.db().await?;
+                for _ in 0..PAGE {
+                    db.get_user(recipient).await?;
+                }
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let healthz_rate = {
+        let api = api.clone();
+        measure::run("GET /healthz throughput", write, move |_| {
+            let api = api.clone();
+            async move { api.get("/healthz", None).await.map(drop) }
+        })
+        .await?
+    };
+    let create = {
+        let (api, teams) = (api.clone(), teams.clone());
+        measure::run("create", write, move |i| {
+            let (api, teams) = (api.clone(), teams.clone());
+            async move {
+                let team = &teams[pick(i, 7, teams.len())];
+                let body = json!({
+                    "name": format!("Bench create {i}"),
+                    "teamId": team.id,
+                    "credentials": [{ "appName": "stripe", "appModules": ["*"] }],
+                    "provider": { "providerMakeUserId": team.recipient },
+                });
+                api.post(
+                    "/api/v2/credential-requests/requests/v2",
+                    &team.token,
+                    &body,
+                )
+                .await
+                .map(drop)
+            }
+        })
+        .await?
+    };
+
+    Ok(Report {
+        backend: store.backend(),
+        requests: world.requests.len(),
+        teams: world.teams.len(),
+        seeding: world.seeding,
+        healthz,
+        select_one,
+        latencies: vec![
+            ("token check  GET /users/me/current-authorization", auth),
+            ("list-sent    GET …/requests?teamId=T&pg[limit]=50", list),
+            ("detail       GET …/requests/{id}/detail", detail),
+            ("  store: list_requests (page of 50 + COUNT)", store_list),
+            (
+                "  store: list_credentials_of (50 requests)",
+                store_credentials,
+            ),
+            (
+                "  store: 50 × get_user (requests_json, per row)",
+                store_users,
+            ),
+        ],
+        healthz_rate,
+        create,
+    })
+}

@@ -1,0 +1,167 @@
+//! `credence-bench`: seeds a throwaway database with many credential requests,
+//! runs the real server on a loopback port, and prints latency percentiles of
+//! the list-sent and detail calls and the create throughput, on SQLite and
+//! PostgreSQL.
+//!
+//! Speed is measured here, not asserted in tests. Every figure is printed with
+//! its ratio to references measured in the same run (`GET /healthz`, which
+//! touches no database, and `SELECT 1` through the store), so results from
+//! different machines can be compared by their ratios. The command stops by
+//! itself and removes what it created: the SQLite file, the key file and the
+//! PostgreSQL database. Progress goes to stderr, results to stdout.
+//!
+//! ```text
+//! cargo run --release -p credence-bench -- [--backend sqlite|postgres|both]
+//!     [--requests 100000] [--teams 100] [--samples 500] [--postgres-url URL]
+//! ```
+
+mod figures;
+mod measure;
+mod report;
+mod world;
+
+use anyhow::bail;
+use clap::{Parser, ValueEnum};
+use credence_store::Backend;
+use figures::{Budget, Report};
+use std::time::Duration;
+use world::{Database, World};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+/// Seeds a throwaway database and measures the credential-request API.
+#[derive(Debug, Parser)]
+#[command(name = "credence-bench", version)]
+struct Args {
+    /// Which database to measure.
+    #[arg(long, value_enum, default_value = "both")]
+    backend: Which,
+    /// Requests to seed.
+    #[arg(long, default_value_t = 100_000)]
+    requests: usize,
+    /// Teams to spread them over (one requester and one recipient each).
+    #[arg(long, default_value_t = 100)]
+    teams: usize,
+    /// Latency samples per figure.
+    #[arg(long, default_value_t = 500)]
+    samples: usize,
+    /// Requests created over HTTP for the throughput figure.
+    #[arg(long, default_value_t = 1_000)]
+    creates: usize,
+    /// Concurrent clients for the latency figures.
+    #[arg(long, default_value_t = 2)]
+    read_workers: usize,
+    /// Concurrent clients for the throughput figures.
+    #[arg(long, default_value_t = 4)]
+    create_workers: usize,
+    /// Longest time, in seconds, any one figure may take.
+    #[arg(long, default_value_t = 120)]
+    max_seconds: u64,
+    /// PostgreSQL administration URL; a database is created and dropped on it.
+    #[arg(
+        long,
+        env = "CREDENCE_TEST_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    postgres_url: String,
+}
+
+impl Args {
+    fn budget(&self) -> Budget {
+        Budget {
+            samples: self.samples,
+            read_workers: self.read_workers,
+            creates: self.creates,
+            create_workers: self.create_workers,
+            limit: Duration::from_secs(self.max_seconds),
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.teams == 0 || self.requests < self.teams {
+            bail!("give at least one team and at least one request per team");
+        }
+        if self.samples == 0 || self.creates == 0 {
+            bail!("--samples and --creates must be at least 1");
+        }
+        if self.read_workers == 0 || self.create_workers == 0 {
+            bail!("--read-workers and --create-workers must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Runs everything on one backend; the database is removed whatever happens,
+/// also on Ctrl-C.
+async fn run_backend(backend: Backend, args: &Args) -> anyhow::Result<Report> {
+    eprintln!("== {backend:?} ==");
+    let database = Database::create(backend, &args.postgres_url).await?;
+    eprintln!("database: {}", redact(&database.url));
+    let measured = tokio::select! {
+        measured = measure(&database, args) => measured,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let removed = database.remove().await;
+    let report = measured?;
+    removed?;
+    Ok(report)
+}
+
+async fn measure(database: &Database, args: &Args) -> anyhow::Result<Report> {
+    let world = World::start(database, args.teams, args.requests).await?;
+    let measured = figures::measure(&world, args.budget()).await;
+    let stopped = world.stop().await;
+    let report = measured?;
+    stopped?;
+    Ok(report)
+}
+
+/// The URL without a password, for progress lines.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if url[scheme + 3..at].contains(':') => {
+            let user_end = scheme + 3 + url[scheme + 3..at].find(':').unwrap_or(0);
+            format!("{}:***{}", &url[..user_end], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    args.check()?;
+    let backends: &[Backend] = match args.backend {
+        Which::Sqlite => &[Backend::Sqlite],
+        Which::Postgres => &[Backend::Postgres],
+        Which::Both => &[Backend::Sqlite, Backend::Postgres],
+    };
+    let mut reports = Vec::new();
+    for &backend in backends {
+        let report = run_backend(backend, &args).await?;
+        report::print_backend(&report, args.read_workers, args.create_workers);
+        reports.push(report);
+    }
+    if let [sqlite, postgres] = reports.as_slice() {
+        report::print_comparison(sqlite, postgres);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_not_printed() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

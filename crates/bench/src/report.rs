@@ -1,0 +1,167 @@
+//! Printing: one table per backend (each figure with its ratio to the
+//! references measured in the same run) and the PostgreSQL ÷ SQLite comparison.
+
+use crate::figures::Report;
+use crate::measure::Timings;
+use credence_store::Backend;
+use std::time::Duration;
+
+const LABEL: usize = 54;
+
+fn name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "SQLite",
+        Backend::Postgres => "PostgreSQL",
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// `n`, with `*` when the time limit cut the run short.
+fn count(timings: &Timings) -> String {
+    format!(
+        "{}{}",
+        timings.count(),
+        if timings.truncated { "*" } else { "" }
+    )
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+/// The figures of one backend.
+pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize) {
+    let seeding = report.seeding.as_secs_f64();
+    println!();
+    println!(
+        "== {}: {} requests over {} teams, seeded in {seeding:.1} s ({:.0} requests/s) ==",
+        name(report.backend),
+        report.requests,
+        report.teams,
+        report.requests as f64 / seeding.max(f64::EPSILON),
+    );
+    println!();
+    println!(
+        "{:<LABEL$} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11}",
+        format!("latency ({read_workers} concurrent)"),
+        "n",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "÷ healthz",
+        "÷ SELECT 1"
+    );
+    let healthz = ms(report.healthz.percentile(50.0));
+    let select_one = ms(report.select_one.percentile(50.0));
+    let references = [
+        ("reference    GET /healthz (no database)", &report.healthz),
+        (
+            "reference    SELECT 1 through the store",
+            &report.select_one,
+        ),
+    ];
+    let rows = references
+        .into_iter()
+        .chain(report.latencies.iter().map(|(label, t)| (*label, t)));
+    for (label, timings) in rows {
+        let p50 = ms(timings.percentile(50.0));
+        println!(
+            "{label:<LABEL$} {:>6} {p50:>9.3} {:>9.3} {:>9.3} {:>11} {:>11}",
+            count(timings),
+            ms(timings.percentile(95.0)),
+            ms(timings.percentile(99.0)),
+            ratio(p50, healthz),
+            ratio(p50, select_one),
+        );
+    }
+    println!();
+    println!(
+        "{:<LABEL$} {:>6} {:>9} {:>9} {:>9} {:>11}",
+        format!("throughput ({create_workers} concurrent)"),
+        "n",
+        "per s",
+        "p50 ms",
+        "p99 ms",
+        "÷ healthz"
+    );
+    let reference = report.healthz_rate.throughput();
+    for (label, timings) in [
+        ("reference    GET /healthz", &report.healthz_rate),
+        ("create       POST …/requests/v2 (1 app)", &report.create),
+    ] {
+        println!(
+            "{label:<LABEL$} {:>6} {:>9.0} {:>9.3} {:>9.3} {:>11}",
+            count(timings),
+            timings.throughput(),
+            ms(timings.percentile(50.0)),
+            ms(timings.percentile(99.0)),
+            ratio(timings.throughput(), reference),
+        );
+    }
+    let fixed = [
+        &report.healthz,
+        &report.select_one,
+        &report.healthz_rate,
+        &report.create,
+    ];
+    let mut all = fixed
+        .into_iter()
+        .chain(report.latencies.iter().map(|(_, t)| t));
+    if all.any(|t| t.truncated) {
+        println!("* stopped by the time limit before the planned count");
+    }
+}
+
+/// PostgreSQL ÷ SQLite, figure by figure (above 1: PostgreSQL takes longer,
+/// or for throughput, does more).
+pub fn print_comparison(sqlite: &Report, postgres: &Report) {
+    println!();
+    println!("== PostgreSQL ÷ SQLite (same machine, same run) ==");
+    println!();
+    println!("{:<LABEL$} {:>9} {:>9}", "latency", "p50", "p99");
+    let references = [
+        (
+            "reference    GET /healthz (no database)",
+            &sqlite.healthz,
+            &postgres.healthz,
+        ),
+        (
+            "reference    SELECT 1 through the store",
+            &sqlite.select_one,
+            &postgres.select_one,
+        ),
+    ];
+    let rows = references.into_iter().chain(
+        sqlite
+            .latencies
+            .iter()
+            .zip(&postgres.latencies)
+            .map(|((label, s), (_, p))| (*label, s, p)),
+    );
+    for (label, s, p) in rows {
+        println!(
+            "{label:<LABEL$} {:>9} {:>9}",
+            ratio(ms(p.percentile(50.0)), ms(s.percentile(50.0))),
+            ratio(ms(p.percentile(99.0)), ms(s.percentile(99.0))),
+        );
+    }
+    println!();
+    println!("{:<LABEL$} {:>9}", "time or rate", "ratio");
+    println!(
+        "{:<LABEL$} {:>9}",
+        "seeding time",
+        ratio(postgres.seeding.as_secs_f64(), sqlite.seeding.as_secs_f64())
+    );
+    println!(
+        "{:<LABEL$} {:>9}",
+        "create throughput (per s)",
+        ratio(postgres.create.throughput(), sqlite.create.throughput())
+    );
+}

@@ -1,0 +1,861 @@
+//! A real OAuth 2.0 authorization server for tests: `oidc-provider` (npm) run by
+//! `tests/oidc/provider.mjs`, with one confidential client, PKCE (S256) required,
+//! revocation and introspection, and short-lived access tokens. Login and
+//! consent are driven headlessly through the provider's own dev forms.
+//!
+//! Node and the npm packages come from the README's test command
+//! (`scripts/test`), which installs them.
+//!
+//! The tests at the bottom check the provider itself behaves as Credence's
+//! OAuth client will need; they use no database. What they show about
+//! oidc-provider 9 (configured by tests/oidc/provider.mjs):
+//! * the token response has `access_token`, `token_type: Bearer`,
+//!   `expires_in`, `scope` (what was granted: unknown scopes are dropped
+//!   silently), `refresh_token`, and `id_token` when `openid` was asked;
+//! * the authorization response carries `iss` (RFC 9207) beside `code` and
+//!   `state`; an authorization request with no scope at all is `access_denied`;
+//! * `offline_access` is dropped unless `prompt=consent` is sent too (a
+//!   refresh token comes anyway, as configured here);
+//! * with `Rotation::Keep` a refresh response has no `refresh_token`;
+//! * revoking either token of a grant revokes them all;
+//! * client authentication failure is 401 `invalid_client`; a bad, used,
+//!   revoked or forgotten code or refresh token is 400 `invalid_grant`.
+
+#![allow(dead_code)] // helpers for the Credence OAuth tests to come
+
+use base64::Engine;
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What `REFRESH_TOKEN_ROTATION` the provider runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Rotation {
+    /// Refresh tokens never rotate, and a refresh response carries no
+    /// `refresh_token` at all: the client must keep the one it has.
+    #[default]
+    Keep,
+    /// Refresh tokens never rotate; a refresh response repeats the same one.
+    Echo,
+    /// Every refresh returns a new refresh token and consumes the old one.
+    /// Presenting a consumed one is `invalid_grant` *and revokes the grant*.
+    Rotate,
+}
+
+impl Rotation {
+    fn env(self) -> &'static str {
+        match self {
+            Rotation::Keep => "keep",
+            Rotation::Echo => "echo",
+            Rotation::Rotate => "rotate",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OidcOptions {
+    /// Access token lifetime in seconds (`ACCESS_TOKEN_TTL`).
+    pub access_token_ttl: u64,
+    /// Refresh token (and grant) lifetime in seconds (`REFRESH_TOKEN_TTL`).
+    pub refresh_token_ttl: u64,
+    pub rotation: Rotation,
+}
+
+impl Default for OidcOptions {
+    fn default() -> Self {
+        OidcOptions {
+            access_token_ttl: 5,
+            refresh_token_ttl: 24 * 60 * 60,
+            rotation: Rotation::Keep,
+        }
+    }
+}
+
+/// A running provider; killed on drop.
+pub struct OidcProvider {
+    /// `http://127.0.0.1:<port>`, no trailing slash.
+    pub issuer: String,
+    pub port: u16,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uris: Vec<String>,
+    pub options: OidcOptions,
+    /// `/.well-known/openid-configuration`.
+    pub discovery: Value,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub introspection_endpoint: String,
+    pub revocation_endpoint: String,
+    /// A plain client: no cookies, no redirects followed.
+    pub http: reqwest::Client,
+    child: Option<Child>,
+    _stdin: Option<ChildStdin>,
+    output: Arc<Mutex<String>>,
+}
+
+/// Where the client's browser would land after login and consent.
+#[derive(Debug, Clone)]
+pub struct ConsentOutcome {
+    /// The full redirect to the client's redirect_uri (not followed).
+    pub redirect: Url,
+    pub code: Option<String>,
+    pub state: Option<String>,
+    /// RFC 9207 `iss`: oidc-provider sends it on every authorization response.
+    pub iss: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
+}
+
+impl OidcProvider {
+    /// Starts a provider with the default options (5 s access tokens, refresh
+    /// tokens kept, not rotated) and one client allowed `redirect_uris`.
+    pub async fn start(redirect_uris: &[String]) -> OidcProvider {
+        Self::start_with(redirect_uris, OidcOptions::default()).await
+    }
+
+    pub async fn start_with(redirect_uris: &[String], options: OidcOptions) -> OidcProvider {
+        assert!(!redirect_uris.is_empty(), "the client needs a redirect URI");
+        let client_id = format!("credence-test-{}", uuid::Uuid::new_v4().simple());
+        let client_secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
+        let mut provider = OidcProvider {
+            issuer: String::new(),
+            port: 0,
+            client_id,
+            client_secret,
+            redirect_uris: redirect_uris.to_vec(),
+            options,
+            discovery: Value::Null,
+            authorization_endpoint: String::new(),
+            token_endpoint: String::new(),
+            introspection_endpoint: String::new(),
+            revocation_endpoint: String::new(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            child: None,
+            _stdin: None,
+            output: Arc::new(Mutex::new(String::new())),
+        };
+        provider.launch(0).await;
+        provider
+    }
+
+    /// Stops the provider (as an outage would). `restart` brings it back.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self._stdin = None;
+    }
+
+    /// Starts it again on the same port with the same client. oidc-provider
+    /// keeps everything in memory: every grant, code and token issued before
+    /// is forgotten (refreshing an old refresh token is then `invalid_grant`).
+    pub async fn restart(&mut self) {
+        self.stop();
+        let port = self.port;
+        self.launch(port).await;
+    }
+
+    async fn launch(&mut self, port: u16) {
+        let root = repo_root();
+        let dir = root.join("tests/oidc");
+        let script = dir.join("provider.mjs");
+        assert!(script.is_file(), "{} is missing", script.display());
+        assert!(
+            dir.join("node_modules/oidc-provider/package.json")
+                .is_file(),
+            "the npm packages for the test OAuth server are not installed in {}: \
+             run scripts/test, which installs them (npm ci --prefix tests/oidc)",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg(&script)
+            .current_dir(&root)
+            .env("PORT", port.to_string())
+            .env("CLIENT_ID", &self.client_id)
+            .env("CLIENT_SECRET", &self.client_secret)
+            .env("REDIRECT_URIS", self.redirect_uris.join(","))
+            .env("ACCESS_TOKEN_TTL", self.options.access_token_ttl.to_string())
+            .env("REFRESH_TOKEN_TTL", self.options.refresh_token_ttl.to_string())
+            .env("REFRESH_TOKEN_ROTATION", self.options.rotation.env())
+            .env("EXIT_ON_STDIN_EOF", "1")
+            .env_remove("NODE_OPTIONS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    panic!("`node` is not installed: run scripts/test, which installs it (and the npm packages)")
+                }
+                panic!("could not start node {}: {e}", script.display())
+            });
+
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<u16>();
+        let mut ready_tx = Some(ready_tx);
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let output = self.output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = line.strip_prefix("READY ") {
+                    if let (Some(tx), Ok(port)) = (ready_tx.take(), port.trim().parse()) {
+                        let _ = tx.send(port);
+                    }
+                }
+                output.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let output = self.output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("CREDENCE_TEST_LOG").is_some() {
+                    eprintln!("oidc-provider: {line}");
+                }
+                output.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        self._stdin = child.stdin.take();
+        self.child = Some(child);
+
+        let port = match tokio::time::timeout(Duration::from_secs(30), ready_rx).await {
+            Ok(Ok(port)) => port,
+            Ok(Err(_)) => {
+                let status = self.child.as_mut().and_then(|c| c.wait().ok());
+                panic!(
+                    "the test OAuth server exited before it was ready ({status:?}). \
+                     If node or its packages are missing, run scripts/test, which installs them.\n{}",
+                    self.output()
+                )
+            }
+            Err(_) => panic!(
+                "the test OAuth server did not print READY within 30 s:\n{}",
+                self.output()
+            ),
+        };
+        self.port = port;
+        self.issuer = format!("http://127.0.0.1:{port}");
+
+        let discovery: Value = self
+            .http
+            .get(format!("{}/.well-known/openid-configuration", self.issuer))
+            .send()
+            .await
+            .expect("discovery document")
+            .json()
+            .await
+            .expect("discovery document is JSON");
+        let endpoint = |name: &str| -> String {
+            discovery[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("discovery has no {name}: {discovery}"))
+                .to_string()
+        };
+        assert_eq!(discovery["issuer"], self.issuer.as_str());
+        self.authorization_endpoint = endpoint("authorization_endpoint");
+        self.token_endpoint = endpoint("token_endpoint");
+        self.introspection_endpoint = endpoint("introspection_endpoint");
+        self.revocation_endpoint = endpoint("revocation_endpoint");
+        self.discovery = discovery;
+    }
+
+    /// Everything the provider printed so far (for failure messages).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// An authorization request URL for the code flow with PKCE S256.
+    pub fn authorize_url(
+        &self,
+        redirect_uri: &str,
+        scope: &str,
+        state: &str,
+        code_challenge: &str,
+    ) -> String {
+        let mut url = Url::parse(&self.authorization_endpoint).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", scope)
+            .append_pair("state", state)
+            .append_pair("code_challenge", code_challenge)
+            .append_pair("code_challenge_method", "S256");
+        url.into()
+    }
+
+    /// Plays the end-user's browser: follows `authorize_url` with a fresh
+    /// cookie jar, signs in as `login` (any password) on the dev login form,
+    /// then approves (`approve`) or cancels the consent form, and returns the
+    /// redirect to the client's redirect_uri without following it.
+    /// Panics on anything else (an error page, a loop), with the page.
+    pub async fn consent(&self, authorize_url: &str, login: &str, approve: bool) -> ConsentOutcome {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let issuer = Url::parse(&self.issuer).unwrap();
+        let mut url = Url::parse(authorize_url).expect("authorize URL");
+        let mut form: Option<Vec<(&str, String)>> = None;
+        for _ in 0..20 {
+            let request = match form.take() {
+                Some(fields) => browser.post(url.clone()).form(&fields),
+                None => browser.get(url.clone()),
+            };
+            let response = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}\n{}", self.output()));
+            let status = response.status();
+            if status.is_redirection() {
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_else(|| panic!("{url}: {status} without Location"));
+                let next = url
+                    .join(location)
+                    .unwrap_or_else(|e| panic!("{url}: bad Location {location}: {e}"));
+                if next.origin() != issuer.origin() {
+                    return ConsentOutcome::from_redirect(next);
+                }
+                url = next;
+                continue;
+            }
+            let body = response.text().await.unwrap_or_default();
+            if status != StatusCode::OK {
+                panic!(
+                    "{url}: {status}\n{body}\n--- provider output ---\n{}",
+                    self.output()
+                );
+            }
+            let action = form_action(&body);
+            if body.contains(r#"name="prompt" value="login""#) {
+                let action = action.unwrap_or_else(|| panic!("no login form action in\n{body}"));
+                url = url.join(&action).unwrap();
+                form = Some(vec![
+                    ("prompt", "login".to_string()),
+                    ("login", login.to_string()),
+                    ("password", "any password".to_string()),
+                ]);
+            } else if body.contains(r#"name="prompt" value="consent""#) {
+                if approve {
+                    let action =
+                        action.unwrap_or_else(|| panic!("no consent form action in\n{body}"));
+                    url = url.join(&action).unwrap();
+                    form = Some(vec![("prompt", "consent".to_string())]);
+                } else {
+                    let abort = hrefs(&body)
+                        .into_iter()
+                        .find(|href| href.ends_with("/abort"))
+                        .unwrap_or_else(|| panic!("no Cancel link on the consent page\n{body}"));
+                    url = url.join(&abort).unwrap();
+                }
+            } else {
+                panic!(
+                    "{url}: a page that is neither the login nor the consent form \
+                        (response_mode=form_post is not supported here)\n{body}"
+                );
+            }
+        }
+        panic!("more than 20 steps without reaching the client's redirect_uri (last: {url})");
+    }
+
+    /// A token endpoint request with client_secret_basic. Returns the status
+    /// and the JSON body (success or `{"error": …}`).
+    pub async fn token(&self, params: &[(&str, &str)]) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(&self.token_endpoint)
+            .header("Authorization", self.basic_auth())
+            .form(params)
+            .send()
+            .await
+            .expect("token endpoint");
+        let status = response.status();
+        let body = response.json().await.expect("token endpoint answers JSON");
+        (status, body)
+    }
+
+    /// RFC 7662 introspection with the client's credentials.
+    pub async fn introspect(&self, token: &str) -> Value {
+        let response = self
+            .http
+            .post(&self.introspection_endpoint)
+            .header("Authorization", self.basic_auth())
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("introspection endpoint");
+        let status = response.status();
+        let body: Value = response.json().await.expect("introspection answers JSON");
+        assert_eq!(status, StatusCode::OK, "introspection: {body}");
+        body
+    }
+
+    /// RFC 7009 revocation (of an access or refresh token) with the client's
+    /// credentials. Either one takes every token of its grant with it: after
+    /// revoking the access token, the refresh token is `invalid_grant` too.
+    pub async fn revoke(&self, token: &str) {
+        let response = self
+            .http
+            .post(&self.revocation_endpoint)
+            .header("Authorization", self.basic_auth())
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("revocation endpoint");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, StatusCode::OK, "revocation: {body}");
+    }
+
+    /// Simulates an outage: until called with `None`, every request to the
+    /// provider (token, introspection, revocation, authorize, discovery)
+    /// answers `status` with `{"error": "temporarily_unavailable"}`. Unlike
+    /// `stop`/`restart`, grants and tokens survive it.
+    pub async fn set_outage(&self, status: Option<u16>) {
+        let url = format!("{}/__test/outage", self.issuer);
+        let request = match status {
+            Some(status) => self.http.put(url).query(&[("status", status)]),
+            None => self.http.delete(url),
+        };
+        let response = request.send().await.expect("the test OAuth server");
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// How many token endpoint requests with this `grant_type` the provider
+    /// has had since it (re)started, failed ones included.
+    pub async fn token_requests(&self, grant_type: &str) -> u64 {
+        let stats: Value = self
+            .http
+            .get(format!("{}/__test/stats", self.issuer))
+            .send()
+            .await
+            .expect("the test OAuth server")
+            .json()
+            .await
+            .expect("stats are JSON");
+        stats["token_requests"][grant_type].as_u64().unwrap_or(0)
+    }
+
+    /// `Basic base64(urlencode(id):urlencode(secret))`, as RFC 6749 §2.3.1
+    /// says and oidc-provider decodes.
+    pub fn basic_auth(&self) -> String {
+        let credentials = format!(
+            "{}:{}",
+            form_encode(&self.client_id),
+            form_encode(&self.client_secret)
+        );
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        )
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl ConsentOutcome {
+    fn from_redirect(redirect: Url) -> ConsentOutcome {
+        let get = |name: &str| {
+            redirect
+                .query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        ConsentOutcome {
+            code: get("code"),
+            state: get("state"),
+            iss: get("iss"),
+            error: get("error"),
+            error_description: get("error_description"),
+            redirect,
+        }
+    }
+}
+
+fn form_encode(value: &str) -> String {
+    serde_urlencoded::to_string([("", value)]).unwrap()[1..].to_string()
+}
+
+fn html_unescape(value: &str) -> String {
+    value
+        .replace("&#x2F;", "/")
+        .replace("&#47;", "/")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn attribute_values(body: &str, attribute: &str) -> Vec<String> {
+    let needle = format!(r#"{attribute}=""#);
+    body.match_indices(&needle)
+        .filter_map(|(at, _)| {
+            let rest = &body[at + needle.len()..];
+            rest.find('"').map(|end| html_unescape(&rest[..end]))
+        })
+        .collect()
+}
+
+fn form_action(body: &str) -> Option<String> {
+    attribute_values(body, "action").into_iter().next()
+}
+
+fn hrefs(body: &str) -> Vec<String> {
+    attribute_values(body, "href")
+}
+
+// ---------------------------------------------------------------------------
+// The provider behaves as Credence's OAuth client will need.
+
+struct Pkce {
+    verifier: String,
+    challenge: String,
+}
+
+impl Pkce {
+    fn new() -> Pkce {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let verifier = b64.encode(bytes);
+        let challenge = b64.encode(Sha256::digest(verifier.as_bytes()));
+        Pkce {
+            verifier,
+            challenge,
+        }
+    }
+}
+
+const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
+const SCOPE: &str = "contacts.read mail.read";
+
+fn redirects() -> Vec<String> {
+    vec![REDIRECT.to_string()]
+}
+
+/// Login and consent, then the code exchanged: the token response.
+async fn authorize(provider: &OidcProvider, scope: &str) -> Value {
+    let pkce = Pkce::new();
+    let url = provider.authorize_url(REDIRECT, scope, "state-1", &pkce.challenge);
+    let outcome = provider.consent(&url, "alice", true).await;
+    assert_eq!(outcome.error, None, "{outcome:?}");
+    assert_eq!(outcome.state.as_deref(), Some("state-1"));
+    assert_eq!(outcome.iss.as_deref(), Some(provider.issuer.as_str()));
+    assert!(
+        outcome.redirect.as_str().starts_with(REDIRECT),
+        "{outcome:?}"
+    );
+    let code = outcome.code.expect("a code");
+    let (status, tokens) = provider
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &pkce.verifier),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}\n{}", provider.output());
+    tokens
+}
+
+async fn refresh(provider: &OidcProvider, refresh_token: &str) -> (StatusCode, Value) {
+    provider
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .await
+}
+
+fn text(value: &Value, key: &str) -> String {
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {value}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn code_flow_with_pkce_issues_access_and_refresh_tokens() {
+    let provider = OidcProvider::start(&redirects()).await;
+    let tokens = authorize(&provider, SCOPE).await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 5);
+    assert_eq!(tokens["scope"], SCOPE);
+    let access = text(&tokens, "access_token");
+    let refresh_token = text(&tokens, "refresh_token");
+
+    let info = provider.introspect(&access).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["client_id"], provider.client_id.as_str());
+    assert_eq!(info["sub"], "alice");
+    assert_eq!(info["scope"], SCOPE);
+    assert_eq!(info["token_type"], "Bearer");
+    let info = provider.introspect(&refresh_token).await;
+    assert_eq!(info["active"], true, "{info}");
+
+    // client_secret_post is accepted as well.
+    let response = provider
+        .http
+        .post(&provider.introspection_endpoint)
+        .form(&[
+            ("token", access.as_str()),
+            ("client_id", &provider.client_id),
+            ("client_secret", &provider.client_secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["active"], true, "{body}");
+
+    // With `openid`, `offline_access` survives only with prompt=consent, and
+    // a refresh token comes either way.
+    let pkce = Pkce::new();
+    let url = format!(
+        "{}&prompt=consent",
+        provider.authorize_url(
+            REDIRECT,
+            "openid offline_access contacts.read",
+            "s",
+            &pkce.challenge
+        )
+    );
+    let outcome = provider.consent(&url, "bob", true).await;
+    let (status, tokens) = provider
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &outcome.code.expect("a code")),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &pkce.verifier),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["scope"], "openid offline_access contacts.read");
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+}
+
+#[tokio::test]
+async fn access_tokens_expire_and_refresh_keeps_the_refresh_token() {
+    let provider = OidcProvider::start_with(
+        &redirects(),
+        OidcOptions {
+            access_token_ttl: 2,
+            ..OidcOptions::default()
+        },
+    )
+    .await;
+    let tokens = authorize(&provider, SCOPE).await;
+    assert_eq!(tokens["expires_in"], 2);
+    let access = text(&tokens, "access_token");
+    let refresh_token = text(&tokens, "refresh_token");
+    assert_eq!(provider.introspect(&access).await["active"], true);
+
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(provider.introspect(&access).await["active"], false);
+
+    let (status, refreshed) = refresh(&provider, &refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let new_access = text(&refreshed, "access_token");
+    assert_ne!(new_access, access);
+    assert_eq!(refreshed["scope"], SCOPE);
+    assert_eq!(refreshed["expires_in"], 2);
+    // Rotation::Keep: no refresh_token in the response; the old one stays good.
+    assert!(refreshed.get("refresh_token").is_none(), "{refreshed}");
+    let info = provider.introspect(&new_access).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["scope"], SCOPE);
+    let (status, again) = refresh(&provider, &refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+}
+
+#[tokio::test]
+async fn a_revoked_refresh_token_is_invalid_grant() {
+    let provider = OidcProvider::start(&redirects()).await;
+    let tokens = authorize(&provider, SCOPE).await;
+    let access = text(&tokens, "access_token");
+    let refresh_token = text(&tokens, "refresh_token");
+
+    provider.revoke(&refresh_token).await;
+    let (status, body) = refresh(&provider, &refresh_token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    // Revoking the refresh token revokes the grant: its access tokens too.
+    assert_eq!(provider.introspect(&refresh_token).await["active"], false);
+    assert_eq!(provider.introspect(&access).await["active"], false);
+    // Revoking again, or an unknown token, is still 200 (RFC 7009 §2.2).
+    provider.revoke(&refresh_token).await;
+    provider.revoke("no-such-token").await;
+
+    // oidc-provider also drops every token of the grant when an *access*
+    // token is revoked: the refresh token goes with it.
+    let tokens = authorize(&provider, SCOPE).await;
+    provider.revoke(&text(&tokens, "access_token")).await;
+    let (status, body) = refresh(&provider, &text(&tokens, "refresh_token")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+}
+
+#[tokio::test]
+async fn denied_consent_redirects_with_access_denied() {
+    let provider = OidcProvider::start(&redirects()).await;
+    let pkce = Pkce::new();
+    let url = provider.authorize_url(REDIRECT, SCOPE, "state-d", &pkce.challenge);
+    let outcome = provider.consent(&url, "alice", false).await;
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some("access_denied"),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.state.as_deref(), Some("state-d"));
+    assert_eq!(outcome.code, None);
+    assert!(
+        outcome.redirect.as_str().starts_with(REDIRECT),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn pkce_is_required() {
+    let provider = OidcProvider::start(&redirects()).await;
+    // A code exchanged without its verifier, or with another one.
+    for verifier in [None, Some(Pkce::new().verifier)] {
+        let pkce = Pkce::new();
+        let url = provider.authorize_url(REDIRECT, SCOPE, "s", &pkce.challenge);
+        let code = provider
+            .consent(&url, "alice", true)
+            .await
+            .code
+            .expect("a code");
+        let mut params = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+        ];
+        if let Some(verifier) = &verifier {
+            params.push(("code_verifier", verifier));
+        }
+        let (status, body) = provider.token(&params).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], "invalid_grant", "{body}");
+    }
+    // An authorization request without a challenge is refused at once.
+    let mut url = Url::parse(&provider.authorize_url(REDIRECT, SCOPE, "s", "x")).unwrap();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(kept);
+    let outcome = provider.consent(url.as_str(), "alice", true).await;
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some("invalid_request"),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.code, None);
+}
+
+#[tokio::test]
+async fn rotation_issues_new_refresh_tokens_and_punishes_reuse() {
+    let provider = OidcProvider::start_with(
+        &redirects(),
+        OidcOptions {
+            rotation: Rotation::Rotate,
+            ..OidcOptions::default()
+        },
+    )
+    .await;
+    let tokens = authorize(&provider, SCOPE).await;
+    let first = text(&tokens, "refresh_token");
+    let (status, refreshed) = refresh(&provider, &first).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let second = text(&refreshed, "refresh_token");
+    assert_ne!(first, second);
+    // Reusing the consumed one fails and takes the whole grant with it.
+    let (status, body) = refresh(&provider, &first).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    let (_, body) = refresh(&provider, &second).await;
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+}
+
+#[tokio::test]
+async fn a_restarted_provider_forgets_its_grants() {
+    let mut provider = OidcProvider::start(&redirects()).await;
+    let tokens = authorize(&provider, SCOPE).await;
+    let refresh_token = text(&tokens, "refresh_token");
+    let issuer = provider.issuer.clone();
+
+    provider.stop();
+    let down = provider
+        .http
+        .post(&provider.token_endpoint)
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh_token),
+        ])
+        .send()
+        .await;
+    assert!(down.is_err(), "a stopped provider refuses connections");
+
+    provider.restart().await;
+    assert_eq!(provider.issuer, issuer, "same port, same issuer");
+    let (status, body) = refresh(&provider, &refresh_token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    // A new authorization works as before.
+    authorize(&provider, SCOPE).await;
+}
+
+#[tokio::test]
+async fn an_outage_answers_5xx_and_keeps_the_grants() {
+    let provider = OidcProvider::start(&redirects()).await;
+    let tokens = authorize(&provider, SCOPE).await;
+    let refresh_token = text(&tokens, "refresh_token");
+    assert_eq!(provider.token_requests("authorization_code").await, 1);
+
+    provider.set_outage(Some(503)).await;
+    let (status, body) = refresh(&provider, &refresh_token).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    provider.set_outage(Some(502)).await;
+    let (status, _) = refresh(&provider, &refresh_token).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+
+    provider.set_outage(None).await;
+    let (status, body) = refresh(&provider, &refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Requests during the outage never reached the token endpoint.
+    assert_eq!(provider.token_requests("refresh_token").await, 1);
+}
