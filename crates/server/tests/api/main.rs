@@ -7,6 +7,7 @@ mod helpers;
 mod audit;
 mod bad_input;
 mod cli;
+mod connections;
 mod oidc;
 mod operations;
 mod read_api;

@@ -22,7 +22,7 @@ use std::time::Duration;
 /// the SDK's connection reads must get the router's 404 "no such API endpoint";
 /// once it does, this test fails and asks for this switch to be turned on, which
 /// checks the answers instead.
-const CONNECTIONS_API: bool = false;
+const CONNECTIONS_API: bool = true;
 
 /// The SDK's audit-log entry points (properties of `Make` named like "audit").
 /// The pinned SDK has none, so there is no audit-log call to run; a later SDK

@@ -1,0 +1,219 @@
+//! `/connections` (read side, Make-compatible): a team's connections with the
+//! permissions each holds, one connection, testing it, and checking its scopes.
+//! Never a secret.
+
+use crate::http::error::ApiError;
+use crate::http::extract::{select_columns, ApiCaller, AppPath, ListParams, QueryPairs};
+use crate::http::AppState;
+use crate::service::connection_reads;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use credence_catalog::{AuthKind, Catalog};
+use credence_domain::{Scope, TeamId};
+use credence_store::Connection;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// A connection as Make shows it, plus its state, modules and permissions.
+pub fn connection_json(catalog: &Catalog, connection: &Connection) -> Value {
+    let app = catalog.get(&connection.app_key);
+    let version = app.and_then(|app| app.version(connection.app_version as u32));
+    let modules = json_list(&connection.modules);
+    let scopes = json_list(&connection.scopes);
+    let account_type = match version.map(|v| v.auth.kind()) {
+        Some(AuthKind::Oauth2) => "oauth",
+        Some(AuthKind::Basic) => "basic",
+        Some(AuthKind::ApiKey) => "apikey",
+        _ => "custom",
+    };
+    let permissions: Vec<Value> = version
+        .map(|version| {
+            version
+                .modules
+                .iter()
+                .filter(|module| modules.iter().any(|m| m == "*" || *m == module.key))
+                .map(|module| json!({
+                    "module": module.key,
+                    "label": module.label,
+                    "access": module.access,
+                    "operations": module.operations.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+                }))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "id": connection.id,
+        "name": connection.name,
+        "accountName": connection.app_key,
+        "accountLabel": app.map(|a| a.label.as_str()).unwrap_or(&connection.app_key),
+        "packageName": Value::Null,
+        "expire": Value::Null,
+        "metadata": Value::Null,
+        "teamId": connection.team_id,
+        "theme": "#3b5bdb",
+        "upgradeable": false,
+        "scopesCnt": scopes.len(),
+        "scoped": true,
+        "accountType": account_type,
+        "editable": false,
+        "uid": Value::Null,
+        "connectedSystemId": Value::Null,
+        "state": connection.state,
+        "appVersion": connection.app_version,
+        "modules": modules,
+        "scopes": scopes,
+        "permissions": permissions,
+        "providedBy": connection.provided_by,
+        "verifiedAt": connection.verified_at,
+        "createdAt": connection.created_at,
+        "updatedAt": connection.updated_at,
+    })
+}
+
+const COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "accountName",
+    "accountLabel",
+    "packageName",
+    "expire",
+    "metadata",
+    "teamId",
+    "theme",
+    "upgradeable",
+    "scopesCnt",
+    "scoped",
+    "accountType",
+    "editable",
+    "uid",
+    "connectedSystemId",
+    "state",
+    "appVersion",
+    "modules",
+    "scopes",
+    "permissions",
+    "providedBy",
+    "verifiedAt",
+    "createdAt",
+    "updatedAt",
+];
+
+fn columns(params: &ListParams) -> Vec<String> {
+    if params.cols.iter().any(|c| c == "*") {
+        Vec::new()
+    } else {
+        params.cols.clone()
+    }
+}
+
+/// `GET /connections?teamId=[&type=appName]`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    query: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConnectionsRead)?;
+    let team = TeamId(query.required_id("teamId")?);
+    let params = ListParams::parse(&query.0)?;
+    let mut db = state.store.db().await?;
+    if !connection_reads::may_see_team(&mut db, &caller.user, team).await? {
+        return Err(ApiError::NotFound(format!("team {team} not found")));
+    }
+    let app_filter: Vec<&str> = query
+        .0
+        .iter()
+        .filter(|(k, _)| k == "type" || k == "type[]")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let connections: Vec<Value> = db
+        .list_connections(team)
+        .await?
+        .iter()
+        .filter(|c| app_filter.is_empty() || app_filter.contains(&c.app_key.as_str()))
+        .skip(params.offset)
+        .take(params.limit)
+        .map(|c| connection_json(&state.catalog, c))
+        .collect();
+    let connections = select_columns(connections, &columns(&params), COLUMNS)?;
+    Ok(Json(
+        json!({ "connections": connections, "pg": params.answer("id") }),
+    ))
+}
+
+/// `GET /connections/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+    query: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConnectionsRead)?;
+    let params = ListParams::parse(&query.0)?;
+    let connection =
+        connection_reads::visible(&mut state.store.db().await?, &caller.user, id).await?;
+    let mut items = select_columns(
+        vec![connection_json(&state.catalog, &connection)],
+        &columns(&params),
+        COLUMNS,
+    )?;
+    Ok(Json(
+        json!({ "connection": items.pop().unwrap_or(Value::Null) }),
+    ))
+}
+
+/// `POST /connections/{id}/test` → `{"verified": bool}`.
+pub async fn test(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConnectionsRead)?;
+    let verified = connection_reads::test(&state.ctx(), &caller.user, id).await?;
+    Ok(Json(json!({ "verified": verified })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopedBody {
+    scope: Option<Vec<String>>,
+}
+
+/// `POST /connections/{id}/scoped {"scope": [...]}`: whether the connection
+/// holds every one of these scopes.
+pub async fn scoped(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConnectionsRead)?;
+    let wanted: Vec<String> = if body.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        let parsed: ScopedBody = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("the JSON body does not fit: {e}")))?;
+        parsed.scope.unwrap_or_default()
+    };
+    if wanted.len() > 500 {
+        return Err(ApiError::invalid(
+            "scope",
+            format!("scope lists {} entries; the limit is 500", wanted.len()),
+        ));
+    }
+    let connection =
+        connection_reads::visible(&mut state.store.db().await?, &caller.user, id).await?;
+    let held = json_list(&connection.scopes);
+    let scoped = wanted.iter().all(|scope| held.contains(scope));
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|scope| !held.contains(scope))
+        .collect();
+    Ok(Json(
+        json!({ "connection": { "id": connection.id, "scoped": scoped, "missingScopes": missing } }),
+    ))
+}

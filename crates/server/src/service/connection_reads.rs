@@ -1,0 +1,95 @@
+//! Reading connections (SPEC §5, the read half of the Connections API): who may
+//! see a team's connections, and testing one through its app's verify
+//! operation. A connection shows the permissions it holds; nobody reads its secret.
+
+use super::audit::{self, Actor, Event};
+use super::upstream::{self, FieldValues};
+use super::{Context, Error, Result};
+use credence_catalog::AuthKind;
+use credence_domain::{OrgRole, OrganizationId, TeamId};
+use credence_store::{Connection, Db, User};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Whether the caller may see the connections of `team`: its members (not
+/// guests), and the owners and admins of its organization.
+pub async fn may_see_team(db: &mut Db, caller: &User, team: TeamId) -> Result<bool> {
+    let Some(found) = db.get_team(team).await? else {
+        return Ok(false);
+    };
+    Ok(
+        match db
+            .organization_role(found.organization_id, caller.id)
+            .await?
+        {
+            Some(OrgRole::Owner | OrgRole::Admin) => true,
+            Some(OrgRole::Member) => db.team_role(team, caller.id).await?.is_some(),
+            _ => false,
+        },
+    )
+}
+
+/// The connection, if the caller may see it; otherwise a 404 that says nothing.
+pub async fn visible(db: &mut Db, caller: &User, id: i64) -> Result<Connection> {
+    let not_found = || Error::NotFound(format!("connection {id} not found"));
+    let connection = db.get_connection(id).await?.ok_or_else(not_found)?;
+    if may_see_team(db, caller, TeamId(connection.team_id)).await? {
+        Ok(connection)
+    } else {
+        Err(not_found())
+    }
+}
+
+/// Tests a connection with its app's verify operation; records the outcome in
+/// the audit log and the connection's state. `Ok(true)` when the app accepts it.
+pub async fn test(ctx: &Context, caller: &User, id: i64) -> Result<bool> {
+    let connection = visible(&mut ctx.store.db().await?, caller, id).await?;
+    let app = ctx.catalog.get(&connection.app_key).ok_or_else(|| {
+        Error::Conflict(format!(
+            "the app {} is no longer in the catalog",
+            connection.app_key
+        ))
+    })?;
+    let version = app.version(connection.app_version as u32).ok_or_else(|| {
+        Error::Conflict(format!(
+            "version {} of {} is no longer in the catalog",
+            connection.app_version, app.key
+        ))
+    })?;
+    if version.auth.kind() == AuthKind::Oauth2 {
+        return Err(Error::Conflict("OAuth 2.0 connections are tested by refreshing their token, which is not yet supported here".into()));
+    }
+    let Some(secret) = &connection.secret_id else {
+        return Ok(false);
+    };
+    let plain = super::secrets::open(
+        &ctx.store,
+        &ctx.vault,
+        secret,
+        super::connections::SECRET_PURPOSE,
+    )
+    .await?;
+    let map: BTreeMap<String, String> = serde_json::from_str(plain.expose_secret())
+        .map_err(|_| Error::Internal(anyhow::anyhow!("connection {id} holds unreadable values")))?;
+    let values = FieldValues(
+        map.into_iter()
+            .map(|(k, v)| (k, SecretString::from(v)))
+            .collect(),
+    );
+    let outcome = upstream::verify(&ctx.http, app, version, &values).await;
+    let mut tx = ctx.store.begin().await?;
+    tx.set_connection_state(id, if outcome.is_ok() { "valid" } else { "invalid" })
+        .await?;
+    audit::record(&mut tx, &Actor::user(caller), Event {
+        organization: OrganizationId(connection.organization_id),
+        team: Some(TeamId(connection.team_id)),
+        name: "connection.verified",
+        target_kind: "connection",
+        target_id: id.to_string(),
+        details: json!({ "app": connection.app_key, "verified": outcome.is_ok(), "reason": outcome.as_ref().err() }),
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(outcome.is_ok())
+}
