@@ -50,6 +50,7 @@ impl Upstream {
 
     /// The app starts accepting `key` (an account's key was issued).
     pub fn accept(&self, key: &str) {
+        crate::helpers::register_secret(key);
         self.accepted.lock().unwrap().insert(key.to_string());
     }
 
@@ -201,7 +202,9 @@ impl Agency {
         }
         let response = request.send().await.unwrap();
         let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        crate::helpers::assert_no_secret(&format!("the answer to POST {path}"), &body.to_string());
+        (status, body)
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {

@@ -129,6 +129,29 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     }
 }
 
+/// Every secret value the tests of this process gave Credence (API keys entered
+/// for apps). Every response body the helpers read, and the logs at every stop,
+/// are checked against all of them: a leak anywhere in the suite fails.
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers a value that must never come back out of Credence.
+pub fn register_secret(value: &str) {
+    SECRETS.lock().unwrap().push(value.to_string());
+}
+
+/// Panics when `text` (a response body, a log) contains a registered secret.
+pub fn assert_no_secret(what: &str, text: &str) {
+    for secret in SECRETS.lock().unwrap().iter() {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret value leaked into {what}"
+        );
+    }
+}
+
+/// Set when a log line contained a registered secret.
+static LEAKED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
 /// Every log line the servers of this test process wrote, at debug level.
 static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
 
@@ -136,6 +159,16 @@ struct Capture;
 
 impl std::io::Write for Capture {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        // Each line is checked once, as it is written, against every secret.
+        let line = String::from_utf8_lossy(bytes);
+        if SECRETS
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|secret| line.contains(secret.as_str()))
+        {
+            *LEAKED.lock().unwrap() = true;
+        }
         LOGS.lock().unwrap().extend_from_slice(bytes);
         // CREDENCE_TEST_LOG=1 also shows them, for debugging a failure.
         if std::env::var_os("CREDENCE_TEST_LOG").is_some() {
@@ -156,7 +189,7 @@ fn install_log_capture() {
     ONCE.call_once(|| {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "debug,sqlx=debug,hyper=info,h2=info,rustls=info",
+                "debug,sqlx=info,hyper=info,h2=info,rustls=info,reqwest=info",
             ))
             .with_ansi(false)
             .with_writer(|| Capture)
@@ -250,11 +283,16 @@ impl TestApp {
             .unwrap();
         let status = response.status();
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        assert_no_secret(&format!("the answer to GET {path}"), &body.to_string());
         (status, body)
     }
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
+        assert!(
+            !*LEAKED.lock().unwrap(),
+            "a secret value leaked into the logs"
+        );
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
