@@ -282,12 +282,18 @@ async fn a_request_goes_from_pending_to_authorized_and_back_with_every_step_audi
         .collect();
     assert_eq!(relevant, expected);
 
-    // No key in any answer, the database or the audit log.
+    // No key in any answer, the database (audit log and outbox included) or
+    // the logs; no request link in the logs either.
     let everything = bodies.iter().map(Value::to_string).collect::<String>()
         + &crate::tokens::database_text(&agency.app).await;
+    let logs = crate::helpers::captured_logs();
+    assert!(logs.contains("credential request created"), "the log capture works");
     for key in [first_key, second_key] {
-        assert!(!everything.contains(key), "{key} leaked");
+        assert!(!everything.contains(key), "{key} leaked into an answer or the database");
+        assert!(!logs.contains(key), "{key} leaked into the logs");
     }
+    let link_token = link.rsplit('/').next().unwrap();
+    assert!(!logs.contains(link_token), "the request link leaked into the logs");
     agency.app.stop().await;
 }
 
