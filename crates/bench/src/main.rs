@@ -6,7 +6,9 @@
 //! Speed is measured here, not asserted in tests. Every figure is printed with
 //! its ratio to references measured in the same run (`GET /healthz`, which
 //! touches no database, and `SELECT 1` through the store), so results from
-//! different machines can be compared by their ratios. The command stops by
+//! different machines can be compared by their ratios. On PostgreSQL the seeded
+//! database is `ANALYZE`d first, as autovacuum would do in production
+//! (`--no-analyze` measures without planner statistics). The command stops by
 //! itself and removes what it created: the SQLite file, the key file and the
 //! PostgreSQL database. Progress goes to stderr, results to stdout.
 //!
@@ -62,6 +64,9 @@ struct Args {
     /// Longest time, in seconds, any one figure may take.
     #[arg(long, default_value_t = 120)]
     max_seconds: u64,
+    /// Skip PostgreSQL's ANALYZE after seeding (measure with no planner statistics).
+    #[arg(long)]
+    no_analyze: bool,
     /// PostgreSQL administration URL; a database is created and dropped on it.
     #[arg(
         long,
@@ -97,15 +102,31 @@ impl Args {
     }
 }
 
+/// Completes on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Runs everything on one backend; the database is removed whatever happens,
-/// also on Ctrl-C.
+/// also on Ctrl-C or SIGTERM.
 async fn run_backend(backend: Backend, args: &Args) -> anyhow::Result<Report> {
     eprintln!("== {backend:?} ==");
     let database = Database::create(backend, &args.postgres_url).await?;
-    eprintln!("database: {}", redact(&database.url));
+    eprintln!("database: {}", world::redact(&database.url));
     let measured = tokio::select! {
         measured = measure(&database, args) => measured,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        () = stop_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     let removed = database.remove().await;
     let report = measured?;
@@ -114,23 +135,12 @@ async fn run_backend(backend: Backend, args: &Args) -> anyhow::Result<Report> {
 }
 
 async fn measure(database: &Database, args: &Args) -> anyhow::Result<Report> {
-    let world = World::start(database, args.teams, args.requests).await?;
+    let world = World::start(database, args.teams, args.requests, !args.no_analyze).await?;
     let measured = figures::measure(&world, args.budget()).await;
     let stopped = world.stop().await;
     let report = measured?;
     stopped?;
     Ok(report)
-}
-
-/// The URL without a password, for progress lines.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if url[scheme + 3..at].contains(':') => {
-            let user_end = scheme + 3 + url[scheme + 3..at].find(':').unwrap_or(0);
-            format!("{}:***{}", &url[..user_end], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[tokio::main]
@@ -152,16 +162,4 @@ async fn main() -> anyhow::Result<()> {
         report::print_comparison(sqlite, postgres);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_not_printed() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
-    }
 }

@@ -40,8 +40,13 @@ fn ratio(a: f64, b: f64) -> String {
 pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize) {
     let seeding = report.seeding.as_secs_f64();
     println!();
+    let statistics = match (report.backend, report.analyze) {
+        (Backend::Sqlite, _) => String::new(),
+        (Backend::Postgres, Some(took)) => format!(", then ANALYZE in {:.1} s", took.as_secs_f64()),
+        (Backend::Postgres, None) => ", no ANALYZE (the planner has no statistics)".into(),
+    };
     println!(
-        "== {}: {} requests over {} teams, seeded in {seeding:.1} s ({:.0} requests/s) ==",
+        "== {}: {} requests over {} teams, seeded in {seeding:.1} s ({:.0} requests/s){statistics} ==",
         name(report.backend),
         report.requests,
         report.teams,

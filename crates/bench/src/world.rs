@@ -55,7 +55,7 @@ impl Database {
             }),
             Backend::Postgres => {
                 let name = format!("credence_bench_{}", uuid::Uuid::new_v4().simple());
-                admin_execute(postgres_admin_url, &format!("CREATE DATABASE {name}")).await?;
+                execute_once(postgres_admin_url, &format!("CREATE DATABASE {name}")).await?;
                 Ok(Database {
                     backend,
                     url: database_url(postgres_admin_url, &name),
@@ -70,7 +70,7 @@ impl Database {
     /// removes the temporary directory.
     pub async fn remove(self) -> anyhow::Result<()> {
         if let Some((admin, name)) = &self.postgres {
-            admin_execute(
+            execute_once(
                 admin,
                 &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             )
@@ -81,16 +81,27 @@ impl Database {
             .close()
             .context("cannot remove the temporary directory")
     }
+
+    /// Gathers the planner's statistics, as PostgreSQL's autovacuum does on its
+    /// own after a bulk load; Credence itself never runs `ANALYZE`, and SQLite
+    /// has no automatic statistics, so SQLite is left as seeded.
+    async fn analyze(&self) -> anyhow::Result<()> {
+        if self.postgres.is_some() {
+            execute_once(&self.url, "ANALYZE").await?;
+        }
+        Ok(())
+    }
 }
 
-/// Runs one statement on the PostgreSQL administration database.
-async fn admin_execute(admin_url: &str, sql: &str) -> anyhow::Result<()> {
+/// Runs one statement on its own connection to a PostgreSQL database.
+async fn execute_once(url: &str, sql: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(admin_url)
-        .await
-        .with_context(|| {
-            format!("PostgreSQL is not reachable at {admin_url}; start one or pass --postgres-url")
-        })?;
+    let mut conn = sqlx::PgConnection::connect(url).await.with_context(|| {
+        format!(
+            "PostgreSQL is not reachable at {}; start one or pass --postgres-url",
+            redact(url)
+        )
+    })?;
     sqlx::query(sql)
         .execute(&mut conn)
         .await
@@ -113,6 +124,17 @@ fn database_url(admin_url: &str, name: &str) -> String {
     format!("{server}/{name}{query}")
 }
 
+/// The URL without a password, for progress lines.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if url[scheme + 3..at].contains(':') => {
+            let user_end = scheme + 3 + url[scheme + 3..at].find(':').unwrap_or(0);
+            format!("{}:***{}", &url[..user_end], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// One team of the benchmark's organization.
 #[derive(Clone)]
 pub struct Team {
@@ -133,14 +155,22 @@ pub struct World {
     /// Every seeded request with the index of its team.
     pub requests: Vec<(RequestId, usize)>,
     pub seeding: Duration,
+    /// How long PostgreSQL's `ANALYZE` took, when it ran.
+    pub analyze: Option<Duration>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
 }
 
 impl World {
     /// Builds the application on port 0 over `database`, creates the people,
-    /// seeds `count` requests over `teams` teams and starts serving.
-    pub async fn start(database: &Database, teams: usize, count: usize) -> anyhow::Result<World> {
+    /// seeds `count` requests over `teams` teams, gathers PostgreSQL's
+    /// statistics when `analyze` is set, and starts serving.
+    pub async fn start(
+        database: &Database,
+        teams: usize,
+        count: usize,
+        analyze: bool,
+    ) -> anyhow::Result<World> {
         let config = Config {
             data_dir: database.dir.path().to_path_buf(),
             database_url: Some(database.url.clone()),
@@ -196,6 +226,14 @@ impl World {
         let requests = seed(&store, organization, &people, count, workers).await?;
         let seeding = started.elapsed();
         eprintln!("seeded in {:.1} s", seeding.as_secs_f64());
+        let analyze = if analyze && database.backend == Backend::Postgres {
+            eprintln!("ANALYZE (what autovacuum does after a bulk load)");
+            let started = Instant::now();
+            database.analyze().await?;
+            Some(started.elapsed())
+        } else {
+            None
+        };
 
         let address = format!("http://{}", app.address());
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -208,6 +246,7 @@ impl World {
             teams: people,
             requests,
             seeding,
+            analyze,
             shutdown,
             server,
         })
@@ -341,7 +380,14 @@ fn new_request(n: usize, id: RequestId, organization: OrganizationId, team: &Tea
 
 #[cfg(test)]
 mod tests {
-    use super::database_url;
+    use super::{database_url, redact};
+
+    #[test]
+    fn passwords_are_not_printed() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
 
     #[test]
     fn the_database_name_replaces_the_admin_database() {
