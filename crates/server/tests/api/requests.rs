@@ -287,13 +287,22 @@ async fn a_request_goes_from_pending_to_authorized_and_back_with_every_step_audi
     let everything = bodies.iter().map(Value::to_string).collect::<String>()
         + &crate::tokens::database_text(&agency.app).await;
     let logs = crate::helpers::captured_logs();
-    assert!(logs.contains("credential request created"), "the log capture works");
+    assert!(
+        logs.contains("credential request created"),
+        "the log capture works"
+    );
     for key in [first_key, second_key] {
-        assert!(!everything.contains(key), "{key} leaked into an answer or the database");
+        assert!(
+            !everything.contains(key),
+            "{key} leaked into an answer or the database"
+        );
         assert!(!logs.contains(key), "{key} leaked into the logs");
     }
     let link_token = link.rsplit('/').next().unwrap();
-    assert!(!logs.contains(link_token), "the request link leaked into the logs");
+    assert!(
+        !logs.contains(link_token),
+        "the request link leaked into the logs"
+    );
     agency.app.stop().await;
 }
 
@@ -671,7 +680,82 @@ async fn lists_filter_page_and_select_columns_like_make(backend: Backend) {
     agency.app.stop().await;
 }
 
+async fn oauth_apps_answer_authorize_with_not_yet_supported_and_stay_pending(backend: Backend) {
+    let agency = Agency::start(backend).await;
+    let (request, credentials, _) = agency.create_request(agency.teammate.id, &["gmail"]).await;
+    let (status, body) = agency
+        .post(
+            &format!(
+                "/api/v2/credential-requests/credentials/{}/authorize",
+                credentials[0]
+            ),
+            &agency.teammate_token,
+            Some(json!({ "data": {} })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not yet supported"),
+        "{body}"
+    );
+    let (_, body) = agency
+        .app
+        .get_json(
+            &format!("/api/v2/credential-requests/requests/{request}/detail"),
+            &agency.requester_token,
+        )
+        .await;
+    assert_eq!(body["requestDetail"]["credentials"][0]["state"], "pending");
+    assert_eq!(body["requestDetail"]["credentials"][0]["type"], "oauth");
+    let scopes = body["requestDetail"]["credentials"][0]["scope"]
+        .as_array()
+        .unwrap();
+    assert!(
+        scopes.iter().all(|s| s
+            .as_str()
+            .unwrap()
+            .starts_with("https://www.googleapis.com/auth/")),
+        "{body}"
+    );
+    agency.app.stop().await;
+}
+
+/// An operator's app file with a mistake stops the start with an error naming
+/// the file and the field.
+#[tokio::test]
+async fn a_bad_operator_app_file_stops_the_start_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let apps = dir.path().join("apps");
+    std::fs::create_dir(&apps).unwrap();
+    std::fs::write(
+        apps.join("broken.toml"),
+        "key = \"broken\"\nlabel = \"Broken\"\n[[versions]]\nversion = 1\nbase_url = \"https://api.broken.example\"\n\
+         [versions.auth]\nkind = \"api_key\"\nfields = [{ name = \"apiKey\", label = \"Key\" }]\n\
+         inject = { header = \"Authorization\", value = \"Bearer {apiKey}\" }\n\
+         [[versions.modules]]\nkey = \"m\"\nlabel = \"M\"\nkind = \"search\"\naccess = \"read\"\noperations = [\"FETCH /x\"]\n",
+    )
+    .unwrap();
+    let config = credence::Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        apps_dir: Some(apps.clone()),
+        ..credence::Config::default()
+    };
+    let error = match credence::Application::build(config).await {
+        Ok(_) => panic!("a broken app file was accepted"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("broken.toml") && error.contains("operations") && error.contains("FETCH"),
+        "{error}"
+    );
+}
+
 on_both_backends!(
+    oauth_apps_answer_authorize_with_not_yet_supported_and_stay_pending,
     a_request_goes_from_pending_to_authorized_and_back_with_every_step_audited,
     deleting_a_request_with_live_connections_needs_confirmation,
     an_external_recipient_is_invited_as_a_guest_and_finds_the_request,
