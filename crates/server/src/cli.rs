@@ -147,6 +147,12 @@ enum FeatureCommand {
     },
     /// List the users who asked for the feature, with the eligibility check.
     Requests,
+    /// Record that a user asks for the feature (as `POST /credential-requests/feature`
+    /// does for the signed-in user) and show the eligibility check.
+    Request {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -323,6 +329,32 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("user {} joined organization {org} as {org_role}", user.id);
             if let (Some(team), Some(role)) = (team, team_role) {
                 println!("user {} joined team {team} as {role}", user.id);
+            }
+            Ok(())
+        }
+        Command::Feature(FeatureCommand::Request { email }) => {
+            let store = open_store(&config).await?;
+            let user = store.db().await?.find_user_by_email(&email).await?;
+            let user = user.ok_or_else(|| {
+                service::Error::NotFound(format!("no user has the email {email:?}"))
+            })?;
+            let (check, created) = features::request_feature(&store, &user).await?;
+            let verb = if created {
+                "recorded"
+            } else {
+                "was already open"
+            };
+            println!(
+                "feature request of user {} ({}) {verb}",
+                user.id, user.email
+            );
+            if check.eligible {
+                println!(
+                    "eligible: grant it with credence feature grant --email {}",
+                    user.email
+                );
+            } else {
+                println!("not eligible: {}", check.reasons.join("; "));
             }
             Ok(())
         }

@@ -325,7 +325,162 @@ fn assert_mode_0600(path: &Path) {
     );
 }
 
+/// The feature gate from the operator's side: a user's request is recorded with
+/// the eligibility check, listed, refused for a free-mail address, granted for a
+/// corporate one; joining another qualifying organization tells its owners.
+async fn feature_requests_are_recorded_checked_listed_and_granted_by_rule(backend: Backend) {
+    let operator = Operator::new(backend).await;
+    operator.run(&["migrate"]).succeeded();
+    let enterprise = OrganizationId(number_after(
+        operator
+            .run(&["org", "add", "--name", "Big", "--plan", "enterprise"])
+            .succeeded(),
+        "organization ",
+    ));
+    let partner = OrganizationId(number_after(
+        operator
+            .run(&[
+                "org",
+                "add",
+                "--name",
+                "Partner",
+                "--plan",
+                "core",
+                "--partner",
+            ])
+            .succeeded(),
+        "organization ",
+    ));
+    for (email, name) in [
+        ("owner@big.example", "Owner"),
+        ("pat@partner.example", "Pat"),
+        ("dana@corp.example", "Dana"),
+        ("fred@gmail.com", "Fred"),
+    ] {
+        let org = if email.starts_with("pat") {
+            partner
+        } else {
+            enterprise
+        };
+        let role = if email.starts_with("owner") || email.starts_with("pat") {
+            "owner"
+        } else {
+            "member"
+        };
+        operator
+            .run_with_stdin(
+                &[
+                    "user",
+                    "add",
+                    "--email",
+                    email,
+                    "--name",
+                    name,
+                    "--org",
+                    &org.to_string(),
+                    "--org-role",
+                    role,
+                    "--password-stdin",
+                ],
+                "a long enough password",
+            )
+            .succeeded();
+    }
+
+    let out = operator.run(&["feature", "request", "--email", "dana@corp.example"]);
+    assert!(
+        out.succeeded().contains("recorded") && out.stdout.contains("eligible: grant it"),
+        "{}",
+        out.stdout
+    );
+    let out = operator.run(&["feature", "request", "--email", "fred@gmail.com"]);
+    assert!(
+        out.succeeded()
+            .contains("not eligible: fred@gmail.com is a free-mail address"),
+        "{}",
+        out.stdout
+    );
+    let out = operator.run(&["feature", "requests"]);
+    let listed = out.succeeded();
+    assert!(
+        listed.contains("dana@corp.example") && listed.contains(": eligible"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("fred@gmail.com") && listed.contains("not eligible"),
+        "{listed}"
+    );
+
+    let refused = operator.run(&["feature", "grant", "--email", "fred@gmail.com"]);
+    assert!(
+        refused.refused().contains("free-mail"),
+        "{}",
+        refused.stderr
+    );
+    operator
+        .run(&["feature", "grant", "--email", "dana@corp.example"])
+        .succeeded();
+    let out = operator.run(&["feature", "requests"]);
+    assert!(
+        !out.succeeded().contains("dana@corp.example"),
+        "a granted request is closed: {}",
+        out.stdout
+    );
+
+    // Dana joins the partner organization: its owner is told.
+    let out = operator.run(&[
+        "user",
+        "join",
+        "--email",
+        "dana@corp.example",
+        "--org",
+        &partner.to_string(),
+        "--org-role",
+        "member",
+    ]);
+    assert!(
+        out.succeeded()
+            .contains(&format!("joined organization {partner} as member")),
+        "{}",
+        out.stdout
+    );
+    let store = operator.store().await;
+    let outbox = store
+        .db()
+        .await
+        .unwrap()
+        .list_unsent_outbox()
+        .await
+        .unwrap();
+    let told: Vec<&str> = outbox
+        .iter()
+        .filter(|m| m.kind == "feature.granted")
+        .map(|m| m.recipient_email.as_str())
+        .collect();
+    assert_eq!(
+        told,
+        ["owner@big.example", "pat@partner.example"],
+        "the owner of Big at the grant, of Partner at the join"
+    );
+    let again = operator.run(&[
+        "user",
+        "join",
+        "--email",
+        "dana@corp.example",
+        "--org",
+        &partner.to_string(),
+        "--org-role",
+        "member",
+    ]);
+    assert!(
+        again.refused().contains("already a member"),
+        "{}",
+        again.stderr
+    );
+}
+
 on_both_backends!(
+    feature_requests_are_recorded_checked_listed_and_granted_by_rule,
     operator_commands_print_what_they_create_and_the_rows_are_there,
     bad_input_is_refused_with_a_message_and_changes_nothing,
     a_database_url_of_an_unknown_scheme_is_named_in_the_error,
