@@ -6,28 +6,17 @@ use super::audit::{self, Actor, Event};
 use super::upstream::{self, FieldValues};
 use super::{Context, Error, Result};
 use credence_catalog::AuthKind;
-use credence_domain::{OrgRole, OrganizationId, TeamId};
+use credence_domain::{OrganizationId, TeamId};
 use credence_store::{Connection, Db, User};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// Whether the caller may see the connections of `team`: its members (not
-/// guests), and the owners and admins of its organization.
+/// Whether the caller may see the connections of `team`: the same people who
+/// see its sent requests (its members, not guests, and the organization's
+/// owners and admins).
 pub async fn may_see_team(db: &mut Db, caller: &User, team: TeamId) -> Result<bool> {
-    let Some(found) = db.get_team(team).await? else {
-        return Ok(false);
-    };
-    Ok(
-        match db
-            .organization_role(found.organization_id, caller.id)
-            .await?
-        {
-            Some(OrgRole::Owner | OrgRole::Admin) => true,
-            Some(OrgRole::Member) => db.team_role(team, caller.id).await?.is_some(),
-            _ => false,
-        },
-    )
+    super::requests::may_see_team_requests(db, caller, team).await
 }
 
 /// The connection, if the caller may see it; otherwise a 404 that says nothing.
