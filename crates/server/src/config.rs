@@ -3,7 +3,9 @@
 //! runs on an embedded SQLite file in `./credence-data`.
 
 use anyhow::{bail, Context};
+use secrecy::SecretString;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +36,72 @@ pub struct Config {
     pub body_limit: usize,
     /// A directory of the operator's own app files (`*.toml`), next to the built-in catalog.
     pub apps_dir: Option<PathBuf>,
+    /// OAuth 2.0 clients by app key: `[oauth.<app-key>]` in the file, or
+    /// `CREDENCE_OAUTH_<APP_KEY>_CLIENT_ID` / `_CLIENT_SECRET` in the environment.
+    pub oauth_clients: BTreeMap<String, OAuthClient>,
+}
+
+/// Credence's registration with one OAuth provider. The secret's `Debug` is
+/// redacted, so a logged `Config` never shows it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClient {
+    pub client_id: String,
+    #[serde(deserialize_with = "secret_string")]
+    pub client_secret: SecretString,
+}
+
+fn secret_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    String::deserialize(d).map(SecretString::from)
+}
+
+/// The environment variable names of an app's OAuth client: the app key
+/// uppercased, `-` as `_`.
+pub fn oauth_client_variables(app_key: &str) -> (String, String) {
+    let stem = format!(
+        "CREDENCE_OAUTH_{}",
+        app_key.to_ascii_uppercase().replace('-', "_")
+    );
+    (format!("{stem}_CLIENT_ID"), format!("{stem}_CLIENT_SECRET"))
+}
+
+/// The OAuth clients the environment names. An app key is recovered from the
+/// variable name (lowercased, `_` as `-`); an id without its secret, or the
+/// reverse, is an error naming the missing variable.
+fn oauth_clients_from(
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<BTreeMap<String, OAuthClient>> {
+    let mut ids = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("CREDENCE_OAUTH_") else {
+            continue;
+        };
+        if let Some(app) = rest.strip_suffix("_CLIENT_ID") {
+            ids.insert(app.to_ascii_lowercase().replace('_', "-"), value);
+        } else if let Some(app) = rest.strip_suffix("_CLIENT_SECRET") {
+            secrets.insert(app.to_ascii_lowercase().replace('_', "-"), value);
+        }
+    }
+    let mut clients = BTreeMap::new();
+    for (app, client_id) in ids {
+        let (_, secret_var) = oauth_client_variables(&app);
+        let Some(secret) = secrets.remove(&app) else {
+            bail!("{secret_var} is not set, but the client id of {app} is");
+        };
+        clients.insert(
+            app,
+            OAuthClient {
+                client_id,
+                client_secret: SecretString::from(secret),
+            },
+        );
+    }
+    if let Some(app) = secrets.keys().next() {
+        let (id_var, _) = oauth_client_variables(app);
+        bail!("{id_var} is not set, but the client secret of {app} is");
+    }
+    Ok(clients)
 }
 
 impl Default for Config {
@@ -48,6 +116,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             body_limit: 1024 * 1024,
             apps_dir: None,
+            oauth_clients: BTreeMap::new(),
         }
     }
 }
@@ -65,6 +134,8 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub body_limit: Option<usize>,
     pub apps_dir: Option<PathBuf>,
+    /// `[oauth.<app-key>] client_id = "…", client_secret = "…"`.
+    pub oauth: Option<BTreeMap<String, OAuthClient>>,
 }
 
 impl FileConfig {
@@ -129,6 +200,10 @@ impl Config {
         config.key_file = file.key_file.clone();
         config.public_url = file.public_url.clone();
         config.apps_dir = file.apps_dir.clone();
+        config.oauth_clients = file.oauth.clone().unwrap_or_default();
+        config
+            .oauth_clients
+            .extend(oauth_clients_from(std::env::vars())?);
 
         if let Some(v) = &overrides.data_dir {
             config.data_dir = v.clone();
@@ -252,6 +327,50 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
         assert_eq!(config.public_url(config.listen), "https://credence.example");
         assert!(config.secure_cookies());
+    }
+
+    #[test]
+    fn oauth_clients_come_from_the_file_and_the_environment() {
+        use secrecy::ExposeSecret;
+        let file = write(
+            "[oauth.google-drive]\nclient_id = \"file-id\"\nclient_secret = \"file-secret\"\n",
+        );
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let client = &config.oauth_clients["google-drive"];
+        assert_eq!(client.client_id, "file-id");
+        assert_eq!(client.client_secret.expose_secret(), "file-secret");
+        assert!(!format!("{config:?}").contains("file-secret"));
+
+        let vars = [
+            ("CREDENCE_OAUTH_GOOGLE_DRIVE_CLIENT_ID", "env-id"),
+            ("CREDENCE_OAUTH_GOOGLE_DRIVE_CLIENT_SECRET", "env-secret"),
+            ("PATH", "/bin"),
+        ];
+        let clients =
+            oauth_clients_from(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert_eq!(clients["google-drive"].client_id, "env-id");
+        assert_eq!(
+            oauth_client_variables("google-drive").1,
+            "CREDENCE_OAUTH_GOOGLE_DRIVE_CLIENT_SECRET"
+        );
+        let error = oauth_clients_from(
+            [(
+                "CREDENCE_OAUTH_SLACK_CLIENT_ID".to_string(),
+                "x".to_string(),
+            )]
+            .into_iter(),
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("CREDENCE_OAUTH_SLACK_CLIENT_SECRET"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl Application {
             store,
             vault: Arc::new(vault),
             public_url: config.public_url(address).into(),
+            oauth_clients: Arc::new(config.oauth_clients.clone()),
             config: Arc::new(config),
             limits: Arc::new(limits),
             metrics: crate::telemetry::metrics_handle(),

@@ -49,6 +49,7 @@ mod error;
 mod features;
 mod identity;
 mod model;
+mod oauth;
 mod requests;
 mod secrets;
 
@@ -58,6 +59,7 @@ pub use error::Error;
 pub use features::FeatureRequest;
 pub use identity::Invitation;
 pub use model::*;
+pub use oauth::{NewOAuthFlow, OAuthFlow};
 pub use requests::{
     CredentialChange, CredentialRequest, NewCredential, NewRequest, RequestFilter,
     RequestedCredential,

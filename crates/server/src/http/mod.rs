@@ -36,6 +36,8 @@ pub struct AppState {
     pub catalog: Arc<credence_catalog::Catalog>,
     /// For calls to apps (verification, and later the broker and OAuth).
     pub http: reqwest::Client,
+    /// The configuration's OAuth clients, shared with every service context.
+    pub oauth_clients: Arc<std::collections::BTreeMap<String, crate::config::OAuthClient>>,
 }
 
 impl AppState {
@@ -47,6 +49,7 @@ impl AppState {
             catalog: self.catalog.clone(),
             public_url: self.public_url.clone(),
             http: self.http.clone(),
+            oauth_clients: self.oauth_clients.clone(),
         }
     }
 }

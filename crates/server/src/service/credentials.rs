@@ -45,7 +45,7 @@ fn require_recipient(viewer: Viewer, action: &str) -> Result<()> {
     }
 }
 
-fn app_of<'a>(
+pub(super) fn app_of<'a>(
     ctx: &'a Context,
     credential: &RequestedCredential,
 ) -> Result<(&'a App, &'a AppVersion)> {
@@ -194,16 +194,27 @@ async fn requester_email(db: &mut Db, request: &CredentialRequest) -> Result<Str
         .unwrap_or_default())
 }
 
+/// What an authorize call led to.
+#[derive(Debug)]
+pub enum Authorization {
+    /// The entered values were verified and sealed: the credential is authorized.
+    Authorized(Box<RequestedCredential>),
+    /// An OAuth 2.0 app: the recipient's browser goes to this consent page, and
+    /// the provider sends it back to `/oauth/callback` (see [`super::oauth`]).
+    Redirect(String),
+}
+
 /// The recipient authorizes (or reauthorizes) with the app's fields. The values
 /// are verified through the app's verify operation first; a refusal leaves the
 /// credential `invalid` with the reason and answers `Err(Invalid)` naming it.
+/// An OAuth 2.0 app answers with the provider's consent page instead.
 pub async fn authorize(
     ctx: &Context,
     caller: &User,
     id: CredentialId,
     data: Option<Map<String, Value>>,
     reauthorize: bool,
-) -> Result<RequestedCredential> {
+) -> Result<Authorization> {
     let action = if reauthorize {
         CredentialAction::Reauthorize
     } else {
@@ -233,136 +244,190 @@ pub async fn authorize(
         .map_err(|e| Error::Conflict(e.to_string()))?;
     let (app, version) = app_of(ctx, &credential)?;
     if version.auth.kind() == AuthKind::Oauth2 {
-        return Err(Error::Invalid(vec![ValidationError::new(
-            "data",
-            format!("{} connects with OAuth 2.0, which is not yet supported here; it will open the provider's consent page", app.label),
-        )]));
+        let url = super::oauth::start(ctx, caller, &credential, app, version, reauthorize).await?;
+        return Ok(Authorization::Redirect(url));
     }
     let values = parse_values(version, data)?;
     let verified = upstream::verify(&ctx.http, app, version, &values).await;
-    let actor = Actor::user(caller);
-    let mut tx = ctx.store.begin().await?;
     match verified {
-        // A refusal after a decline or revoke leaves the recipient's decision as
-        // it was; the recipient is only told why.
-        Err(reason)
-            if credential
-                .state
-                .apply(CredentialAction::AuthorizationFailed)
-                .is_err() =>
-        {
-            Err(Error::Invalid(vec![ValidationError::new(
-                "data",
-                format!("the credentials were not accepted: {reason}"),
-            )]))
-        }
         Err(reason) => {
-            let failed = tx
-                .transition_credential(
-                    id,
-                    CredentialAction::AuthorizationFailed,
-                    &CredentialChange {
-                        invalid_reason: Some(reason.clone()),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            event(
-                &mut tx,
-                &actor,
-                &request,
-                &failed,
-                "credential.invalidated",
-                json!({ "reason": reason }),
-            )
-            .await?;
-            tx.commit().await?;
+            record_failure(ctx, caller, &credential, &request, &reason).await?;
             Err(Error::Invalid(vec![ValidationError::new(
                 "data",
                 format!("the credentials were not accepted: {reason}"),
             )]))
         }
         Ok(()) => {
-            let spec = ConnectionSpec {
-                organization: request.organization_id,
-                team: request.team_id,
-                provided_by: caller.id,
-                name: &credential.connection_name,
-                app_key: &app.key,
-                app_version: credential.app_version,
-                auth_kind: version.auth.kind().as_str(),
-                modules: &credential.modules,
-                scopes: &credential.scopes,
-            };
-            let connection = connections::create(&mut tx, &ctx.vault, spec, &values).await?;
-            let authorized = tx
-                .transition_credential(
-                    id,
-                    action,
-                    &CredentialChange {
-                        connection_id: Some(Some(connection)),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            if let Some(old) = credential.connection_id {
-                connections::destroy(&mut tx, old).await?;
-            }
-            let name = if reauthorize {
-                "credential.reauthorized"
-            } else {
-                "credential.authorized"
-            };
-            event(
-                &mut tx,
-                &actor,
-                &request,
-                &authorized,
-                name,
-                json!({ "connectionId": connection }),
-            )
-            .await?;
-            audit::record(&mut tx, &actor, Event {
-                organization: request.organization_id,
-                team: Some(request.team_id),
-                name: "connection.created",
-                target_kind: "connection",
-                target_id: connection.to_string(),
-                details: json!({ "app": app.key, "name": credential.connection_name, "credentialId": id }),
-            })
-            .await?;
-            let requester = requester_email(&mut tx, &request).await?;
-            let kind = if reauthorize {
-                "credential.reauthorized"
-            } else {
-                "credential.authorized"
-            };
-            tell(
+            let authorized = record_success(
                 ctx,
-                &mut tx,
-                kind,
-                &requester,
+                caller,
+                &credential,
                 &request,
-                &authorized,
-                json!({}),
+                Success {
+                    app,
+                    version,
+                    reauthorize,
+                    values: &values,
+                    scopes: &credential.scopes,
+                },
             )
             .await?;
-            if reauthorize {
-                tell(
-                    ctx,
-                    &mut tx,
-                    kind,
-                    &request.recipient_email,
-                    &request,
-                    &authorized,
-                    json!({}),
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(authorized)
+            Ok(Authorization::Authorized(Box::new(authorized)))
         }
     }
+}
+
+/// Moves the credential to `invalid` with `reason`, audited, in one
+/// transaction. A refusal after a decline or revoke leaves the recipient's
+/// decision as it was (nothing is written); the recipient is only told why.
+pub(super) async fn record_failure(
+    ctx: &Context,
+    caller: &User,
+    credential: &RequestedCredential,
+    request: &CredentialRequest,
+    reason: &str,
+) -> Result<()> {
+    if credential
+        .state
+        .apply(CredentialAction::AuthorizationFailed)
+        .is_err()
+    {
+        return Ok(());
+    }
+    let mut tx = ctx.store.begin().await?;
+    let failed = tx
+        .transition_credential(
+            credential.id,
+            CredentialAction::AuthorizationFailed,
+            &CredentialChange {
+                invalid_reason: Some(reason.to_string()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    event(
+        &mut tx,
+        &Actor::user(caller),
+        request,
+        &failed,
+        "credential.invalidated",
+        json!({ "reason": reason }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What a successful authorization stores.
+pub(super) struct Success<'a> {
+    pub app: &'a App,
+    pub version: &'a AppVersion,
+    pub reauthorize: bool,
+    /// Sealed as the connection's secret.
+    pub values: &'a FieldValues,
+    /// The connection's scopes (JSON array): what was granted.
+    pub scopes: &'a str,
+}
+
+/// In one transaction: seals the values into a new connection, moves the
+/// credential to `authorized` (guarded), destroys the connection it replaces,
+/// writes the audit entries and tells the requester (and, on reauthorization,
+/// the recipient).
+pub(super) async fn record_success(
+    ctx: &Context,
+    caller: &User,
+    credential: &RequestedCredential,
+    request: &CredentialRequest,
+    success: Success<'_>,
+) -> Result<RequestedCredential> {
+    let Success {
+        app,
+        version,
+        reauthorize,
+        values,
+        scopes,
+    } = success;
+    let id = credential.id;
+    let action = if reauthorize {
+        CredentialAction::Reauthorize
+    } else {
+        CredentialAction::Authorize
+    };
+    let actor = Actor::user(caller);
+    let mut tx = ctx.store.begin().await?;
+    let spec = ConnectionSpec {
+        organization: request.organization_id,
+        team: request.team_id,
+        provided_by: caller.id,
+        name: &credential.connection_name,
+        app_key: &app.key,
+        app_version: credential.app_version,
+        auth_kind: version.auth.kind().as_str(),
+        modules: &credential.modules,
+        scopes,
+    };
+    let connection = connections::create(&mut tx, &ctx.vault, spec, values).await?;
+    let authorized = tx
+        .transition_credential(
+            id,
+            action,
+            &CredentialChange {
+                connection_id: Some(Some(connection)),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if let Some(old) = credential.connection_id {
+        connections::destroy(&mut tx, old).await?;
+    }
+    let name = if reauthorize {
+        "credential.reauthorized"
+    } else {
+        "credential.authorized"
+    };
+    event(
+        &mut tx,
+        &actor,
+        request,
+        &authorized,
+        name,
+        json!({ "connectionId": connection }),
+    )
+    .await?;
+    audit::record(&mut tx, &actor, Event {
+        organization: request.organization_id,
+        team: Some(request.team_id),
+        name: "connection.created",
+        target_kind: "connection",
+        target_id: connection.to_string(),
+        details: json!({ "app": app.key, "name": credential.connection_name, "credentialId": id }),
+    })
+    .await?;
+    let requester = requester_email(&mut tx, request).await?;
+    tell(
+        ctx,
+        &mut tx,
+        name,
+        &requester,
+        request,
+        &authorized,
+        json!({}),
+    )
+    .await?;
+    if reauthorize {
+        tell(
+            ctx,
+            &mut tx,
+            name,
+            &request.recipient_email,
+            request,
+            &authorized,
+            json!({}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(authorized)
 }
 
 /// The recipient declines, with an optional reason (the UI asks for one); an

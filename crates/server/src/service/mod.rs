@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod features;
 pub mod identity;
 pub mod invitations;
+pub mod oauth;
 pub mod requests;
 pub mod secrets;
 pub mod upstream;
@@ -22,10 +23,11 @@ use credence_catalog::Catalog;
 use credence_domain::ValidationError;
 use credence_store::Store;
 use credence_vault::Vault;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What services need: the store, the vault, the app catalog, the base of links
-/// and an HTTP client for calls to apps. Cheap to clone.
+/// an HTTP client for calls to apps and the OAuth clients. Cheap to clone.
 #[derive(Clone)]
 pub struct Context {
     pub store: Store,
@@ -34,6 +36,8 @@ pub struct Context {
     /// Without a trailing slash.
     pub public_url: Arc<str>,
     pub http: reqwest::Client,
+    /// The OAuth 2.0 clients by app key, from configuration.
+    pub oauth_clients: Arc<BTreeMap<String, crate::config::OAuthClient>>,
 }
 
 /// Why an operation did not happen.

@@ -115,6 +115,16 @@ pub const SCOPES: &str = "credential-requests:read,credential-requests:write";
 
 impl Agency {
     pub async fn start(backend: Backend) -> Agency {
+        Self::start_with(backend, &[], |_| {}).await
+    }
+
+    /// Like [`Agency::start`], with more operator app files (`(key, text)`) and
+    /// a last say on the configuration.
+    pub async fn start_with(
+        backend: Backend,
+        extra_apps: &[(&str, String)],
+        adjust: impl FnOnce(&mut credence::config::Config),
+    ) -> Agency {
         let upstream = Upstream::start().await;
         let apps = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -127,8 +137,15 @@ impl Agency {
             api_key_app("beta-desk", "Beta Desk", &upstream),
         )
         .unwrap();
+        for (key, text) in extra_apps {
+            std::fs::write(apps.path().join(format!("{key}.toml")), text).unwrap();
+        }
         let apps_dir = apps.keep();
-        let app = spawn_app_with(backend, |config| config.apps_dir = Some(apps_dir)).await;
+        let app = spawn_app_with(backend, |config| {
+            config.apps_dir = Some(apps_dir);
+            adjust(config);
+        })
+        .await;
         let team = app.team;
         let requester = app
             .add_person(

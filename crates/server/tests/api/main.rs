@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod cli;
 mod connections;
+mod oauth;
 mod oidc;
 mod operations;
 mod read_api;

@@ -680,7 +680,9 @@ async fn lists_filter_page_and_select_columns_like_make(backend: Backend) {
     agency.app.stop().await;
 }
 
-async fn oauth_apps_answer_authorize_with_not_yet_supported_and_stay_pending(backend: Backend) {
+async fn oauth_apps_without_a_configured_client_name_the_variables_and_stay_pending(
+    backend: Backend,
+) {
     let agency = Agency::start(backend).await;
     let (request, credentials, _) = agency.create_request(agency.teammate.id, &["gmail"]).await;
     let (status, body) = agency
@@ -693,12 +695,11 @@ async fn oauth_apps_answer_authorize_with_not_yet_supported_and_stay_pending(bac
             Some(json!({ "data": {} })),
         )
         .await;
-    assert_error(status, &body, StatusCode::BAD_REQUEST);
+    assert_error(status, &body, StatusCode::CONFLICT);
+    let detail = body["detail"].as_str().unwrap();
     assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("not yet supported"),
+        detail.contains("CREDENCE_OAUTH_GMAIL_CLIENT_ID")
+            && detail.contains("CREDENCE_OAUTH_GMAIL_CLIENT_SECRET"),
         "{body}"
     );
     let (_, body) = agency
@@ -755,7 +756,7 @@ async fn a_bad_operator_app_file_stops_the_start_naming_file_and_field() {
 }
 
 on_both_backends!(
-    oauth_apps_answer_authorize_with_not_yet_supported_and_stay_pending,
+    oauth_apps_without_a_configured_client_name_the_variables_and_stay_pending,
     a_request_goes_from_pending_to_authorized_and_back_with_every_step_audited,
     deleting_a_request_with_live_connections_needs_confirmation,
     an_external_recipient_is_invited_as_a_guest_and_finds_the_request,

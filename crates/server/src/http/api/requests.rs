@@ -534,7 +534,7 @@ pub async fn authorize(
     AppJson(body): AppJson<AuthorizeBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::CredentialRequestsWrite)?;
-    let credential = credentials::authorize(
+    let authorization = credentials::authorize(
         &state.ctx(),
         &caller.user,
         credential_id(&id)?,
@@ -542,9 +542,17 @@ pub async fn authorize(
         false,
     )
     .await?;
-    Ok(Json(
-        json!({ "credential": credential_json(&state.catalog, &credential) }),
-    ))
+    Ok(authorization_json(&state, authorization))
+}
+
+/// An authorized credential, or (OAuth 2.0) where the recipient's browser goes.
+fn authorization_json(state: &AppState, authorization: credentials::Authorization) -> Json<Value> {
+    match authorization {
+        credentials::Authorization::Authorized(credential) => {
+            Json(json!({ "credential": credential_json(&state.catalog, &credential) }))
+        }
+        credentials::Authorization::Redirect(url) => Json(json!({ "redirectUri": url })),
+    }
 }
 
 pub async fn reauthorize(
@@ -554,7 +562,7 @@ pub async fn reauthorize(
     AppJson(body): AppJson<AuthorizeBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::CredentialRequestsWrite)?;
-    let credential = credentials::authorize(
+    let authorization = credentials::authorize(
         &state.ctx(),
         &caller.user,
         credential_id(&id)?,
@@ -562,9 +570,7 @@ pub async fn reauthorize(
         true,
     )
     .await?;
-    Ok(Json(
-        json!({ "credential": credential_json(&state.catalog, &credential) }),
-    ))
+    Ok(authorization_json(&state, authorization))
 }
 
 pub async fn revoke(

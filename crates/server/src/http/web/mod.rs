@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
         .route("/received/{id}", get(requests::received))
+        .route(service::oauth::CALLBACK_PATH, get(requests::oauth_callback))
         .route(
             "/invitations/{token}",
             get(requests::invitation_page).post(requests::accept_invitation),
