@@ -63,7 +63,15 @@ async fn malformed_bodies_are_refused_and_change_nothing(backend: Backend) {
         .token(app.admin_id().await, "user:read,teams:read")
         .await;
     let json_type = Some("application/json");
-    let cases: Vec<(&str, String, Option<&str>, StatusCode, Option<&str>)> = vec![
+    /// (what, body, content type, expected status, field named)
+    type Case<'a> = (
+        &'a str,
+        String,
+        Option<&'a str>,
+        StatusCode,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "not json",
             "{label: nope".into(),

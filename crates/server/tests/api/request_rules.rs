@@ -1516,7 +1516,8 @@ async fn each_role_sees_and_does_exactly_what_the_spec_allows_on_every_endpoint(
 
     // Every caller against every endpoint; none of it may change anything.
     let before = stored(app).await;
-    let views: Vec<(&str, &str, Vec<(Endpoint, Expect)>)> = vec![
+    type View<'a> = (&'a str, &'a str, Vec<(Endpoint, Expect)>);
+    let views: Vec<View> = vec![
         ("requester Rita", &agency.requester_token, sender_view()),
         ("teammate Tess", &tess_token, sender_view()),
         ("org owner", &agency.admin_token, sender_view()),
