@@ -39,6 +39,9 @@ pub struct Config {
     /// OAuth 2.0 clients by app key: `[oauth.<app-key>]` in the file, or
     /// `CREDENCE_OAUTH_<APP_KEY>_CLIENT_ID` / `_CLIENT_SECRET` in the environment.
     pub oauth_clients: BTreeMap<String, OAuthClient>,
+    /// How often the background refresher looks for OAuth connections to
+    /// refresh; `None` turns it off (tests that drive refreshes themselves).
+    pub oauth_refresh_every: Option<std::time::Duration>,
 }
 
 /// Credence's registration with one OAuth provider. The secret's `Debug` is
@@ -117,6 +120,7 @@ impl Default for Config {
             body_limit: 1024 * 1024,
             apps_dir: None,
             oauth_clients: BTreeMap::new(),
+            oauth_refresh_every: Some(std::time::Duration::from_secs(15)),
         }
     }
 }

@@ -136,6 +136,11 @@ impl Application {
         &self.state.store
     }
 
+    /// The services' context (tests call services directly through it).
+    pub fn context(&self) -> crate::service::Context {
+        self.state.ctx()
+    }
+
     pub fn vault(&self) -> Arc<Vault> {
         self.state.vault.clone()
     }
@@ -152,11 +157,19 @@ impl Application {
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
+        let refresher = self
+            .state
+            .config
+            .oauth_refresh_every
+            .map(|every| tokio::spawn(refresh_oauth_connections(self.state.ctx(), every)));
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         sweeper.abort();
+        if let Some(refresher) = refresher {
+            refresher.abort();
+        }
         store.close().await;
         tracing::info!("stopped");
         result
@@ -177,6 +190,51 @@ async fn sweep_expired_sessions(store: Store) {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "deleted expired sessions"),
             Err(error) => tracing::warn!(error = %error, "could not delete expired sessions"),
+        }
+    }
+}
+
+/// Every 15 s (`Config::oauth_refresh_every`), refreshes the OAuth connections whose access token expires
+/// within two minutes, or that nobody refreshed for seven days (so providers
+/// do not expire idle refresh tokens), unless an outage's backoff holds them
+/// back. Several instances may run this at once: `oauth::refresh` takes the
+/// connection's row lock and re-reads the tokens, so a connection is refreshed
+/// once. Errors name the connection, never a token.
+async fn refresh_oauth_connections(ctx: crate::service::Context, every: std::time::Duration) {
+    let mut every = tokio::time::interval(every);
+    loop {
+        every.tick().await;
+        let now = credence_store::now();
+        let due = match ctx.store.db().await {
+            Ok(mut db) => {
+                db.connections_due_for_refresh(
+                    now,
+                    now + crate::service::oauth::EXPIRY_MARGIN,
+                    now - crate::service::oauth::IDLE_AFTER,
+                    100,
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        let due = match due {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(error = %error, "could not list the connections due for a refresh");
+                continue;
+            }
+        };
+        for connection in due {
+            let outcome = crate::service::oauth::refresh(&ctx, connection).await;
+            match outcome {
+                Ok(crate::service::oauth::RefreshOutcome::Refused { reason }) => {
+                    tracing::info!(connection, reason = %reason, "an OAuth connection was refused a refresh; it is invalid now")
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(connection, error = %error, "could not refresh an OAuth connection")
+                }
+            }
         }
     }
 }

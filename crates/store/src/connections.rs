@@ -25,6 +25,14 @@ pub struct Connection {
     pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the OAuth access token expires (not secret; copied from the sealed tokens).
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// The last successful OAuth refresh.
+    pub refreshed_at: Option<DateTime<Utc>>,
+    /// After a provider outage: not before this time again.
+    pub refresh_after: Option<DateTime<Utc>>,
+    /// Outages in a row since the last success (the backoff's exponent).
+    pub refresh_failures: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +51,8 @@ pub struct NewConnection {
 
 const CONNECTION_COLUMNS: &str =
     "id, organization_id, team_id, provided_by, name, app_key, app_version, auth_kind, \
-    modules, scopes, secret_id, state, verified_at, created_at, updated_at";
+    modules, scopes, secret_id, state, verified_at, created_at, updated_at, token_expires_at, \
+    refreshed_at, refresh_after, refresh_failures";
 
 impl Db {
     pub async fn insert_connection(&mut self, new: &NewConnection) -> Result<i64> {
@@ -86,5 +95,72 @@ impl Db {
         let sql = "UPDATE connections SET state = $1, updated_at = $2 WHERE id = $3";
         on_conn!(self, c => sqlx::query(sql).bind(state).bind(now()).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// Reads a connection and holds it until the transaction ends, so that one
+    /// refresh per connection runs at a time across instances. PostgreSQL locks
+    /// the row (`FOR UPDATE`); SQLite's `BEGIN IMMEDIATE` transaction already
+    /// excludes every other writer, so a plain read suffices there.
+    pub async fn lock_connection(&mut self, id: i64) -> Result<Option<Connection>> {
+        let sql = match self.backend() {
+            crate::Backend::Postgres => {
+                format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = $1 FOR UPDATE")
+            }
+            crate::Backend::Sqlite => {
+                format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE id = $1")
+            }
+        };
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, Connection>(&sql).bind(id).fetch_optional(c).await)?,
+        )
+    }
+
+    /// Records when the access token expires (at creation).
+    pub async fn set_token_expires_at(&mut self, id: i64, at: Option<DateTime<Utc>>) -> Result<()> {
+        let sql = "UPDATE connections SET token_expires_at = $1 WHERE id = $2";
+        on_conn!(self, c => sqlx::query(sql).bind(at).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// A refresh succeeded: the new expiry, valid, and the backoff reset.
+    pub async fn record_refresh(
+        &mut self,
+        id: i64,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let at = now();
+        let sql = "UPDATE connections SET token_expires_at = $1, refreshed_at = $2, refresh_after = NULL, \
+                   refresh_failures = 0, state = 'valid', verified_at = $2, updated_at = $2 WHERE id = $3";
+        on_conn!(self, c => sqlx::query(sql).bind(expires_at).bind(at).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// A refresh failed for a passing reason: not again before `after`.
+    pub async fn record_refresh_outage(&mut self, id: i64, after: DateTime<Utc>) -> Result<()> {
+        let sql =
+            "UPDATE connections SET refresh_after = $1, refresh_failures = refresh_failures + 1, \
+                   updated_at = $2 WHERE id = $3";
+        on_conn!(self, c => sqlx::query(sql).bind(after).bind(now()).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Valid OAuth connections due for a refresh: the access token expires
+    /// before `expiring_before`, or nothing was refreshed since `idle_before`;
+    /// and no backoff holds them back at `at`.
+    pub async fn connections_due_for_refresh(
+        &mut self,
+        at: DateTime<Utc>,
+        expiring_before: DateTime<Utc>,
+        idle_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        let sql = "SELECT id FROM connections WHERE auth_kind = 'oauth2' AND state = 'valid' \
+                   AND secret_id IS NOT NULL AND (refresh_after IS NULL OR refresh_after <= $1) \
+                   AND ((token_expires_at IS NOT NULL AND token_expires_at <= $2) \
+                        OR COALESCE(refreshed_at, created_at) <= $3) \
+                   ORDER BY id LIMIT $4";
+        Ok(on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql)
+            .bind(at).bind(expiring_before).bind(idle_before).bind(limit)
+            .fetch_all(c).await)?)
     }
 }

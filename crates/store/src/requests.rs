@@ -333,6 +333,18 @@ impl Db {
             .collect()
     }
 
+    /// The credentials whose connection is `connection` (one, as created today).
+    pub async fn credentials_using_connection(
+        &mut self,
+        connection: i64,
+    ) -> Result<Vec<RequestedCredential>> {
+        let sql = format!("SELECT {CREDENTIAL_COLUMNS} FROM requested_credentials WHERE connection_id = $1 ORDER BY id");
+        let rows = on_conn!(self, c => sqlx::query_as::<_, CredentialRow>(&sql).bind(connection).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(RequestedCredential::try_from)
+            .collect()
+    }
+
     pub async fn get_credential(
         &mut self,
         id: CredentialId,

@@ -47,7 +47,7 @@ pub async fn test(ctx: &Context, caller: &User, id: i64) -> Result<bool> {
         ))
     })?;
     if version.auth.kind() == AuthKind::Oauth2 {
-        return Err(Error::Conflict("OAuth 2.0 connections are tested by refreshing their token, which is not yet supported here".into()));
+        return test_oauth(ctx, caller, &connection).await;
     }
     let Some(secret) = &connection.secret_id else {
         return Ok(false);
@@ -81,4 +81,28 @@ pub async fn test(ctx: &Context, caller: &User, id: i64) -> Result<bool> {
     .await?;
     tx.commit().await?;
     Ok(outcome.is_ok())
+}
+
+/// An OAuth connection is tested by refreshing its token (the provider's
+/// answer is the test): `Ok(true)` when it issued one, `Ok(false)` on a
+/// definitive refusal (the connection and its credentials are then invalid,
+/// both sides told). An outage is an error to retry; nothing is recorded.
+async fn test_oauth(ctx: &Context, caller: &User, connection: &Connection) -> Result<bool> {
+    let outcome = super::oauth::refresh_with(ctx, connection.id, true).await?;
+    let reason = match &outcome {
+        super::oauth::RefreshOutcome::Refused { reason } => Some(reason.clone()),
+        _ => None,
+    };
+    let mut tx = ctx.store.begin().await?;
+    audit::record(&mut tx, &Actor::user(caller), Event {
+        organization: OrganizationId(connection.organization_id),
+        team: Some(TeamId(connection.team_id)),
+        name: "connection.verified",
+        target_kind: "connection",
+        target_id: connection.id.to_string(),
+        details: json!({ "app": connection.app_key, "verified": reason.is_none(), "reason": reason }),
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(reason.is_none())
 }

@@ -62,6 +62,16 @@ pub async fn create(
             secret_id: Some(secret_id),
         })
         .await?;
+    // When an OAuth access token expires is not secret: kept in the clear so
+    // the background refresher finds due connections without opening any.
+    if let Some(at) = values
+        .0
+        .get("expires_at")
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at.expose_secret()).ok())
+    {
+        db.set_token_expires_at(id, Some(at.with_timezone(&chrono::Utc)))
+            .await?;
+    }
     Ok(id)
 }
 

@@ -194,6 +194,43 @@ async fn requester_email(db: &mut Db, request: &CredentialRequest) -> Result<Str
         .unwrap_or_default())
 }
 
+/// A connection stopped working (a definitive refusal at refresh): audits
+/// `credential.invalidated` for the credential, already moved to `invalid`,
+/// and tells both sides (`connection.invalid`), inside the caller's transaction.
+pub(super) async fn connection_invalid(
+    ctx: &Context,
+    db: &mut Db,
+    actor: &Actor,
+    request: &CredentialRequest,
+    credential: &RequestedCredential,
+    connection: i64,
+    reason: &str,
+) -> Result<()> {
+    event(
+        db,
+        actor,
+        request,
+        credential,
+        "credential.invalidated",
+        json!({ "reason": reason, "connectionId": connection }),
+    )
+    .await?;
+    let requester = requester_email(db, request).await?;
+    for to in [requester.as_str(), request.recipient_email.as_str()] {
+        tell(
+            ctx,
+            db,
+            "connection.invalid",
+            to,
+            request,
+            credential,
+            json!({ "reason": reason }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// What an authorize call led to.
 #[derive(Debug)]
 pub enum Authorization {
@@ -453,7 +490,9 @@ pub async fn decline(
             },
         )
         .await?;
+    let mut to_revoke = Vec::new();
     if let Some(connection) = credential.connection_id {
+        to_revoke.extend(super::oauth::tokens_to_revoke(&mut tx, ctx, connection).await);
         connections::destroy(&mut tx, connection).await?;
     }
     event(
@@ -477,6 +516,8 @@ pub async fn decline(
     )
     .await?;
     tx.commit().await?;
+    // After the commit: a failure at the provider never keeps the secret alive.
+    super::oauth::revoke_all_at_provider(ctx, to_revoke).await;
     Ok(declined)
 }
 
@@ -496,7 +537,9 @@ pub async fn revoke(ctx: &Context, caller: &User, id: CredentialId) -> Result<Re
             },
         )
         .await?;
+    let mut to_revoke = Vec::new();
     if let Some(connection) = credential.connection_id {
+        to_revoke.extend(super::oauth::tokens_to_revoke(&mut tx, ctx, connection).await);
         connections::destroy(&mut tx, connection).await?;
     }
     event(
@@ -520,6 +563,8 @@ pub async fn revoke(ctx: &Context, caller: &User, id: CredentialId) -> Result<Re
     )
     .await?;
     tx.commit().await?;
+    // After the commit: a failure at the provider never keeps the secret alive.
+    super::oauth::revoke_all_at_provider(ctx, to_revoke).await;
     Ok(revoked)
 }
 
@@ -545,7 +590,9 @@ pub async fn delete_remote(
             },
         )
         .await?;
+    let mut to_revoke = Vec::new();
     if let Some(connection) = credential.connection_id {
+        to_revoke.extend(super::oauth::tokens_to_revoke(&mut tx, ctx, connection).await);
         connections::destroy(&mut tx, connection).await?;
     }
     event(
@@ -568,6 +615,8 @@ pub async fn delete_remote(
     )
     .await?;
     tx.commit().await?;
+    // After the commit: a failure at the provider never keeps the secret alive.
+    super::oauth::revoke_all_at_provider(ctx, to_revoke).await;
     Ok(reset)
 }
 
@@ -614,7 +663,29 @@ pub async fn request_reauthorization(
         .apply(CredentialAction::RequestReauthorization)
         .map_err(|e| Error::Conflict(e.to_string()))?;
     let (app, version) = app_of(ctx, &credential)?;
+    // An OAuth connection is tested by refreshing its token. A refusal has
+    // already made the credential `invalid` (and told both sides), so it is
+    // read again before asking for reauthorization.
+    let (credential, oauth_failure) = match credential.connection_id {
+        Some(connection) if version.auth.kind() == AuthKind::Oauth2 => {
+            match super::oauth::refresh_with(ctx, connection, true).await? {
+                super::oauth::RefreshOutcome::Refused { reason } => {
+                    let again = ctx
+                        .store
+                        .db()
+                        .await?
+                        .get_credential(id)
+                        .await?
+                        .ok_or_else(|| Error::NotFound(format!("credential {id} not found")))?;
+                    (again, Some(reason))
+                }
+                _ => (credential, None),
+            }
+        }
+        _ => (credential, None),
+    };
     let failure = match credential.connection_id {
+        _ if oauth_failure.is_some() => oauth_failure,
         Some(connection) if version.auth.kind() != AuthKind::Oauth2 => {
             match connection_values(ctx, connection).await? {
                 Some(values) => upstream::verify(&ctx.http, app, version, &values)

@@ -8,6 +8,14 @@
 //! once, exchanges the code at the token endpoint and stores the tokens as the
 //! connection's sealed secret, or marks the credential `invalid` with the reason.
 //!
+//! [`refresh`] renews an expiring access token (SPEC §5) in one transaction
+//! that holds the connection's row, so one refresh per connection runs at a
+//! time across instances; a definitive refusal makes the connection and its
+//! credentials `invalid`, an outage only delays the next attempt (backoff in
+//! `connections.refresh_after`). [`revoke_at_provider`] revokes a destroyed
+//! connection's grant (RFC 7009 or bearer) after the destroying transaction
+//! committed, and audits the outcome.
+//!
 //! Client ids and secrets come from configuration (`Config::oauth_clients`),
 //! never from the catalog. No code or token ever reaches a message or a log.
 
@@ -15,7 +23,7 @@ use super::credentials::{self, Success};
 use super::upstream::{self, FieldValues};
 use super::{random_token, token_hash, Context, Error, Result};
 use crate::config::{oauth_client_variables, OAuthClient};
-use credence_catalog::{App, AppVersion, ClientAuth, OAuth2};
+use credence_catalog::{App, AppVersion, AuthKind, ClientAuth, OAuth2, RevocationStyle};
 use credence_domain::{CredentialAction, CredentialId, RequestId};
 use credence_store::{NewOAuthFlow, RequestedCredential, User};
 use credence_vault::Sealed;
@@ -304,7 +312,6 @@ async fn exchange(
     requested: &[String],
 ) -> Result<(FieldValues, Vec<String>), String> {
     let url = endpoint(app, "token", &oauth.token_url).await?;
-    let host = url.host_str().unwrap_or_default().to_string();
     let redirect = redirect_uri(ctx);
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "authorization_code"),
@@ -314,25 +321,61 @@ async fn exchange(
     if let Some(verifier) = verifier {
         form.push(("code_verifier", verifier.expose_secret()));
     }
+    let body = match token_request(ctx, app, oauth, client, url, form).await {
+        Ok(body) => body,
+        Err(TokenError::Refused(reason) | TokenError::Unavailable(reason)) => return Err(reason),
+    };
+    let values = token_values(app, oauth, &body)?;
+    // The provider may grant less than asked (RFC 6749 §5.1); without `scope`
+    // it granted what was asked.
+    let granted = match body.get("scope").and_then(Value::as_str) {
+        Some(scope) => {
+            let separator: &[char] = if oauth.scope_separator == "," {
+                &[',', ' ']
+            } else {
+                &[' ']
+            };
+            scope
+                .split(separator)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }
+        None => requested.to_vec(),
+    };
+    Ok((FieldValues(values), granted))
+}
+
+/// Why the token endpoint gave no tokens; the reasons are fit to show and
+/// never hold a code or a token.
+enum TokenError {
+    /// A definitive refusal: the grant or the client is not (or no longer) good.
+    Refused(String),
+    /// An outage, a 5xx, a timeout or an answer not understood: try again later.
+    Unavailable(String),
+}
+
+/// Posts `form` to the token endpoint `url`, the client authenticated per the
+/// app's `client_auth`; answers the JSON object of a successful response.
+async fn token_request(
+    ctx: &Context,
+    app: &App,
+    oauth: &OAuth2,
+    client: &OAuthClient,
+    url: reqwest::Url,
+    mut form: Vec<(&str, &str)>,
+) -> Result<serde_json::Map<String, Value>, TokenError> {
+    let host = url.host_str().unwrap_or_default().to_string();
     let mut request = ctx
         .http
         .post(url)
         .header(reqwest::header::ACCEPT, "application/json");
     match oauth.client_auth {
         ClientAuth::Basic => {
-            use base64::Engine;
-            let credentials = format!(
-                "{}:{}",
-                form_encode(&client.client_id),
-                form_encode(client.client_secret.expose_secret())
+            request = request.header(
+                reqwest::header::AUTHORIZATION,
+                basic_credentials(client).map_err(TokenError::Refused)?,
             );
-            let mut value = reqwest::header::HeaderValue::from_str(&format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(credentials)
-            ))
-            .map_err(|_| "the OAuth client id or secret is not valid in a header".to_string())?;
-            value.set_sensitive(true);
-            request = request.header(reqwest::header::AUTHORIZATION, value);
         }
         ClientAuth::Post => {
             form.push(("client_id", &client.client_id));
@@ -341,8 +384,12 @@ async fn exchange(
     }
     let response = match request.form(&form).send().await {
         Ok(response) => response,
-        Err(error) if error.is_timeout() => return Err(format!("{host} did not answer in time")),
-        Err(_) => return Err(format!("could not reach {host}")),
+        Err(error) if error.is_timeout() => {
+            return Err(TokenError::Unavailable(format!(
+                "{host} did not answer in time"
+            )))
+        }
+        Err(_) => return Err(TokenError::Unavailable(format!("could not reach {host}"))),
     };
     let status = response.status();
     let body: Option<Value> = response.json().await.ok();
@@ -355,7 +402,16 @@ async fn exchange(
             .as_ref()
             .and_then(|b| b["error_description"].as_str())
             .map(|e| e.chars().take(200).collect::<String>());
-        return Err(match (error, description) {
+        // RFC 6749 §5.2: these say the grant or the client is no good, and
+        // asking again will not change that. Anything else may pass.
+        let definitive = match error.as_deref() {
+            Some("invalid_grant") => true,
+            Some("invalid_client" | "unauthorized_client") => {
+                matches!(status.as_u16(), 400 | 401)
+            }
+            _ => false,
+        };
+        let reason = match (error, description) {
             (Some(error), Some(description)) => format!(
                 "{} refused the authorization (HTTP {}): {error} ({description})",
                 app.label,
@@ -371,14 +427,47 @@ async fn exchange(
                 app.label,
                 status.as_u16()
             ),
+        };
+        return Err(if definitive {
+            TokenError::Refused(reason)
+        } else {
+            TokenError::Unavailable(reason)
         });
     }
-    let Some(Value::Object(body)) = body else {
-        return Err(format!(
+    match body {
+        Some(Value::Object(body)) => Ok(body),
+        _ => Err(TokenError::Unavailable(format!(
             "{} answered the token request with no JSON object",
             app.label
-        ));
-    };
+        ))),
+    }
+}
+
+/// The `Authorization: Basic` value of the client (RFC 6749 §2.3.1), marked
+/// sensitive so it never shows in a debug print.
+fn basic_credentials(client: &OAuthClient) -> Result<reqwest::header::HeaderValue, String> {
+    use base64::Engine;
+    let credentials = format!(
+        "{}:{}",
+        form_encode(&client.client_id),
+        form_encode(client.client_secret.expose_secret())
+    );
+    let mut value = reqwest::header::HeaderValue::from_str(&format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    ))
+    .map_err(|_| "the OAuth client id or secret is not valid in a header".to_string())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The values to seal from a token response: `access_token`, `refresh_token`,
+/// `token_type`, `expires_at` (from `expires_in`) and the app's `token_fields`.
+fn token_values(
+    app: &App,
+    oauth: &OAuth2,
+    body: &serde_json::Map<String, Value>,
+) -> Result<BTreeMap<String, SecretString>, String> {
     let Some(access_token) = body.get("access_token").and_then(Value::as_str) else {
         return Err(format!(
             "{} answered the token request without an access token",
@@ -419,22 +508,415 @@ async fn exchange(
             _ => {}
         }
     }
-    // The provider may grant less than asked (RFC 6749 §5.1); without `scope`
-    // it granted what was asked.
-    let granted = match body.get("scope").and_then(Value::as_str) {
-        Some(scope) => {
-            let separator: &[char] = if oauth.scope_separator == "," {
-                &[',', ' ']
-            } else {
-                &[' ']
-            };
-            scope
-                .split(separator)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        }
-        None => requested.to_vec(),
+    Ok(values)
+}
+
+/// How long before its expiry an access token counts as expiring (at most;
+/// see [`refresh_with`]). The background refresher looks this far ahead.
+pub const EXPIRY_MARGIN: chrono::Duration = chrono::Duration::minutes(2);
+
+/// A connection not refreshed for this long is refreshed anyway.
+pub const IDLE_AFTER: chrono::Duration = chrono::Duration::days(7);
+
+/// The first wait after a provider outage; it doubles with each outage in a
+/// row, up to [`BACKOFF_MAX`].
+pub const BACKOFF_FIRST: chrono::Duration = chrono::Duration::seconds(30);
+pub const BACKOFF_MAX: chrono::Duration = chrono::Duration::hours(1);
+
+/// The wait after `failures` outages in a row (the one just seen included).
+fn backoff(failures: i64) -> chrono::Duration {
+    let exponent = failures.clamp(1, 12) - 1;
+    std::cmp::min(BACKOFF_FIRST * (1 << exponent), BACKOFF_MAX)
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The stored access token is not expiring (another instance may just
+    /// have refreshed it): the provider was not asked.
+    StillValid,
+    /// The provider issued a new access token; it is sealed and stored.
+    Refreshed,
+    /// The provider refused for good (or the connection was invalid already):
+    /// the connection and its credentials are `invalid`, both sides told.
+    Refused { reason: String },
+}
+
+/// A connection's sealed tokens, opened for one use. `Debug` shows no value.
+pub struct Tokens(pub BTreeMap<String, SecretString>);
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Tokens {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.expose_secret())
+    }
+
+    fn expires_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.get("expires_at")
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&chrono::Utc))
+    }
+}
+
+fn secret_context(secret: &str) -> String {
+    format!("secret:{secret}:{}", super::connections::SECRET_PURPOSE)
+}
+
+/// Opens a connection's sealed tokens inside the caller's transaction (so a
+/// refresh reads what the lock protects). `None` when it holds no secret.
+pub async fn open_tokens(
+    db: &mut credence_store::Db,
+    ctx: &Context,
+    connection: &credence_store::Connection,
+) -> Result<Option<Tokens>> {
+    let Some(secret) = &connection.secret_id else {
+        return Ok(None);
     };
-    Ok((FieldValues(values), granted))
+    let Some(stored) = db.get_secret(secret).await? else {
+        return Ok(None);
+    };
+    let plain = ctx
+        .vault
+        .open_string(&Sealed::from_stored(stored.sealed), &secret_context(secret))?;
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(plain.expose_secret()).map_err(|_| {
+            Error::Internal(anyhow::anyhow!(
+                "connection {} holds unreadable values",
+                connection.id
+            ))
+        })?;
+    Ok(Some(Tokens(
+        map.into_iter()
+            .map(|(k, v)| (k, SecretString::from(v)))
+            .collect(),
+    )))
+}
+
+/// Refreshes the access token of OAuth connection `id` if it is expiring
+/// (SPEC §5). See [`refresh_with`].
+pub async fn refresh(ctx: &Context, id: i64) -> Result<RefreshOutcome> {
+    refresh_with(ctx, id, false).await
+}
+
+/// Refreshes the access token of OAuth connection `id`; with `force`, even a
+/// token that is not expiring (to test the grant).
+///
+/// Everything happens in one transaction that holds the connection's row
+/// (`Db::lock_connection`), so across all instances one refresh per
+/// connection runs at a time, and the second reads what the first stored —
+/// with rotating refresh tokens, presenting a consumed one would make the
+/// provider revoke the whole grant. A provider outage changes nothing but the
+/// backoff and answers a conflict the caller may retry after.
+pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<RefreshOutcome> {
+    let not_found = || Error::NotFound(format!("connection {id} not found"));
+    let mut tx = ctx.store.begin().await?;
+    let connection = tx.lock_connection(id).await?.ok_or_else(not_found)?;
+    if connection.auth_kind != AuthKind::Oauth2.as_str() {
+        return Err(Error::Conflict(format!(
+            "connection {id} does not use OAuth 2.0; there is no token to refresh"
+        )));
+    }
+    if connection.state == "invalid" {
+        return Ok(RefreshOutcome::Refused {
+            reason: format!("connection {id} is invalid; it needs a new authorization"),
+        });
+    }
+    let app = ctx.catalog.get(&connection.app_key).ok_or_else(|| {
+        Error::Conflict(format!(
+            "the app {} is no longer in the catalog",
+            connection.app_key
+        ))
+    })?;
+    let version = app.version(connection.app_version as u32).ok_or_else(|| {
+        Error::Conflict(format!(
+            "version {} of {} is no longer in the catalog",
+            connection.app_version, app.key
+        ))
+    })?;
+    let oauth = oauth2_of(version)?;
+    let Some(tokens) = open_tokens(&mut tx, ctx, &connection).await? else {
+        return Err(Error::Conflict(format!("connection {id} holds no tokens")));
+    };
+    let now = credence_store::now();
+    // The margin is at most half the token's lifetime, so a short-lived token
+    // just refreshed by another instance does not count as expiring again.
+    let issued = connection.refreshed_at.unwrap_or(connection.created_at);
+    let expiring = tokens
+        .expires_at()
+        .is_some_and(|at| at <= now + std::cmp::min(EXPIRY_MARGIN, (at - issued) / 2));
+    // Providers expire refresh tokens nobody used for a while.
+    let idle = issued <= now - IDLE_AFTER;
+    if !expiring && !idle && !force {
+        return Ok(RefreshOutcome::StillValid);
+    }
+    let Some(refresh_token) = tokens.get("refresh_token").map(str::to_string) else {
+        if expiring {
+            let reason = format!(
+                "{} gave no refresh token and the access token expired",
+                app.label
+            );
+            invalidate(ctx, &mut tx, &connection, &reason).await?;
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Refused { reason });
+        }
+        // Nothing to refresh with, and nothing expiring: the token stands.
+        return Ok(RefreshOutcome::StillValid);
+    };
+    let client = client_of(ctx, app)?;
+    let url = endpoint(app, "token", &oauth.token_url)
+        .await
+        .map_err(Error::Conflict)?;
+    let form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.as_str()),
+    ];
+    let outcome = match token_request(ctx, app, oauth, client, url, form).await {
+        Ok(body) => token_values(app, oauth, &body).map_err(TokenError::Unavailable),
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(mut values) => {
+            // RFC 6749 §6: without a new refresh token the old one stays good.
+            if !values.contains_key("refresh_token") {
+                values.insert("refresh_token".into(), SecretString::from(refresh_token));
+            }
+            // Fields the response does not repeat (e.g. an id token field)
+            // stay as they were.
+            for (name, value) in tokens.0 {
+                if name != "expires_at" {
+                    values.entry(name).or_insert(value);
+                }
+            }
+            let new = Tokens(values);
+            let plain: serde_json::Map<String, Value> = new
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
+                .collect();
+            let plain = SecretString::from(Value::Object(plain).to_string());
+            let secret = connection.secret_id.as_deref().unwrap_or_default();
+            let sealed = ctx.vault.seal_str(&plain, &secret_context(secret))?;
+            tx.replace_secret(secret, sealed.as_str()).await?;
+            tx.record_refresh(id, new.expires_at()).await?;
+            tx.commit().await?;
+            Ok(RefreshOutcome::Refreshed)
+        }
+        Err(TokenError::Refused(reason)) => {
+            invalidate(ctx, &mut tx, &connection, &reason).await?;
+            tx.commit().await?;
+            Ok(RefreshOutcome::Refused { reason })
+        }
+        Err(TokenError::Unavailable(reason)) => {
+            let after = credence_store::now() + backoff(connection.refresh_failures + 1);
+            tx.record_refresh_outage(id, after).await?;
+            tx.commit().await?;
+            Err(Error::Conflict(format!(
+                "could not refresh connection {id}: {reason}; Credence tries again after {}",
+                after.to_rfc3339()
+            )))
+        }
+    }
+}
+
+/// A definitive refusal (inside the refresh's transaction): the connection is
+/// `invalid`, and so is every authorized credential using it, audited, with
+/// both the requester and the recipient told.
+async fn invalidate(
+    ctx: &Context,
+    tx: &mut credence_store::Db,
+    connection: &credence_store::Connection,
+    reason: &str,
+) -> Result<()> {
+    tx.set_connection_state(connection.id, "invalid").await?;
+    let actor = super::audit::Actor::system();
+    for credential in tx.credentials_using_connection(connection.id).await? {
+        if credential
+            .state
+            .apply(CredentialAction::Invalidate)
+            .is_err()
+        {
+            continue;
+        }
+        let Some(request) = tx.get_request(credential.request_id).await? else {
+            continue;
+        };
+        let invalid = tx
+            .transition_credential(
+                credential.id,
+                CredentialAction::Invalidate,
+                &credence_store::CredentialChange {
+                    invalid_reason: Some(reason.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        credentials::connection_invalid(ctx, tx, &actor, &request, &invalid, connection.id, reason)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Revokes `tokens` at the provider of `app_key` (RFC 7009, or the app's
+/// bearer style), after the connection holding them was destroyed and that
+/// transaction committed: a failure here must never keep a local secret
+/// alive. The outcome goes to the audit log as
+/// `connection.revoked_at_provider` (`ok`, `status`), never a token. Apps
+/// without a `revocation_url` are left alone. Never fails the caller.
+pub async fn revoke_at_provider(
+    ctx: &Context,
+    app_key: &str,
+    tokens: Tokens,
+    connection: &credence_store::Connection,
+) {
+    let Some(app) = ctx.catalog.get(app_key) else {
+        return;
+    };
+    let Some(version) = app.version(connection.app_version as u32) else {
+        return;
+    };
+    let Some(oauth) = version.auth.oauth2() else {
+        return;
+    };
+    let Some(revocation_url) = &oauth.revocation_url else {
+        return;
+    };
+    let status = revoke_request(ctx, app, oauth, revocation_url, &tokens).await;
+    let (ok, code) = match status {
+        Ok(code) => ((200..300).contains(&code), Some(code)),
+        Err(()) => (false, None),
+    };
+    if !ok {
+        tracing::warn!(
+            connection = connection.id,
+            app = app_key,
+            status = code,
+            "could not revoke a connection's token at the provider"
+        );
+    }
+    let recorded = async {
+        let mut db = ctx.store.db().await?;
+        super::audit::record(
+            &mut db,
+            &super::audit::Actor::system(),
+            super::audit::Event {
+                organization: credence_domain::OrganizationId(connection.organization_id),
+                team: Some(credence_domain::TeamId(connection.team_id)),
+                name: "connection.revoked_at_provider",
+                target_kind: "connection",
+                target_id: connection.id.to_string(),
+                details: serde_json::json!({ "app": app_key, "ok": ok, "status": code }),
+            },
+        )
+        .await
+    };
+    if let Err(error) = recorded.await {
+        tracing::warn!(connection = connection.id, error = %error, "could not audit a revocation at the provider");
+    }
+}
+
+/// Posts the revocation; answers the HTTP status, or `Err` when the provider
+/// could not be reached.
+async fn revoke_request(
+    ctx: &Context,
+    app: &App,
+    oauth: &OAuth2,
+    revocation_url: &str,
+    tokens: &Tokens,
+) -> Result<u16, ()> {
+    let url = endpoint(app, "revocation", revocation_url)
+        .await
+        .map_err(|_| ())?;
+    let request = match oauth.revocation_style {
+        RevocationStyle::Rfc7009 => {
+            // Revoking the refresh token ends the whole grant (RFC 7009 §2.1).
+            let (token, hint) = match (tokens.get("refresh_token"), tokens.get("access_token")) {
+                (Some(refresh), _) => (refresh, "refresh_token"),
+                (None, Some(access)) => (access, "access_token"),
+                (None, None) => return Err(()),
+            };
+            let client = client_of(ctx, app).map_err(|_| ())?;
+            let mut form = vec![("token", token), ("token_type_hint", hint)];
+            let mut request = ctx.http.post(url);
+            match oauth.client_auth {
+                ClientAuth::Basic => {
+                    request = request.header(
+                        reqwest::header::AUTHORIZATION,
+                        basic_credentials(client).map_err(|_| ())?,
+                    );
+                }
+                ClientAuth::Post => {
+                    form.push(("client_id", &client.client_id));
+                    form.push(("client_secret", client.client_secret.expose_secret()));
+                }
+            }
+            request.form(&form)
+        }
+        RevocationStyle::Bearer => {
+            let access = tokens.get("access_token").ok_or(())?;
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {access}"))
+                .map_err(|_| ())?;
+            value.set_sensitive(true);
+            ctx.http
+                .post(url)
+                .header(reqwest::header::AUTHORIZATION, value)
+        }
+    };
+    request
+        .send()
+        .await
+        .map(|response| response.status().as_u16())
+        .map_err(|_| ())
+}
+
+/// A destroyed connection's tokens, held until its transaction commits.
+pub struct ToRevoke {
+    connection: credence_store::Connection,
+    tokens: Tokens,
+}
+
+/// Opens the tokens of OAuth connection `connection` (inside the transaction
+/// that is about to destroy it) when its app can revoke them at the provider.
+/// Never fails: a secret that does not open must not keep the connection alive.
+pub async fn tokens_to_revoke(
+    db: &mut credence_store::Db,
+    ctx: &Context,
+    connection: i64,
+) -> Option<ToRevoke> {
+    let found = db.get_connection(connection).await.ok()??;
+    if found.auth_kind != AuthKind::Oauth2.as_str() {
+        return None;
+    }
+    let revocable = ctx
+        .catalog
+        .get(&found.app_key)
+        .and_then(|app| app.version(found.app_version as u32))
+        .and_then(|version| version.auth.oauth2())
+        .is_some_and(|oauth| oauth.revocation_url.is_some());
+    if !revocable {
+        return None;
+    }
+    match open_tokens(db, ctx, &found).await {
+        Ok(Some(tokens)) => Some(ToRevoke {
+            connection: found,
+            tokens,
+        }),
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!(connection, error = %error, "could not open a connection's tokens to revoke them");
+            None
+        }
+    }
+}
+
+/// Revokes, after the commit, what [`tokens_to_revoke`] kept.
+pub async fn revoke_all_at_provider(ctx: &Context, all: Vec<ToRevoke>) {
+    for ToRevoke { connection, tokens } in all {
+        let app_key = connection.app_key.clone();
+        revoke_at_provider(ctx, &app_key, tokens, &connection).await;
+    }
 }

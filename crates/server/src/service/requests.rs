@@ -749,7 +749,9 @@ pub async fn delete(
             connections.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
         )));
     }
+    let mut to_revoke = Vec::new();
     for connection in &connections {
+        to_revoke.extend(super::oauth::tokens_to_revoke(&mut tx, ctx, *connection).await);
         super::connections::destroy(&mut tx, *connection).await?;
     }
     tx.delete_request(id).await?;
@@ -767,6 +769,8 @@ pub async fn delete(
     )
     .await?;
     tx.commit().await?;
+    // After the commit: a failure at the provider never keeps the secrets alive.
+    super::oauth::revoke_all_at_provider(ctx, to_revoke).await;
     Ok(connections)
 }
 

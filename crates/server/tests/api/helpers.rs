@@ -76,6 +76,10 @@ pub struct TestApp {
     pub organization: OrganizationId,
     pub team: TeamId,
     pub dir: tempfile::TempDir,
+    /// The services' context of the running instance (to call services directly).
+    pub context: credence::service::Context,
+    /// The configuration it was built with (to start a second instance).
+    pub config: Config,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -97,9 +101,11 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         ..Config::default()
     };
     adjust(&mut config);
+    let kept = config.clone();
     let app = Application::build(config)
         .await
         .expect("application builds");
+    let context = app.context();
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store().clone();
     let bootstrap = app
@@ -124,6 +130,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         organization: bootstrap.organization.id,
         team: bootstrap.team.id,
         dir,
+        context,
+        config: kept,
         shutdown: Some(shutdown),
         server: Some(server),
     }

@@ -5,7 +5,7 @@
 
 use crate::fixtures::Agency;
 use crate::helpers::{assert_error, assert_no_secret, captured_logs, register_secret, Person};
-use crate::oidc::OidcProvider;
+use crate::oidc::{OidcOptions, OidcProvider, Rotation};
 use crate::on_both_backends;
 use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
@@ -68,13 +68,21 @@ struct World {
 }
 
 async fn world(backend: Backend, with_client: bool) -> World {
+    world_with(backend, with_client, OidcOptions::default()).await
+}
+
+async fn world_with(backend: Backend, with_client: bool, options: OidcOptions) -> World {
     // The provider must know the redirect URI before Credence starts, so the
     // port is chosen first.
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let provider = OidcProvider::start(&[format!("http://127.0.0.1:{port}/oauth/callback")]).await;
+    let provider = OidcProvider::start_with(
+        &[format!("http://127.0.0.1:{port}/oauth/callback")],
+        options,
+    )
+    .await;
     register_secret(&provider.client_secret);
     let client = credence::config::OAuthClient {
         client_id: provider.client_id.clone(),
@@ -82,6 +90,8 @@ async fn world(backend: Backend, with_client: bool) -> World {
     };
     let agency = Agency::start_with(backend, &[(APP, oauth_app(&provider))], |config| {
         config.listen = ([127, 0, 0, 1], port).into();
+        // The tests drive refreshes themselves; a background one would race them.
+        config.oauth_refresh_every = None;
         if with_client {
             config.oauth_clients.insert(APP.into(), client);
         }
@@ -405,8 +415,8 @@ async fn reauthorize_replaces_the_connection(backend: Backend) {
     let mut connections = Vec::new();
     for action in ["authorize", "reauthorize"] {
         if action == "reauthorize" {
-            // Checking an OAuth connection comes with refresh (a later slice):
-            // the requester's ask is put in place directly.
+            // Asking through the API would find the connection working (a
+            // refresh succeeds): the requester's ask is put in place directly.
             world
                 .agency
                 .app
@@ -473,6 +483,467 @@ async fn an_oauth_app_without_a_client_names_the_variables(backend: Backend) {
     world.agency.app.stop().await;
 }
 
+impl World {
+    /// `action` (authorize or reauthorize) through the consent page and the
+    /// callback in the recipient's browser; the credential is then authorized.
+    async fn consent_through(&self, tom: &reqwest::Client, action: &str) {
+        let (status, body) = self
+            .agency
+            .post(
+                &format!(
+                    "/api/v2/credential-requests/credentials/{}/{action}",
+                    self.credential
+                ),
+                &self.agency.teammate_token,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{action}: {body}");
+        let outcome = self
+            .provider
+            .consent(body["redirectUri"].as_str().unwrap(), "tom", true)
+            .await;
+        register_secret(outcome.code.as_deref().unwrap());
+        let response = tom.get(outcome.redirect.clone()).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{action}");
+        assert_eq!(
+            self.stored().await.state,
+            CredentialState::Authorized,
+            "{action}"
+        );
+    }
+
+    async fn connection(&self) -> credence_store::Connection {
+        let id = self.stored().await.connection_id.expect("a connection");
+        self.connection_by_id(id).await
+    }
+
+    async fn connection_by_id(&self, id: i64) -> credence_store::Connection {
+        self.agency
+            .app
+            .store
+            .db()
+            .await
+            .unwrap()
+            .get_connection(id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The connection's sealed tokens, opened with the app's vault; every
+    /// token is registered for the suite's tripwire.
+    async fn tokens(&self, connection: &credence_store::Connection) -> Value {
+        let plain = credence::service::secrets::open(
+            &self.agency.app.store,
+            &self.agency.app.vault(),
+            connection.secret_id.as_deref().unwrap(),
+            "connection",
+        )
+        .await
+        .unwrap();
+        let tokens: Value = serde_json::from_str(plain.expose_secret()).unwrap();
+        for name in ["access_token", "refresh_token"] {
+            if let Some(token) = tokens[name].as_str() {
+                register_secret(token);
+            }
+        }
+        tokens
+    }
+
+    fn ctx(&self) -> &credence::service::Context {
+        &self.agency.app.context
+    }
+}
+
+/// Authorize → test → the access token expires → refresh (the old refresh
+/// token is kept with `Rotation::Keep`, and works again) → the grant is
+/// revoked at the provider → the next refresh is refused: the credential is
+/// invalid and both sides are told → request reauthorization → reauthorize.
+async fn refresh_keeps_the_grant_alive_until_the_provider_revokes_it(backend: Backend) {
+    use credence::service::oauth::{self, RefreshOutcome};
+    let world = world_with(
+        backend,
+        true,
+        OidcOptions {
+            access_token_ttl: 2,
+            rotation: Rotation::Keep,
+            ..OidcOptions::default()
+        },
+    )
+    .await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let connection = world.connection().await;
+    let id = connection.id;
+    assert!(connection.token_expires_at.is_some());
+    let first = world.tokens(&connection).await;
+    let reader = world
+        .agency
+        .app
+        .token(
+            world.agency.requester.id,
+            &format!("{},connections:read", crate::fixtures::SCOPES),
+        )
+        .await;
+
+    // Testing refreshes: the provider issued a token.
+    let refreshes = world.provider.token_requests("refresh_token").await;
+    let (status, body) = world
+        .agency
+        .post(&format!("/api/v2/connections/{id}/test"), &reader, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["verified"], true);
+    assert_eq!(
+        world.provider.token_requests("refresh_token").await,
+        refreshes + 1
+    );
+
+    // The access token expires; the refresh stores a new one, keeping the
+    // refresh token the provider did not repeat.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let outcome = oauth::refresh(world.ctx(), id).await.unwrap();
+    assert_eq!(outcome, RefreshOutcome::Refreshed);
+    let connection = world.connection_by_id(id).await;
+    let second = world.tokens(&connection).await;
+    assert_ne!(second["access_token"], first["access_token"]);
+    assert_eq!(second["refresh_token"], first["refresh_token"]);
+    let introspection = world
+        .provider
+        .introspect(second["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(introspection["active"], true, "{introspection}");
+    assert!(connection.refreshed_at.is_some());
+    assert!(connection.refresh_after.is_none());
+    // Not expiring now: nothing is asked of the provider.
+    assert_eq!(
+        oauth::refresh(world.ctx(), id).await.unwrap(),
+        RefreshOutcome::StillValid
+    );
+    // The kept refresh token works again.
+    assert_eq!(
+        oauth::refresh_with(world.ctx(), id, true).await.unwrap(),
+        RefreshOutcome::Refreshed
+    );
+
+    // The connection works: asking for reauthorization sends nothing.
+    let path = format!(
+        "/api/v2/credential-requests/credentials/{}/request-reauthorize",
+        world.credential
+    );
+    let (status, body) = world
+        .agency
+        .post(&path, &world.agency.requester_token, None)
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was sent"),
+        "{body}"
+    );
+
+    // The grant is revoked at the provider: the next refresh is refused.
+    let third = world.tokens(&world.connection_by_id(id).await).await;
+    world
+        .provider
+        .revoke(third["refresh_token"].as_str().unwrap())
+        .await;
+    let outcome = oauth::refresh_with(world.ctx(), id, true).await.unwrap();
+    let RefreshOutcome::Refused { reason } = outcome else {
+        panic!("refused expected, got {outcome:?}");
+    };
+    assert!(reason.contains("invalid_grant"), "{reason}");
+    let credential = world.stored().await;
+    assert_eq!(credential.state, CredentialState::Invalid);
+    assert!(credential
+        .invalid_reason
+        .unwrap_or_default()
+        .contains("invalid_grant"));
+    assert_eq!(world.connection_by_id(id).await.state, "invalid");
+    assert!(world
+        .agency
+        .audit_events()
+        .await
+        .contains(&"credential.invalidated".to_string()));
+    let outbox = world.agency.outbox().await;
+    for email in [&world.agency.requester.email, &world.agency.teammate.email] {
+        assert!(
+            outbox
+                .iter()
+                .any(|(kind, to, _)| kind == "connection.invalid" && to == email),
+            "{email}: {outbox:?}"
+        );
+    }
+
+    // The requester asks again; the recipient is told and reauthorizes.
+    let (status, body) = world
+        .agency
+        .post(&path, &world.agency.requester_token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(world.state().await, "reauthorizing");
+    assert!(world.agency.outbox().await.iter().any(|(kind, to, _)| kind
+        == "credential.reauthorization_requested"
+        && to == &world.agency.teammate.email));
+    world.consent_through(&tom, "reauthorize").await;
+    assert_eq!(world.state().await, "authorized");
+    let fresh = world.connection().await;
+    assert_ne!(fresh.id, id);
+    world.tokens(&fresh).await;
+
+    assert_no_secret("the logs", &captured_logs());
+    world.agency.app.stop().await;
+}
+
+/// A provider outage: the refresh fails with a reason, nothing is
+/// invalidated, and the next attempt waits; a success resets the wait.
+async fn a_provider_outage_backs_off_and_invalidates_nothing(backend: Backend) {
+    use credence::service::oauth::{self, RefreshOutcome};
+    let world = world_with(
+        backend,
+        true,
+        OidcOptions {
+            access_token_ttl: 2,
+            ..OidcOptions::default()
+        },
+    )
+    .await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let id = world.connection().await.id;
+    world.tokens(&world.connection_by_id(id).await).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    world.provider.set_outage(Some(503)).await;
+    let error = oauth::refresh(world.ctx(), id).await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("503"), "{message}");
+    let connection = world.connection_by_id(id).await;
+    assert_eq!(connection.state, "valid");
+    assert_eq!(connection.refresh_failures, 1);
+    let after = connection.refresh_after.expect("a next attempt time");
+    let wait = after - credence_store::now();
+    assert!(
+        wait > chrono::Duration::seconds(20) && wait <= chrono::Duration::seconds(30),
+        "{wait}"
+    );
+    assert_eq!(world.stored().await.state, CredentialState::Authorized);
+    // The background refresher would not pick it before then.
+    let now = credence_store::now();
+    let due = world
+        .agency
+        .app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .connections_due_for_refresh(
+            now,
+            now + oauth::EXPIRY_MARGIN,
+            now - oauth::IDLE_AFTER,
+            100,
+        )
+        .await
+        .unwrap();
+    assert!(!due.contains(&id), "{due:?}");
+    // A second outage doubles the wait.
+    oauth::refresh(world.ctx(), id).await.unwrap_err();
+    let connection = world.connection_by_id(id).await;
+    assert_eq!(connection.refresh_failures, 2);
+    assert!(
+        connection.refresh_after.unwrap() - credence_store::now() > chrono::Duration::seconds(50)
+    );
+
+    world.provider.set_outage(None).await;
+    assert_eq!(
+        oauth::refresh(world.ctx(), id).await.unwrap(),
+        RefreshOutcome::Refreshed
+    );
+    let connection = world.connection_by_id(id).await;
+    assert!(connection.refresh_after.is_none());
+    assert_eq!(connection.refresh_failures, 0);
+    world.tokens(&connection).await;
+    assert_no_secret("the logs", &captured_logs());
+    world.agency.app.stop().await;
+}
+
+/// Two instances on one database refresh the same connection at once, with
+/// rotating refresh tokens: the row lock lets one ask the provider; the other
+/// finds the fresh token. Presenting the consumed refresh token would have
+/// revoked the grant; a later refresh still works.
+async fn two_instances_refresh_a_connection_once(backend: Backend) {
+    use credence::service::oauth::{self, RefreshOutcome};
+    let world = world_with(
+        backend,
+        true,
+        OidcOptions {
+            access_token_ttl: 4,
+            rotation: Rotation::Rotate,
+            ..OidcOptions::default()
+        },
+    )
+    .await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let id = world.connection().await.id;
+    world.tokens(&world.connection_by_id(id).await).await;
+
+    let mut config = world.agency.app.config.clone();
+    config.listen = ([127, 0, 0, 1], 0).into();
+    let second = credence::Application::build(config)
+        .await
+        .expect("a second instance builds");
+    let other = second.context();
+
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let before = world.provider.token_requests("refresh_token").await;
+    let (a, b) = tokio::join!(oauth::refresh(world.ctx(), id), oauth::refresh(&other, id));
+    let mut outcomes = vec![a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        vec![RefreshOutcome::Refreshed, RefreshOutcome::StillValid]
+    );
+    assert_eq!(
+        world.provider.token_requests("refresh_token").await,
+        before + 1
+    );
+    let tokens = world.tokens(&world.connection_by_id(id).await).await;
+    let introspection = world
+        .provider
+        .introspect(tokens["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(introspection["active"], true, "{introspection}");
+    assert_eq!(
+        oauth::refresh_with(&other, id, true).await.unwrap(),
+        RefreshOutcome::Refreshed
+    );
+    world.tokens(&world.connection_by_id(id).await).await;
+    assert_eq!(world.stored().await.state, CredentialState::Authorized);
+    drop(second);
+    assert_no_secret("the logs", &captured_logs());
+    world.agency.app.stop().await;
+}
+
+/// The recipient revokes: the secret is gone, the grant is revoked at the
+/// provider (RFC 7009) and the audit log says so, without a token.
+async fn revoking_the_credential_revokes_the_grant_at_the_provider(backend: Backend) {
+    let world = world(backend, true).await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let connection = world.connection().await;
+    let tokens = world.tokens(&connection).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(world.provider.introspect(&access).await["active"], true);
+
+    let (status, body) = world
+        .agency
+        .post(
+            &format!(
+                "/api/v2/credential-requests/credentials/{}/revoke",
+                world.credential
+            ),
+            &world.agency.teammate_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(world.stored().await.state, CredentialState::Revoked);
+    let mut db = world.agency.app.store.db().await.unwrap();
+    assert!(db.get_connection(connection.id).await.unwrap().is_none());
+    assert!(db
+        .get_secret(connection.secret_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    drop(db);
+    assert_eq!(world.provider.introspect(&access).await["active"], false);
+    assert_eq!(world.provider.introspect(&refresh).await["active"], false);
+
+    let filter = credence_store::AuditFilter {
+        limit: 10_000,
+        oldest_first: true,
+        ..Default::default()
+    };
+    let (entries, _) = world
+        .agency
+        .app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_audit(&filter)
+        .await
+        .unwrap();
+    let entry = entries
+        .iter()
+        .find(|e| e.event == "connection.revoked_at_provider")
+        .expect("the revocation is audited");
+    assert_eq!(entry.target_id, connection.id.to_string());
+    let details: Value = serde_json::from_str(&entry.details).unwrap();
+    assert_eq!(details["ok"], true, "{details}");
+    assert_eq!(details["status"], 200, "{details}");
+    assert_no_secret("the logs", &captured_logs());
+    world.agency.app.stop().await;
+}
+
+/// The background refresher (here every second) renews an expiring access
+/// token by itself.
+async fn the_background_refresher_renews_expiring_tokens(backend: Backend) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let provider = OidcProvider::start_with(
+        &[format!("http://127.0.0.1:{port}/oauth/callback")],
+        OidcOptions {
+            access_token_ttl: 3,
+            ..OidcOptions::default()
+        },
+    )
+    .await;
+    register_secret(&provider.client_secret);
+    let client = credence::config::OAuthClient {
+        client_id: provider.client_id.clone(),
+        client_secret: SecretString::from(provider.client_secret.clone()),
+    };
+    let agency = Agency::start_with(backend, &[(APP, oauth_app(&provider))], |config| {
+        config.listen = ([127, 0, 0, 1], port).into();
+        config.oauth_clients.insert(APP.into(), client);
+        config.oauth_refresh_every = Some(std::time::Duration::from_secs(1));
+    })
+    .await;
+    let (request, credentials, _) = agency.create_request(agency.teammate.id, &[APP]).await;
+    let world = World {
+        agency,
+        provider,
+        request,
+        credential: credentials[0].clone(),
+    };
+    let tom = browser(&world, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let connection = world.connection().await;
+    let first = world.tokens(&connection).await;
+    let mut renewed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let now = world.connection_by_id(connection.id).await;
+        if now.refreshed_at.is_some() {
+            let tokens = world.tokens(&now).await;
+            assert_ne!(tokens["access_token"], first["access_token"]);
+            renewed = true;
+            break;
+        }
+    }
+    assert!(renewed, "the background refresher did not refresh in 10 s");
+    assert_no_secret("the logs", &captured_logs());
+    world.agency.app.stop().await;
+}
+
 on_both_backends!(
     consent_authorizes_and_the_tokens_are_sealed,
     denied_consent_leaves_the_credential_invalid_with_the_reason,
@@ -480,4 +951,9 @@ on_both_backends!(
     an_oauth_app_without_a_client_names_the_variables,
     a_failing_token_endpoint_leaves_the_credential_invalid,
     reauthorize_replaces_the_connection,
+    refresh_keeps_the_grant_alive_until_the_provider_revokes_it,
+    a_provider_outage_backs_off_and_invalidates_nothing,
+    two_instances_refresh_a_connection_once,
+    revoking_the_credential_revokes_the_grant_at_the_provider,
+    the_background_refresher_renews_expiring_tokens,
 );

@@ -188,6 +188,14 @@ fn debug_of_every_secret_bearing_type_shows_no_secret() {
         format!("{password:?}"),
         format!("{user:?}"),
         format!("{vault:?}"),
+        format!(
+            "{:?}",
+            credence::service::oauth::Tokens(
+                [("access_token".to_string(), SecretString::from(secret))]
+                    .into_iter()
+                    .collect()
+            )
+        ),
     ];
     for text in shown {
         assert!(!text.contains(secret), "Debug leaked the secret: {text}");
