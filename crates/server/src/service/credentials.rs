@@ -467,6 +467,66 @@ pub(super) async fn record_success(
     Ok(authorized)
 }
 
+/// An action that ends a credential's connection (decline, revoke,
+/// delete-remote): its audit event (also the notification's kind), what the
+/// entry records, and whom to tell.
+struct Ending<'a> {
+    action: CredentialAction,
+    decline_reason: Option<String>,
+    event: &'a str,
+    details: Value,
+    tell: &'a str,
+}
+
+/// Applies an [`Ending`] in `tx`: the guarded transition, the connection and its
+/// secret destroyed, the audit entry and the notification, committed together.
+/// Tokens are revoked at the provider only after the commit, so that a failure
+/// there never keeps the secret alive.
+async fn end_connection(
+    ctx: &Context,
+    mut tx: Db,
+    caller: &User,
+    request: &CredentialRequest,
+    credential: &RequestedCredential,
+    ending: Ending<'_>,
+) -> Result<RequestedCredential> {
+    let change = CredentialChange {
+        decline_reason: ending.decline_reason,
+        connection_id: Some(None),
+        ..Default::default()
+    };
+    let changed = tx
+        .transition_credential(credential.id, ending.action, &change)
+        .await?;
+    let mut to_revoke = Vec::new();
+    if let Some(connection) = credential.connection_id {
+        to_revoke.extend(super::oauth::tokens_to_revoke(&mut tx, ctx, connection).await);
+        connections::destroy(&mut tx, connection).await?;
+    }
+    event(
+        &mut tx,
+        &Actor::user(caller),
+        request,
+        &changed,
+        ending.event,
+        ending.details.clone(),
+    )
+    .await?;
+    tell(
+        ctx,
+        &mut tx,
+        ending.event,
+        ending.tell,
+        request,
+        &changed,
+        ending.details,
+    )
+    .await?;
+    tx.commit().await?;
+    super::oauth::revoke_all_at_provider(ctx, to_revoke).await;
+    Ok(changed)
+}
+
 /// The recipient declines, with an optional reason (the UI asks for one); an
 /// authorized credential's connection is destroyed.
 pub async fn decline(
@@ -479,46 +539,15 @@ pub async fn decline(
     let mut tx = ctx.store.begin().await?;
     let (credential, request, viewer) = visible(&mut tx, caller, id).await?;
     require_recipient(viewer, "decline")?;
-    let declined = tx
-        .transition_credential(
-            id,
-            CredentialAction::Decline,
-            &CredentialChange {
-                decline_reason: reason.given().map(str::to_string),
-                connection_id: Some(None),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let mut to_revoke = Vec::new();
-    if let Some(connection) = credential.connection_id {
-        to_revoke.extend(super::oauth::tokens_to_revoke(&mut tx, ctx, connection).await);
-        connections::destroy(&mut tx, connection).await?;
-    }
-    event(
-        &mut tx,
-        &Actor::user(caller),
-        &request,
-        &declined,
-        "credential.declined",
-        json!({ "reason": reason.shown() }),
-    )
-    .await?;
     let requester = requester_email(&mut tx, &request).await?;
-    tell(
-        ctx,
-        &mut tx,
-        "credential.declined",
-        &requester,
-        &request,
-        &declined,
-        json!({ "reason": reason.shown() }),
-    )
-    .await?;
-    tx.commit().await?;
-    // After the commit: a failure at the provider never keeps the secret alive.
-    super::oauth::revoke_all_at_provider(ctx, to_revoke).await;
-    Ok(declined)
+    let ending = Ending {
+        action: CredentialAction::Decline,
+        decline_reason: reason.given().map(str::to_string),
+        event: "credential.declined",
+        details: json!({ "reason": reason.shown(), "connectionId": credential.connection_id }),
+        tell: &requester,
+    };
+    end_connection(ctx, tx, caller, &request, &credential, ending).await
 }
 
 /// The recipient revokes: the connection stops working at once and its secret
@@ -527,45 +556,15 @@ pub async fn revoke(ctx: &Context, caller: &User, id: CredentialId) -> Result<Re
     let mut tx = ctx.store.begin().await?;
     let (credential, request, viewer) = visible(&mut tx, caller, id).await?;
     require_recipient(viewer, "revoke")?;
-    let revoked = tx
-        .transition_credential(
-            id,
-            CredentialAction::Revoke,
-            &CredentialChange {
-                connection_id: Some(None),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let mut to_revoke = Vec::new();
-    if let Some(connection) = credential.connection_id {
-        to_revoke.extend(super::oauth::tokens_to_revoke(&mut tx, ctx, connection).await);
-        connections::destroy(&mut tx, connection).await?;
-    }
-    event(
-        &mut tx,
-        &Actor::user(caller),
-        &request,
-        &revoked,
-        "credential.revoked",
-        json!({ "connectionId": credential.connection_id }),
-    )
-    .await?;
     let requester = requester_email(&mut tx, &request).await?;
-    tell(
-        ctx,
-        &mut tx,
-        "credential.revoked",
-        &requester,
-        &request,
-        &revoked,
-        json!({}),
-    )
-    .await?;
-    tx.commit().await?;
-    // After the commit: a failure at the provider never keeps the secret alive.
-    super::oauth::revoke_all_at_provider(ctx, to_revoke).await;
-    Ok(revoked)
+    let ending = Ending {
+        action: CredentialAction::Revoke,
+        decline_reason: None,
+        event: "credential.revoked",
+        details: json!({ "connectionId": credential.connection_id }),
+        tell: &requester,
+    };
+    end_connection(ctx, tx, caller, &request, &credential, ending).await
 }
 
 /// The requester destroys the real connection; the credential is pending again.
@@ -580,44 +579,14 @@ pub async fn delete_remote(
         return Err(Error::Forbidden("only the requesting team may delete the remote connection; as the recipient, revoke it".into()));
     }
     requests::require_sender_rights(&mut tx, caller, &request).await?;
-    let reset = tx
-        .transition_credential(
-            id,
-            CredentialAction::DeleteRemote,
-            &CredentialChange {
-                connection_id: Some(None),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let mut to_revoke = Vec::new();
-    if let Some(connection) = credential.connection_id {
-        to_revoke.extend(super::oauth::tokens_to_revoke(&mut tx, ctx, connection).await);
-        connections::destroy(&mut tx, connection).await?;
-    }
-    event(
-        &mut tx,
-        &Actor::user(caller),
-        &request,
-        &reset,
-        "credential.delete_remote",
-        json!({ "connectionId": credential.connection_id }),
-    )
-    .await?;
-    tell(
-        ctx,
-        &mut tx,
-        "credential.delete_remote",
-        &request.recipient_email.clone(),
-        &request,
-        &reset,
-        json!({}),
-    )
-    .await?;
-    tx.commit().await?;
-    // After the commit: a failure at the provider never keeps the secret alive.
-    super::oauth::revoke_all_at_provider(ctx, to_revoke).await;
-    Ok(reset)
+    let ending = Ending {
+        action: CredentialAction::DeleteRemote,
+        decline_reason: None,
+        event: "credential.delete_remote",
+        details: json!({ "connectionId": credential.connection_id }),
+        tell: &request.recipient_email,
+    };
+    end_connection(ctx, tx, caller, &request, &credential, ending).await
 }
 
 /// Opens a connection's stored field values (only to call the app).
