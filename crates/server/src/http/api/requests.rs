@@ -527,22 +527,43 @@ pub struct AuthorizeBody {
     data: Option<Map<String, Value>>,
 }
 
+/// `POST …/credentials/{id}/authorize` (the recipient's first authorization).
 pub async fn authorize(
     State(state): State<AppState>,
     caller: ApiCaller,
     AppPath(id): AppPath<String>,
     AppJson(body): AppJson<AuthorizeBody>,
 ) -> Result<Json<Value>, ApiError> {
+    authorize_answer(&state, &caller, &id, body, false).await
+}
+
+/// `POST …/credentials/{id}/reauthorize` (same body as authorize).
+pub async fn reauthorize(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<AuthorizeBody>,
+) -> Result<Json<Value>, ApiError> {
+    authorize_answer(&state, &caller, &id, body, true).await
+}
+
+async fn authorize_answer(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: &str,
+    body: AuthorizeBody,
+    reauthorize: bool,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::CredentialRequestsWrite)?;
     let authorization = credentials::authorize(
         &state.ctx(),
         &caller.user,
-        credential_id(&id)?,
+        credential_id(id)?,
         body.data,
-        false,
+        reauthorize,
     )
     .await?;
-    Ok(authorization_json(&state, authorization))
+    Ok(authorization_json(state, authorization))
 }
 
 /// An authorized credential, or (OAuth 2.0) where the recipient's browser goes.
@@ -553,24 +574,6 @@ fn authorization_json(state: &AppState, authorization: credentials::Authorizatio
         }
         credentials::Authorization::Redirect(url) => Json(json!({ "redirectUri": url })),
     }
-}
-
-pub async fn reauthorize(
-    State(state): State<AppState>,
-    caller: ApiCaller,
-    AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<AuthorizeBody>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Scope::CredentialRequestsWrite)?;
-    let authorization = credentials::authorize(
-        &state.ctx(),
-        &caller.user,
-        credential_id(&id)?,
-        body.data,
-        true,
-    )
-    .await?;
-    Ok(authorization_json(&state, authorization))
 }
 
 pub async fn revoke(
