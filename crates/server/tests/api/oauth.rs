@@ -146,7 +146,8 @@ impl World {
                     self.credential
                 ),
                 &self.agency.teammate_token,
-                Some(json!({})),
+                // An OAuth app needs no fields: no body at all is fine.
+                None,
             )
             .await
     }

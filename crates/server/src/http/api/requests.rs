@@ -532,9 +532,9 @@ pub async fn authorize(
     State(state): State<AppState>,
     caller: ApiCaller,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<AuthorizeBody>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize_answer(&state, &caller, &id, body, false).await
+    authorize_answer(&state, &caller, &id, &body, false).await
 }
 
 /// `POST …/credentials/{id}/reauthorize` (same body as authorize).
@@ -542,19 +542,21 @@ pub async fn reauthorize(
     State(state): State<AppState>,
     caller: ApiCaller,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<AuthorizeBody>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize_answer(&state, &caller, &id, body, true).await
+    authorize_answer(&state, &caller, &id, &body, true).await
 }
 
 async fn authorize_answer(
     state: &AppState,
     caller: &ApiCaller,
     id: &str,
-    body: AuthorizeBody,
+    body: &Bytes,
     reauthorize: bool,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::CredentialRequestsWrite)?;
+    // The body is optional: an OAuth app has no fields to send.
+    let body: AuthorizeBody = optional_body(body)?.unwrap_or(AuthorizeBody { data: None });
     let authorization = credentials::authorize(
         &state.ctx(),
         &caller.user,
