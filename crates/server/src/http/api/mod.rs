@@ -49,7 +49,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/credential-requests/requests",
-            get(requests::list).post(requests::create_deprecated),
+            get(requests::list).post(requests::create),
         )
         .route("/credential-requests/requests/v2", post(requests::create))
         .route(

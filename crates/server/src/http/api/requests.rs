@@ -291,11 +291,20 @@ pub async fn list(
         })?;
         filter.recipient = Some(UserId(id));
     }
-    let (found, total) = db.list_requests(&filter).await?;
-    let items = requests_json(&mut db, &found).await?;
-    let items = select_columns(items, &columns(&params), REQUEST_COLUMNS)?;
+    list_answer(&mut db, &filter, &params).await
+}
+
+/// One page of requests matching `filter`, as Make lists them.
+async fn list_answer(
+    db: &mut Db,
+    filter: &RequestFilter,
+    params: &ListParams,
+) -> Result<Json<Value>, ApiError> {
+    let (found, total) = db.list_requests(filter).await?;
+    let items = requests_json(db, &found).await?;
+    let items = select_columns(items, &columns(params), REQUEST_COLUMNS)?;
     Ok(Json(
-        json!({ "requests": items, "pg": pg_answer(&params, total) }),
+        json!({ "requests": items, "pg": pg_answer(params, total) }),
     ))
 }
 
@@ -310,12 +319,7 @@ pub async fn received(
     let mut filter = list_filter(&query, &params)?;
     filter.recipient = Some(caller.user.id);
     let mut db = state.store.db().await?;
-    let (found, total) = db.list_requests(&filter).await?;
-    let items = requests_json(&mut db, &found).await?;
-    let items = select_columns(items, &columns(&params), REQUEST_COLUMNS)?;
-    Ok(Json(
-        json!({ "requests": items, "pg": pg_answer(&params, total) }),
-    ))
+    list_answer(&mut db, &filter, &params).await
 }
 
 pub(super) async fn create_answer(
@@ -342,17 +346,9 @@ pub(super) async fn create_answer(
     ))
 }
 
-/// `POST /credential-requests/requests/v2`.
+/// `POST /credential-requests/requests/v2`, and Make's deprecated
+/// `POST /credential-requests/requests` (same body, same answer).
 pub async fn create(
-    State(state): State<AppState>,
-    caller: ApiCaller,
-    AppJson(input): AppJson<CreateRequestInput>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    create_answer(&state, &caller, input).await
-}
-
-/// `POST /credential-requests/requests` (deprecated by Make; same answer).
-pub async fn create_deprecated(
     State(state): State<AppState>,
     caller: ApiCaller,
     AppJson(input): AppJson<CreateRequestInput>,
