@@ -176,19 +176,29 @@ impl Application {
     }
 }
 
-/// Deletes expired sessions once an hour, so the table stays bounded. Deleting
-/// twice from two instances is harmless, so no lease is needed.
+/// Deletes expired sessions and OAuth flows once an hour, so the tables stay
+/// bounded. Deleting twice from two instances is harmless, so no lease is needed.
 async fn sweep_expired_sessions(store: Store) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
         let swept = match store.db().await {
-            Ok(mut db) => db.delete_expired_sessions().await,
+            Ok(mut db) => match db.delete_expired_sessions().await {
+                // A flow is kept a day past its expiry so that a late replay
+                // still reads "used" or "expired" rather than "unknown".
+                Ok(sessions) => db
+                    .sweep_oauth_flows(credence_store::now() - chrono::Duration::days(1))
+                    .await
+                    .map(|flows| (sessions, flows)),
+                Err(error) => Err(error),
+            },
             Err(error) => Err(error),
         };
         match swept {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "deleted expired sessions"),
+            Ok((0, 0)) => {}
+            Ok((sessions, flows)) => {
+                tracing::info!(sessions, flows, "deleted expired sessions and OAuth flows")
+            }
             Err(error) => tracing::warn!(error = %error, "could not delete expired sessions"),
         }
     }

@@ -33,6 +33,8 @@ pub struct Connection {
     pub refresh_after: Option<DateTime<Utc>>,
     /// Outages in a row since the last success (the backoff's exponent).
     pub refresh_failures: i64,
+    /// The connection's own OAuth client id; `None`: the configured client.
+    pub oauth_client_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,23 +49,24 @@ pub struct NewConnection {
     pub modules: String,
     pub scopes: String,
     pub secret_id: Option<String>,
+    pub oauth_client_id: Option<String>,
 }
 
 const CONNECTION_COLUMNS: &str =
     "id, organization_id, team_id, provided_by, name, app_key, app_version, auth_kind, \
     modules, scopes, secret_id, state, verified_at, created_at, updated_at, token_expires_at, \
-    refreshed_at, refresh_after, refresh_failures";
+    refreshed_at, refresh_after, refresh_failures, oauth_client_id";
 
 impl Db {
     pub async fn insert_connection(&mut self, new: &NewConnection) -> Result<i64> {
         let at = now();
         let sql = "INSERT INTO connections (organization_id, team_id, provided_by, name, app_key, app_version, auth_kind, \
-                   modules, scopes, secret_id, state, verified_at, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'valid', $11, $11, $11) RETURNING id";
+                   modules, scopes, secret_id, oauth_client_id, state, verified_at, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'valid', $12, $12, $12) RETURNING id";
         Ok(on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql)
             .bind(new.organization_id.0).bind(new.team_id.0).bind(new.provided_by.map(|u| u.0)).bind(&new.name)
             .bind(&new.app_key).bind(new.app_version).bind(&new.auth_kind).bind(&new.modules).bind(&new.scopes)
-            .bind(&new.secret_id).bind(at)
+            .bind(&new.secret_id).bind(&new.oauth_client_id).bind(at)
             .fetch_one(c).await)?)
     }
 
@@ -88,6 +91,32 @@ impl Db {
         Ok(
             on_conn!(self, c => sqlx::query_as::<_, Connection>(&sql).bind(team.0).fetch_all(c).await)?,
         )
+    }
+
+    /// Renames a connection; false when there is none.
+    pub async fn rename_connection(&mut self, id: i64, name: &str) -> Result<bool> {
+        let sql = "UPDATE connections SET name = $1, updated_at = $2 WHERE id = $3";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(name).bind(now()).bind(id).execute(c).await.map(|r| r.rows_affected()))?
+                == 1,
+        )
+    }
+
+    /// A new authorization replaced the connection's tokens (sealed by the
+    /// caller in its secret): the granted scopes, the expiry, valid again and
+    /// the backoff reset.
+    pub async fn record_reauthorization(
+        &mut self,
+        id: i64,
+        scopes: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let at = now();
+        let sql = "UPDATE connections SET scopes = $1, token_expires_at = $2, refreshed_at = $3, \
+                   refresh_after = NULL, refresh_failures = 0, state = 'valid', verified_at = $3, \
+                   updated_at = $3 WHERE id = $4";
+        on_conn!(self, c => sqlx::query(sql).bind(scopes).bind(expires_at).bind(at).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     /// Marks a connection valid or invalid.

@@ -286,6 +286,18 @@ impl QueryPairs {
         }
     }
 
+    /// `key` as `true` or `false`; absent → false, anything else → 400 naming it.
+    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::invalid(
+                key,
+                format!("{key} {:?} must be true or false", shorten(other)),
+            )),
+        }
+    }
+
     /// Like [`QueryPairs::id`] but required.
     pub fn required_id(&self, key: &str) -> Result<i64, ApiError> {
         self.id(key)?

@@ -1,6 +1,7 @@
 //! Connections: Credence's sealed access to one account of one app. Created when
-//! a recipient authorizes a credential; destroyed (secret and all) when it is
-//! revoked, declined, deleted remotely or its request is deleted.
+//! a recipient authorizes a credential or a team adds its own; destroyed
+//! (secret and all) when it is revoked, declined, deleted (remotely or with its
+//! request, or by its team).
 
 use super::upstream::FieldValues;
 use super::Result;
@@ -23,6 +24,8 @@ pub struct ConnectionSpec<'a> {
     pub auth_kind: &'a str,
     pub modules: &'a str,
     pub scopes: &'a str,
+    /// The connection's own OAuth client id (its secret is among `values`).
+    pub oauth_client_id: Option<&'a str>,
 }
 
 /// Seals `values` and stores a connection for them (inside the caller's
@@ -60,6 +63,7 @@ pub async fn create(
             modules: spec.modules.to_string(),
             scopes: spec.scopes.to_string(),
             secret_id: Some(secret_id),
+            oauth_client_id: spec.oauth_client_id.map(str::to_string),
         })
         .await?;
     // When an OAuth access token expires is not secret: kept in the clear so

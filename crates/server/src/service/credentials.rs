@@ -66,7 +66,11 @@ pub(super) fn app_of<'a>(
 
 /// Checks the entered values against the app's fields: every field given,
 /// nothing else, each at most 4096 characters.
-fn parse_values(version: &AppVersion, data: Option<Map<String, Value>>) -> Result<FieldValues> {
+pub(super) fn parse_values(
+    version: &AppVersion,
+    data: Option<Map<String, Value>>,
+    prefix: &str,
+) -> Result<FieldValues> {
     let Some(data) = data else {
         return Err(ValidationError::new(
             "data",
@@ -82,7 +86,7 @@ fn parse_values(version: &AppVersion, data: Option<Map<String, Value>>) -> Resul
                 let length = value.chars().count();
                 if length > FIELD_VALUE_MAX {
                     problems.push(ValidationError::new(
-                        format!("data.{}", field.name),
+                        format!("{prefix}{}", field.name),
                         format!(
                             "{} is {length} characters; the limit is {FIELD_VALUE_MAX}",
                             field.name
@@ -97,12 +101,12 @@ fn parse_values(version: &AppVersion, data: Option<Map<String, Value>>) -> Resul
             }
             Some(Value::String(_)) | None | Some(Value::Null) => {
                 problems.push(ValidationError::new(
-                    format!("data.{}", field.name),
+                    format!("{prefix}{}", field.name),
                     format!("{} ({}) is required", field.name, field.label),
                 ))
             }
             Some(_) => problems.push(ValidationError::new(
-                format!("data.{}", field.name),
+                format!("{prefix}{}", field.name),
                 format!("{} must be text", field.name),
             )),
         }
@@ -116,7 +120,7 @@ fn parse_values(version: &AppVersion, data: Option<Map<String, Value>>) -> Resul
                 .map(|f| f.name.as_str())
                 .collect();
             problems.push(ValidationError::new(
-                format!("data.{}", name.chars().take(64).collect::<String>()),
+                format!("{prefix}{}", name.chars().take(64).collect::<String>()),
                 format!(
                     "this app has no field {:?}; its fields are {}",
                     name.chars().take(64).collect::<String>(),
@@ -231,6 +235,55 @@ pub(super) async fn connection_invalid(
     Ok(())
 }
 
+/// The team deleted a connection a recipient provided (inside the caller's
+/// transaction, before the connection goes): each credential using it that
+/// can be is moved back to `pending` as by delete-remote, audited, and the
+/// recipient told. Answers the credentials moved.
+pub(super) async fn connection_deleted(
+    ctx: &Context,
+    db: &mut Db,
+    actor: &Actor,
+    connection: i64,
+) -> Result<Vec<CredentialId>> {
+    let mut moved = Vec::new();
+    for credential in db.credentials_using_connection(connection).await? {
+        if credential
+            .state
+            .apply(CredentialAction::DeleteRemote)
+            .is_err()
+        {
+            continue;
+        }
+        let Some(request) = db.get_request(credential.request_id).await? else {
+            continue;
+        };
+        let changed = db
+            .transition_credential(
+                credential.id,
+                CredentialAction::DeleteRemote,
+                &CredentialChange {
+                    connection_id: Some(None),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let details = json!({ "connectionId": connection, "connectionDeleted": true });
+        event(db, actor, &request, &changed, "credential.delete_remote", details.clone()).await?;
+        tell(
+            ctx,
+            db,
+            "credential.delete_remote",
+            &request.recipient_email,
+            &request,
+            &changed,
+            details,
+        )
+        .await?;
+        moved.push(changed.id);
+    }
+    Ok(moved)
+}
+
 /// What an authorize call led to.
 #[derive(Debug)]
 pub enum Authorization {
@@ -281,10 +334,14 @@ pub async fn authorize(
         .map_err(|e| Error::Conflict(e.to_string()))?;
     let (app, version) = app_of(ctx, &credential)?;
     if version.auth.kind() == AuthKind::Oauth2 {
-        let url = super::oauth::start(ctx, caller, &credential, app, version, reauthorize).await?;
+        let purpose = super::oauth::FlowFor::Credential {
+            credential: &credential,
+            reauthorize,
+        };
+        let url = super::oauth::start(ctx, caller, app, version, purpose).await?;
         return Ok(Authorization::Redirect(url));
     }
-    let values = parse_values(version, data)?;
+    let values = parse_values(version, data, "data.")?;
     let verified = upstream::verify(&ctx.http, app, version, &values).await;
     match verified {
         Err(reason) => {
@@ -402,6 +459,7 @@ pub(super) async fn record_success(
         auth_kind: version.auth.kind().as_str(),
         modules: &credential.modules,
         scopes,
+        oauth_client_id: None,
     };
     let connection = connections::create(&mut tx, &ctx.vault, spec, values).await?;
     let authorized = tx

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod audit_log;
 pub mod auth;
 pub mod connection_reads;
+pub mod connection_writes;
 pub mod connections;
 pub mod credentials;
 pub mod features;

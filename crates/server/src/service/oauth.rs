@@ -2,11 +2,13 @@
 //! PKCE S256) for catalog apps with `auth.kind = "oauth2"`.
 //!
 //! [`start`] stores a flow (`oauth_flows`: the state only as a hash, the PKCE
-//! verifier sealed and bound to the row, ten minutes to live) and answers the
-//! provider's consent URL. [`callback`] finds the flow by the state's hash,
-//! checks that the browser belongs to the flow's recipient, spends the flow
-//! once, exchanges the code at the token endpoint and stores the tokens as the
-//! connection's sealed secret, or marks the credential `invalid` with the reason.
+//! verifier and any own client sealed and bound to the row, ten minutes to
+//! live) for one of four purposes ([`FlowFor`]): authorizing or reauthorizing
+//! a requested credential, adding a team's own connection, or renewing one in
+//! place; and answers the provider's consent URL. [`callback`] finds the flow
+//! by the state's hash, checks that the browser belongs to the flow's person,
+//! spends the flow once, exchanges the code at the token endpoint and seals
+//! the tokens as the connection's secret — or records why not.
 //!
 //! [`refresh`] renews an expiring access token (SPEC §5) in one transaction
 //! that holds the connection's row, so one refresh per connection runs at a
@@ -17,15 +19,17 @@
 //! committed, and audits the outcome.
 //!
 //! Client ids and secrets come from configuration (`Config::oauth_clients`),
-//! never from the catalog. No code or token ever reaches a message or a log.
+//! never from the catalog; a connection may bring its own client ("advanced
+//! settings"), whose secret is sealed with its tokens ([`OWN_CLIENT_ID`],
+//! [`OWN_CLIENT_SECRET`]). No code or token ever reaches a message or a log.
 
 use super::credentials::{self, Success};
 use super::upstream::{self, FieldValues};
 use super::{random_token, token_hash, Context, Error, Result};
 use crate::config::{oauth_client_variables, OAuthClient};
 use credence_catalog::{App, AppVersion, AuthKind, ClientAuth, OAuth2, RevocationStyle};
-use credence_domain::{CredentialAction, CredentialId, RequestId};
-use credence_store::{NewOAuthFlow, RequestedCredential, User};
+use credence_domain::{CredentialAction, CredentialId, RequestId, TeamId};
+use credence_store::{Connection, NewOAuthFlow, RequestedCredential, User};
 use credence_vault::Sealed;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -52,11 +56,25 @@ fn client_of<'a>(ctx: &'a Context, app: &App) -> Result<&'a OAuthClient> {
         let (id, secret) = oauth_client_variables(&app.key);
         Error::Conflict(format!(
             "{} connects with OAuth 2.0, but no OAuth client is configured for {}: \
-             the operator sets {id} and {secret} (or [oauth.{}] in the config file)",
+             the operator sets {id} and {secret} (or [oauth.{}] in the config file), \
+             or a connection brings its own (clientId and clientSecret)",
             app.label, app.key, app.key
         ))
     })
 }
+
+/// The client a connection or flow uses: its own when it has one ("advanced
+/// settings" of SPEC §5), else the one configured for its app.
+fn client_for(ctx: &Context, app: &App, own: Option<OAuthClient>) -> Result<OAuthClient> {
+    match own {
+        Some(own) => Ok(own),
+        None => client_of(ctx, app).cloned(),
+    }
+}
+
+/// Where a connection's own client is kept among its sealed values.
+pub const OWN_CLIENT_ID: &str = "oauth_client_id";
+pub const OWN_CLIENT_SECRET: &str = "oauth_client_secret";
 
 fn oauth2_of(version: &AppVersion) -> Result<&OAuth2> {
     version.auth.oauth2().ok_or_else(|| {
@@ -81,19 +99,105 @@ fn scope_list(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
-/// Starts a flow for `credential` (already checked: the caller is its
-/// recipient and the state machine allows the action) and answers the
-/// provider's authorize URL.
+/// What a flow is for, with what its callback needs.
+pub(super) enum FlowFor<'a> {
+    /// A requested credential, authorized or reauthorized by its recipient.
+    Credential {
+        credential: &'a RequestedCredential,
+        reauthorize: bool,
+    },
+    /// A new connection of a team ("Add connection"), maybe with its own client.
+    NewConnection {
+        team: TeamId,
+        target: ConnectTarget,
+        client: Option<OAuthClient>,
+    },
+    /// An existing connection renewed in place (its id stays).
+    Connection { connection: &'a Connection },
+}
+
+/// The connection a `connect` flow creates, kept (as JSON) in the flow.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct ConnectTarget {
+    pub name: String,
+    pub app_key: String,
+    pub app_version: i64,
+    /// JSON array of module keys.
+    pub modules: String,
+    /// JSON array of the scopes asked for.
+    pub scopes: String,
+}
+
+/// The vault context of a flow's own client: bound to its row.
+fn flow_client_context(flow: &str) -> String {
+    format!("oauth_flow:{flow}:client")
+}
+
+/// Starts a flow (the caller has checked who may) and answers the provider's
+/// authorize URL: the scopes asked for, a 256-bit single-use state kept only as
+/// a hash, PKCE S256 with the verifier sealed to the flow's row.
 pub(super) async fn start(
     ctx: &Context,
     caller: &User,
-    credential: &RequestedCredential,
     app: &App,
     version: &AppVersion,
-    reauthorize: bool,
+    purpose: FlowFor<'_>,
 ) -> Result<String> {
     let oauth = oauth2_of(version)?;
-    let client = client_of(ctx, app)?;
+    let flow = uuid::Uuid::new_v4().to_string();
+    let mut new = NewOAuthFlow {
+        id: flow.clone(),
+        user_id: caller.id.0,
+        expires_at: credence_store::now() + FLOW_LIFETIME,
+        ..Default::default()
+    };
+    let (scopes, client) = match &purpose {
+        FlowFor::Credential {
+            credential,
+            reauthorize,
+        } => {
+            new.purpose = if *reauthorize {
+                "reauthorize"
+            } else {
+                "authorize"
+            };
+            new.credential_id = Some(credential.id);
+            (scope_list(&credential.scopes), client_of(ctx, app)?.clone())
+        }
+        FlowFor::NewConnection {
+            team,
+            target,
+            client,
+        } => {
+            new.purpose = "connect";
+            new.team_id = Some(*team);
+            new.target = Some(
+                serde_json::to_string(target).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?,
+            );
+            if let Some(own) = client {
+                let plain = serde_json::json!({
+                    "client_id": own.client_id,
+                    "client_secret": own.client_secret.expose_secret(),
+                });
+                let sealed = ctx.vault.seal_str(
+                    &SecretString::from(plain.to_string()),
+                    &flow_client_context(&flow),
+                )?;
+                new.client_sealed = Some(sealed.as_str().to_string());
+            }
+            (
+                scope_list(&target.scopes),
+                client_for(ctx, app, client.clone())?,
+            )
+        }
+        FlowFor::Connection { connection } => {
+            new.purpose = "reconnect";
+            new.connection_id = Some(connection.id);
+            let tokens = open_tokens(&mut ctx.store.db().await?, ctx, connection).await?;
+            let own = tokens.as_ref().and_then(Tokens::own_client);
+            (scope_list(&connection.scopes), client_for(ctx, app, own)?)
+        }
+    };
     let invalid = |message: String| Error::Conflict(message);
     let mut url = endpoint(app, "authorize", &oauth.authorize_url)
         .await
@@ -103,10 +207,9 @@ pub(super) async fn start(
         .map_err(invalid)?;
 
     let state = random_token();
-    let flow = uuid::Uuid::new_v4().to_string();
     let verifier = oauth.pkce.then(random_token);
-    let verifier_sealed = match &verifier {
-        Some(verifier) => Some(
+    if let Some(verifier) = &verifier {
+        new.verifier_sealed = Some(
             ctx.vault
                 .seal_str(
                     &SecretString::from(verifier.clone()),
@@ -114,19 +217,15 @@ pub(super) async fn start(
                 )?
                 .as_str()
                 .to_string(),
-        ),
-        None => None,
-    };
+        );
+    }
     {
         let mut query = url.query_pairs_mut();
         query
             .append_pair("response_type", "code")
             .append_pair("client_id", &client.client_id)
             .append_pair("redirect_uri", &redirect_uri(ctx))
-            .append_pair(
-                "scope",
-                &scope_list(&credential.scopes).join(&oauth.scope_separator),
-            )
+            .append_pair("scope", &scopes.join(&oauth.scope_separator))
             .append_pair("state", &state);
         if let Some(verifier) = &verifier {
             query
@@ -137,17 +236,9 @@ pub(super) async fn start(
             query.append_pair(name, value);
         }
     }
+    new.state_hash = token_hash(&state);
     let mut tx = ctx.store.begin().await?;
-    tx.insert_oauth_flow(&NewOAuthFlow {
-        id: flow,
-        state_hash: token_hash(&state),
-        credential_id: credential.id,
-        user_id: caller.id,
-        reauthorize,
-        verifier_sealed,
-        expires_at: credence_store::now() + FLOW_LIFETIME,
-    })
-    .await?;
+    tx.insert_oauth_flow(&new).await?;
     tx.commit().await?;
     Ok(url.into())
 }
@@ -176,11 +267,24 @@ impl std::fmt::Debug for CallbackParams {
     }
 }
 
-/// The provider sent the browser back. `Ok` names the request whose page the
-/// browser goes to next (the credential is then `authorized`, or `invalid` with
-/// the reason). An unknown state is `NotFound`; one of another person
-/// `Forbidden`; a spent or expired one `Conflict` — and then nothing changes.
-pub async fn callback(ctx: &Context, caller: &User, params: CallbackParams) -> Result<RequestId> {
+/// Where the browser goes after a callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// A requested credential's page: it is `authorized`, or `invalid` with the reason.
+    Request(RequestId),
+    /// A team's own connection: created or renewed (`failure` is `None`), or
+    /// left as it was with the reason (`id` is `None` when none was created).
+    Connection {
+        id: Option<i64>,
+        name: String,
+        failure: Option<String>,
+    },
+}
+
+/// The provider sent the browser back. An unknown state is `NotFound`; one of
+/// another person `Forbidden`; a spent or expired one `Conflict` — and then
+/// nothing changes. Otherwise the flow is spent and its purpose carried out.
+pub async fn callback(ctx: &Context, caller: &User, params: CallbackParams) -> Result<Finished> {
     let unknown = || {
         Error::NotFound(
             "this sign-in step is not one Credence started; start again from the request page"
@@ -201,23 +305,20 @@ pub async fn callback(ctx: &Context, caller: &User, params: CallbackParams) -> R
         .ok_or_else(unknown)?;
     if flow.user_id != caller.id.0 {
         return Err(Error::Forbidden(
-            "this sign-in step was started by someone else; sign in as the person the request was sent to".into(),
+            "this sign-in step was started by someone else; sign in as the person who started it"
+                .into(),
         ));
     }
     if flow.used_at.is_some() {
         return Err(Error::Conflict(
-            "this sign-in step was used already; start again from the request page".into(),
+            "this sign-in step was used already; start again".into(),
         ));
     }
     if flow.expires_at <= chrono::Utc::now() {
         return Err(Error::Conflict(
-            "this sign-in step expired; start again from the request page".into(),
+            "this sign-in step expired; start again".into(),
         ));
     }
-    let id = CredentialId::parse("credential", &flow.credential_id)
-        .map_err(|_| Error::Internal(anyhow::anyhow!("flow {} names a bad credential", flow.id)))?;
-    let (credential, request, _) =
-        credentials::visible(&mut ctx.store.db().await?, caller, id).await?;
     let verifier = match &flow.verifier_sealed {
         Some(sealed) => Some(ctx.vault.open_string(
             &Sealed::from_stored(sealed.clone()),
@@ -225,14 +326,132 @@ pub async fn callback(ctx: &Context, caller: &User, params: CallbackParams) -> R
         )?),
         None => None,
     };
-    // Spent before the exchange: a replayed callback finds it spent even while
-    // the first one is still talking to the provider.
-    if !ctx.store.db().await?.spend_oauth_flow(&flow.id).await? {
-        return Err(Error::Conflict(
-            "this sign-in step was used already; start again from the request page".into(),
-        ));
+    let own_client = match &flow.client_sealed {
+        Some(sealed) => {
+            let plain = ctx.vault.open_string(
+                &Sealed::from_stored(sealed.clone()),
+                &flow_client_context(&flow.id),
+            )?;
+            let parsed: BTreeMap<String, String> = serde_json::from_str(plain.expose_secret())
+                .map_err(|_| {
+                    Error::Internal(anyhow::anyhow!("flow {} holds an unreadable client", flow.id))
+                })?;
+            Some(OAuthClient {
+                client_id: parsed.get("client_id").cloned().unwrap_or_default(),
+                client_secret: SecretString::from(
+                    parsed.get("client_secret").cloned().unwrap_or_default(),
+                ),
+            })
+        }
+        None => None,
+    };
+    let answer = Answer {
+        params,
+        verifier,
+        own_client,
+    };
+    match flow.purpose.as_str() {
+        "authorize" | "reauthorize" => {
+            let id = flow
+                .credential_id
+                .as_deref()
+                .and_then(|id| CredentialId::parse("credential", id).ok())
+                .ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!("flow {} names no credential", flow.id))
+                })?;
+            let (credential, request, _) =
+                credentials::visible(&mut ctx.store.db().await?, caller, id).await?;
+            spend(ctx, &flow.id).await?;
+            finish_credential(ctx, caller, &credential, &request, flow.purpose == "reauthorize", answer)
+                .await?;
+            Ok(Finished::Request(request.id))
+        }
+        "connect" => {
+            let target: ConnectTarget = flow
+                .target
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!("flow {} names no connection", flow.id))
+                })?;
+            let team = TeamId(flow.team_id.ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("flow {} names no team", flow.id))
+            })?);
+            spend(ctx, &flow.id).await?;
+            finish_new_connection(ctx, caller, team, target, answer).await
+        }
+        "reconnect" => {
+            let id = flow.connection_id.ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("flow {} names no connection", flow.id))
+            })?;
+            spend(ctx, &flow.id).await?;
+            finish_reconnect(ctx, caller, id, answer).await
+        }
+        other => Err(Error::Internal(anyhow::anyhow!(
+            "flow {} has an unknown purpose {other:?}",
+            flow.id
+        ))),
     }
-    let reauthorize = flow.reauthorize != 0;
+}
+
+/// Spends a flow before the exchange: a replayed callback finds it spent even
+/// while the first one is still talking to the provider.
+async fn spend(ctx: &Context, flow: &str) -> Result<()> {
+    if ctx.store.db().await?.spend_oauth_flow(flow).await? {
+        Ok(())
+    } else {
+        Err(Error::Conflict(
+            "this sign-in step was used already; start again".into(),
+        ))
+    }
+}
+
+/// What came back with the browser, and what the flow kept for the exchange.
+struct Answer {
+    params: CallbackParams,
+    verifier: Option<SecretString>,
+    own_client: Option<OAuthClient>,
+}
+
+impl Answer {
+    /// The tokens and granted scopes, or the reason there are none (the
+    /// provider's refusal, or the token endpoint's), fit to show.
+    async fn exchange(
+        &self,
+        ctx: &Context,
+        app: &App,
+        oauth: &OAuth2,
+        client: &OAuthClient,
+        requested: &[String],
+    ) -> Result<(FieldValues, Vec<String>), String> {
+        if let Some(error) = &self.params.error {
+            let error: String = error.chars().take(64).collect();
+            return Err(match self.params.error_description.as_deref() {
+                Some(description) if !description.is_empty() => format!(
+                    "{} did not grant access: {error} ({})",
+                    app.label,
+                    description.chars().take(200).collect::<String>()
+                ),
+                _ => format!("{} did not grant access: {error}", app.label),
+            });
+        }
+        let Some(code) = &self.params.code else {
+            return Err(format!("{} sent neither a code nor an error", app.label));
+        };
+        exchange(ctx, app, oauth, client, code, self.verifier.as_ref(), requested).await
+    }
+}
+
+/// A requested credential's flow came back: `authorized` with the sealed
+/// tokens, or `invalid` with the reason.
+async fn finish_credential(
+    ctx: &Context,
+    caller: &User,
+    credential: &RequestedCredential,
+    request: &credence_store::CredentialRequest,
+    reauthorize: bool,
+    answer: Answer,
+) -> Result<()> {
     let action = if reauthorize {
         CredentialAction::Reauthorize
     } else {
@@ -241,32 +460,13 @@ pub async fn callback(ctx: &Context, caller: &User, params: CallbackParams) -> R
     if let Err(error) = credential.state.apply(action) {
         return Err(Error::Conflict(error.to_string()));
     }
-    let (app, version) = credentials::app_of(ctx, &credential)?;
+    let (app, version) = credentials::app_of(ctx, credential)?;
     let oauth = oauth2_of(version)?;
-
-    if let Some(error) = &params.error {
-        let error: String = error.chars().take(64).collect();
-        let reason = match params.error_description.as_deref() {
-            Some(description) if !description.is_empty() => format!(
-                "{} did not grant access: {error} ({})",
-                app.label,
-                description.chars().take(200).collect::<String>()
-            ),
-            _ => format!("{} did not grant access: {error}", app.label),
-        };
-        credentials::record_failure(ctx, caller, &credential, &request, &reason).await?;
-        return Ok(request.id);
-    }
-    let Some(code) = &params.code else {
-        let reason = format!("{} sent neither a code nor an error", app.label);
-        credentials::record_failure(ctx, caller, &credential, &request, &reason).await?;
-        return Ok(request.id);
-    };
     let client = client_of(ctx, app)?;
     let requested = scope_list(&credential.scopes);
-    match exchange(ctx, app, oauth, client, code, verifier.as_ref(), &requested).await {
+    match answer.exchange(ctx, app, oauth, client, &requested).await {
         Err(reason) => {
-            credentials::record_failure(ctx, caller, &credential, &request, &reason).await?;
+            credentials::record_failure(ctx, caller, credential, request, &reason).await?;
         }
         Ok((values, granted)) => {
             let scopes =
@@ -274,8 +474,8 @@ pub async fn callback(ctx: &Context, caller: &User, params: CallbackParams) -> R
             credentials::record_success(
                 ctx,
                 caller,
-                &credential,
-                &request,
+                credential,
+                request,
                 Success {
                     app,
                     version,
@@ -287,7 +487,172 @@ pub async fn callback(ctx: &Context, caller: &User, params: CallbackParams) -> R
             .await?;
         }
     }
-    Ok(request.id)
+    Ok(())
+}
+
+/// A team's new connection came back from consent: it is created with the
+/// sealed tokens (and its own client, if it brought one), audited; or nothing
+/// is created and the reason shown.
+async fn finish_new_connection(
+    ctx: &Context,
+    caller: &User,
+    team: TeamId,
+    target: ConnectTarget,
+    answer: Answer,
+) -> Result<Finished> {
+    let (organization, _) =
+        super::connection_writes::require_writer(&mut ctx.store.db().await?, caller, team).await?;
+    let failed = |reason: String| Finished::Connection {
+        id: None,
+        name: target.name.clone(),
+        failure: Some(reason),
+    };
+    let Some((app, version)) = ctx
+        .catalog
+        .get(&target.app_key)
+        .and_then(|app| Some((app, app.version(target.app_version as u32)?)))
+    else {
+        return Ok(failed(format!(
+            "the app {} is no longer in the catalog",
+            target.app_key
+        )));
+    };
+    let oauth = oauth2_of(version)?;
+    let client = client_for(ctx, app, answer.own_client.clone())?;
+    let requested = scope_list(&target.scopes);
+    let (mut values, granted) = match answer.exchange(ctx, app, oauth, &client, &requested).await {
+        Ok(done) => done,
+        Err(reason) => return Ok(failed(reason)),
+    };
+    if let Some(own) = &answer.own_client {
+        values
+            .0
+            .insert(OWN_CLIENT_ID.into(), SecretString::from(own.client_id.clone()));
+        values.0.insert(
+            OWN_CLIENT_SECRET.into(),
+            SecretString::from(own.client_secret.expose_secret().to_string()),
+        );
+    }
+    let scopes = serde_json::to_string(&granted).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
+    let mut tx = ctx.store.begin().await?;
+    let id = super::connections::create(
+        &mut tx,
+        &ctx.vault,
+        super::connections::ConnectionSpec {
+            organization,
+            team,
+            provided_by: caller.id,
+            name: &target.name,
+            app_key: &app.key,
+            app_version: target.app_version,
+            auth_kind: AuthKind::Oauth2.as_str(),
+            modules: &target.modules,
+            scopes: &scopes,
+            oauth_client_id: answer.own_client.as_ref().map(|c| c.client_id.as_str()),
+        },
+        &values,
+    )
+    .await?;
+    super::connection_writes::audit_created(&mut tx, caller, organization, team, id, &app.key, &target.name)
+        .await?;
+    tx.commit().await?;
+    Ok(Finished::Connection {
+        id: Some(id),
+        name: target.name,
+        failure: None,
+    })
+}
+
+/// A connection renewed in place came back from consent: its tokens are
+/// replaced (its own client kept), its scopes are what was granted, and it is
+/// valid again; on a refusal it stays as it was.
+///
+/// The old grant is not revoked at the provider: providers such as Google keep
+/// one grant per user and client, so revoking the old token would revoke the
+/// new one with it.
+async fn finish_reconnect(
+    ctx: &Context,
+    caller: &User,
+    id: i64,
+    answer: Answer,
+) -> Result<Finished> {
+    let connection =
+        super::connection_writes::manageable(&mut ctx.store.db().await?, caller, id).await?;
+    let failed = |reason: String| Finished::Connection {
+        id: Some(id),
+        name: connection.name.clone(),
+        failure: Some(reason),
+    };
+    let Some((app, version)) = ctx
+        .catalog
+        .get(&connection.app_key)
+        .and_then(|app| Some((app, app.version(connection.app_version as u32)?)))
+    else {
+        return Ok(failed(format!(
+            "the app {} is no longer in the catalog",
+            connection.app_key
+        )));
+    };
+    let oauth = oauth2_of(version)?;
+    let old = open_tokens(&mut ctx.store.db().await?, ctx, &connection).await?;
+    let own = old.as_ref().and_then(Tokens::own_client);
+    let client = client_for(ctx, app, own.clone())?;
+    let requested = scope_list(&connection.scopes);
+    let (mut values, granted) = match answer.exchange(ctx, app, oauth, &client, &requested).await {
+        Ok(done) => done,
+        Err(reason) => return Ok(failed(reason)),
+    };
+    if let Some(own) = &own {
+        values
+            .0
+            .insert(OWN_CLIENT_ID.into(), SecretString::from(own.client_id.clone()));
+        values.0.insert(
+            OWN_CLIENT_SECRET.into(),
+            SecretString::from(own.client_secret.expose_secret().to_string()),
+        );
+    }
+    let new = Tokens(values.0);
+    let scopes = serde_json::to_string(&granted).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
+    let mut tx = ctx.store.begin().await?;
+    let Some(locked) = tx.lock_connection(id).await? else {
+        return Err(Error::NotFound(format!("connection {id} not found")));
+    };
+    let Some(secret) = &locked.secret_id else {
+        return Err(Error::Conflict(format!("connection {id} holds no secret")));
+    };
+    tx.replace_secret(secret, seal_tokens(ctx, &new, secret)?.as_str())
+        .await?;
+    tx.record_reauthorization(id, &scopes, new.expires_at()).await?;
+    super::audit::record(
+        &mut tx,
+        &super::audit::Actor::user(caller),
+        super::audit::Event {
+            organization: credence_domain::OrganizationId(connection.organization_id),
+            team: Some(TeamId(connection.team_id)),
+            name: "connection.reauthorized",
+            target_kind: "connection",
+            target_id: id.to_string(),
+            details: serde_json::json!({ "app": connection.app_key, "scopes": granted }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Finished::Connection {
+        id: Some(id),
+        name: connection.name,
+        failure: None,
+    })
+}
+
+/// Seals tokens as a connection's secret `secret`.
+fn seal_tokens(ctx: &Context, tokens: &Tokens, secret: &str) -> Result<credence_vault::Sealed> {
+    let plain: serde_json::Map<String, Value> = tokens
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
+        .collect();
+    let plain = SecretString::from(Value::Object(plain).to_string());
+    Ok(ctx.vault.seal_str(&plain, &secret_context(secret))?)
 }
 
 /// `application/x-www-form-urlencoded` of one value (RFC 6749 §2.3.1 asks for
@@ -411,22 +776,20 @@ async fn token_request(
             }
             _ => false,
         };
+        // An outage is not a refusal, and is not worded as one.
+        let what = if definitive {
+            "refused the authorization"
+        } else {
+            "could not answer the token request"
+        };
         let reason = match (error, description) {
             (Some(error), Some(description)) => format!(
-                "{} refused the authorization (HTTP {}): {error} ({description})",
+                "{} {what} (HTTP {}): {error} ({description})",
                 app.label,
                 status.as_u16()
             ),
-            (Some(error), None) => format!(
-                "{} refused the authorization (HTTP {}): {error}",
-                app.label,
-                status.as_u16()
-            ),
-            _ => format!(
-                "{} refused the authorization (HTTP {})",
-                app.label,
-                status.as_u16()
-            ),
+            (Some(error), None) => format!("{} {what} (HTTP {}): {error}", app.label, status.as_u16()),
+            _ => format!("{} {what} (HTTP {})", app.label, status.as_u16()),
         };
         return Err(if definitive {
             TokenError::Refused(reason)
@@ -556,6 +919,14 @@ impl Tokens {
         self.0.get(name).map(|v| v.expose_secret())
     }
 
+    /// The connection's own OAuth client, when it brought one.
+    fn own_client(&self) -> Option<OAuthClient> {
+        Some(OAuthClient {
+            client_id: self.get(OWN_CLIENT_ID)?.to_string(),
+            client_secret: SecretString::from(self.get(OWN_CLIENT_SECRET)?.to_string()),
+        })
+    }
+
     fn expires_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.get("expires_at")
             .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
@@ -667,7 +1038,7 @@ pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<Refresh
         // Nothing to refresh with, and nothing expiring: the token stands.
         return Ok(RefreshOutcome::StillValid);
     };
-    let client = client_of(ctx, app)?;
+    let client = client_for(ctx, app, tokens.own_client())?;
     let url = endpoint(app, "token", &oauth.token_url)
         .await
         .map_err(Error::Conflict)?;
@@ -675,7 +1046,7 @@ pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<Refresh
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.as_str()),
     ];
-    let outcome = match token_request(ctx, app, oauth, client, url, form).await {
+    let outcome = match token_request(ctx, app, oauth, &client, url, form).await {
         Ok(body) => token_values(app, oauth, &body).map_err(TokenError::Unavailable),
         Err(error) => Err(error),
     };
@@ -693,15 +1064,9 @@ pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<Refresh
                 }
             }
             let new = Tokens(values);
-            let plain: serde_json::Map<String, Value> = new
-                .0
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
-                .collect();
-            let plain = SecretString::from(Value::Object(plain).to_string());
             let secret = connection.secret_id.as_deref().unwrap_or_default();
-            let sealed = ctx.vault.seal_str(&plain, &secret_context(secret))?;
-            tx.replace_secret(secret, sealed.as_str()).await?;
+            tx.replace_secret(secret, seal_tokens(ctx, &new, secret)?.as_str())
+                .await?;
             tx.record_refresh(id, new.expires_at()).await?;
             tx.commit().await?;
             Ok(RefreshOutcome::Refreshed)
@@ -839,14 +1204,14 @@ async fn revoke_request(
                 (None, Some(access)) => (access, "access_token"),
                 (None, None) => return Err(()),
             };
-            let client = client_of(ctx, app).map_err(|_| ())?;
+            let client = client_for(ctx, app, tokens.own_client()).map_err(|_| ())?;
             let mut form = vec![("token", token), ("token_type_hint", hint)];
             let mut request = ctx.http.post(url);
             match oauth.client_auth {
                 ClientAuth::Basic => {
                     request = request.header(
                         reqwest::header::AUTHORIZATION,
-                        basic_credentials(client).map_err(|_| ())?,
+                        basic_credentials(&client).map_err(|_| ())?,
                     );
                 }
                 ClientAuth::Post => {

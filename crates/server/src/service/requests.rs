@@ -115,7 +115,7 @@ struct ParsedCredential {
 }
 
 /// Finds the version an input names: a number, `"latest"` or absent.
-fn pick_version<'a>(
+pub(super) fn pick_version<'a>(
     field: &str,
     raw: Option<&Value>,
     app: &'a App,

@@ -14,6 +14,7 @@ mod operations;
 mod read_api;
 mod request_rules;
 mod requests;
+mod revocation;
 mod sdk;
 mod secrets;
 mod sign_in;

@@ -60,14 +60,14 @@ operations = ["POST /v1/contacts"]
 
 /// An agency whose Credence knows the provider's client, the provider, and a
 /// request for the OAuth app asked of the teammate (Tom).
-struct World {
-    agency: Agency,
-    provider: OidcProvider,
-    request: String,
-    credential: String,
+pub(crate) struct World {
+    pub(crate) agency: Agency,
+    pub(crate) provider: OidcProvider,
+    pub(crate) request: String,
+    pub(crate) credential: String,
 }
 
-async fn world(backend: Backend, with_client: bool) -> World {
+pub(crate) async fn world(backend: Backend, with_client: bool) -> World {
     world_with(backend, with_client, OidcOptions::default()).await
 }
 
@@ -107,7 +107,7 @@ async fn world_with(backend: Backend, with_client: bool, options: OidcOptions) -
 }
 
 /// A browser signed in as `person`: keeps cookies, follows no redirect.
-async fn browser(world: &World, person: &Person) -> reqwest::Client {
+pub(crate) async fn browser(world: &World, person: &Person) -> reqwest::Client {
     let client = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -152,7 +152,7 @@ impl World {
             .await
     }
 
-    async fn stored(&self) -> credence_store::RequestedCredential {
+    pub(crate) async fn stored(&self) -> credence_store::RequestedCredential {
         let id = CredentialId::parse("id", &self.credential).unwrap();
         self.agency
             .app
@@ -487,7 +487,7 @@ async fn an_oauth_app_without_a_client_names_the_variables(backend: Backend) {
 impl World {
     /// `action` (authorize or reauthorize) through the consent page and the
     /// callback in the recipient's browser; the credential is then authorized.
-    async fn consent_through(&self, tom: &reqwest::Client, action: &str) {
+    pub(crate) async fn consent_through(&self, tom: &reqwest::Client, action: &str) {
         let (status, body) = self
             .agency
             .post(
@@ -514,7 +514,7 @@ impl World {
         );
     }
 
-    async fn connection(&self) -> credence_store::Connection {
+    pub(crate) async fn connection(&self) -> credence_store::Connection {
         let id = self.stored().await.connection_id.expect("a connection");
         self.connection_by_id(id).await
     }
@@ -534,7 +534,7 @@ impl World {
 
     /// The connection's sealed tokens, opened with the app's vault; every
     /// token is registered for the suite's tripwire.
-    async fn tokens(&self, connection: &credence_store::Connection) -> Value {
+    pub(crate) async fn tokens(&self, connection: &credence_store::Connection) -> Value {
         let plain = credence::service::secrets::open(
             &self.agency.app.store,
             &self.agency.app.vault(),

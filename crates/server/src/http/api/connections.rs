@@ -1,11 +1,16 @@
-//! `/connections` (read side, Make-compatible): a team's connections with the
-//! permissions each holds, one connection, testing it, and checking its scopes.
-//! Never a secret.
+//! `/connections` (Make-compatible): a team's connections with the
+//! permissions each holds, one connection, testing it, checking its scopes,
+//! adding one of the team's own, renaming and deleting. Never a secret.
 
 use crate::http::error::ApiError;
-use crate::http::extract::{select_columns, ApiCaller, AppPath, ListParams, QueryPairs};
+use crate::http::extract::{select_columns, ApiCaller, AppJson, AppPath, ListParams, QueryPairs};
 use crate::http::AppState;
 use crate::service::connection_reads;
+use crate::service::connection_writes::{self, Added, NewOwnConnection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+use serde_json::Map;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
@@ -69,6 +74,7 @@ pub fn connection_json(catalog: &Catalog, connection: &Connection) -> Value {
         "scopes": scopes,
         "permissions": permissions,
         "providedBy": connection.provided_by,
+        "oauthClientId": connection.oauth_client_id,
         "verifiedAt": connection.verified_at,
         "createdAt": connection.created_at,
         "updatedAt": connection.updated_at,
@@ -98,6 +104,7 @@ const COLUMNS: &[&str] = &[
     "scopes",
     "permissions",
     "providedBy",
+    "oauthClientId",
     "verifiedAt",
     "createdAt",
     "updatedAt",
@@ -153,17 +160,9 @@ pub async fn get(
     query: QueryPairs,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::ConnectionsRead)?;
-    let params = ListParams::parse(&query.0)?;
     let connection =
         connection_reads::visible(&mut state.store.db().await?, &caller.user, id).await?;
-    let mut items = select_columns(
-        vec![connection_json(&state.catalog, &connection)],
-        &columns(&params),
-        COLUMNS,
-    )?;
-    Ok(Json(
-        json!({ "connection": items.pop().unwrap_or(Value::Null) }),
-    ))
+    Ok(Json(one(&state, &connection, &query)?))
 }
 
 /// `POST /connections/{id}/test` → `{"verified": bool}`.
@@ -216,4 +215,154 @@ pub async fn scoped(
     Ok(Json(
         json!({ "connection": { "id": connection.id, "scoped": scoped, "missingScopes": missing } }),
     ))
+}
+
+/// One connection as answered, with `cols[]` applied.
+fn one(state: &AppState, connection: &Connection, query: &QueryPairs) -> Result<Value, ApiError> {
+    let params = ListParams::parse(&query.0)?;
+    let mut items = select_columns(
+        vec![connection_json(&state.catalog, connection)],
+        &columns(&params),
+        COLUMNS,
+    )?;
+    Ok(json!({ "connection": items.pop().unwrap_or(Value::Null) }))
+}
+
+/// The keys of `POST /connections` that are not the app's fields.
+const CREATE_KEYS: &[&str] = &[
+    "accountName",
+    "accountType",
+    "appVersion",
+    "modules",
+    "scopes",
+    "clientId",
+    "clientSecret",
+    "data",
+];
+
+/// A string or nothing; anything else is a 400 naming the key.
+fn text(body: &mut Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match body.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(ApiError::invalid(key, format!("{key} must be a string"))),
+    }
+}
+
+/// A list of strings or nothing.
+fn texts(body: &mut Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, ApiError> {
+    match body.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| match item {
+                Value::String(text) => Ok(text),
+                _ => Err(ApiError::invalid(
+                    &format!("{key}[{index}]"),
+                    format!("{key}[{index}] must be a string"),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(ApiError::invalid(key, format!("{key} must be a list of strings"))),
+    }
+}
+
+/// `POST /connections?teamId=` (Make's body: `accountName` is the name,
+/// `accountType` the app; the app's fields at the top level or under `data`;
+/// ours besides: `appVersion`, `modules`, `scopes`, `clientId`,
+/// `clientSecret`). An API-key, basic or custom app answers the verified
+/// connection; an OAuth app answers `202 {"redirectUri"}`, the consent page to
+/// open in the browser, after which the connection exists.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    query: QueryPairs,
+    AppJson(mut body): AppJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::ConnectionsWrite)?;
+    let team = TeamId(query.required_id("teamId")?);
+    let name = text(&mut body, "accountName")?;
+    let app = text(&mut body, "accountType")?;
+    let app_version = body.remove("appVersion");
+    let modules = texts(&mut body, "modules")?;
+    let scopes = texts(&mut body, "scopes")?;
+    let client_id = text(&mut body, "clientId")?;
+    let client_secret = text(&mut body, "clientSecret")?.map(SecretString::from);
+    let (data, data_prefix) = match body.remove("data") {
+        Some(Value::Object(data)) => {
+            if let Some(extra) = body.keys().next() {
+                let extra: String = extra.chars().take(64).collect();
+                return Err(ApiError::invalid(
+                    &extra,
+                    format!(
+                        "unknown field {extra:?}; with data given, the body takes only {}",
+                        CREATE_KEYS.join(", ")
+                    ),
+                ));
+            }
+            (data, "data.")
+        }
+        None | Some(Value::Null) => (body, ""),
+        Some(_) => return Err(ApiError::invalid("data", "data must be an object of the app's fields")),
+    };
+    let added = connection_writes::add(
+        &state.ctx(),
+        &caller.user,
+        NewOwnConnection {
+            team,
+            name,
+            app,
+            app_version,
+            modules,
+            scopes,
+            client_id,
+            client_secret,
+            data,
+            data_prefix,
+        },
+    )
+    .await?;
+    Ok(match added {
+        Added::Connection(connection) => {
+            Json(one(&state, &connection, &query)?).into_response()
+        }
+        Added::Redirect(url) => {
+            (StatusCode::ACCEPTED, Json(json!({ "redirectUri": url }))).into_response()
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameBody {
+    name: Option<String>,
+}
+
+/// `PATCH /connections/{id} {"name"}`.
+pub async fn rename(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+    query: QueryPairs,
+    AppJson(body): AppJson<RenameBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConnectionsWrite)?;
+    let renamed =
+        connection_writes::rename(&state.ctx(), &caller.user, id, body.name.as_deref()).await?;
+    Ok(Json(one(&state, &renamed, &query)?))
+}
+
+/// `DELETE /connections/{id}?confirmed=true`.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+    query: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConnectionsWrite)?;
+    let confirmed = query.flag("confirmed")?;
+    connection_writes::delete(&state.ctx(), &caller.user, id, confirmed).await?;
+    Ok(Json(json!({ "connection": id })))
 }

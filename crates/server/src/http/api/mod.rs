@@ -111,8 +111,16 @@ pub fn router() -> Router<AppState> {
         .route("/audit-logs/team/{id}/filters", get(audit::team_filters))
         .route("/audit-logs/team/{id}/export", get(audit::team_export))
         .route("/audit-logs/{id}", get(audit::get))
-        .route("/connections", get(connections::list))
-        .route("/connections/{id}", get(connections::get))
+        .route(
+            "/connections",
+            get(connections::list).post(connections::create),
+        )
+        .route(
+            "/connections/{id}",
+            get(connections::get)
+                .patch(connections::rename)
+                .delete(connections::delete),
+        )
         .route("/connections/{id}/test", post(connections::test))
         .route("/connections/{id}/scoped", post(connections::scoped))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })

@@ -421,19 +421,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::CredentialRequestsWrite)?;
     let id = request_id(&id)?;
-    let confirmed = match query.get("confirmed") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "confirmed",
-                format!(
-                    "confirmed {:?} must be true or false",
-                    other.chars().take(20).collect::<String>()
-                ),
-            ))
-        }
-    };
+    let confirmed = query.flag("confirmed")?;
     let deleted = requests::delete(&state.ctx(), &caller.user, id, confirmed).await?;
     Ok(Json(
         json!({ "request": id, "deletedConnections": deleted }),

@@ -8,6 +8,7 @@
 
 mod csrf;
 mod limits;
+mod oauth;
 mod pages;
 mod requests;
 
@@ -37,7 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
         .route("/received/{id}", get(requests::received))
-        .route(service::oauth::CALLBACK_PATH, get(requests::oauth_callback))
+        .route(service::oauth::CALLBACK_PATH, get(oauth::callback))
+        .route("/oauth/reauth/{id}", get(oauth::reauthorize))
         .route(
             "/invitations/{token}",
             get(requests::invitation_page).post(requests::accept_invitation),
@@ -124,7 +126,7 @@ pub fn safe_next(next: Option<&str>) -> &str {
             if path.starts_with('/')
                 && !path.starts_with("//")
                 && !path.starts_with("/\\")
-                && path.len() <= 512
+                && path.len() <= 2048
                 && !path.chars().any(|c| c.is_control() || c == '\\') =>
         {
             path

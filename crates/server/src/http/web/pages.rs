@@ -106,6 +106,31 @@ pub fn problem(title: &str, message: &str) -> Html<String> {
     )
 }
 
+/// After consent for a team's own connection: ready, or why not.
+pub fn connection_outcome(id: Option<i64>, name: &str, failure: Option<&str>) -> Html<String> {
+    let title = if failure.is_some() {
+        "Not connected"
+    } else {
+        "Connected"
+    };
+    layout(
+        title,
+        html! {
+            h1 { (title) }
+            @match failure {
+                Some(reason) => {
+                    p.error role="alert" { (reason) }
+                    p { "The connection " strong { (name) } @if id.is_some() { " was not changed." } @else { " was not created." } " Start again to try once more." }
+                }
+                None => {
+                    p { "The connection " strong { (name) } " is ready" @if let Some(id) = id { " (id " (id) ")" } "." }
+                    p.muted { "You can close this window." }
+                }
+            }
+        },
+    )
+}
+
 /// The CSS class of a credential state's label.
 fn state_class(state: credence_domain::CredentialState) -> &'static str {
     use credence_domain::CredentialState::*;

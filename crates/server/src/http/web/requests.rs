@@ -6,15 +6,13 @@
 use super::{csrf, internal, pages, problem, session_cookie, signed_in_user, CsrfForm};
 use crate::http::AppState;
 use crate::service::invitations::{self, Acceptance};
-use crate::service::{self, auth, oauth, requests, token_hash};
-use axum::extract::{Path, Query, State};
+use crate::service::{self, auth, requests, token_hash};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use credence_domain::RequestId;
-use secrecy::SecretString;
 use serde::Deserialize;
-use std::collections::HashMap;
 
 fn not_found() -> Response {
     problem(
@@ -24,7 +22,7 @@ fn not_found() -> Response {
     )
 }
 
-fn sign_in_first(next: &str) -> Response {
+pub(super) fn sign_in_first(next: &str) -> Response {
     let encoded: String = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
     Redirect::to(&format!("/sign-in?{encoded}")).into_response()
 }
@@ -95,55 +93,6 @@ pub async fn received(
                 .into_response()
         }
         Err(service::Error::NotFound(_)) => not_found(),
-        Err(error) => internal(error),
-    }
-}
-
-/// `GET /oauth/callback`: the OAuth provider sends the recipient's browser back
-/// with `code` and `state` (or `error`). Only the browser signed in as the
-/// person who started the flow may finish it; anything else is refused with a
-/// page that says why, and nothing changes.
-pub async fn oauth_callback(
-    State(state): State<AppState>,
-    jar: CookieJar,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let user = match signed_in_user(&state, &jar).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "Sign in first",
-                "Sign in as the person the request was sent to, then start again from the request page.",
-            )
-        }
-        Err(error) => return internal(error),
-    };
-    let mut query = query;
-    let params = oauth::CallbackParams {
-        state: query.remove("state"),
-        code: query.remove("code").map(SecretString::from),
-        error: query.remove("error"),
-        error_description: query.remove("error_description"),
-    };
-    match oauth::callback(&state.ctx(), &user, params).await {
-        Ok(request) => Redirect::to(&format!("/received/{request}")).into_response(),
-        Err(service::Error::NotFound(message)) => {
-            problem(StatusCode::NOT_FOUND, "Not found", &message)
-        }
-        Err(service::Error::Forbidden(message)) => {
-            problem(StatusCode::NOT_FOUND, "Not found", &message)
-        }
-        Err(service::Error::Conflict(message)) => problem(
-            StatusCode::BAD_REQUEST,
-            "This link cannot be used",
-            &message,
-        ),
-        Err(service::Error::Invalid(problems)) => problem(
-            StatusCode::BAD_REQUEST,
-            "This link cannot be used",
-            &service::Error::Invalid(problems).to_string(),
-        ),
         Err(error) => internal(error),
     }
 }

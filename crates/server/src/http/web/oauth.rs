@@ -1,0 +1,131 @@
+//! The browser's side of OAuth 2.0: `/oauth/callback`, where the provider
+//! sends the browser back, and `/oauth/reauth/{connectionId}`, which sends it
+//! to the provider to renew a team's connection (Make's route).
+//!
+//! Only the browser signed in as the person who started a flow may finish it;
+//! one that is not signed in passes through sign-in first and comes back with
+//! the same query, so a consent given in a fresh browser is not lost.
+
+use super::{internal, pages, problem, requests::sign_in_first, signed_in_user};
+use crate::http::error::ApiError;
+use crate::http::extract::ApiCaller;
+use crate::http::AppState;
+use crate::service::{self, connection_writes, oauth};
+use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
+use credence_domain::Scope;
+use secrecy::SecretString;
+use std::collections::HashMap;
+
+/// `GET /oauth/callback`: `code` and `state` (or `error`) from the provider.
+/// Anything refused gets a page that says why, and nothing changes.
+pub async fn callback(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    RawQuery(raw): RawQuery,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let user = match signed_in_user(&state, &jar).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            let raw = raw.unwrap_or_default();
+            if raw.len() > 1800 {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "Sign in first",
+                    "Sign in as the person who started this step, then start again.",
+                );
+            }
+            return sign_in_first(&format!("{}?{raw}", oauth::CALLBACK_PATH));
+        }
+        Err(error) => return internal(error),
+    };
+    let mut query = query;
+    let params = oauth::CallbackParams {
+        state: query.remove("state"),
+        code: query.remove("code").map(SecretString::from),
+        error: query.remove("error"),
+        error_description: query.remove("error_description"),
+    };
+    match oauth::callback(&state.ctx(), &user, params).await {
+        Ok(oauth::Finished::Request(request)) => {
+            Redirect::to(&format!("/received/{request}")).into_response()
+        }
+        Ok(oauth::Finished::Connection { id, name, failure }) => {
+            let status = if failure.is_some() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            (status, pages::connection_outcome(id, &name, failure.as_deref())).into_response()
+        }
+        Err(error) => refusal(error),
+    }
+}
+
+/// A service error as a page a person can act on.
+fn refusal(error: service::Error) -> Response {
+    match error {
+        service::Error::NotFound(message) | service::Error::Forbidden(message) => {
+            problem(StatusCode::NOT_FOUND, "Not found", &message)
+        }
+        service::Error::Conflict(message) => problem(
+            StatusCode::BAD_REQUEST,
+            "This link cannot be used",
+            &message,
+        ),
+        service::Error::Invalid(problems) => problem(
+            StatusCode::BAD_REQUEST,
+            "This link cannot be used",
+            &service::Error::Invalid(problems).to_string(),
+        ),
+        error => internal(error),
+    }
+}
+
+/// `GET /oauth/reauth/{connectionId}`: 302 to the provider's consent page to
+/// renew a team's OAuth connection in place. A browser is known by its
+/// session (and sent to sign in without one); a script by its API token with
+/// `connections:write`, whose errors are JSON.
+pub async fn reauthorize(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    mut parts: Parts,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such connection.",
+        );
+    };
+    if parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
+    {
+        let caller = match ApiCaller::from_request_parts(&mut parts, &state).await {
+            Ok(caller) => caller,
+            Err(error) => return error.into_response(),
+        };
+        if let Err(error) = caller.require(Scope::ConnectionsWrite) {
+            return error.into_response();
+        }
+        return match connection_writes::reauthorize(&state.ctx(), &caller.user, id).await {
+            Ok(url) => Redirect::to(&url).into_response(),
+            Err(error) => ApiError::from(error).into_response(),
+        };
+    }
+    let user = match signed_in_user(&state, &jar).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return sign_in_first(&format!("/oauth/reauth/{id}")),
+        Err(error) => return internal(error),
+    };
+    match connection_writes::reauthorize(&state.ctx(), &user, id).await {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(error) => refusal(error),
+    }
+}
