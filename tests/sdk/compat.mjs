@@ -1,6 +1,6 @@
 // Runs the official Make TypeScript SDK (@makehq/sdk, unpatched, the version
 // pinned in package.json) against a running Credence and calls every
-// credential-request and connection-read method it offers, plus the account
+// credential-request and connection method it offers, plus the account
 // calls a client makes first. Driven by crates/server/tests/api/sdk.rs, which
 // prepares the data, passes it in the environment, and checks both these
 // answers and what changed in Credence's store.
@@ -23,6 +23,7 @@
 //   CONNECTED_CREDENTIAL_ID    the authorized credential that holds CONNECTION_ID
 //   DOOMED_REQUEST_ID          another request of TEAM_ID with a live connection, to delete
 //   DISPOSABLE_REQUEST_ID      a pending request of TEAM_ID to delete
+//   OWN_CONNECTION_KEY         an API key APP accepts, for connections.create
 //   CONNECTIONS_API            "enabled" when Credence serves /connections; else
 //                              the connection reads are expected to get 404
 //                              "no such API endpoint" (not built yet)
@@ -59,6 +60,7 @@ const connectedCredentialId = env("CONNECTED_CREDENTIAL_ID");
 const doomedRequestId = env("DOOMED_REQUEST_ID");
 const disposableRequestId = env("DISPOSABLE_REQUEST_ID");
 const connectionsApi = process.env.CONNECTIONS_API === "enabled";
+const ownConnectionKey = env("OWN_CONNECTION_KEY");
 
 /** An SDK client for Credence: the zone is host:port, the protocol a public field. */
 function client(token) {
@@ -270,6 +272,21 @@ async function main() {
     await call("connections.listEditableParameters", 404, () =>
         requester.connections.listEditableParameters(connectionId),
     );
+
+    // The team's own connection, with Make's create body (the SDK sends
+    // `name` as accountName and the type as accountType): added, renamed, deleted.
+    const own = await call("connections.create", "ok", () =>
+        requester.connections.create({ name: "SDK own", accountName: app, teamId, data: { apiKey: ownConnectionKey } }),
+    );
+    await call("connections.create:refused-key", 400, () =>
+        requester.connections.create({ name: "SDK refused", accountName: app, teamId, data: { apiKey: "not-accepted" } }),
+    );
+    await call("connections.rename", "ok", () => requester.connections.rename(own?.id, "SDK own (renamed)"));
+    // Make's set-data has no counterpart: nobody edits an account's values in
+    // place; a new connection is added instead.
+    await call("connections.update", 404, () => requester.connections.update(own?.id, { data: { apiKey: "x" } }));
+    await call("connections.delete", "ok", () => requester.connections.delete(own?.id));
+    await call("connections.get:deleted", 404, () => requester.connections.get(own?.id));
 
     // The requester deletes the remote connection: the credential is pending again.
     await call("credentialRequests.deleteCredential", "ok", () =>

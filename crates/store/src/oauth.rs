@@ -44,7 +44,8 @@ pub struct NewOAuthFlow {
     pub expires_at: DateTime<Utc>,
 }
 
-const FLOW_COLUMNS: &str = "id, state_hash, user_id, purpose, credential_id, connection_id, team_id, \
+const FLOW_COLUMNS: &str =
+    "id, state_hash, user_id, purpose, credential_id, connection_id, team_id, \
     target, verifier_sealed, client_sealed, created_at, expires_at, used_at";
 
 impl Db {
@@ -71,7 +72,8 @@ impl Db {
     /// Spends a flow; false when it was spent already (a replayed callback).
     /// The sealed verifier and client go with it.
     pub async fn spend_oauth_flow(&mut self, id: &str) -> Result<bool> {
-        let sql = "UPDATE oauth_flows SET used_at = $1, verifier_sealed = NULL, client_sealed = NULL \
+        let sql =
+            "UPDATE oauth_flows SET used_at = $1, verifier_sealed = NULL, client_sealed = NULL \
                    WHERE id = $2 AND used_at IS NULL";
         Ok(
             on_conn!(self, c => sqlx::query(sql).bind(now()).bind(id).execute(c).await.map(|r| r.rows_affected()))?
@@ -83,6 +85,8 @@ impl Db {
     /// many. A spent flow is kept until then so a replay still reads "used".
     pub async fn sweep_oauth_flows(&mut self, before: DateTime<Utc>) -> Result<u64> {
         let sql = "DELETE FROM oauth_flows WHERE expires_at < $1";
-        Ok(on_conn!(self, c => sqlx::query(sql).bind(before).execute(c).await.map(|r| r.rows_affected()))?)
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(before).execute(c).await.map(|r| r.rows_affected()))?,
+        )
     }
 }

@@ -69,14 +69,18 @@ pub(super) async fn audit_created(
     app: &str,
     name: &str,
 ) -> Result<()> {
-    audit::record(db, &Actor::user(caller), Event {
-        organization,
-        team: Some(team),
-        name: "connection.created",
-        target_kind: "connection",
-        target_id: connection.to_string(),
-        details: json!({ "app": app, "name": name }),
-    })
+    audit::record(
+        db,
+        &Actor::user(caller),
+        Event {
+            organization,
+            team: Some(team),
+            name: "connection.created",
+            target_kind: "connection",
+            target_id: connection.to_string(),
+            details: json!({ "app": app, "name": name }),
+        },
+    )
     .await
 }
 
@@ -161,7 +165,10 @@ pub async fn add(ctx: &Context, caller: &User, input: NewOwnConnection) -> Resul
     if module_keys.len() > 200 {
         return Err(invalid(
             "modules",
-            format!("modules lists {} modules; the limit is 200", module_keys.len()),
+            format!(
+                "modules lists {} modules; the limit is 200",
+                module_keys.len()
+            ),
         ));
     }
     let selection = ModuleSelection::parse(&module_keys, version)
@@ -184,26 +191,38 @@ pub async fn add(ctx: &Context, caller: &User, input: NewOwnConnection) -> Resul
     if !extra.is_empty() && !oauth {
         return Err(invalid(
             "scopes",
-            format!("{} does not use OAuth 2.0; scopes apply only to OAuth apps", app.label),
+            format!(
+                "{} does not use OAuth 2.0; scopes apply only to OAuth apps",
+                app.label
+            ),
         ));
     }
     if extra.len() > EXTRA_SCOPES_MAX {
         return Err(invalid(
             "scopes",
-            format!("scopes lists {} entries; the limit is {EXTRA_SCOPES_MAX}", extra.len()),
+            format!(
+                "scopes lists {} entries; the limit is {EXTRA_SCOPES_MAX}",
+                extra.len()
+            ),
         ));
     }
     for (index, scope) in extra.iter().enumerate() {
         if scope.chars().count() > SCOPE_MAX {
             return Err(invalid(
                 &format!("scopes[{index}]"),
-                format!("scope {index} is {} characters; the limit is {SCOPE_MAX}", scope.chars().count()),
+                format!(
+                    "scope {index} is {} characters; the limit is {SCOPE_MAX}",
+                    scope.chars().count()
+                ),
             ));
         }
         if !scope_token(scope) {
             return Err(invalid(
                 &format!("scopes[{index}]"),
-                format!("{:?} is not a scope: printable ASCII without spaces, quotes or backslashes", shorten(scope)),
+                format!(
+                    "{:?} is not a scope: printable ASCII without spaces, quotes or backslashes",
+                    shorten(scope)
+                ),
             ));
         }
         scopes.insert(scope.clone());
@@ -213,7 +232,10 @@ pub async fn add(ctx: &Context, caller: &User, input: NewOwnConnection) -> Resul
         _ if !oauth => {
             return Err(invalid(
                 "clientId",
-                format!("{} does not use OAuth 2.0; it takes no OAuth client", app.label),
+                format!(
+                    "{} does not use OAuth 2.0; it takes no OAuth client",
+                    app.label
+                ),
             ))
         }
         (Some(_), None) => {
@@ -230,7 +252,10 @@ pub async fn add(ctx: &Context, caller: &User, input: NewOwnConnection) -> Resul
         }
         (Some(id), Some(secret)) => {
             let id = id.trim().to_string();
-            if id.is_empty() || id.chars().count() > CLIENT_ID_MAX || id.chars().any(char::is_control) {
+            if id.is_empty()
+                || id.chars().count() > CLIENT_ID_MAX
+                || id.chars().any(char::is_control)
+            {
                 return Err(invalid(
                     "clientId",
                     format!("clientId must be 1 to {CLIENT_ID_MAX} characters on one line"),
@@ -312,7 +337,16 @@ pub async fn add(ctx: &Context, caller: &User, input: NewOwnConnection) -> Resul
         &values,
     )
     .await?;
-    audit_created(&mut tx, caller, organization, input.team, id, &app.key, name.as_str()).await?;
+    audit_created(
+        &mut tx,
+        caller,
+        organization,
+        input.team,
+        id,
+        &app.key,
+        name.as_str(),
+    )
+    .await?;
     let connection = tx
         .get_connection(id)
         .await?
@@ -322,9 +356,16 @@ pub async fn add(ctx: &Context, caller: &User, input: NewOwnConnection) -> Resul
 }
 
 /// Renames a connection (`PATCH /connections/{id}`), audited.
-pub async fn rename(ctx: &Context, caller: &User, id: i64, name: Option<&str>) -> Result<Connection> {
+pub async fn rename(
+    ctx: &Context,
+    caller: &User,
+    id: i64,
+    name: Option<&str>,
+) -> Result<Connection> {
     let Some(raw) = name else {
-        return Err(ValidationError::new("name", "name is required: the connection's new name").into());
+        return Err(
+            ValidationError::new("name", "name is required: the connection's new name").into(),
+        );
     };
     let name = ConnectionName::parse("name", raw)?;
     let mut tx = ctx.store.begin().await?;
@@ -391,7 +432,10 @@ pub async fn reauthorize(ctx: &Context, caller: &User, id: i64) -> Result<String
     let mut db = ctx.store.db().await?;
     let connection = manageable(&mut db, caller, id).await?;
     let app = ctx.catalog.get(&connection.app_key).ok_or_else(|| {
-        Error::Conflict(format!("the app {} is no longer in the catalog", connection.app_key))
+        Error::Conflict(format!(
+            "the app {} is no longer in the catalog",
+            connection.app_key
+        ))
     })?;
     let version = app.version(connection.app_version as u32).ok_or_else(|| {
         Error::Conflict(format!(
@@ -412,5 +456,14 @@ pub async fn reauthorize(ctx: &Context, caller: &User, id: i64) -> Result<String
         )));
     }
     drop(db);
-    oauth::start(ctx, caller, app, version, FlowFor::Connection { connection: &connection }).await
+    oauth::start(
+        ctx,
+        caller,
+        app,
+        version,
+        FlowFor::Connection {
+            connection: &connection,
+        },
+    )
+    .await
 }

@@ -268,7 +268,15 @@ pub(super) async fn connection_deleted(
             )
             .await?;
         let details = json!({ "connectionId": connection, "connectionDeleted": true });
-        event(db, actor, &request, &changed, "credential.delete_remote", details.clone()).await?;
+        event(
+            db,
+            actor,
+            &request,
+            &changed,
+            "credential.delete_remote",
+            details.clone(),
+        )
+        .await?;
         tell(
             ctx,
             db,

@@ -334,7 +334,10 @@ pub async fn callback(ctx: &Context, caller: &User, params: CallbackParams) -> R
             )?;
             let parsed: BTreeMap<String, String> = serde_json::from_str(plain.expose_secret())
                 .map_err(|_| {
-                    Error::Internal(anyhow::anyhow!("flow {} holds an unreadable client", flow.id))
+                    Error::Internal(anyhow::anyhow!(
+                        "flow {} holds an unreadable client",
+                        flow.id
+                    ))
                 })?;
             Some(OAuthClient {
                 client_id: parsed.get("client_id").cloned().unwrap_or_default(),
@@ -362,8 +365,15 @@ pub async fn callback(ctx: &Context, caller: &User, params: CallbackParams) -> R
             let (credential, request, _) =
                 credentials::visible(&mut ctx.store.db().await?, caller, id).await?;
             spend(ctx, &flow.id).await?;
-            finish_credential(ctx, caller, &credential, &request, flow.purpose == "reauthorize", answer)
-                .await?;
+            finish_credential(
+                ctx,
+                caller,
+                &credential,
+                &request,
+                flow.purpose == "reauthorize",
+                answer,
+            )
+            .await?;
             Ok(Finished::Request(request.id))
         }
         "connect" => {
@@ -438,7 +448,16 @@ impl Answer {
         let Some(code) = &self.params.code else {
             return Err(format!("{} sent neither a code nor an error", app.label));
         };
-        exchange(ctx, app, oauth, client, code, self.verifier.as_ref(), requested).await
+        exchange(
+            ctx,
+            app,
+            oauth,
+            client,
+            code,
+            self.verifier.as_ref(),
+            requested,
+        )
+        .await
     }
 }
 
@@ -525,15 +544,17 @@ async fn finish_new_connection(
         Err(reason) => return Ok(failed(reason)),
     };
     if let Some(own) = &answer.own_client {
-        values
-            .0
-            .insert(OWN_CLIENT_ID.into(), SecretString::from(own.client_id.clone()));
+        values.0.insert(
+            OWN_CLIENT_ID.into(),
+            SecretString::from(own.client_id.clone()),
+        );
         values.0.insert(
             OWN_CLIENT_SECRET.into(),
             SecretString::from(own.client_secret.expose_secret().to_string()),
         );
     }
-    let scopes = serde_json::to_string(&granted).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
+    let scopes =
+        serde_json::to_string(&granted).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
     let mut tx = ctx.store.begin().await?;
     let id = super::connections::create(
         &mut tx,
@@ -553,8 +574,16 @@ async fn finish_new_connection(
         &values,
     )
     .await?;
-    super::connection_writes::audit_created(&mut tx, caller, organization, team, id, &app.key, &target.name)
-        .await?;
+    super::connection_writes::audit_created(
+        &mut tx,
+        caller,
+        organization,
+        team,
+        id,
+        &app.key,
+        &target.name,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Finished::Connection {
         id: Some(id),
@@ -603,16 +632,18 @@ async fn finish_reconnect(
         Err(reason) => return Ok(failed(reason)),
     };
     if let Some(own) = &own {
-        values
-            .0
-            .insert(OWN_CLIENT_ID.into(), SecretString::from(own.client_id.clone()));
+        values.0.insert(
+            OWN_CLIENT_ID.into(),
+            SecretString::from(own.client_id.clone()),
+        );
         values.0.insert(
             OWN_CLIENT_SECRET.into(),
             SecretString::from(own.client_secret.expose_secret().to_string()),
         );
     }
     let new = Tokens(values.0);
-    let scopes = serde_json::to_string(&granted).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
+    let scopes =
+        serde_json::to_string(&granted).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
     let mut tx = ctx.store.begin().await?;
     let Some(locked) = tx.lock_connection(id).await? else {
         return Err(Error::NotFound(format!("connection {id} not found")));
@@ -622,7 +653,8 @@ async fn finish_reconnect(
     };
     tx.replace_secret(secret, seal_tokens(ctx, &new, secret)?.as_str())
         .await?;
-    tx.record_reauthorization(id, &scopes, new.expires_at()).await?;
+    tx.record_reauthorization(id, &scopes, new.expires_at())
+        .await?;
     super::audit::record(
         &mut tx,
         &super::audit::Actor::user(caller),
@@ -788,7 +820,9 @@ async fn token_request(
                 app.label,
                 status.as_u16()
             ),
-            (Some(error), None) => format!("{} {what} (HTTP {}): {error}", app.label, status.as_u16()),
+            (Some(error), None) => {
+                format!("{} {what} (HTTP {}): {error}", app.label, status.as_u16())
+            }
             _ => format!("{} {what} (HTTP {})", app.label, status.as_u16()),
         };
         return Err(if definitive {

@@ -11,6 +11,7 @@ mod connections;
 mod oauth;
 mod oidc;
 mod operations;
+mod own_connections;
 mod read_api;
 mod request_rules;
 mod requests;

@@ -14,10 +14,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
-const APP: &str = "local-oauth";
+pub(crate) const APP: &str = "local-oauth";
 
 /// An operator app whose OAuth endpoints are the test provider's.
-fn oauth_app(provider: &OidcProvider) -> String {
+pub(crate) fn oauth_app(provider: &OidcProvider) -> String {
     format!(
         r#"key = "{APP}"
 label = "Local OAuth"
@@ -190,7 +190,7 @@ fn scope_set(text: &str) -> BTreeSet<String> {
     text.split(' ').map(str::to_string).collect()
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub(crate) fn location(response: &reqwest::Response) -> String {
     response
         .headers()
         .get("location")
@@ -332,7 +332,7 @@ async fn denied_consent_leaves_the_credential_invalid_with_the_reason(backend: B
 }
 
 /// A forged state, a callback opened by another signed-in person and one opened
-/// without a session are all refused and change nothing; the right browser
+/// without a session (sent to sign in) are all refused and change nothing; the right browser
 /// can still finish afterwards.
 async fn forged_foreign_and_anonymous_callbacks_are_refused(backend: Backend) {
     let world = world(backend, true).await;
@@ -367,15 +367,18 @@ async fn forged_foreign_and_anonymous_callbacks_are_refused(backend: Backend) {
     assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
     assert!(foreign.text().await.unwrap().contains("someone else"));
 
-    let anonymous = world
-        .agency
-        .app
-        .client
+    // Without a session the browser is sent to sign in (and back), and
+    // nothing changes until it is.
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
         .get(outcome.redirect.clone())
         .send()
         .await
         .unwrap();
-    assert_eq!(anonymous.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert!(location(&anonymous).starts_with("/sign-in?next=%2Foauth%2Fcallback%3F"));
     assert_eq!(world.state().await, "pending");
 
     let response = tom.get(outcome.redirect.clone()).send().await.unwrap();

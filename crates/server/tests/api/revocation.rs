@@ -256,10 +256,7 @@ async fn deleting_the_request_revokes_the_grant_at_the_provider(backend: Backend
     let (status, body) = world
         .agency
         .app
-        .get_json(
-            &format!("{path}/detail"),
-            &world.agency.requester_token,
-        )
+        .get_json(&format!("{path}/detail"), &world.agency.requester_token)
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
     authorized.assert_revoked_everywhere().await;

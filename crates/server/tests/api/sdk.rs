@@ -44,11 +44,14 @@ const CREDENTIAL_REQUEST_METHODS: &[&str] = &[
     "listAppModulesWithCredentials",
 ];
 
-/// The SDK's connection reads, all exercised by compat.mjs. Its writes
-/// (`create`, `update`, `rename`, `delete`) are not part of this test.
+/// The SDK's connection methods, all exercised by compat.mjs (`update`, Make's
+/// set-data, has no counterpart and must get 404).
 const CONNECTION_READ_METHODS: &[&str] =
     &["get", "list", "listEditableParameters", "scoped", "verify"];
 const CONNECTION_WRITE_METHODS: &[&str] = &["create", "delete", "rename", "update"];
+
+/// The API key the SDK adds its own connection with (the local app accepts it).
+const OWN_CONNECTION_KEY: &str = "sdk-own-connection-key-5d1e";
 
 /// How long the whole SDK run may take.
 const SDK_RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -226,11 +229,12 @@ async fn the_make_sdk_works_against_credence(backend: Backend) {
     require_node_and_sdk(&root, &version).await;
 
     let agency = Agency::start(backend).await;
+    agency.upstream.accept(OWN_CONNECTION_KEY);
     let app = &agency.app;
     let requester_token = app
         .token(
             agency.requester.id,
-            "credential-requests:read,credential-requests:write,connections:read,user:read,organizations:read,teams:read",
+            "credential-requests:read,credential-requests:write,connections:read,connections:write,user:read,organizations:read,teams:read",
         )
         .await;
 
@@ -344,6 +348,7 @@ async fn the_make_sdk_works_against_credence(backend: Backend) {
             ("APP", "acme-crm".into()),
             ("OTHER_APP", "beta-desk".into()),
             ("CONNECTION_ID", acme_connection.to_string()),
+            ("OWN_CONNECTION_KEY", OWN_CONNECTION_KEY.into()),
             ("CONNECTED_CREDENTIAL_ID", connected_credential.clone()),
             ("DOOMED_REQUEST_ID", doomed_request.clone()),
             ("DISPOSABLE_REQUEST_ID", disposable_request.clone()),
@@ -669,6 +674,41 @@ async fn the_make_sdk_works_against_credence(backend: Backend) {
     let message = run.failed("connections.listEditableParameters", 404);
     assert!(message.contains("no such API endpoint"), "{message}");
 
+    // Connection writes: the own connection was added (verified, sealed),
+    // renamed and deleted, secret and all; a refused key added nothing.
+    let own = run.ok("connections.create");
+    assert_eq!(own["name"], "SDK own", "{own}");
+    assert_eq!(own["accountName"], "acme-crm", "{own}");
+    let own_id = own["id"].as_i64().unwrap();
+    let message = run.failed("connections.create:refused-key", 400);
+    assert!(message.contains("not accepted"), "{message}");
+    assert_eq!(run.ok("connections.rename")["name"], "SDK own (renamed)");
+    run.failed("connections.update", 404);
+    assert_eq!(run.ok("connections.delete"), &Value::Null);
+    run.failed("connections.get:deleted", 404);
+    assert!(db.get_connection(own_id).await.unwrap().is_none());
+    let events: Vec<String> = {
+        let filter = credence_store::AuditFilter {
+            limit: 10_000,
+            ..Default::default()
+        };
+        db.list_audit(&filter)
+            .await
+            .unwrap()
+            .0
+            .into_iter()
+            .filter(|e| e.target_id == own_id.to_string())
+            .map(|e| e.event)
+            .collect()
+    };
+    for event in [
+        "connection.created",
+        "connection.renamed",
+        "connection.deleted",
+    ] {
+        assert!(events.contains(&event.to_string()), "{event} in {events:?}");
+    }
+
     // deleteCredential: the connection is gone, the credential pending again.
     let reset = run.ok("credentialRequests.deleteCredential");
     assert_eq!(reset["id"], connected_credential.as_str(), "{reset}");
@@ -743,6 +783,12 @@ async fn the_make_sdk_works_against_credence(backend: Backend) {
         "credentialRequests.extendConnection",
         "credentialRequests.extendConnection:unknown",
         "connections.listEditableParameters",
+        "connections.create",
+        "connections.create:refused-key",
+        "connections.rename",
+        "connections.update",
+        "connections.delete",
+        "connections.get:deleted",
         "credentialRequests.deleteCredential",
         "credentialRequests.deleteCredential:again",
         "credentialRequests.delete",

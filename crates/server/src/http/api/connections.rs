@@ -7,17 +7,17 @@ use crate::http::extract::{select_columns, ApiCaller, AppJson, AppPath, ListPara
 use crate::http::AppState;
 use crate::service::connection_reads;
 use crate::service::connection_writes::{self, Added, NewOwnConnection};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use secrecy::SecretString;
-use serde_json::Map;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use credence_catalog::{AuthKind, Catalog};
 use credence_domain::{Scope, TeamId};
 use credence_store::Connection;
+use secrecy::SecretString;
 use serde::Deserialize;
+use serde_json::Map;
 use serde_json::{json, Value};
 
 fn json_list(text: &str) -> Vec<String> {
@@ -265,11 +265,14 @@ fn texts(body: &mut Map<String, Value>, key: &str) -> Result<Option<Vec<String>>
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
-        Some(_) => Err(ApiError::invalid(key, format!("{key} must be a list of strings"))),
+        Some(_) => Err(ApiError::invalid(
+            key,
+            format!("{key} must be a list of strings"),
+        )),
     }
 }
 
-/// `POST /connections?teamId=` (Make's body: `accountName` is the name,
+/// `POST /connections?teamId=` → 201 (Make's body: `accountName` is the name,
 /// `accountType` the app; the app's fields at the top level or under `data`;
 /// ours besides: `appVersion`, `modules`, `scopes`, `clientId`,
 /// `clientSecret`). An API-key, basic or custom app answers the verified
@@ -305,7 +308,12 @@ pub async fn create(
             (data, "data.")
         }
         None | Some(Value::Null) => (body, ""),
-        Some(_) => return Err(ApiError::invalid("data", "data must be an object of the app's fields")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "data",
+                "data must be an object of the app's fields",
+            ))
+        }
     };
     let added = connection_writes::add(
         &state.ctx(),
@@ -326,7 +334,7 @@ pub async fn create(
     .await?;
     Ok(match added {
         Added::Connection(connection) => {
-            Json(one(&state, &connection, &query)?).into_response()
+            (StatusCode::CREATED, Json(one(&state, &connection, &query)?)).into_response()
         }
         Added::Redirect(url) => {
             (StatusCode::ACCEPTED, Json(json!({ "redirectUri": url }))).into_response()

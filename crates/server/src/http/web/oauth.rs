@@ -60,7 +60,11 @@ pub async fn callback(
             } else {
                 StatusCode::OK
             };
-            (status, pages::connection_outcome(id, &name, failure.as_deref())).into_response()
+            (
+                status,
+                pages::connection_outcome(id, &name, failure.as_deref()),
+            )
+                .into_response()
         }
         Err(error) => refusal(error),
     }
