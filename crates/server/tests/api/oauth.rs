@@ -948,7 +948,70 @@ async fn the_background_refresher_renews_expiring_tokens(backend: Backend) {
     world.agency.app.stop().await;
 }
 
+/// The recipient's page links to the consent page; `/oauth/authorize/{id}`
+/// sends the recipient's browser to the provider (anyone else gets nothing),
+/// and the callback brings it back authorized.
+async fn the_recipients_page_sends_the_browser_to_consent(backend: Backend) {
+    let world = world(backend, true).await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    let page = tom
+        .get(
+            world
+                .agency
+                .app
+                .url(&format!("/received/{}", world.request)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let link = format!("/oauth/authorize/{}", world.credential);
+    assert!(page.contains(&link), "{page}");
+    assert!(page.contains("Authorize with Local OAuth"), "{page}");
+
+    let rita = browser(&world, &world.agency.requester).await;
+    let response = rita.get(world.agency.app.url(&link)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = anonymous
+        .get(world.agency.app.url(&link))
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&response).starts_with("/sign-in?next="));
+    let response = tom
+        .get(world.agency.app.url("/oauth/authorize/not-an-id"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(world.state().await, "pending");
+
+    let response = tom.get(world.agency.app.url(&link)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let consent = location(&response);
+    assert!(
+        consent.starts_with(&world.provider.authorization_endpoint),
+        "{consent}"
+    );
+    let outcome = world.provider.consent(&consent, "tom", true).await;
+    register_secret(outcome.code.as_deref().unwrap());
+    let response = tom.get(outcome.redirect.clone()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(world.state().await, "authorized");
+    // Authorized: no link any more, and the route refuses.
+    let response = tom.get(world.agency.app.url(&link)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    world.agency.app.stop().await;
+}
+
 on_both_backends!(
+    the_recipients_page_sends_the_browser_to_consent,
     consent_authorizes_and_the_tokens_are_sealed,
     denied_consent_leaves_the_credential_invalid_with_the_reason,
     forged_foreign_and_anonymous_callbacks_are_refused,

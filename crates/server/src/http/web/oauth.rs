@@ -1,6 +1,7 @@
 //! The browser's side of OAuth 2.0: `/oauth/callback`, where the provider
-//! sends the browser back, and `/oauth/reauth/{connectionId}`, which sends it
-//! to the provider to renew a team's connection (Make's route).
+//! sends the browser back; `/oauth/authorize/{credentialId}`, which sends the
+//! recipient to the provider's consent page; and `/oauth/reauth/{connectionId}`,
+//! which sends a team member there to renew a team's connection (Make's route).
 //!
 //! Only the browser signed in as the person who started a flow may finish it;
 //! one that is not signed in passes through sign-in first and comes back with
@@ -10,13 +11,13 @@ use super::{internal, pages, problem, requests::sign_in_first, signed_in_user};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiCaller;
 use crate::http::AppState;
-use crate::service::{self, connection_writes, oauth};
+use crate::service::{self, connection_writes, credentials, oauth};
 use axum::extract::{FromRequestParts, Path, Query, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use credence_domain::Scope;
+use credence_domain::{CredentialId, CredentialState, Scope};
 use secrecy::SecretString;
 use std::collections::HashMap;
 
@@ -130,6 +131,55 @@ pub async fn reauthorize(
     };
     match connection_writes::reauthorize(&state.ctx(), &user, id).await {
         Ok(url) => Redirect::to(&url).into_response(),
+        Err(error) => refusal(error),
+    }
+}
+
+/// `GET /oauth/authorize/{credentialId}`: the signed-in recipient goes to the
+/// provider's consent page for a requested OAuth credential (authorize, or
+/// reauthorize when the requester asked for it). The same checks as the
+/// API's authorize; refusals are pages.
+pub async fn authorize(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> Response {
+    let user = match signed_in_user(&state, &jar).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            let id: String = id.chars().take(64).collect();
+            return sign_in_first(&format!("/oauth/authorize/{id}"));
+        }
+        Err(error) => return internal(error),
+    };
+    let Ok(id) = CredentialId::parse("id", &id) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such credential.",
+        );
+    };
+    let ctx = state.ctx();
+    let current = match ctx.store.db().await {
+        Ok(mut db) => credentials::visible(&mut db, &user, id).await,
+        Err(error) => Err(error.into()),
+    };
+    let reauthorize = match current {
+        Ok((credential, _, _)) => credential.state == CredentialState::Reauthorizing,
+        Err(error) => return refusal(error),
+    };
+    match credentials::authorize(&ctx, &user, id, None, reauthorize).await {
+        Ok(credentials::Authorization::Redirect(url)) => Redirect::to(&url).into_response(),
+        Ok(credentials::Authorization::Authorized(_)) => problem(
+            StatusCode::BAD_REQUEST,
+            "Nothing to do",
+            "This app is not authorized through a consent page.",
+        ),
+        Err(service::Error::Invalid(_)) => problem(
+            StatusCode::BAD_REQUEST,
+            "Enter the values",
+            "This app takes its values in a form, not through a consent page.",
+        ),
         Err(error) => refusal(error),
     }
 }

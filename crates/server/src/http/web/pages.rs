@@ -174,6 +174,18 @@ pub fn received_request(
                     }
                     @if let Some(reason) = &credential.decline_reason { p { "Declined: " (reason) } }
                     @if let Some(reason) = &credential.invalid_reason { p.error { (reason) } }
+                    @let oauth = app
+                        .and_then(|a| a.version(credential.app_version as u32))
+                        .is_some_and(|v| v.auth.kind() == credence_catalog::AuthKind::Oauth2);
+                    @let action = match credential.state {
+                        credence_domain::CredentialState::Reauthorizing => Some("Reauthorize"),
+                        state if state.apply(credence_domain::CredentialAction::Authorize).is_ok() => Some("Authorize"),
+                        _ => None,
+                    };
+                    @if let (true, Some(action)) = (oauth, action) {
+                        p { a href=(format!("/oauth/authorize/{}", credential.id)) {
+                            (action) " with " (app.map(|a| a.label.as_str()).unwrap_or(&credential.app_key)) } }
+                    }
                 }
             }
         },
