@@ -158,9 +158,12 @@ const provider = new Provider(issuer, {
 //                                   (JSON `temporarily_unavailable`) until
 //   DELETE /__test/outage           ends the outage; grants are kept (unlike
 //                                   a restart, which forgets them all)
+//   PUT /__test/delay?ms=3000       the token endpoint answers that much later
+//   DELETE /__test/delay            (a slow provider) until this ends it
 //   GET /__test/stats               {"token_requests": {"<grant_type>": n}}
 //                                   counts POSTs to the token endpoint
 let outage = null;
+let delay = 0;
 const tokenRequests = {};
 provider.use(async (ctx, next) => {
   if (ctx.path === '/__test/outage' && ctx.method === 'PUT') {
@@ -173,6 +176,16 @@ provider.use(async (ctx, next) => {
     ctx.status = 204;
     return;
   }
+  if (ctx.path === '/__test/delay' && ctx.method === 'PUT') {
+    delay = Number(ctx.query.ms || 0);
+    ctx.status = 204;
+    return;
+  }
+  if (ctx.path === '/__test/delay' && ctx.method === 'DELETE') {
+    delay = 0;
+    ctx.status = 204;
+    return;
+  }
   if (ctx.path === '/__test/stats' && ctx.method === 'GET') {
     ctx.body = { token_requests: tokenRequests };
     return;
@@ -181,6 +194,9 @@ provider.use(async (ctx, next) => {
     ctx.status = outage;
     ctx.body = { error: 'temporarily_unavailable', error_description: `simulated outage (${outage})` };
     return;
+  }
+  if (delay > 0 && ctx.method === 'POST' && ctx.path === '/token') {
+    await new Promise((resolve) => setTimeout(resolve, delay));
   }
 
   await next();

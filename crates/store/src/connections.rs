@@ -126,10 +126,10 @@ impl Db {
         Ok(())
     }
 
-    /// Reads a connection and holds it until the transaction ends, so that one
-    /// refresh per connection runs at a time across instances. PostgreSQL locks
-    /// the row (`FOR UPDATE`); SQLite's `BEGIN IMMEDIATE` transaction already
-    /// excludes every other writer, so a plain read suffices there.
+    /// Reads a connection and holds it until the transaction ends, so that
+    /// writes of its tokens do not interleave. PostgreSQL locks the row
+    /// (`FOR UPDATE`); SQLite's `BEGIN IMMEDIATE` transaction already excludes
+    /// every other writer, so a plain read suffices there.
     pub async fn lock_connection(&mut self, id: i64) -> Result<Option<Connection>> {
         let sql = match self.backend() {
             crate::Backend::Postgres => {
@@ -148,6 +148,30 @@ impl Db {
     pub async fn set_token_expires_at(&mut self, id: i64, at: Option<DateTime<Utc>>) -> Result<()> {
         let sql = "UPDATE connections SET token_expires_at = $1 WHERE id = $2";
         on_conn!(self, c => sqlx::query(sql).bind(at).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Claims the refresh lease of connection `id` until `until`, if nobody
+    /// holds it at `at`; false when another refresh holds it (or there is no
+    /// such connection).
+    pub async fn claim_refresh_lease(
+        &mut self,
+        id: i64,
+        at: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let sql = "UPDATE connections SET refresh_lease_until = $1 WHERE id = $2 \
+                   AND (refresh_lease_until IS NULL OR refresh_lease_until < $3)";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(until).bind(id).bind(at)
+            .execute(c).await.map(|r| r.rows_affected()))?
+                == 1,
+        )
+    }
+
+    pub async fn release_refresh_lease(&mut self, id: i64) -> Result<()> {
+        let sql = "UPDATE connections SET refresh_lease_until = NULL WHERE id = $1";
+        on_conn!(self, c => sqlx::query(sql).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 

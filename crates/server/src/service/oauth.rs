@@ -1008,19 +1008,66 @@ pub async fn refresh(ctx: &Context, id: i64) -> Result<RefreshOutcome> {
     refresh_with(ctx, id, false).await
 }
 
+/// How long a refresh may hold a connection's lease: longer than the HTTP
+/// client's timeout, so a lease outlives only an instance that died.
+pub const REFRESH_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
 /// Refreshes the access token of OAuth connection `id`; with `force`, even a
 /// token that is not expiring (to test the grant).
 ///
-/// Everything happens in one transaction that holds the connection's row
-/// (`Db::lock_connection`), so across all instances one refresh per
-/// connection runs at a time, and the second reads what the first stored —
-/// with rotating refresh tokens, presenting a consumed one would make the
-/// provider revoke the whole grant. A provider outage changes nothing but the
-/// backoff and answers a conflict the caller may retry after.
+/// One refresh per connection runs at a time across all instances: each
+/// first claims the connection's refresh lease (a guarded `UPDATE` of
+/// `connections.refresh_lease_until`), waiting while another holds it, and
+/// then reads what the previous one stored — with rotating refresh tokens,
+/// presenting a consumed one would make the provider revoke the whole grant.
+/// No database lock is held while the provider answers (on SQLite that would
+/// stop every writer); the outcome is written in a short transaction that
+/// holds the row and checks that the tokens are still the ones read (a
+/// reauthorization in between wins). A provider outage changes nothing but
+/// the backoff and answers a conflict the caller may retry after.
 pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<RefreshOutcome> {
+    claim_lease(ctx, id).await?;
+    let outcome = refresh_leased(ctx, id, force).await;
+    let released = async { ctx.store.db().await?.release_refresh_lease(id).await };
+    if let Err(error) = released.await {
+        // The lease runs out by itself.
+        tracing::warn!(connection = id, error = %error, "could not release a refresh lease");
+    }
+    outcome
+}
+
+/// Claims the refresh lease of connection `id`, waiting (up to one lease)
+/// while another refresh holds it.
+async fn claim_lease(ctx: &Context, id: i64) -> Result<()> {
+    let give_up = tokio::time::Instant::now()
+        + (REFRESH_LEASE + chrono::Duration::seconds(5))
+            .to_std()
+            .unwrap_or_default();
+    loop {
+        let now = credence_store::now();
+        if ctx
+            .store
+            .db()
+            .await?
+            .claim_refresh_lease(id, now, now + REFRESH_LEASE)
+            .await?
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return Err(Error::Conflict(format!(
+                "connection {id} is being refreshed elsewhere; try again"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The refresh itself, under the lease.
+async fn refresh_leased(ctx: &Context, id: i64, force: bool) -> Result<RefreshOutcome> {
     let not_found = || Error::NotFound(format!("connection {id} not found"));
-    let mut tx = ctx.store.begin().await?;
-    let connection = tx.lock_connection(id).await?.ok_or_else(not_found)?;
+    let mut db = ctx.store.db().await?;
+    let connection = db.get_connection(id).await?.ok_or_else(not_found)?;
     if connection.auth_kind != AuthKind::Oauth2.as_str() {
         return Err(Error::Conflict(format!(
             "connection {id} does not use OAuth 2.0; there is no token to refresh"
@@ -1044,9 +1091,16 @@ pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<Refresh
         ))
     })?;
     let oauth = oauth2_of(version)?;
-    let Some(tokens) = open_tokens(&mut tx, ctx, &connection).await? else {
-        return Err(Error::Conflict(format!("connection {id} holds no tokens")));
-    };
+    let secret = connection
+        .secret_id
+        .clone()
+        .ok_or_else(|| Error::Conflict(format!("connection {id} holds no tokens")))?;
+    let read = db
+        .get_secret(&secret)
+        .await?
+        .ok_or_else(|| Error::Conflict(format!("connection {id} holds no tokens")))?;
+    drop(db);
+    let tokens = tokens_from(ctx, &connection, &secret, &read.sealed)?;
     let now = credence_store::now();
     // The margin is at most half the token's lifetime, so a short-lived token
     // just refreshed by another instance does not count as expiring again.
@@ -1065,9 +1119,7 @@ pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<Refresh
                 "{} gave no refresh token and the access token expired",
                 app.label
             );
-            invalidate(ctx, &mut tx, &connection, &reason).await?;
-            tx.commit().await?;
-            return Ok(RefreshOutcome::Refused { reason });
+            return write_refusal(ctx, &connection, &secret, &read.sealed, reason).await;
         }
         // Nothing to refresh with, and nothing expiring: the token stands.
         return Ok(RefreshOutcome::StillValid);
@@ -1090,28 +1142,30 @@ pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<Refresh
             if !values.contains_key("refresh_token") {
                 values.insert("refresh_token".into(), SecretString::from(refresh_token));
             }
-            // Fields the response does not repeat (e.g. an id token field)
-            // stay as they were.
+            // Fields the response does not repeat (e.g. an id token field, the
+            // connection's own client) stay as they were.
             for (name, value) in tokens.0 {
                 if name != "expires_at" {
                     values.entry(name).or_insert(value);
                 }
             }
             let new = Tokens(values);
-            let secret = connection.secret_id.as_deref().unwrap_or_default();
-            tx.replace_secret(secret, seal_tokens(ctx, &new, secret)?.as_str())
+            let mut tx = ctx.store.begin().await?;
+            if !unchanged(&mut tx, id, &secret, &read.sealed).await? {
+                return Ok(RefreshOutcome::StillValid);
+            }
+            tx.replace_secret(&secret, seal_tokens(ctx, &new, &secret)?.as_str())
                 .await?;
             tx.record_refresh(id, new.expires_at()).await?;
             tx.commit().await?;
             Ok(RefreshOutcome::Refreshed)
         }
         Err(TokenError::Refused(reason)) => {
-            invalidate(ctx, &mut tx, &connection, &reason).await?;
-            tx.commit().await?;
-            Ok(RefreshOutcome::Refused { reason })
+            write_refusal(ctx, &connection, &secret, &read.sealed, reason).await
         }
         Err(TokenError::Unavailable(reason)) => {
             let after = credence_store::now() + backoff(connection.refresh_failures + 1);
+            let mut tx = ctx.store.begin().await?;
             tx.record_refresh_outage(id, after).await?;
             tx.commit().await?;
             Err(Error::Conflict(format!(
@@ -1122,7 +1176,67 @@ pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<Refresh
     }
 }
 
-/// A definitive refusal (inside the refresh's transaction): the connection is
+/// Opens tokens read as `sealed` from secret `secret` of `connection`.
+fn tokens_from(
+    ctx: &Context,
+    connection: &Connection,
+    secret: &str,
+    sealed: &str,
+) -> Result<Tokens> {
+    let plain = ctx.vault.open_string(
+        &Sealed::from_stored(sealed.to_string()),
+        &secret_context(secret),
+    )?;
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(plain.expose_secret()).map_err(|_| {
+            Error::Internal(anyhow::anyhow!(
+                "connection {} holds unreadable values",
+                connection.id
+            ))
+        })?;
+    Ok(Tokens(
+        map.into_iter()
+            .map(|(k, v)| (k, SecretString::from(v)))
+            .collect(),
+    ))
+}
+
+/// Inside `tx`: holds connection `id` and answers whether its secret is still
+/// what the refresh read (`sealed`). When not — a reauthorization stored new
+/// tokens, or the connection is gone — the refresh's outcome is stale.
+async fn unchanged(
+    tx: &mut credence_store::Db,
+    id: i64,
+    secret: &str,
+    sealed: &str,
+) -> Result<bool> {
+    if tx.lock_connection(id).await?.is_none() {
+        return Ok(false);
+    }
+    Ok(tx
+        .get_secret(secret)
+        .await?
+        .is_some_and(|stored| stored.sealed == sealed))
+}
+
+/// Writes a definitive refusal, unless the tokens changed meanwhile.
+async fn write_refusal(
+    ctx: &Context,
+    connection: &Connection,
+    secret: &str,
+    sealed: &str,
+    reason: String,
+) -> Result<RefreshOutcome> {
+    let mut tx = ctx.store.begin().await?;
+    if !unchanged(&mut tx, connection.id, secret, sealed).await? {
+        return Ok(RefreshOutcome::StillValid);
+    }
+    invalidate(ctx, &mut tx, connection, &reason).await?;
+    tx.commit().await?;
+    Ok(RefreshOutcome::Refused { reason })
+}
+
+/// A definitive refusal (inside the caller's transaction): the connection is
 /// `invalid`, and so is every authorized credential using it, audited, with
 /// both the requester and the recipient told.
 async fn invalidate(

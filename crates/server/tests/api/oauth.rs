@@ -1010,7 +1010,44 @@ async fn the_recipients_page_sends_the_browser_to_consent(backend: Backend) {
     world.agency.app.stop().await;
 }
 
+/// While the provider is slow to answer a refresh, Credence keeps writing:
+/// no database lock is held during the call (on SQLite one would stop every
+/// writer). A second refresh meanwhile waits for the lease and then finds
+/// the fresh token instead of asking again.
+async fn a_slow_provider_holds_no_database_lock(backend: Backend) {
+    use credence::service::oauth::{self, RefreshOutcome};
+    let world = world(backend, true).await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let id = world.connection().await.id;
+    world.provider.set_token_delay(Some(3000)).await;
+    let before = world.provider.token_requests("refresh_token").await;
+    let ctx = world.ctx().clone();
+    let slow = tokio::spawn(async move { oauth::refresh_with(&ctx, id, true).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // A write that needs the database, while the refresh waits on the provider.
+    world
+        .agency
+        .create_request(world.agency.teammate.id, &["acme-crm"])
+        .await;
+    assert!(
+        !slow.is_finished(),
+        "the write waited for the provider: a database lock was held during the refresh"
+    );
+    let second = oauth::refresh(world.ctx(), id).await.unwrap();
+    assert_eq!(slow.await.unwrap().unwrap(), RefreshOutcome::Refreshed);
+    assert_eq!(second, RefreshOutcome::StillValid);
+    assert_eq!(
+        world.provider.token_requests("refresh_token").await,
+        before + 1
+    );
+    world.provider.set_token_delay(None).await;
+    world.tokens(&world.connection().await).await;
+    world.agency.app.stop().await;
+}
+
 on_both_backends!(
+    a_slow_provider_holds_no_database_lock,
     the_recipients_page_sends_the_browser_to_consent,
     consent_authorizes_and_the_tokens_are_sealed,
     denied_consent_leaves_the_credential_invalid_with_the_reason,

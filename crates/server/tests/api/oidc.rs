@@ -444,6 +444,17 @@ impl OidcProvider {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
 
+    /// Makes the token endpoint answer `ms` milliseconds late (`None`: on time).
+    pub async fn set_token_delay(&self, ms: Option<u64>) {
+        let url = format!("{}/__test/delay", self.issuer);
+        let request = match ms {
+            Some(ms) => self.http.put(url).query(&[("ms", ms)]),
+            None => self.http.delete(url),
+        };
+        let response = request.send().await.expect("the test OAuth server");
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
     /// How many token endpoint requests with this `grant_type` the provider
     /// has had since it (re)started, failed ones included.
     pub async fn token_requests(&self, grant_type: &str) -> u64 {

@@ -26,3 +26,9 @@ CREATE INDEX oauth_flows_expires ON oauth_flows (expires_at);
 -- The connection's own OAuth client ("advanced settings"), when it has one: the
 -- id is shown, the secret is sealed with the tokens. NULL: the configured client.
 ALTER TABLE connections ADD COLUMN oauth_client_id TEXT;
+
+-- One OAuth refresh per connection at a time across instances, without
+-- holding a database lock while the provider answers: a refresh claims the
+-- lease with a guarded UPDATE and clears it when done; a crashed instance's
+-- lease runs out.
+ALTER TABLE connections ADD COLUMN refresh_lease_until TIMESTAMPTZ;
