@@ -34,18 +34,7 @@ pub async fn visible(db: &mut Db, caller: &User, id: i64) -> Result<Connection> 
 /// the audit log and the connection's state. `Ok(true)` when the app accepts it.
 pub async fn test(ctx: &Context, caller: &User, id: i64) -> Result<bool> {
     let connection = visible(&mut ctx.store.db().await?, caller, id).await?;
-    let app = ctx.catalog.get(&connection.app_key).ok_or_else(|| {
-        Error::Conflict(format!(
-            "the app {} is no longer in the catalog",
-            connection.app_key
-        ))
-    })?;
-    let version = app.version(connection.app_version as u32).ok_or_else(|| {
-        Error::Conflict(format!(
-            "version {} of {} is no longer in the catalog",
-            connection.app_version, app.key
-        ))
-    })?;
+    let (app, version) = super::connections::app_of(ctx, &connection)?;
     if version.auth.kind() == AuthKind::Oauth2 {
         return test_oauth(ctx, caller, &connection).await;
     }

@@ -431,18 +431,7 @@ pub async fn delete(ctx: &Context, caller: &User, id: i64, confirmed: bool) -> R
 pub async fn reauthorize(ctx: &Context, caller: &User, id: i64) -> Result<String> {
     let mut db = ctx.store.db().await?;
     let connection = manageable(&mut db, caller, id).await?;
-    let app = ctx.catalog.get(&connection.app_key).ok_or_else(|| {
-        Error::Conflict(format!(
-            "the app {} is no longer in the catalog",
-            connection.app_key
-        ))
-    })?;
-    let version = app.version(connection.app_version as u32).ok_or_else(|| {
-        Error::Conflict(format!(
-            "version {} of {} is no longer in the catalog",
-            connection.app_version, app.key
-        ))
-    })?;
+    let (app, version) = connections::app_of(ctx, &connection)?;
     if version.auth.kind() != AuthKind::Oauth2 {
         return Err(Error::Conflict(format!(
             "connection {id} does not use OAuth 2.0; there is no consent to renew"

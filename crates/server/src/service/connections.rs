@@ -79,6 +79,27 @@ pub async fn create(
     Ok(id)
 }
 
+/// The catalog app and version a connection was made for, or a conflict
+/// saying it is gone from the catalog.
+pub fn app_of<'a>(
+    ctx: &'a super::Context,
+    connection: &credence_store::Connection,
+) -> Result<(&'a credence_catalog::App, &'a credence_catalog::AppVersion)> {
+    let app = ctx.catalog.get(&connection.app_key).ok_or_else(|| {
+        super::Error::Conflict(format!(
+            "the app {} is no longer in the catalog",
+            connection.app_key
+        ))
+    })?;
+    let version = app.version(connection.app_version as u32).ok_or_else(|| {
+        super::Error::Conflict(format!(
+            "version {} of {} is no longer in the catalog",
+            connection.app_version, app.key
+        ))
+    })?;
+    Ok((app, version))
+}
+
 /// Destroys a connection: its secret first, then the row. Works at once: the
 /// broker reads the secret at every call.
 pub async fn destroy(db: &mut Db, connection: i64) -> Result<()> {

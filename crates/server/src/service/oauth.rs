@@ -544,14 +544,7 @@ async fn finish_new_connection(
         Err(reason) => return Ok(failed(reason)),
     };
     if let Some(own) = &answer.own_client {
-        values.0.insert(
-            OWN_CLIENT_ID.into(),
-            SecretString::from(own.client_id.clone()),
-        );
-        values.0.insert(
-            OWN_CLIENT_SECRET.into(),
-            SecretString::from(own.client_secret.expose_secret().to_string()),
-        );
+        keep_own_client(&mut values, own);
     }
     let scopes =
         serde_json::to_string(&granted).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
@@ -632,14 +625,7 @@ async fn finish_reconnect(
         Err(reason) => return Ok(failed(reason)),
     };
     if let Some(own) = &own {
-        values.0.insert(
-            OWN_CLIENT_ID.into(),
-            SecretString::from(own.client_id.clone()),
-        );
-        values.0.insert(
-            OWN_CLIENT_SECRET.into(),
-            SecretString::from(own.client_secret.expose_secret().to_string()),
-        );
+        keep_own_client(&mut values, own);
     }
     let new = Tokens(values.0);
     let scopes =
@@ -674,6 +660,18 @@ async fn finish_reconnect(
         name: connection.name,
         failure: None,
     })
+}
+
+/// Keeps a connection's own client among the values sealed with its tokens.
+fn keep_own_client(values: &mut FieldValues, own: &OAuthClient) {
+    values.0.insert(
+        OWN_CLIENT_ID.into(),
+        SecretString::from(own.client_id.clone()),
+    );
+    values.0.insert(
+        OWN_CLIENT_SECRET.into(),
+        SecretString::from(own.client_secret.expose_secret().to_string()),
+    );
 }
 
 /// Seals tokens as a connection's secret `secret`.
@@ -1078,18 +1076,7 @@ async fn refresh_leased(ctx: &Context, id: i64, force: bool) -> Result<RefreshOu
             reason: format!("connection {id} is invalid; it needs a new authorization"),
         });
     }
-    let app = ctx.catalog.get(&connection.app_key).ok_or_else(|| {
-        Error::Conflict(format!(
-            "the app {} is no longer in the catalog",
-            connection.app_key
-        ))
-    })?;
-    let version = app.version(connection.app_version as u32).ok_or_else(|| {
-        Error::Conflict(format!(
-            "version {} of {} is no longer in the catalog",
-            connection.app_version, app.key
-        ))
-    })?;
+    let (app, version) = super::connections::app_of(ctx, &connection)?;
     let oauth = oauth2_of(version)?;
     let secret = connection
         .secret_id
