@@ -4,7 +4,8 @@
 //!
 //! Who may change a team's connections: the team's admins and members and
 //! the organization's owners and admins — the same people who see them and
-//! who may send the team's credential requests; anyone else gets a 404. A connection a recipient provided through a request is renewed
+//! who may send the team's credential requests; anyone else gets a 404. Only
+//! the person who added an OAuth connection renews it in place. A connection a recipient provided through a request is renewed
 //! only by that recipient (request-reauthorize asks them); the team may
 //! rename or delete it.
 
@@ -442,6 +443,14 @@ pub async fn reauthorize(ctx: &Context, caller: &User, id: i64) -> Result<String
             "connection {id} was provided by the recipient of request {}; ask them with \
              POST /api/v2/credential-requests/credentials/{}/request-reauthorize",
             credential.request_id, credential.id
+        )));
+    }
+    // Only the person who gave the account renews it: anyone else would put
+    // their own account in its place, and a link another site opens in a
+    // signed-in browser could do so unasked.
+    if connection.provided_by != Some(caller.id.0) {
+        return Err(Error::Forbidden(format!(
+            "only the person who added connection {id} may renew it; add a new connection instead"
         )));
     }
     drop(db);

@@ -948,9 +948,9 @@ async fn the_background_refresher_renews_expiring_tokens(backend: Backend) {
     world.agency.app.stop().await;
 }
 
-/// The recipient's page links to the consent page; `/oauth/authorize/{id}`
-/// sends the recipient's browser to the provider (anyone else gets nothing),
-/// and the callback brings it back authorized.
+/// The recipient's page has a form for the consent page; posting it (with
+/// the page's CSRF token) sends the recipient's browser to the provider
+/// (anyone else gets nothing), and the callback brings it back authorized.
 async fn the_recipients_page_sends_the_browser_to_consent(backend: Backend) {
     let world = world(backend, true).await;
     let tom = browser(&world, &world.agency.teammate).await;
@@ -967,32 +967,36 @@ async fn the_recipients_page_sends_the_browser_to_consent(backend: Backend) {
         .text()
         .await
         .unwrap();
-    let link = format!("/oauth/authorize/{}", world.credential);
-    assert!(page.contains(&link), "{page}");
+    let action = format!("/oauth/authorize/{}", world.credential);
+    assert!(page.contains(&format!("action=\"{action}\"")), "{page}");
     assert!(page.contains("Authorize with Local OAuth"), "{page}");
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).expect("a csrf_token field") + marker.len();
+    let csrf = page[start..].split('"').next().unwrap().to_string();
+    let post = |client: &reqwest::Client, path: &str, csrf: &str| {
+        client
+            .post(world.agency.app.url(path))
+            .form(&[("csrf_token", csrf.to_string())])
+            .send()
+    };
 
+    // Another signed-in person, a forged form and a bad id get nothing.
     let rita = browser(&world, &world.agency.requester).await;
-    let response = rita.get(world.agency.app.url(&link)).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let anonymous = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = anonymous
-        .get(world.agency.app.url(&link))
-        .send()
-        .await
-        .unwrap();
-    assert!(location(&response).starts_with("/sign-in?next="));
-    let response = tom
-        .get(world.agency.app.url("/oauth/authorize/not-an-id"))
-        .send()
+    assert_eq!(
+        post(&rita, &action, &csrf).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&tom, &action, "forged").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let response = post(&tom, "/oauth/authorize/not-an-id", &csrf)
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(world.state().await, "pending");
 
-    let response = tom.get(world.agency.app.url(&link)).send().await.unwrap();
+    let response = post(&tom, &action, &csrf).await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let consent = location(&response);
     assert!(
@@ -1004,8 +1008,8 @@ async fn the_recipients_page_sends_the_browser_to_consent(backend: Backend) {
     let response = tom.get(outcome.redirect.clone()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(world.state().await, "authorized");
-    // Authorized: no link any more, and the route refuses.
-    let response = tom.get(world.agency.app.url(&link)).send().await.unwrap();
+    // Authorized: the route refuses.
+    let response = post(&tom, &action, &csrf).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     world.agency.app.stop().await;
 }

@@ -524,6 +524,18 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
         .unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
     assert!(location(&response).starts_with(&world.provider.authorization_endpoint));
+    // Only the person who added it renews it (anyone else would swap in
+    // their own account).
+    let tom = agency.app.token(agency.teammate.id, WRITE).await;
+    let response = agency
+        .app
+        .client
+        .get(agency.app.url(&format!("/oauth/reauth/{id}")))
+        .header("Authorization", format!("Token {tom}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let reader = agency
         .app
         .token(agency.requester.id, "connections:read")

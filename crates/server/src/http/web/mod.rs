@@ -40,7 +40,10 @@ pub fn router() -> Router<AppState> {
         .route("/received/{id}", get(requests::received))
         .route(service::oauth::CALLBACK_PATH, get(oauth::callback))
         .route("/oauth/reauth/{id}", get(oauth::reauthorize))
-        .route("/oauth/authorize/{id}", get(oauth::authorize))
+        .route(
+            "/oauth/authorize/{id}",
+            axum::routing::post(oauth::authorize),
+        )
         .route(
             "/invitations/{token}",
             get(requests::invitation_page).post(requests::accept_invitation),

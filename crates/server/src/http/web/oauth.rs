@@ -7,7 +7,7 @@
 //! one that is not signed in passes through sign-in first and comes back with
 //! the same query, so a consent given in a fresh browser is not lost.
 
-use super::{internal, pages, problem, requests::sign_in_first, signed_in_user};
+use super::{internal, pages, problem, requests::sign_in_first, signed_in_user, CsrfForm};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiCaller;
 use crate::http::AppState;
@@ -135,20 +135,21 @@ pub async fn reauthorize(
     }
 }
 
-/// `GET /oauth/authorize/{credentialId}`: the signed-in recipient goes to the
-/// provider's consent page for a requested OAuth credential (authorize, or
-/// reauthorize when the requester asked for it). The same checks as the
-/// API's authorize; refusals are pages.
+/// `POST /oauth/authorize/{credentialId}` (the form on the recipient's page,
+/// CSRF-checked): the signed-in recipient goes to the provider's consent page
+/// for a requested OAuth credential (authorize, or reauthorize when the
+/// requester asked for it). The same checks as the API's authorize; refusals
+/// are pages.
 pub async fn authorize(
     State(state): State<AppState>,
     jar: CookieJar,
     Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<HashMap<String, String>>,
 ) -> Response {
     let user = match signed_in_user(&state, &jar).await {
         Ok(Some(user)) => user,
         Ok(None) => {
-            let id: String = id.chars().take(64).collect();
-            return sign_in_first(&format!("/oauth/authorize/{id}"));
+            return sign_in_first("/");
         }
         Err(error) => return internal(error),
     };

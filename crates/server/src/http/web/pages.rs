@@ -147,6 +147,7 @@ pub fn received_request(
     request: &credence_store::CredentialRequest,
     credentials: &[credence_store::RequestedCredential],
     requester: Option<&User>,
+    csrf: &str,
 ) -> Html<String> {
     layout(
         &request.name,
@@ -183,8 +184,13 @@ pub fn received_request(
                         _ => None,
                     };
                     @if let (true, Some(action)) = (oauth, action) {
-                        p { a href=(format!("/oauth/authorize/{}", credential.id)) {
-                            (action) " with " (app.map(|a| a.label.as_str()).unwrap_or(&credential.app_key)) } }
+                        // A form, not a link: another site must not be able to
+                        // start a consent that a provider may approve by itself.
+                        form method="post" action=(format!("/oauth/authorize/{}", credential.id)) {
+                            input type="hidden" name="csrf_token" value=(csrf);
+                            button type="submit" {
+                                (action) " with " (app.map(|a| a.label.as_str()).unwrap_or(&credential.app_key)) }
+                        }
                     }
                 }
             }

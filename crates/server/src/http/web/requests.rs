@@ -89,8 +89,15 @@ pub async fn received(
     .await;
     match result {
         Ok((request, credentials, requester)) => {
-            pages::received_request(&state.catalog, &request, &credentials, requester.as_ref())
-                .into_response()
+            let (jar, csrf) = csrf::ensure(&state, jar);
+            let page = pages::received_request(
+                &state.catalog,
+                &request,
+                &credentials,
+                requester.as_ref(),
+                &csrf,
+            );
+            (jar, page).into_response()
         }
         Err(service::Error::NotFound(_)) => not_found(),
         Err(error) => internal(error),
