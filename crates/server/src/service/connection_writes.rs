@@ -12,6 +12,7 @@
 use super::audit::{self, Actor, Event};
 use super::connections::{self, ConnectionSpec};
 use super::oauth::{self, ConnectTarget, FlowFor};
+use super::requests::shorten;
 use super::upstream::{self, FieldValues};
 use super::{Context, Error, Result};
 use crate::config::OAuthClient;
@@ -124,14 +125,6 @@ fn scope_token(scope: &str) -> bool {
         && scope
             .bytes()
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-}
-
-fn shorten(value: &str) -> String {
-    let mut short: String = value.chars().take(64).collect();
-    if short.len() < value.len() {
-        short.push('…');
-    }
-    short
 }
 
 /// Adds a connection of `input.team`'s own. API key, basic and custom

@@ -983,21 +983,7 @@ pub async fn open_tokens(
     let Some(stored) = db.get_secret(secret).await? else {
         return Ok(None);
     };
-    let plain = ctx
-        .vault
-        .open_string(&Sealed::from_stored(stored.sealed), &secret_context(secret))?;
-    let map: BTreeMap<String, String> =
-        serde_json::from_str(plain.expose_secret()).map_err(|_| {
-            Error::Internal(anyhow::anyhow!(
-                "connection {} holds unreadable values",
-                connection.id
-            ))
-        })?;
-    Ok(Some(Tokens(
-        map.into_iter()
-            .map(|(k, v)| (k, SecretString::from(v)))
-            .collect(),
-    )))
+    tokens_from(ctx, connection, secret, &stored.sealed).map(Some)
 }
 
 /// Refreshes the access token of OAuth connection `id` if it is expiring

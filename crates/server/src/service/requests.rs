@@ -219,7 +219,7 @@ fn parse_credential(
     })
 }
 
-fn shorten(value: &str) -> String {
+pub(super) fn shorten(value: &str) -> String {
     value.chars().take(64).collect()
 }
 
