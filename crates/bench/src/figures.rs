@@ -7,7 +7,7 @@ use crate::measure::{self, pick, Plan, Timings};
 use crate::world::World;
 use anyhow::{bail, Context};
 use credence_domain::RequestId;
-use credence_store::{Backend, RequestFilter, Store};
+use credence_store::{Backend, RequestFilter, RequestScope, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,11 +226,11 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
             let (store, teams) = (store.clone(), teams.clone());
             async move {
                 let filter = RequestFilter {
-                    teams: vec![teams[pick(i, 4, teams.len())].id],
-                    sort_by: "created_at",
-                    descending: true,
                     limit: PAGE as i64,
-                    ..RequestFilter::default()
+                    ..RequestFilter::within(RequestScope::Sent {
+                        teams: vec![teams[pick(i, 4, teams.len())].id],
+                        recipient: None,
+                    })
                 };
                 store.db().await?.list_requests(&filter).await?;
                 Ok(())

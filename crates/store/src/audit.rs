@@ -265,3 +265,20 @@ pub struct OutboxMessage {
     pub payload: String,
     pub created_at: DateTime<Utc>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_set_of_teams_selects_no_entry_rather_than_every_one() {
+        let filter = AuditFilter {
+            organization: Some(OrganizationId(1)),
+            teams: Some(Vec::new()),
+            ..Default::default()
+        };
+        let (sql, binds) = filter.where_clause();
+        assert_eq!(sql, "WHERE organization_id = $1 AND 1 = 0");
+        assert_eq!(binds.len(), 1);
+    }
+}

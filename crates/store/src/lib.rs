@@ -61,7 +61,7 @@ pub use identity::Invitation;
 pub use model::*;
 pub use oauth::{NewOAuthFlow, OAuthFlow};
 pub use requests::{
-    CredentialChange, CredentialRequest, NewCredential, NewRequest, RequestFilter,
+    CredentialChange, CredentialRequest, NewCredential, NewRequest, RequestFilter, RequestScope,
     RequestedCredential,
 };
 

@@ -203,12 +203,26 @@ pub struct NewCredential {
     pub connection_name: String,
 }
 
-/// Which requests a list shows. Exactly one of the scopes applies: the teams'
-/// sent requests, or the requests a user received.
-#[derive(Debug, Clone, Default)]
+/// Whose requests a list may show. Every list names one, and there is no
+/// default: a list is either some teams' sent requests or one user's received
+/// ones, never "all".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestScope {
+    /// The requests sent from `teams` (the teams the caller may see as
+    /// sender); an empty set selects nothing. `recipient` (Make's
+    /// `makeProviderId`) narrows them to the requests asked of that user.
+    Sent {
+        teams: Vec<TeamId>,
+        recipient: Option<UserId>,
+    },
+    /// The requests `recipient` received.
+    Received { recipient: UserId },
+}
+
+/// Which requests a list shows: the scope, then filters that only narrow it.
+#[derive(Debug, Clone)]
 pub struct RequestFilter {
-    pub teams: Vec<TeamId>,
-    pub recipient: Option<UserId>,
+    pub scope: RequestScope,
     pub requester: Option<UserId>,
     pub status: Option<RequestStatus>,
     pub name_contains: Option<String>,
@@ -217,6 +231,50 @@ pub struct RequestFilter {
     pub descending: bool,
     pub offset: i64,
     pub limit: i64,
+}
+
+impl RequestFilter {
+    /// Every request of `scope`, newest first, 50 to a page.
+    pub fn within(scope: RequestScope) -> RequestFilter {
+        RequestFilter {
+            scope,
+            requester: None,
+            status: None,
+            name_contains: None,
+            sort_by: "created_at",
+            descending: true,
+            offset: 0,
+            limit: 50,
+        }
+    }
+
+    /// The clause of the scope, with its binds appended to `binds`.
+    fn scope_clause(&self, binds: &mut Vec<Bind>) -> Vec<String> {
+        let mut clauses = Vec::new();
+        match &self.scope {
+            RequestScope::Sent { teams, recipient } => {
+                if teams.is_empty() {
+                    clauses.push("1 = 0".to_string());
+                } else {
+                    let mut marks = Vec::new();
+                    for team in teams {
+                        binds.push(Bind::Int(team.0));
+                        marks.push(format!("${}", binds.len()));
+                    }
+                    clauses.push(format!("team_id IN ({})", marks.join(", ")));
+                }
+                if let Some(recipient) = recipient {
+                    binds.push(Bind::Int(recipient.0));
+                    clauses.push(format!("recipient_user_id = ${}", binds.len()));
+                }
+            }
+            RequestScope::Received { recipient } => {
+                binds.push(Bind::Int(recipient.0));
+                clauses.push(format!("recipient_user_id = ${}", binds.len()));
+            }
+        }
+        clauses
+    }
 }
 
 /// A credential change to apply, guarded by the action's accepted states.
@@ -427,29 +485,14 @@ impl Db {
         Ok(())
     }
 
-    /// Requests matching `filter`, and how many match in all.
+    /// Requests matching `filter`, and how many match in all. The scope's
+    /// clause always comes first, so the other filters only narrow it.
     pub async fn list_requests(
         &mut self,
         filter: &RequestFilter,
     ) -> Result<(Vec<CredentialRequest>, i64)> {
-        let mut clauses = Vec::new();
         let mut binds = Vec::new();
-        if !filter.teams.is_empty() || filter.recipient.is_none() {
-            let mut marks = Vec::new();
-            for team in &filter.teams {
-                binds.push(Bind::Int(team.0));
-                marks.push(format!("${}", binds.len()));
-            }
-            clauses.push(if marks.is_empty() {
-                "1 = 0".to_string()
-            } else {
-                format!("team_id IN ({})", marks.join(", "))
-            });
-        }
-        if let Some(recipient) = filter.recipient {
-            binds.push(Bind::Int(recipient.0));
-            clauses.push(format!("recipient_user_id = ${}", binds.len()));
-        }
+        let mut clauses = filter.scope_clause(&mut binds);
         if let Some(requester) = filter.requester {
             binds.push(Bind::Int(requester.0));
             clauses.push(format!("requester_id = ${}", binds.len()));
@@ -486,5 +529,45 @@ impl Db {
             .map(CredentialRequest::try_from)
             .collect::<Result<Vec<_>>>()?;
         Ok((requests, total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clauses(scope: RequestScope) -> (Vec<String>, usize) {
+        let mut binds = Vec::new();
+        let clauses = RequestFilter::within(scope).scope_clause(&mut binds);
+        (clauses, binds.len())
+    }
+
+    #[test]
+    fn an_empty_set_of_sent_teams_selects_nothing_even_narrowed_to_a_recipient() {
+        let (sql, binds) = clauses(RequestScope::Sent {
+            teams: Vec::new(),
+            recipient: Some(UserId(3)),
+        });
+        assert_eq!(sql, ["1 = 0", "recipient_user_id = $1"]);
+        assert_eq!(binds, 1);
+    }
+
+    #[test]
+    fn a_recipient_narrows_the_sent_teams_and_never_replaces_them() {
+        let (sql, binds) = clauses(RequestScope::Sent {
+            teams: vec![TeamId(1), TeamId(2)],
+            recipient: Some(UserId(3)),
+        });
+        assert_eq!(sql, ["team_id IN ($1, $2)", "recipient_user_id = $3"]);
+        assert_eq!(binds, 3);
+    }
+
+    #[test]
+    fn received_requests_are_the_recipients_own() {
+        let (sql, binds) = clauses(RequestScope::Received {
+            recipient: UserId(3),
+        });
+        assert_eq!(sql, ["recipient_user_id = $1"]);
+        assert_eq!(binds, 1);
     }
 }

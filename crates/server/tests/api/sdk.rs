@@ -845,9 +845,11 @@ async fn authorized_request(
 
 async fn count_requests(agency: &Agency) -> usize {
     let filter = credence_store::RequestFilter {
-        teams: vec![agency.app.team],
         limit: 10_000,
-        ..Default::default()
+        ..credence_store::RequestFilter::within(credence_store::RequestScope::Sent {
+            teams: vec![agency.app.team],
+            recipient: None,
+        })
     };
     let (_, total) = agency
         .app

@@ -13,7 +13,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use credence_catalog::{AuthKind, Catalog, ModuleKind};
 use credence_domain::{CredentialId, OrgRole, RequestId, RequestStatus, Scope, TeamId, UserId};
-use credence_store::{CredentialRequest, Db, RequestFilter, RequestedCredential, User};
+use credence_store::{
+    CredentialRequest, Db, RequestFilter, RequestScope, RequestedCredential, User,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -210,7 +212,12 @@ fn columns(params: &ListParams) -> Vec<String> {
     }
 }
 
-fn list_filter(query: &QueryPairs, params: &ListParams) -> Result<RequestFilter, ApiError> {
+/// The filter of a list within `scope`: Make's filters only narrow the scope.
+fn list_filter(
+    query: &QueryPairs,
+    params: &ListParams,
+    scope: RequestScope,
+) -> Result<RequestFilter, ApiError> {
     let status = match query.get("status") {
         Some(raw) => Some(RequestStatus::parse("status", raw)?),
         None => None,
@@ -224,6 +231,7 @@ fn list_filter(query: &QueryPairs, params: &ListParams) -> Result<RequestFilter,
     }
     let sort_by = params.sort_column(&["createdAt", "name", "status"])?;
     Ok(RequestFilter {
+        scope,
         status,
         name_contains: name,
         requester: query.id("userId")?.map(UserId),
@@ -236,7 +244,6 @@ fn list_filter(query: &QueryPairs, params: &ListParams) -> Result<RequestFilter,
         descending: params.descending || !params.sort_dir_given,
         offset: params.offset as i64,
         limit: params.limit.min(1000) as i64,
-        ..Default::default()
     })
 }
 
@@ -251,7 +258,10 @@ fn pg_answer(params: &ListParams, total: i64) -> Value {
 }
 
 /// `GET /credential-requests/requests`: the requests sent by the caller's teams
-/// (one team with `teamId`), filtered as Make filters them.
+/// (one team with `teamId`), filtered as Make filters them. `makeProviderId`
+/// narrows them to one recipient; it never widens the list beyond those teams,
+/// so a caller who sends from no team (a guest, a member of no team, the owner
+/// of an organization without teams) lists nothing.
 pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -259,14 +269,26 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::CredentialRequestsRead)?;
     let params = ListParams::parse(&query.0)?;
-    let mut filter = list_filter(&query, &params)?;
+    let recipient = match query.get("makeProviderId") {
+        Some(provider) => Some(UserId(provider.parse::<i64>().map_err(|_| {
+            ApiError::invalid(
+                "makeProviderId",
+                format!(
+                    "makeProviderId {:?} is not a user id",
+                    provider.chars().take(40).collect::<String>()
+                ),
+            )
+        })?)),
+        None => None,
+    };
+    let team = query.id("teamId")?.map(TeamId);
     let mut db = state.store.db().await?;
-    filter.teams = match query.id("teamId")? {
+    let teams = match team {
         Some(team) => {
-            if !requests::may_see_team_requests(&mut db, &caller.user, TeamId(team)).await? {
+            if !requests::may_see_team_requests(&mut db, &caller.user, team).await? {
                 return Err(ApiError::NotFound(format!("team {team} not found")));
             }
-            vec![TeamId(team)]
+            vec![team]
         }
         None => {
             let mut teams = Vec::new();
@@ -279,18 +301,7 @@ pub async fn list(
             teams
         }
     };
-    if let Some(provider) = query.get("makeProviderId") {
-        let id = provider.parse::<i64>().map_err(|_| {
-            ApiError::invalid(
-                "makeProviderId",
-                format!(
-                    "makeProviderId {:?} is not a user id",
-                    provider.chars().take(40).collect::<String>()
-                ),
-            )
-        })?;
-        filter.recipient = Some(UserId(id));
-    }
+    let filter = list_filter(&query, &params, RequestScope::Sent { teams, recipient })?;
     list_answer(&mut db, &filter, &params).await
 }
 
@@ -316,8 +327,13 @@ pub async fn received(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::CredentialRequestsRead)?;
     let params = ListParams::parse(&query.0)?;
-    let mut filter = list_filter(&query, &params)?;
-    filter.recipient = Some(caller.user.id);
+    let filter = list_filter(
+        &query,
+        &params,
+        RequestScope::Received {
+            recipient: caller.user.id,
+        },
+    )?;
     let mut db = state.store.db().await?;
     list_answer(&mut db, &filter, &params).await
 }

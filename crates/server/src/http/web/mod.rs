@@ -99,13 +99,10 @@ async fn home(State(state): State<AppState>, jar: CookieJar) -> Response {
     let loaded: Result<_, service::Error> = async {
         let mut db = state.store.db().await?;
         let memberships = db.list_memberships(user.id).await?;
-        let filter = credence_store::RequestFilter {
-            recipient: Some(user.id),
-            sort_by: "created_at",
-            descending: true,
-            limit: 50,
-            ..Default::default()
-        };
+        let filter =
+            credence_store::RequestFilter::within(credence_store::RequestScope::Received {
+                recipient: user.id,
+            });
         let (received, _) = db.list_requests(&filter).await?;
         Ok((memberships, received))
     }
