@@ -138,9 +138,11 @@ pub(crate) async fn organization_role_or_404(
         .ok_or_else(|| ApiError::NotFound(format!("organization {organization} not found")))
 }
 
-/// The team, if the caller may see it: a member of it, or an owner or admin of
-/// its organization. Outsiders of the organization get a 404, its other members
-/// a 403.
+/// The team, if the caller may see it: a member of it (not a guest), or an
+/// owner or admin of its organization. Outsiders of the organization get a 404,
+/// its other members a 403. A guest is refused even in a team they joined by
+/// accepting an invitation: a guest sees only the requests they received
+/// (SPEC §1), not the team's members or the team itself.
 pub(crate) async fn visible_team(
     db: &mut Db,
     team: TeamId,
@@ -152,6 +154,11 @@ pub(crate) async fn visible_team(
         .organization_role(found.organization_id, user)
         .await?
         .ok_or_else(not_found)?;
+    if organization_role == OrgRole::Guest {
+        return Err(ApiError::Forbidden(format!(
+            "guests see only the requests they received, not team {team}"
+        )));
+    }
     let team_role = db.team_role(team, user).await?;
     if team_role.is_none() && !organization_role.manages_organization() {
         return Err(ApiError::Forbidden(format!(

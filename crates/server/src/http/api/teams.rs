@@ -1,5 +1,6 @@
 //! `/teams`: the teams of an organization the caller may see (all of them for
-//! its owners and admins, their own for everyone else).
+//! its owners and admins, their own for its members, none for its guests, who
+//! see only the requests they received).
 
 use super::{organization_role_or_404, visible_team};
 use crate::http::error::ApiError;
@@ -7,7 +8,7 @@ use crate::http::extract::{select_columns, ApiCaller, AppPath, ListParams, Query
 use crate::http::AppState;
 use axum::extract::State;
 use axum::Json;
-use credence_domain::{OrganizationId, Scope, TeamId, TeamRole};
+use credence_domain::{OrgRole, OrganizationId, Scope, TeamId, TeamRole};
 use credence_store::Team;
 use serde_json::{json, Value};
 
@@ -28,11 +29,14 @@ pub async fn list(
     let sort_by = params.sort_column(&["name", "id"])?;
     let mut db = state.store.db().await?;
     let role = organization_role_or_404(&mut db, organization, caller.user.id).await?;
-    let mut teams = if role.manages_organization() {
-        db.list_teams(organization).await?
-    } else {
-        db.list_teams_of_member(organization, caller.user.id)
-            .await?
+    let mut teams = match role {
+        OrgRole::Owner | OrgRole::Admin => db.list_teams(organization).await?,
+        OrgRole::Member => {
+            db.list_teams_of_member(organization, caller.user.id)
+                .await?
+        }
+        // A guest is a member of the team they were invited to, but sees none.
+        OrgRole::Guest => Vec::new(),
     };
     teams.sort_by(|a, b| match sort_by {
         "id" => a.id.cmp(&b.id),

@@ -73,7 +73,8 @@ fn member_json(member: &TeamMember) -> Value {
 }
 
 /// `GET /users?teamId=`: any member of the team (and the organization's owners
-/// and admins) sees who is in it and who has the credential-requests feature.
+/// and admins) sees who is in it and who has the credential-requests feature;
+/// a guest in the team does not (`visible_team`).
 pub async fn list_team_members(
     State(state): State<AppState>,
     caller: ApiCaller,
