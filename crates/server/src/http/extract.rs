@@ -251,6 +251,9 @@ impl ListParams {
 }
 
 /// Raw query pairs, for parameters serde cannot model (`cols[]`, `pg[...]`).
+/// No parameter may be repeated more than [`QueryPairs::MAX_REPEATS`] times:
+/// repeated values (`event[]`, `cols[]`, `type[]`) become binds of one query
+/// or lists compared with one another, and no list needs more.
 pub struct QueryPairs(pub Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
@@ -258,13 +261,39 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-            .map(QueryPairs)
-            .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))
+        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+        let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (key, _) in &pairs {
+            *counts.entry(key.as_str()).or_default() += 1;
+        }
+        let mut problems: Vec<ValidationError> = counts
+            .into_iter()
+            .filter(|(_, count)| *count > QueryPairs::MAX_REPEATS)
+            .map(|(key, count)| {
+                ValidationError::new(
+                    shorten(key),
+                    format!(
+                        "{} is given {count} times; the limit is {}",
+                        shorten(key),
+                        QueryPairs::MAX_REPEATS
+                    ),
+                )
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(QueryPairs(pairs))
+        } else {
+            problems.sort_by(|a, b| a.field.cmp(&b.field));
+            Err(ApiError::Invalid(problems))
+        }
     }
 }
 
 impl QueryPairs {
+    /// The most values one query parameter may have.
+    pub const MAX_REPEATS: usize = 50;
+
     /// The single value of `key`, if given.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0

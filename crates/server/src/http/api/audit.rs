@@ -4,7 +4,8 @@
 //! writes Make's envelopes.
 //!
 //! Filters: `dateFrom`, `dateTo` (ISO 8601 date or date-time), `event[]`
-//! (repeatable), `author` (a user id), `team` (a team id), `target` (ours: a
+//! (repeatable, at most 50 times), `author` (a user id), `team` (a team id),
+//! `target` (ours: a
 //! target id), with `pg[offset]`, `pg[limit]` (at most 1000), `pg[sortDir]`
 //! (newest first unless `asc`).
 
