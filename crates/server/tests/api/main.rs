@@ -16,6 +16,7 @@ mod read_api;
 mod request_rules;
 mod requests;
 mod revocation;
+mod scoping;
 mod sdk;
 mod secrets;
 mod sign_in;
