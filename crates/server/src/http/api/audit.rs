@@ -5,9 +5,8 @@
 //!
 //! Filters: `dateFrom`, `dateTo` (ISO 8601 date or date-time), `event[]`
 //! (repeatable, at most 50 times), `author` (a user id), `team` (a team id),
-//! `target` (ours: a
-//! target id), with `pg[offset]`, `pg[limit]` (at most 1000), `pg[sortDir]`
-//! (newest first unless `asc`).
+//! `target` (ours: a target id), with `pg[offset]`, `pg[limit]` (at most 1000),
+//! `pg[sortDir]` (newest first unless `asc`).
 
 use crate::http::error::ApiError;
 use crate::http::extract::{select_columns, ApiCaller, AppPath, ListParams, QueryPairs};
