@@ -1,0 +1,392 @@
+//! Races and leaks around a connection's life, pinned with real peers:
+//!
+//! * an action that destroys a credential's connection (delete-remote, request
+//!   deletion, a second authorization) must destroy the connection the
+//!   credential holds when it commits, not one read earlier — otherwise a
+//!   reauthorization committing in between leaves a connection (and its
+//!   secret) that no credential names and the recipient can never revoke.
+//!   The window is widened by an app whose verify endpoint holds its answer
+//!   until the test lets it go;
+//! * a refresh releases only the refresh lease it holds, never one another
+//!   refresh took after its own ran out;
+//! * an OAuth provider's `error`/`error_description` (from the token endpoint,
+//!   or the callback query that the consenting person controls) is stored and
+//!   shown only without the connection's secrets, and capped.
+
+use crate::fixtures::Agency;
+use crate::helpers::register_secret;
+use crate::on_both_backends;
+use axum::http::{HeaderMap, StatusCode};
+use credence_domain::CredentialState;
+use credence_store::Backend;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// The key of the held app.
+const HELD_APP: &str = "held-crm";
+
+/// One verify call held by [`HoldingUpstream`]: `arrived` fires when the
+/// call came in; dropping or sending on `release` lets the answer go.
+struct Held {
+    arrived: oneshot::Receiver<()>,
+    release: oneshot::Sender<()>,
+}
+
+/// An app's API like `fixtures::Upstream` (`GET /v1/me`: 200 for an accepted
+/// key, 401 otherwise) whose answer for a key marked with [`Self::hold`]
+/// waits until the test releases it.
+#[derive(Clone)]
+struct HoldingUpstream {
+    port: u16,
+    accepted: Arc<Mutex<HashSet<String>>>,
+    /// Per key: tell the test the call arrived, then wait for its release.
+    holds: Arc<Mutex<HashMap<String, (oneshot::Sender<()>, oneshot::Receiver<()>)>>>,
+}
+
+impl HoldingUpstream {
+    async fn start() -> HoldingUpstream {
+        let upstream = HoldingUpstream {
+            port: 0,
+            accepted: Arc::default(),
+            holds: Arc::default(),
+        };
+        let (accepted, holds) = (upstream.accepted.clone(), upstream.holds.clone());
+        let verify = move |headers: HeaderMap| {
+            let (accepted, holds) = (accepted.clone(), holds.clone());
+            async move {
+                let key = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("")
+                    .to_string();
+                let hold = holds.lock().unwrap().remove(&key);
+                if let Some((arrived, release)) = hold {
+                    let _ = arrived.send(());
+                    let _ = release.await;
+                }
+                if accepted.lock().unwrap().contains(&key) {
+                    (StatusCode::OK, axum::Json(json!({ "id": 1 })))
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(json!({ "error": "invalid key" })),
+                    )
+                }
+            }
+        };
+        let router = axum::Router::new().route("/v1/me", axum::routing::get(verify));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        HoldingUpstream { port, ..upstream }
+    }
+
+    fn accept(&self, key: &str) {
+        register_secret(key);
+        self.accepted.lock().unwrap().insert(key.to_string());
+    }
+
+    fn reject(&self, key: &str) {
+        self.accepted.lock().unwrap().remove(key);
+    }
+
+    /// The next verify call with `key` waits until the answer is released.
+    fn hold(&self, key: &str) -> Held {
+        let (arrived_sender, arrived) = oneshot::channel();
+        let (release, release_receiver) = oneshot::channel();
+        self.holds
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (arrived_sender, release_receiver));
+        Held { arrived, release }
+    }
+
+    /// An operator app file for an API-key app verified here.
+    fn app_file(&self) -> String {
+        format!(
+            r#"key = "{HELD_APP}"
+label = "Held CRM"
+allow_private_hosts = true
+
+[[versions]]
+version = 1
+base_url = "http://127.0.0.1:{port}"
+verify = {{ method = "GET", path = "/v1/me" }}
+
+[versions.auth]
+kind = "api_key"
+fields = [{{ name = "apiKey", label = "API key", secret = true }}]
+inject = {{ header = "Authorization", value = "Bearer {{apiKey}}" }}
+
+[[versions.modules]]
+key = "searchContacts"
+label = "Search contacts"
+kind = "search"
+access = "read"
+operations = ["GET /v1/contacts"]
+"#,
+            port = self.port
+        )
+    }
+}
+
+/// An agency with the held app; Tom (the teammate) is the recipient.
+async fn held_agency(backend: Backend) -> (Agency, HoldingUpstream) {
+    let upstream = HoldingUpstream::start().await;
+    let agency = Agency::start_with(backend, &[(HELD_APP, upstream.app_file())], |_| {}).await;
+    (agency, upstream)
+}
+
+fn credential_path(credential: &str, action: &str) -> String {
+    format!("/api/v2/credential-requests/credentials/{credential}/{action}")
+}
+
+/// Tom's `action` (authorize or reauthorize) with `key`.
+async fn authorize_with(
+    agency: &Agency,
+    credential: &str,
+    action: &str,
+    key: &str,
+) -> (StatusCode, Value) {
+    agency
+        .post(
+            &credential_path(credential, action),
+            &agency.teammate_token,
+            Some(json!({ "data": { "apiKey": key } })),
+        )
+        .await
+}
+
+/// A new request for the held app whose credential Tom authorized with one
+/// key, which then stopped working: the requester asked for reauthorization,
+/// so the credential is `reauthorizing` and still holds its first
+/// connection. Answers (request id, credential id, connection id).
+async fn reauthorizing(
+    agency: &Agency,
+    upstream: &HoldingUpstream,
+    round: usize,
+) -> (String, String, i64) {
+    let (request, credentials, _) = agency.create_request(agency.teammate.id, &[HELD_APP]).await;
+    let credential = credentials[0].clone();
+    let first = format!("first-key-{round}-{}", uuid::Uuid::new_v4().simple());
+    upstream.accept(&first);
+    let (status, body) = authorize_with(agency, &credential, "authorize", &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    upstream.reject(&first);
+    let (status, body) = agency
+        .post(
+            &credential_path(&credential, "request-reauthorize"),
+            &agency.requester_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["credential"]["state"], "reauthorizing", "{body}");
+    let stored = stored_credential(agency, &credential).await;
+    (
+        request,
+        credential,
+        stored.connection_id.expect("a connection"),
+    )
+}
+
+async fn stored_credential(agency: &Agency, id: &str) -> credence_store::RequestedCredential {
+    let id = credence_domain::CredentialId::parse("id", id).unwrap();
+    agency
+        .app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .get_credential(id)
+        .await
+        .unwrap()
+        .expect("the credential")
+}
+
+/// The connections Tom provided that no credential names any more: the
+/// recipient could never revoke them.
+async fn orphaned_connections(agency: &Agency) -> Vec<i64> {
+    let mut db = agency.app.store.db().await.unwrap();
+    let mut orphans = Vec::new();
+    for connection in db.list_connections(agency.app.team).await.unwrap() {
+        if connection.provided_by == Some(agency.teammate.id.0)
+            && db
+                .credentials_using_connection(connection.id)
+                .await
+                .unwrap()
+                .is_empty()
+        {
+            orphans.push(connection.id);
+        }
+    }
+    orphans
+}
+
+/// A connection and its sealed secret are both gone from the store.
+async fn assert_destroyed(agency: &Agency, connection: i64, secret: Option<String>) {
+    let mut db = agency.app.store.db().await.unwrap();
+    assert!(
+        db.get_connection(connection).await.unwrap().is_none(),
+        "connection {connection} is still stored"
+    );
+    if let Some(secret) = secret {
+        assert!(
+            db.get_secret(&secret).await.unwrap().is_none(),
+            "the secret of connection {connection} is still stored"
+        );
+    }
+}
+
+/// Neither side of a race may answer with a server error: each either wins
+/// or is told (409/404) the credential moved on.
+fn assert_no_server_error(what: &str, status: StatusCode, body: &Value) {
+    assert!(
+        !status.is_server_error(),
+        "{what} answered {status}: {body}"
+    );
+}
+
+/// How many rounds each race runs: enough for the interleaving that orphans
+/// a connection to come up many times before the fix.
+const ROUNDS: usize = 24;
+
+/// The requester deletes the remote connection while Tom's reauthorization
+/// is finishing (its verify answer released at the same moment). Whichever
+/// commits last, the connection the credential holds at that point is the
+/// one destroyed: no round leaves a connection of Tom's behind.
+async fn delete_remote_racing_a_reauthorization_orphans_no_connection(backend: Backend) {
+    let (agency, upstream) = held_agency(backend).await;
+    for round in 0..ROUNDS {
+        let (_, credential, _) = reauthorizing(&agency, &upstream, round).await;
+        let second = format!("second-key-{round}-{}", uuid::Uuid::new_v4().simple());
+        upstream.accept(&second);
+        let Held { arrived, release } = upstream.hold(&second);
+        let ((authorized, authorize_body), (deleted, delete_body)) = tokio::join!(
+            authorize_with(&agency, &credential, "reauthorize", &second),
+            async {
+                arrived.await.expect("the verify call arrives");
+                let _ = release.send(());
+                agency
+                    .post(
+                        &credential_path(&credential, "delete-remote"),
+                        &agency.requester_token,
+                        None,
+                    )
+                    .await
+            }
+        );
+        assert_no_server_error("reauthorize", authorized, &authorize_body);
+        assert_no_server_error("delete-remote", deleted, &delete_body);
+        let orphans = orphaned_connections(&agency).await;
+        assert!(
+            orphans.is_empty(),
+            "round {round}: reauthorize {authorized}, delete-remote {deleted}: \
+             connections {orphans:?} are named by no credential"
+        );
+    }
+    agency.app.stop().await;
+}
+
+/// The requester deletes the whole request (confirmed) while Tom's
+/// reauthorization is finishing: every connection the request's credentials
+/// hold when the deletion commits goes with it.
+async fn request_deletion_racing_a_reauthorization_orphans_no_connection(backend: Backend) {
+    let (agency, upstream) = held_agency(backend).await;
+    for round in 0..ROUNDS {
+        let (request, credential, _) = reauthorizing(&agency, &upstream, round).await;
+        let second = format!("second-key-{round}-{}", uuid::Uuid::new_v4().simple());
+        upstream.accept(&second);
+        let Held { arrived, release } = upstream.hold(&second);
+        let ((authorized, authorize_body), (deleted, delete_body)) = tokio::join!(
+            authorize_with(&agency, &credential, "reauthorize", &second),
+            async {
+                arrived.await.expect("the verify call arrives");
+                let _ = release.send(());
+                agency
+                    .delete(
+                        &format!("/api/v2/credential-requests/requests/{request}?confirmed=true"),
+                        &agency.requester_token,
+                    )
+                    .await
+            }
+        );
+        assert_no_server_error("reauthorize", authorized, &authorize_body);
+        assert_eq!(deleted, StatusCode::OK, "round {round}: {delete_body}");
+        let orphans = orphaned_connections(&agency).await;
+        assert!(
+            orphans.is_empty(),
+            "round {round}: reauthorize {authorized}: connections {orphans:?} outlived their request"
+        );
+    }
+    agency.app.stop().await;
+}
+
+/// A reauthorization whose verify call is held keeps the connection id it
+/// read before the call. Meanwhile another reauthorization replaces that
+/// connection, and the requester asks again. When the held one finishes it
+/// must destroy the connection the credential holds *then* (the second one),
+/// not the first one again — which would leave the second named by nothing.
+async fn a_held_reauthorization_destroys_the_connection_held_when_it_commits(backend: Backend) {
+    let (agency, upstream) = held_agency(backend).await;
+    let (_, credential, first_connection) = reauthorizing(&agency, &upstream, 0).await;
+    let held_key = format!("held-key-{}", uuid::Uuid::new_v4().simple());
+    let quick_key = format!("quick-key-{}", uuid::Uuid::new_v4().simple());
+    upstream.accept(&held_key);
+    upstream.accept(&quick_key);
+    let Held { arrived, release } = upstream.hold(&held_key);
+    let ((status, body), second_connection) = tokio::join!(
+        authorize_with(&agency, &credential, "reauthorize", &held_key),
+        async {
+            arrived.await.expect("the verify call arrives");
+            let (status, body) =
+                authorize_with(&agency, &credential, "reauthorize", &quick_key).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let second = stored_credential(&agency, &credential)
+                .await
+                .connection_id
+                .expect("the second connection");
+            let secret = agency
+                .app
+                .store
+                .db()
+                .await
+                .unwrap()
+                .get_connection(second)
+                .await
+                .unwrap()
+                .unwrap()
+                .secret_id;
+            upstream.reject(&quick_key);
+            let (status, body) = agency
+                .post(
+                    &credential_path(&credential, "request-reauthorize"),
+                    &agency.requester_token,
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let _ = release.send(());
+            (second, secret)
+        }
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (second_connection, second_secret) = second_connection;
+    let stored = stored_credential(&agency, &credential).await;
+    assert_eq!(stored.state, CredentialState::Authorized);
+    let third = stored.connection_id.expect("the third connection");
+    assert!(third != first_connection && third != second_connection);
+    assert_destroyed(&agency, first_connection, None).await;
+    assert_destroyed(&agency, second_connection, second_secret).await;
+    assert_eq!(orphaned_connections(&agency).await, Vec::<i64>::new());
+    agency.app.stop().await;
+}
+
+on_both_backends!(
+    delete_remote_racing_a_reauthorization_orphans_no_connection,
+    request_deletion_racing_a_reauthorization_orphans_no_connection,
+    a_held_reauthorization_destroys_the_connection_held_when_it_commits,
+);
