@@ -1010,33 +1010,52 @@ pub const REFRESH_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// reauthorization in between wins). A provider outage changes nothing but
 /// the backoff and answers a conflict the caller may retry after.
 pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<RefreshOutcome> {
-    claim_lease(ctx, id).await?;
+    let lease_until = claim_lease(ctx, id).await?;
     let outcome = refresh_leased(ctx, id, force).await;
-    let released = async { ctx.store.db().await?.release_refresh_lease(id).await };
-    if let Err(error) = released.await {
+    // Only this refresh's own lease: if it ran out meanwhile, another refresh
+    // may hold the connection now, and freeing its lease would let a third in.
+    let released = async {
+        ctx.store
+            .db()
+            .await?
+            .release_refresh_lease(id, lease_until)
+            .await
+    };
+    match released.await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(
+                connection = id,
+                "a refresh outlived its lease; another holds it now"
+            )
+        }
         // The lease runs out by itself.
-        tracing::warn!(connection = id, error = %error, "could not release a refresh lease");
+        Err(error) => {
+            tracing::warn!(connection = id, error = %error, "could not release a refresh lease")
+        }
     }
     outcome
 }
 
 /// Claims the refresh lease of connection `id`, waiting (up to one lease)
-/// while another refresh holds it.
-async fn claim_lease(ctx: &Context, id: i64) -> Result<()> {
+/// while another refresh holds it; answers the lease's end, its token for
+/// the release.
+async fn claim_lease(ctx: &Context, id: i64) -> Result<chrono::DateTime<chrono::Utc>> {
     let give_up = tokio::time::Instant::now()
         + (REFRESH_LEASE + chrono::Duration::seconds(5))
             .to_std()
             .unwrap_or_default();
     loop {
         let now = credence_store::now();
+        let until = now + REFRESH_LEASE;
         if ctx
             .store
             .db()
             .await?
-            .claim_refresh_lease(id, now, now + REFRESH_LEASE)
+            .claim_refresh_lease(id, now, until)
             .await?
         {
-            return Ok(());
+            return Ok(until);
         }
         if tokio::time::Instant::now() >= give_up {
             return Err(Error::Conflict(format!(

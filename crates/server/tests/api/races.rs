@@ -15,6 +15,7 @@
 
 use crate::fixtures::Agency;
 use crate::helpers::register_secret;
+use crate::oauth::{browser, world, World};
 use crate::on_both_backends;
 use axum::http::{HeaderMap, StatusCode};
 use credence_domain::CredentialState;
@@ -385,8 +386,74 @@ async fn a_held_reauthorization_destroys_the_connection_held_when_it_commits(bac
     agency.app.stop().await;
 }
 
+/// An OAuth credential authorized through consent; answers its connection id.
+async fn authorized_oauth(backend: Backend) -> (World, i64) {
+    let world = world(backend, true).await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let connection = world.connection().await;
+    world.tokens(&connection).await;
+    (world, connection.id)
+}
+
+/// A refresh holds the connection's lease while the provider thinks. Its
+/// lease runs out, and another instance takes the lease over (claiming as of
+/// a time past the first lease). When the first refresh ends, it must leave
+/// the second one's lease alone: only the second may release it.
+async fn a_refresh_releases_only_its_own_refresh_lease(backend: Backend) {
+    use credence::service::oauth::{self, REFRESH_LEASE};
+    let (world, id) = authorized_oauth(backend).await;
+    let ctx = &world.agency.app.context;
+    let store = &world.agency.app.store;
+    world.provider.hold_token_requests(true).await;
+    let (first, second_until) = tokio::join!(oauth::refresh_with(ctx, id, true), async {
+        world.provider.token_request_held().await;
+        // Seen from another instance, the first lease has run out.
+        let later = credence_store::now() + REFRESH_LEASE + chrono::Duration::seconds(1);
+        let until = later + REFRESH_LEASE;
+        assert!(
+            store
+                .db()
+                .await
+                .unwrap()
+                .claim_refresh_lease(id, later, until)
+                .await
+                .unwrap(),
+            "the second instance takes over the expired lease"
+        );
+        world.provider.hold_token_requests(false).await;
+        until
+    });
+    assert_eq!(first.unwrap(), oauth::RefreshOutcome::Refreshed);
+    let now = credence_store::now();
+    assert!(
+        !store
+            .db()
+            .await
+            .unwrap()
+            .claim_refresh_lease(id, now, now + REFRESH_LEASE)
+            .await
+            .unwrap(),
+        "the first refresh released the lease the second instance holds"
+    );
+    // The second one's release frees it, and a refresh runs again at once.
+    assert!(store
+        .db()
+        .await
+        .unwrap()
+        .release_refresh_lease(id, second_until)
+        .await
+        .unwrap());
+    assert_eq!(
+        oauth::refresh_with(ctx, id, true).await.unwrap(),
+        oauth::RefreshOutcome::Refreshed
+    );
+    world.agency.app.stop().await;
+}
+
 on_both_backends!(
     delete_remote_racing_a_reauthorization_orphans_no_connection,
     request_deletion_racing_a_reauthorization_orphans_no_connection,
     a_held_reauthorization_destroys_the_connection_held_when_it_commits,
+    a_refresh_releases_only_its_own_refresh_lease,
 );
