@@ -14,7 +14,7 @@
 //!   shown only without the connection's secrets, and capped.
 
 use crate::fixtures::Agency;
-use crate::helpers::register_secret;
+use crate::helpers::{assert_no_secret, captured_logs, register_secret};
 use crate::oauth::{browser, world, World};
 use crate::on_both_backends;
 use axum::http::{HeaderMap, StatusCode};
@@ -451,9 +451,184 @@ async fn a_refresh_releases_only_its_own_refresh_lease(backend: Backend) {
     world.agency.app.stop().await;
 }
 
+/// Every reason text Credence stored or sent about the credential: its
+/// `invalid_reason`, the audit entries' details and the notifications.
+async fn stored_reasons(world: &World) -> Vec<String> {
+    let mut texts = vec![world.stored().await.invalid_reason.unwrap_or_default()];
+    let filter = credence_store::AuditFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
+    let (entries, _) = world
+        .agency
+        .app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_audit(&filter)
+        .await
+        .unwrap();
+    texts.extend(entries.into_iter().map(|e| e.details));
+    texts.extend(
+        world
+            .agency
+            .outbox()
+            .await
+            .into_iter()
+            .map(|(_, _, payload)| payload.to_string()),
+    );
+    texts
+}
+
+/// Longest reason a provider's error may make: the app's label and the
+/// wording around the capped `error` and `error_description`.
+const REASON_MAX: usize = 400;
+
+/// None of `secrets` is in any reason Credence kept, nor in the answer the
+/// requester reads, and the credential's reason is capped.
+async fn assert_reasons_clean(world: &World, secrets: &[&str]) {
+    let reason = world.stored().await.invalid_reason.unwrap_or_default();
+    assert!(
+        !reason.is_empty(),
+        "the credential is invalid with a reason"
+    );
+    assert!(
+        reason.chars().count() <= REASON_MAX,
+        "the reason is {} characters: {reason}",
+        reason.chars().count()
+    );
+    for text in stored_reasons(world).await {
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "a secret of the connection is in a stored reason: {text}"
+            );
+        }
+    }
+    // `get_json` fails on any registered secret in the answer.
+    let (status, body) = world
+        .agency
+        .app
+        .get_json(
+            &format!(
+                "/api/v2/credential-requests/credentials/{}",
+                world.credential
+            ),
+            &world.agency.requester_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["credential"]["state"], "invalid", "{body}");
+    assert_no_secret("the logs", &captured_logs());
+}
+
+/// The token endpoint refuses a refresh with an `error_description` that
+/// repeats the refresh token and the client secret (and goes on for pages):
+/// the reason shown to the requester names the refusal, without either.
+async fn a_refresh_refusal_that_echoes_the_tokens_is_stored_without_them(backend: Backend) {
+    use credence::service::oauth::{self, RefreshOutcome};
+    let (world, id) = authorized_oauth(backend).await;
+    let connection = world.connection().await;
+    let tokens = world.tokens(&connection).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    world
+        .provider
+        .echo_secrets_in_token_errors(Some(5000))
+        .await;
+    let outcome = oauth::refresh_with(&world.agency.app.context, id, true)
+        .await
+        .unwrap();
+    let RefreshOutcome::Refused { reason } = outcome else {
+        panic!("the refresh is refused: {outcome:?}");
+    };
+    assert!(reason.contains("invalid_grant"), "{reason}");
+    assert!(!reason.contains(&refresh), "{reason}");
+    assert!(!reason.contains(&world.provider.client_secret), "{reason}");
+    assert_reasons_clean(&world, &[&refresh, &world.provider.client_secret]).await;
+    world.agency.app.stop().await;
+}
+
+/// The token endpoint refuses the code exchange, repeating the code, the
+/// PKCE verifier and the client secret: the credential is invalid with a
+/// reason that holds none of them.
+async fn a_code_exchange_refusal_that_echoes_the_code_is_stored_without_it(backend: Backend) {
+    let world = world(backend, true).await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    let (status, body) = world
+        .agency
+        .post(
+            &credential_path(&world.credential, "authorize"),
+            &world.agency.teammate_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outcome = world
+        .provider
+        .consent(body["redirectUri"].as_str().unwrap(), "tom", true)
+        .await;
+    let code = outcome.code.clone().expect("a code");
+    register_secret(&code);
+    world
+        .provider
+        .echo_secrets_in_token_errors(Some(5000))
+        .await;
+    let response = tom.get(outcome.redirect.clone()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let reason = world.stored().await.invalid_reason.unwrap_or_default();
+    assert!(reason.contains("invalid_grant"), "{reason}");
+    assert_reasons_clean(&world, &[&code, &world.provider.client_secret]).await;
+    world.agency.app.stop().await;
+}
+
+/// The browser comes back to the callback with `error` and an
+/// `error_description` of the consenting person's making: pages of text
+/// with the client's secret in it. The reason stored is capped and holds no
+/// secret of the flow.
+async fn a_callback_error_description_is_stored_capped_and_without_secrets(backend: Backend) {
+    let world = world(backend, true).await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    let (status, body) = world
+        .agency
+        .post(
+            &credential_path(&world.credential, "authorize"),
+            &world.agency.teammate_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let consent = reqwest::Url::parse(body["redirectUri"].as_str().unwrap()).unwrap();
+    let state = consent
+        .query_pairs()
+        .find(|(name, _)| name == "state")
+        .map(|(_, value)| value.into_owned())
+        .expect("a state");
+    let description = format!(
+        "{} was refused {}",
+        world.provider.client_secret,
+        "y".repeat(5000)
+    );
+    let mut callback = reqwest::Url::parse(&world.agency.app.url("/oauth/callback")).unwrap();
+    callback
+        .query_pairs_mut()
+        .append_pair("state", &state)
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", &description);
+    let response = tom.get(callback).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let reason = world.stored().await.invalid_reason.unwrap_or_default();
+    assert!(reason.contains("access_denied"), "{reason}");
+    assert_reasons_clean(&world, &[&world.provider.client_secret]).await;
+    world.agency.app.stop().await;
+}
+
 on_both_backends!(
     delete_remote_racing_a_reauthorization_orphans_no_connection,
     request_deletion_racing_a_reauthorization_orphans_no_connection,
     a_held_reauthorization_destroys_the_connection_held_when_it_commits,
     a_refresh_releases_only_its_own_refresh_lease,
+    a_refresh_refusal_that_echoes_the_tokens_is_stored_without_them,
+    a_code_exchange_refusal_that_echoes_the_code_is_stored_without_it,
+    a_callback_error_description_is_stored_capped_and_without_secrets,
 );
