@@ -162,9 +162,45 @@ const provider = new Provider(issuer, {
 //   DELETE /__test/delay            (a slow provider) until this ends it
 //   GET /__test/stats               {"token_requests": {"<grant_type>": n}}
 //                                   counts POSTs to the token endpoint
+//   PUT /__test/hold                token requests wait (a provider that is
+//   GET /__test/held                thinking) until DELETE /__test/hold lets
+//   DELETE /__test/hold             them through; GET /__test/held answers
+//                                   {"held": n} once at least one waits
+//   PUT /__test/echo-error?pad=n    every token request is refused with
+//   DELETE /__test/echo-error       400 invalid_grant whose error_description
+//                                   repeats the code, verifier, refresh token
+//                                   and client secret it was sent (and n more
+//                                   characters), as a careless provider might
 let outage = null;
 let delay = 0;
 const tokenRequests = {};
+let holding = false;
+const held = [];
+const heldWaiters = [];
+let echoError = null;
+
+// The raw form body and the Basic credentials of a request the provider
+// itself will not see (the echo answers in its place).
+async function sentSecrets(ctx) {
+  const raw = await new Promise((resolve, reject) => {
+    let data = '';
+    ctx.req.setEncoding('utf8');
+    ctx.req.on('data', (chunk) => { data += chunk; });
+    ctx.req.on('end', () => resolve(data));
+    ctx.req.on('error', reject);
+  });
+  const form = new URLSearchParams(raw);
+  const sent = ['code', 'code_verifier', 'refresh_token', 'client_secret']
+    .map((name) => form.get(name))
+    .filter(Boolean);
+  const basic = /^Basic (.+)$/.exec(ctx.get('authorization') || '');
+  if (basic) {
+    const pair = Buffer.from(basic[1], 'base64').toString('utf8');
+    const secret = pair.slice(pair.indexOf(':') + 1);
+    sent.push(decodeURIComponent(secret.replace(/\+/g, ' ')));
+  }
+  return sent;
+}
 provider.use(async (ctx, next) => {
   if (ctx.path === '/__test/outage' && ctx.method === 'PUT') {
     outage = Number(ctx.query.status || 503);
@@ -186,6 +222,32 @@ provider.use(async (ctx, next) => {
     ctx.status = 204;
     return;
   }
+  if (ctx.path === '/__test/hold' && ctx.method === 'PUT') {
+    holding = true;
+    ctx.status = 204;
+    return;
+  }
+  if (ctx.path === '/__test/hold' && ctx.method === 'DELETE') {
+    holding = false;
+    held.splice(0).forEach((release) => release());
+    ctx.status = 204;
+    return;
+  }
+  if (ctx.path === '/__test/held' && ctx.method === 'GET') {
+    if (held.length === 0) await new Promise((resolve) => heldWaiters.push(resolve));
+    ctx.body = { held: held.length };
+    return;
+  }
+  if (ctx.path === '/__test/echo-error' && ctx.method === 'PUT') {
+    echoError = Number(ctx.query.pad || 0);
+    ctx.status = 204;
+    return;
+  }
+  if (ctx.path === '/__test/echo-error' && ctx.method === 'DELETE') {
+    echoError = null;
+    ctx.status = 204;
+    return;
+  }
   if (ctx.path === '/__test/stats' && ctx.method === 'GET') {
     ctx.body = { token_requests: tokenRequests };
     return;
@@ -197,6 +259,21 @@ provider.use(async (ctx, next) => {
   }
   if (delay > 0 && ctx.method === 'POST' && ctx.path === '/token') {
     await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+  if (holding && ctx.method === 'POST' && ctx.path === '/token') {
+    await new Promise((resolve) => {
+      held.push(resolve);
+      heldWaiters.splice(0).forEach((wake) => wake());
+    });
+  }
+  if (echoError !== null && ctx.method === 'POST' && ctx.path === '/token') {
+    const sent = await sentSecrets(ctx);
+    ctx.status = 400;
+    ctx.body = {
+      error: 'invalid_grant',
+      error_description: `grant not valid: ${sent.join(' / ')}${'x'.repeat(echoError)}`,
+    };
+    return;
   }
 
   await next();

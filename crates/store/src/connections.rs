@@ -153,7 +153,9 @@ impl Db {
 
     /// Claims the refresh lease of connection `id` until `until`, if nobody
     /// holds it at `at`; false when another refresh holds it (or there is no
-    /// such connection).
+    /// such connection). `until` is the lease's token: a later holder can only
+    /// claim after it, so its `until` is later still, and
+    /// [`Db::release_refresh_lease`] frees only the lease that is still `until`.
     pub async fn claim_refresh_lease(
         &mut self,
         id: i64,
@@ -169,10 +171,16 @@ impl Db {
         )
     }
 
-    pub async fn release_refresh_lease(&mut self, id: i64) -> Result<()> {
-        let sql = "UPDATE connections SET refresh_lease_until = NULL WHERE id = $1";
-        on_conn!(self, c => sqlx::query(sql).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
-        Ok(())
+    /// Releases the refresh lease of connection `id` claimed until `until`;
+    /// false (and nothing changes) when it is no longer that lease: it ran out
+    /// and another refresh holds the connection now.
+    pub async fn release_refresh_lease(&mut self, id: i64, until: DateTime<Utc>) -> Result<bool> {
+        let sql = "UPDATE connections SET refresh_lease_until = NULL \
+                   WHERE id = $1 AND refresh_lease_until = $2";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(id).bind(until).execute(c).await.map(|r| r.rows_affected()))?
+                == 1,
+        )
     }
 
     /// A refresh succeeded: the new expiry, valid, and the backoff reset.

@@ -412,6 +412,49 @@ impl Db {
         row.map(RequestedCredential::try_from).transpose()
     }
 
+    /// Reads a credential and holds it until the transaction ends, so that the
+    /// connection it names cannot change before the caller acts on it (a
+    /// reauthorization committing in between would otherwise leave its new
+    /// connection named by nothing). PostgreSQL locks the row (`FOR UPDATE`);
+    /// SQLite's `BEGIN IMMEDIATE` transaction already excludes every other
+    /// writer, so a plain read suffices there.
+    pub async fn lock_credential(
+        &mut self,
+        id: CredentialId,
+    ) -> Result<Option<RequestedCredential>> {
+        let sql = format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM requested_credentials WHERE id = $1{}",
+            self.for_update()
+        );
+        let row = on_conn!(self, c => sqlx::query_as::<_, CredentialRow>(&sql).bind(id.to_string()).fetch_optional(c).await)?;
+        row.map(RequestedCredential::try_from).transpose()
+    }
+
+    /// The credentials of a request, each held until the transaction ends (as
+    /// [`Db::lock_credential`]): what they name is what a deletion destroys.
+    pub async fn lock_credentials_of_request(
+        &mut self,
+        request: RequestId,
+    ) -> Result<Vec<RequestedCredential>> {
+        let sql = format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM requested_credentials WHERE request_id = $1 ORDER BY position{}",
+            self.for_update()
+        );
+        let rows = on_conn!(self, c => sqlx::query_as::<_, CredentialRow>(&sql).bind(request.to_string()).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(RequestedCredential::try_from)
+            .collect()
+    }
+
+    /// The row-lock suffix of a read that must hold its rows: ` FOR UPDATE` on
+    /// PostgreSQL, nothing on SQLite (whose write transactions are exclusive).
+    fn for_update(&self) -> &'static str {
+        match self.backend() {
+            crate::Backend::Postgres => " FOR UPDATE",
+            crate::Backend::Sqlite => "",
+        }
+    }
+
     /// Applies `action` to a credential if its current state accepts it, with
     /// `change`; the request's status follows. A credential that moved meanwhile
     /// (or never was in an accepted state) gives `Conflict` naming its state.

@@ -25,8 +25,32 @@ pub async fn visible(
     caller: &User,
     id: CredentialId,
 ) -> Result<(RequestedCredential, CredentialRequest, Viewer)> {
+    let credential = db.get_credential(id).await?;
+    visible_as(db, caller, id, credential).await
+}
+
+/// Like [`visible`], inside a transaction that holds the credential until it
+/// ends (`Db::lock_credential`): an action that destroys the credential's
+/// connection destroys the one it names at commit, never one a concurrent
+/// reauthorization has just replaced (that one would be left named by
+/// nothing, its recipient unable to revoke it).
+async fn visible_for_update(
+    tx: &mut Db,
+    caller: &User,
+    id: CredentialId,
+) -> Result<(RequestedCredential, CredentialRequest, Viewer)> {
+    let credential = tx.lock_credential(id).await?;
+    visible_as(tx, caller, id, credential).await
+}
+
+async fn visible_as(
+    db: &mut Db,
+    caller: &User,
+    id: CredentialId,
+    credential: Option<RequestedCredential>,
+) -> Result<(RequestedCredential, CredentialRequest, Viewer)> {
     let not_found = || Error::NotFound(format!("credential {id} not found"));
-    let credential = db.get_credential(id).await?.ok_or_else(not_found)?;
+    let credential = credential.ok_or_else(not_found)?;
     let (request, viewer) = requests::visible(db, caller, credential.request_id)
         .await
         .map_err(|error| match error {
@@ -246,7 +270,15 @@ pub(super) async fn connection_deleted(
     connection: i64,
 ) -> Result<Vec<CredentialId>> {
     let mut moved = Vec::new();
-    for credential in db.credentials_using_connection(connection).await? {
+    for found in db.credentials_using_connection(connection).await? {
+        // Held, and read again: a reauthorization that replaced the
+        // connection meanwhile keeps its new one.
+        let Some(credential) = db.lock_credential(found.id).await? else {
+            continue;
+        };
+        if credential.connection_id != Some(connection) {
+            continue;
+        }
         if credential
             .state
             .apply(CredentialAction::DeleteRemote)
@@ -457,6 +489,15 @@ pub(super) async fn record_success(
     };
     let actor = Actor::user(caller);
     let mut tx = ctx.store.begin().await?;
+    // The connection replaced is the one the credential holds now, under the
+    // lock, not the one read before the (slow) verify or consent: another
+    // authorization may have replaced that one meanwhile, and its connection
+    // would be left named by nothing.
+    let replaced = tx
+        .lock_credential(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("credential {id} not found")))?
+        .connection_id;
     let spec = ConnectionSpec {
         organization: request.organization_id,
         team: request.team_id,
@@ -480,7 +521,7 @@ pub(super) async fn record_success(
             },
         )
         .await?;
-    if let Some(old) = credential.connection_id {
+    if let Some(old) = replaced {
         connections::destroy(&mut tx, old).await?;
     }
     let name = if reauthorize {
@@ -603,7 +644,7 @@ pub async fn decline(
 ) -> Result<RequestedCredential> {
     let reason = DeclineReason::parse_optional("reason", reason)?;
     let mut tx = ctx.store.begin().await?;
-    let (credential, request, viewer) = visible(&mut tx, caller, id).await?;
+    let (credential, request, viewer) = visible_for_update(&mut tx, caller, id).await?;
     require_recipient(viewer, "decline")?;
     let requester = requester_email(&mut tx, &request).await?;
     let ending = Ending {
@@ -620,7 +661,7 @@ pub async fn decline(
 /// is destroyed; the request's other apps are untouched.
 pub async fn revoke(ctx: &Context, caller: &User, id: CredentialId) -> Result<RequestedCredential> {
     let mut tx = ctx.store.begin().await?;
-    let (credential, request, viewer) = visible(&mut tx, caller, id).await?;
+    let (credential, request, viewer) = visible_for_update(&mut tx, caller, id).await?;
     require_recipient(viewer, "revoke")?;
     let requester = requester_email(&mut tx, &request).await?;
     let ending = Ending {
@@ -640,7 +681,7 @@ pub async fn delete_remote(
     id: CredentialId,
 ) -> Result<RequestedCredential> {
     let mut tx = ctx.store.begin().await?;
-    let (credential, request, viewer) = visible(&mut tx, caller, id).await?;
+    let (credential, request, viewer) = visible_for_update(&mut tx, caller, id).await?;
     if viewer == Viewer::Recipient {
         return Err(Error::Forbidden("only the requesting team may delete the remote connection; as the recipient, revoke it".into()));
     }

@@ -435,14 +435,27 @@ impl Answer {
         requested: &[String],
     ) -> Result<(FieldValues, Vec<String>), String> {
         if let Some(error) = &self.params.error {
-            let error: String = error.chars().take(64).collect();
-            return Err(match self.params.error_description.as_deref() {
-                Some(description) if !description.is_empty() => format!(
-                    "{} did not grant access: {error} ({})",
-                    app.label,
-                    description.chars().take(200).collect::<String>()
+            // Whoever sent the browser back wrote these (the consenting
+            // person can edit the URL): nothing of the flow's secrets is kept.
+            let secrets = [
+                self.params.code.as_ref().map(|c| c.expose_secret()),
+                self.verifier.as_ref().map(|v| v.expose_secret()),
+                Some(client.client_secret.expose_secret()),
+            ];
+            let secrets: Vec<&str> = secrets.into_iter().flatten().collect();
+            let error = provider_text(error, &secrets, PROVIDER_ERROR_MAX);
+            let description = self
+                .params
+                .error_description
+                .as_deref()
+                .map(|d| provider_text(d, &secrets, PROVIDER_DESCRIPTION_MAX))
+                .filter(|d| !d.is_empty());
+            return Err(match description {
+                Some(description) => format!(
+                    "{} did not grant access: {error} ({description})",
+                    app.label
                 ),
-                _ => format!("{} did not grant access: {error}", app.label),
+                None => format!("{} did not grant access: {error}", app.label),
             });
         }
         let Some(code) = &self.params.code else {
@@ -716,7 +729,7 @@ async fn exchange(
     if let Some(verifier) = verifier {
         form.push(("code_verifier", verifier.expose_secret()));
     }
-    let body = match token_request(ctx, app, oauth, client, url, form).await {
+    let body = match token_request(ctx, app, oauth, client, url, form, &[]).await {
         Ok(body) => body,
         Err(TokenError::Refused(reason) | TokenError::Unavailable(reason)) => return Err(reason),
     };
@@ -750,8 +763,31 @@ enum TokenError {
     Unavailable(String),
 }
 
+/// The most of a provider's `error` code kept in a reason.
+const PROVIDER_ERROR_MAX: usize = 64;
+/// The most of a provider's `error_description` kept in a reason.
+const PROVIDER_DESCRIPTION_MAX: usize = 200;
+
+/// A provider's `error` or `error_description`, fit to store and show to the
+/// requester: control characters dropped, every one of `secrets` (as sent,
+/// or form-encoded) replaced by `[redacted]` — a careless provider may echo
+/// the code or the token it refuses, and the callback's text is the
+/// consenting person's to write — and then at most `max` characters, cut
+/// only once no secret is left to cut in half.
+fn provider_text(text: &str, secrets: &[&str], max: usize) -> String {
+    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        for form in [secret.to_string(), form_encode(secret)] {
+            text = text.replace(&form, "[redacted]");
+        }
+    }
+    text.chars().take(max).collect()
+}
+
 /// Posts `form` to the token endpoint `url`, the client authenticated per the
 /// app's `client_auth`; answers the JSON object of a successful response.
+/// A refusal's reason holds none of the form's secrets, the client's, or
+/// `also_secret` (the connection's other tokens).
 async fn token_request(
     ctx: &Context,
     app: &App,
@@ -759,7 +795,20 @@ async fn token_request(
     client: &OAuthClient,
     url: reqwest::Url,
     mut form: Vec<(&str, &str)>,
+    also_secret: &[&str],
 ) -> Result<serde_json::Map<String, Value>, TokenError> {
+    let mut secrets: Vec<&str> = form
+        .iter()
+        .filter(|(name, _)| {
+            matches!(
+                *name,
+                "code" | "code_verifier" | "refresh_token" | "client_secret"
+            )
+        })
+        .map(|(_, value)| *value)
+        .collect();
+    secrets.push(client.client_secret.expose_secret());
+    secrets.extend_from_slice(also_secret);
     let host = url.host_str().unwrap_or_default().to_string();
     let mut request = ctx
         .http
@@ -792,11 +841,12 @@ async fn token_request(
         let error = body
             .as_ref()
             .and_then(|b| b["error"].as_str())
-            .map(|e| e.chars().take(64).collect::<String>());
+            .map(|e| provider_text(e, &secrets, PROVIDER_ERROR_MAX));
         let description = body
             .as_ref()
             .and_then(|b| b["error_description"].as_str())
-            .map(|e| e.chars().take(200).collect::<String>());
+            .map(|e| provider_text(e, &secrets, PROVIDER_DESCRIPTION_MAX))
+            .filter(|e| !e.is_empty());
         // RFC 6749 §5.2: these say the grant or the client is no good, and
         // asking again will not change that. Anything else may pass.
         let definitive = match error.as_deref() {
@@ -1010,33 +1060,52 @@ pub const REFRESH_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// reauthorization in between wins). A provider outage changes nothing but
 /// the backoff and answers a conflict the caller may retry after.
 pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<RefreshOutcome> {
-    claim_lease(ctx, id).await?;
+    let lease_until = claim_lease(ctx, id).await?;
     let outcome = refresh_leased(ctx, id, force).await;
-    let released = async { ctx.store.db().await?.release_refresh_lease(id).await };
-    if let Err(error) = released.await {
+    // Only this refresh's own lease: if it ran out meanwhile, another refresh
+    // may hold the connection now, and freeing its lease would let a third in.
+    let released = async {
+        ctx.store
+            .db()
+            .await?
+            .release_refresh_lease(id, lease_until)
+            .await
+    };
+    match released.await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(
+                connection = id,
+                "a refresh outlived its lease; another holds it now"
+            )
+        }
         // The lease runs out by itself.
-        tracing::warn!(connection = id, error = %error, "could not release a refresh lease");
+        Err(error) => {
+            tracing::warn!(connection = id, error = %error, "could not release a refresh lease")
+        }
     }
     outcome
 }
 
 /// Claims the refresh lease of connection `id`, waiting (up to one lease)
-/// while another refresh holds it.
-async fn claim_lease(ctx: &Context, id: i64) -> Result<()> {
+/// while another refresh holds it; answers the lease's end, its token for
+/// the release.
+async fn claim_lease(ctx: &Context, id: i64) -> Result<chrono::DateTime<chrono::Utc>> {
     let give_up = tokio::time::Instant::now()
         + (REFRESH_LEASE + chrono::Duration::seconds(5))
             .to_std()
             .unwrap_or_default();
     loop {
         let now = credence_store::now();
+        let until = now + REFRESH_LEASE;
         if ctx
             .store
             .db()
             .await?
-            .claim_refresh_lease(id, now, now + REFRESH_LEASE)
+            .claim_refresh_lease(id, now, until)
             .await?
         {
-            return Ok(());
+            return Ok(until);
         }
         if tokio::time::Instant::now() >= give_up {
             return Err(Error::Conflict(format!(
@@ -1105,7 +1174,15 @@ async fn refresh_leased(ctx: &Context, id: i64, force: bool) -> Result<RefreshOu
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.as_str()),
     ];
-    let outcome = match token_request(ctx, app, oauth, &client, url, form).await {
+    // The connection's tokens (not its expiry or token type) must not come
+    // back in a refusal's reason either.
+    let held: Vec<&str> = tokens
+        .0
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "expires_at" | "token_type"))
+        .map(|(_, value)| value.expose_secret())
+        .collect();
+    let outcome = match token_request(ctx, app, oauth, &client, url, form, &held).await {
         Ok(body) => token_values(app, oauth, &body).map_err(TokenError::Unavailable),
         Err(error) => Err(error),
     };

@@ -740,7 +740,10 @@ pub async fn delete(
     if viewer == Viewer::Sender {
         require_sender_rights(&mut tx, caller, &request).await?;
     }
-    let credentials = tx.list_credentials(id).await?;
+    // Held until the commit: a reauthorization finishing meanwhile waits, and
+    // then finds its credential gone, instead of leaving a new connection
+    // that this deletion did not see and nothing names.
+    let credentials = tx.lock_credentials_of_request(id).await?;
     let connections: Vec<i64> = credentials.iter().filter_map(|c| c.connection_id).collect();
     if !connections.is_empty() && !confirmed {
         return Err(Error::Conflict(format!(

@@ -12,6 +12,7 @@ mod oauth;
 mod oidc;
 mod operations;
 mod own_connections;
+mod races;
 mod read_api;
 mod request_rules;
 mod requests;

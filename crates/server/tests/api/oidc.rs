@@ -455,6 +455,44 @@ impl OidcProvider {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
 
+    /// `true`: token requests wait at the provider until called with `false`,
+    /// which lets every waiting one through.
+    pub async fn hold_token_requests(&self, hold: bool) {
+        let url = format!("{}/__test/hold", self.issuer);
+        let request = if hold {
+            self.http.put(url)
+        } else {
+            self.http.delete(url)
+        };
+        let response = request.send().await.expect("the test OAuth server");
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// Waits until a token request is held (see [`Self::hold_token_requests`]):
+    /// the provider answers this only once one waits.
+    pub async fn token_request_held(&self) {
+        let response = self
+            .http
+            .get(format!("{}/__test/held", self.issuer))
+            .send()
+            .await
+            .expect("the test OAuth server");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// `Some(pad)`: every token request is refused (400 `invalid_grant`) with
+    /// an `error_description` repeating the code, verifier, refresh token and
+    /// client secret it carried, then `pad` more characters. `None`: normal.
+    pub async fn echo_secrets_in_token_errors(&self, pad: Option<usize>) {
+        let url = format!("{}/__test/echo-error", self.issuer);
+        let request = match pad {
+            Some(pad) => self.http.put(url).query(&[("pad", pad)]),
+            None => self.http.delete(url),
+        };
+        let response = request.send().await.expect("the test OAuth server");
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
     /// How many token endpoint requests with this `grant_type` the provider
     /// has had since it (re)started, failed ones included.
     pub async fn token_requests(&self, grant_type: &str) -> u64 {

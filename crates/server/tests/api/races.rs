@@ -1,0 +1,634 @@
+//! Races and leaks around a connection's life, pinned with real peers:
+//!
+//! * an action that destroys a credential's connection (delete-remote, request
+//!   deletion, a second authorization) must destroy the connection the
+//!   credential holds when it commits, not one read earlier — otherwise a
+//!   reauthorization committing in between leaves a connection (and its
+//!   secret) that no credential names and the recipient can never revoke.
+//!   The window is widened by an app whose verify endpoint holds its answer
+//!   until the test lets it go;
+//! * a refresh releases only the refresh lease it holds, never one another
+//!   refresh took after its own ran out;
+//! * an OAuth provider's `error`/`error_description` (from the token endpoint,
+//!   or the callback query that the consenting person controls) is stored and
+//!   shown only without the connection's secrets, and capped.
+
+use crate::fixtures::Agency;
+use crate::helpers::{assert_no_secret, captured_logs, register_secret};
+use crate::oauth::{browser, world, World};
+use crate::on_both_backends;
+use axum::http::{HeaderMap, StatusCode};
+use credence_domain::CredentialState;
+use credence_store::Backend;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// The key of the held app.
+const HELD_APP: &str = "held-crm";
+
+/// One verify call held by [`HoldingUpstream`]: `arrived` fires when the
+/// call came in; dropping or sending on `release` lets the answer go.
+struct Held {
+    arrived: oneshot::Receiver<()>,
+    release: oneshot::Sender<()>,
+}
+
+/// An app's API like `fixtures::Upstream` (`GET /v1/me`: 200 for an accepted
+/// key, 401 otherwise) whose answer for a key marked with [`Self::hold`]
+/// waits until the test releases it.
+#[derive(Clone)]
+struct HoldingUpstream {
+    port: u16,
+    accepted: Arc<Mutex<HashSet<String>>>,
+    /// Per key: tell the test the call arrived, then wait for its release.
+    holds: Arc<Mutex<HashMap<String, (oneshot::Sender<()>, oneshot::Receiver<()>)>>>,
+}
+
+impl HoldingUpstream {
+    async fn start() -> HoldingUpstream {
+        let upstream = HoldingUpstream {
+            port: 0,
+            accepted: Arc::default(),
+            holds: Arc::default(),
+        };
+        let (accepted, holds) = (upstream.accepted.clone(), upstream.holds.clone());
+        let verify = move |headers: HeaderMap| {
+            let (accepted, holds) = (accepted.clone(), holds.clone());
+            async move {
+                let key = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("")
+                    .to_string();
+                let hold = holds.lock().unwrap().remove(&key);
+                if let Some((arrived, release)) = hold {
+                    let _ = arrived.send(());
+                    let _ = release.await;
+                }
+                if accepted.lock().unwrap().contains(&key) {
+                    (StatusCode::OK, axum::Json(json!({ "id": 1 })))
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(json!({ "error": "invalid key" })),
+                    )
+                }
+            }
+        };
+        let router = axum::Router::new().route("/v1/me", axum::routing::get(verify));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        HoldingUpstream { port, ..upstream }
+    }
+
+    fn accept(&self, key: &str) {
+        register_secret(key);
+        self.accepted.lock().unwrap().insert(key.to_string());
+    }
+
+    fn reject(&self, key: &str) {
+        self.accepted.lock().unwrap().remove(key);
+    }
+
+    /// The next verify call with `key` waits until the answer is released.
+    fn hold(&self, key: &str) -> Held {
+        let (arrived_sender, arrived) = oneshot::channel();
+        let (release, release_receiver) = oneshot::channel();
+        self.holds
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (arrived_sender, release_receiver));
+        Held { arrived, release }
+    }
+
+    /// An operator app file for an API-key app verified here.
+    fn app_file(&self) -> String {
+        format!(
+            r#"key = "{HELD_APP}"
+label = "Held CRM"
+allow_private_hosts = true
+
+[[versions]]
+version = 1
+base_url = "http://127.0.0.1:{port}"
+verify = {{ method = "GET", path = "/v1/me" }}
+
+[versions.auth]
+kind = "api_key"
+fields = [{{ name = "apiKey", label = "API key", secret = true }}]
+inject = {{ header = "Authorization", value = "Bearer {{apiKey}}" }}
+
+[[versions.modules]]
+key = "searchContacts"
+label = "Search contacts"
+kind = "search"
+access = "read"
+operations = ["GET /v1/contacts"]
+"#,
+            port = self.port
+        )
+    }
+}
+
+/// An agency with the held app; Tom (the teammate) is the recipient.
+async fn held_agency(backend: Backend) -> (Agency, HoldingUpstream) {
+    let upstream = HoldingUpstream::start().await;
+    let agency = Agency::start_with(backend, &[(HELD_APP, upstream.app_file())], |_| {}).await;
+    (agency, upstream)
+}
+
+fn credential_path(credential: &str, action: &str) -> String {
+    format!("/api/v2/credential-requests/credentials/{credential}/{action}")
+}
+
+/// Tom's `action` (authorize or reauthorize) with `key`.
+async fn authorize_with(
+    agency: &Agency,
+    credential: &str,
+    action: &str,
+    key: &str,
+) -> (StatusCode, Value) {
+    agency
+        .post(
+            &credential_path(credential, action),
+            &agency.teammate_token,
+            Some(json!({ "data": { "apiKey": key } })),
+        )
+        .await
+}
+
+/// A new request for the held app whose credential Tom authorized with one
+/// key, which then stopped working: the requester asked for reauthorization,
+/// so the credential is `reauthorizing` and still holds its first
+/// connection. Answers (request id, credential id, connection id).
+async fn reauthorizing(
+    agency: &Agency,
+    upstream: &HoldingUpstream,
+    round: usize,
+) -> (String, String, i64) {
+    let (request, credentials, _) = agency.create_request(agency.teammate.id, &[HELD_APP]).await;
+    let credential = credentials[0].clone();
+    let first = format!("first-key-{round}-{}", uuid::Uuid::new_v4().simple());
+    upstream.accept(&first);
+    let (status, body) = authorize_with(agency, &credential, "authorize", &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    upstream.reject(&first);
+    let (status, body) = agency
+        .post(
+            &credential_path(&credential, "request-reauthorize"),
+            &agency.requester_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["credential"]["state"], "reauthorizing", "{body}");
+    let stored = stored_credential(agency, &credential).await;
+    (
+        request,
+        credential,
+        stored.connection_id.expect("a connection"),
+    )
+}
+
+async fn stored_credential(agency: &Agency, id: &str) -> credence_store::RequestedCredential {
+    let id = credence_domain::CredentialId::parse("id", id).unwrap();
+    agency
+        .app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .get_credential(id)
+        .await
+        .unwrap()
+        .expect("the credential")
+}
+
+/// The connections Tom provided that no credential names any more: the
+/// recipient could never revoke them.
+async fn orphaned_connections(agency: &Agency) -> Vec<i64> {
+    let mut db = agency.app.store.db().await.unwrap();
+    let mut orphans = Vec::new();
+    for connection in db.list_connections(agency.app.team).await.unwrap() {
+        if connection.provided_by == Some(agency.teammate.id.0)
+            && db
+                .credentials_using_connection(connection.id)
+                .await
+                .unwrap()
+                .is_empty()
+        {
+            orphans.push(connection.id);
+        }
+    }
+    orphans
+}
+
+/// A connection and its sealed secret are both gone from the store.
+async fn assert_destroyed(agency: &Agency, connection: i64, secret: Option<String>) {
+    let mut db = agency.app.store.db().await.unwrap();
+    assert!(
+        db.get_connection(connection).await.unwrap().is_none(),
+        "connection {connection} is still stored"
+    );
+    if let Some(secret) = secret {
+        assert!(
+            db.get_secret(&secret).await.unwrap().is_none(),
+            "the secret of connection {connection} is still stored"
+        );
+    }
+}
+
+/// Neither side of a race may answer with a server error: each either wins
+/// or is told (409/404) the credential moved on.
+fn assert_no_server_error(what: &str, status: StatusCode, body: &Value) {
+    assert!(
+        !status.is_server_error(),
+        "{what} answered {status}: {body}"
+    );
+}
+
+/// How many rounds each race runs: enough for the interleaving that orphans
+/// a connection to come up many times before the fix.
+const ROUNDS: usize = 24;
+
+/// The requester deletes the remote connection while Tom's reauthorization
+/// is finishing (its verify answer released at the same moment). Whichever
+/// commits last, the connection the credential holds at that point is the
+/// one destroyed: no round leaves a connection of Tom's behind.
+async fn delete_remote_racing_a_reauthorization_orphans_no_connection(backend: Backend) {
+    let (agency, upstream) = held_agency(backend).await;
+    for round in 0..ROUNDS {
+        let (_, credential, _) = reauthorizing(&agency, &upstream, round).await;
+        let second = format!("second-key-{round}-{}", uuid::Uuid::new_v4().simple());
+        upstream.accept(&second);
+        let Held { arrived, release } = upstream.hold(&second);
+        let ((authorized, authorize_body), (deleted, delete_body)) = tokio::join!(
+            authorize_with(&agency, &credential, "reauthorize", &second),
+            async {
+                arrived.await.expect("the verify call arrives");
+                let _ = release.send(());
+                agency
+                    .post(
+                        &credential_path(&credential, "delete-remote"),
+                        &agency.requester_token,
+                        None,
+                    )
+                    .await
+            }
+        );
+        assert_no_server_error("reauthorize", authorized, &authorize_body);
+        assert_no_server_error("delete-remote", deleted, &delete_body);
+        let orphans = orphaned_connections(&agency).await;
+        assert!(
+            orphans.is_empty(),
+            "round {round}: reauthorize {authorized}, delete-remote {deleted}: \
+             connections {orphans:?} are named by no credential"
+        );
+    }
+    agency.app.stop().await;
+}
+
+/// The requester deletes the whole request (confirmed) while Tom's
+/// reauthorization is finishing: every connection the request's credentials
+/// hold when the deletion commits goes with it.
+async fn request_deletion_racing_a_reauthorization_orphans_no_connection(backend: Backend) {
+    let (agency, upstream) = held_agency(backend).await;
+    for round in 0..ROUNDS {
+        let (request, credential, _) = reauthorizing(&agency, &upstream, round).await;
+        let second = format!("second-key-{round}-{}", uuid::Uuid::new_v4().simple());
+        upstream.accept(&second);
+        let Held { arrived, release } = upstream.hold(&second);
+        let ((authorized, authorize_body), (deleted, delete_body)) = tokio::join!(
+            authorize_with(&agency, &credential, "reauthorize", &second),
+            async {
+                arrived.await.expect("the verify call arrives");
+                let _ = release.send(());
+                agency
+                    .delete(
+                        &format!("/api/v2/credential-requests/requests/{request}?confirmed=true"),
+                        &agency.requester_token,
+                    )
+                    .await
+            }
+        );
+        assert_no_server_error("reauthorize", authorized, &authorize_body);
+        assert_eq!(deleted, StatusCode::OK, "round {round}: {delete_body}");
+        let orphans = orphaned_connections(&agency).await;
+        assert!(
+            orphans.is_empty(),
+            "round {round}: reauthorize {authorized}: connections {orphans:?} outlived their request"
+        );
+    }
+    agency.app.stop().await;
+}
+
+/// A reauthorization whose verify call is held keeps the connection id it
+/// read before the call. Meanwhile another reauthorization replaces that
+/// connection, and the requester asks again. When the held one finishes it
+/// must destroy the connection the credential holds *then* (the second one),
+/// not the first one again — which would leave the second named by nothing.
+async fn a_held_reauthorization_destroys_the_connection_held_when_it_commits(backend: Backend) {
+    let (agency, upstream) = held_agency(backend).await;
+    let (_, credential, first_connection) = reauthorizing(&agency, &upstream, 0).await;
+    let held_key = format!("held-key-{}", uuid::Uuid::new_v4().simple());
+    let quick_key = format!("quick-key-{}", uuid::Uuid::new_v4().simple());
+    upstream.accept(&held_key);
+    upstream.accept(&quick_key);
+    let Held { arrived, release } = upstream.hold(&held_key);
+    let ((status, body), second_connection) = tokio::join!(
+        authorize_with(&agency, &credential, "reauthorize", &held_key),
+        async {
+            arrived.await.expect("the verify call arrives");
+            let (status, body) =
+                authorize_with(&agency, &credential, "reauthorize", &quick_key).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let second = stored_credential(&agency, &credential)
+                .await
+                .connection_id
+                .expect("the second connection");
+            let secret = agency
+                .app
+                .store
+                .db()
+                .await
+                .unwrap()
+                .get_connection(second)
+                .await
+                .unwrap()
+                .unwrap()
+                .secret_id;
+            upstream.reject(&quick_key);
+            let (status, body) = agency
+                .post(
+                    &credential_path(&credential, "request-reauthorize"),
+                    &agency.requester_token,
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let _ = release.send(());
+            (second, secret)
+        }
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (second_connection, second_secret) = second_connection;
+    let stored = stored_credential(&agency, &credential).await;
+    assert_eq!(stored.state, CredentialState::Authorized);
+    let third = stored.connection_id.expect("the third connection");
+    assert!(third != first_connection && third != second_connection);
+    assert_destroyed(&agency, first_connection, None).await;
+    assert_destroyed(&agency, second_connection, second_secret).await;
+    assert_eq!(orphaned_connections(&agency).await, Vec::<i64>::new());
+    agency.app.stop().await;
+}
+
+/// An OAuth credential authorized through consent; answers its connection id.
+async fn authorized_oauth(backend: Backend) -> (World, i64) {
+    let world = world(backend, true).await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let connection = world.connection().await;
+    world.tokens(&connection).await;
+    (world, connection.id)
+}
+
+/// A refresh holds the connection's lease while the provider thinks. Its
+/// lease runs out, and another instance takes the lease over (claiming as of
+/// a time past the first lease). When the first refresh ends, it must leave
+/// the second one's lease alone: only the second may release it.
+async fn a_refresh_releases_only_its_own_refresh_lease(backend: Backend) {
+    use credence::service::oauth::{self, REFRESH_LEASE};
+    let (world, id) = authorized_oauth(backend).await;
+    let ctx = &world.agency.app.context;
+    let store = &world.agency.app.store;
+    world.provider.hold_token_requests(true).await;
+    let (first, second_until) = tokio::join!(oauth::refresh_with(ctx, id, true), async {
+        world.provider.token_request_held().await;
+        // Seen from another instance, the first lease has run out.
+        let later = credence_store::now() + REFRESH_LEASE + chrono::Duration::seconds(1);
+        let until = later + REFRESH_LEASE;
+        assert!(
+            store
+                .db()
+                .await
+                .unwrap()
+                .claim_refresh_lease(id, later, until)
+                .await
+                .unwrap(),
+            "the second instance takes over the expired lease"
+        );
+        world.provider.hold_token_requests(false).await;
+        until
+    });
+    assert_eq!(first.unwrap(), oauth::RefreshOutcome::Refreshed);
+    let now = credence_store::now();
+    assert!(
+        !store
+            .db()
+            .await
+            .unwrap()
+            .claim_refresh_lease(id, now, now + REFRESH_LEASE)
+            .await
+            .unwrap(),
+        "the first refresh released the lease the second instance holds"
+    );
+    // The second one's release frees it, and a refresh runs again at once.
+    assert!(store
+        .db()
+        .await
+        .unwrap()
+        .release_refresh_lease(id, second_until)
+        .await
+        .unwrap());
+    assert_eq!(
+        oauth::refresh_with(ctx, id, true).await.unwrap(),
+        oauth::RefreshOutcome::Refreshed
+    );
+    world.agency.app.stop().await;
+}
+
+/// Every reason text Credence stored or sent about the credential: its
+/// `invalid_reason`, the audit entries' details and the notifications.
+async fn stored_reasons(world: &World) -> Vec<String> {
+    let mut texts = vec![world.stored().await.invalid_reason.unwrap_or_default()];
+    let filter = credence_store::AuditFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
+    let (entries, _) = world
+        .agency
+        .app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_audit(&filter)
+        .await
+        .unwrap();
+    texts.extend(entries.into_iter().map(|e| e.details));
+    texts.extend(
+        world
+            .agency
+            .outbox()
+            .await
+            .into_iter()
+            .map(|(_, _, payload)| payload.to_string()),
+    );
+    texts
+}
+
+/// Longest reason a provider's error may make: the app's label and the
+/// wording around the capped `error` and `error_description`.
+const REASON_MAX: usize = 400;
+
+/// None of `secrets` is in any reason Credence kept, nor in the answer the
+/// requester reads, and the credential's reason is capped.
+async fn assert_reasons_clean(world: &World, secrets: &[&str]) {
+    let reason = world.stored().await.invalid_reason.unwrap_or_default();
+    assert!(
+        !reason.is_empty(),
+        "the credential is invalid with a reason"
+    );
+    assert!(
+        reason.chars().count() <= REASON_MAX,
+        "the reason is {} characters: {reason}",
+        reason.chars().count()
+    );
+    for text in stored_reasons(world).await {
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "a secret of the connection is in a stored reason: {text}"
+            );
+        }
+    }
+    // `get_json` fails on any registered secret in the answer.
+    let (status, body) = world
+        .agency
+        .app
+        .get_json(
+            &format!(
+                "/api/v2/credential-requests/credentials/{}",
+                world.credential
+            ),
+            &world.agency.requester_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["credential"]["state"], "invalid", "{body}");
+    assert_no_secret("the logs", &captured_logs());
+}
+
+/// The token endpoint refuses a refresh with an `error_description` that
+/// repeats the refresh token and the client secret (and goes on for pages):
+/// the reason shown to the requester names the refusal, without either.
+async fn a_refresh_refusal_that_echoes_the_tokens_is_stored_without_them(backend: Backend) {
+    use credence::service::oauth::{self, RefreshOutcome};
+    let (world, id) = authorized_oauth(backend).await;
+    let connection = world.connection().await;
+    let tokens = world.tokens(&connection).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    world
+        .provider
+        .echo_secrets_in_token_errors(Some(5000))
+        .await;
+    let outcome = oauth::refresh_with(&world.agency.app.context, id, true)
+        .await
+        .unwrap();
+    let RefreshOutcome::Refused { reason } = outcome else {
+        panic!("the refresh is refused: {outcome:?}");
+    };
+    assert!(reason.contains("invalid_grant"), "{reason}");
+    assert!(!reason.contains(&refresh), "{reason}");
+    assert!(!reason.contains(&world.provider.client_secret), "{reason}");
+    assert_reasons_clean(&world, &[&refresh, &world.provider.client_secret]).await;
+    world.agency.app.stop().await;
+}
+
+/// The token endpoint refuses the code exchange, repeating the code, the
+/// PKCE verifier and the client secret: the credential is invalid with a
+/// reason that holds none of them.
+async fn a_code_exchange_refusal_that_echoes_the_code_is_stored_without_it(backend: Backend) {
+    let world = world(backend, true).await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    let (status, body) = world
+        .agency
+        .post(
+            &credential_path(&world.credential, "authorize"),
+            &world.agency.teammate_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outcome = world
+        .provider
+        .consent(body["redirectUri"].as_str().unwrap(), "tom", true)
+        .await;
+    let code = outcome.code.clone().expect("a code");
+    register_secret(&code);
+    world
+        .provider
+        .echo_secrets_in_token_errors(Some(5000))
+        .await;
+    let response = tom.get(outcome.redirect.clone()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let reason = world.stored().await.invalid_reason.unwrap_or_default();
+    assert!(reason.contains("invalid_grant"), "{reason}");
+    assert_reasons_clean(&world, &[&code, &world.provider.client_secret]).await;
+    world.agency.app.stop().await;
+}
+
+/// The browser comes back to the callback with `error` and an
+/// `error_description` of the consenting person's making: pages of text
+/// with the client's secret in it. The reason stored is capped and holds no
+/// secret of the flow.
+async fn a_callback_error_description_is_stored_capped_and_without_secrets(backend: Backend) {
+    let world = world(backend, true).await;
+    let tom = browser(&world, &world.agency.teammate).await;
+    let (status, body) = world
+        .agency
+        .post(
+            &credential_path(&world.credential, "authorize"),
+            &world.agency.teammate_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let consent = reqwest::Url::parse(body["redirectUri"].as_str().unwrap()).unwrap();
+    let state = consent
+        .query_pairs()
+        .find(|(name, _)| name == "state")
+        .map(|(_, value)| value.into_owned())
+        .expect("a state");
+    let description = format!(
+        "{} was refused {}",
+        world.provider.client_secret,
+        "y".repeat(5000)
+    );
+    let mut callback = reqwest::Url::parse(&world.agency.app.url("/oauth/callback")).unwrap();
+    callback
+        .query_pairs_mut()
+        .append_pair("state", &state)
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", &description);
+    let response = tom.get(callback).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let reason = world.stored().await.invalid_reason.unwrap_or_default();
+    assert!(reason.contains("access_denied"), "{reason}");
+    assert_reasons_clean(&world, &[&world.provider.client_secret]).await;
+    world.agency.app.stop().await;
+}
+
+on_both_backends!(
+    delete_remote_racing_a_reauthorization_orphans_no_connection,
+    request_deletion_racing_a_reauthorization_orphans_no_connection,
+    a_held_reauthorization_destroys_the_connection_held_when_it_commits,
+    a_refresh_releases_only_its_own_refresh_lease,
+    a_refresh_refusal_that_echoes_the_tokens_is_stored_without_them,
+    a_code_exchange_refusal_that_echoes_the_code_is_stored_without_it,
+    a_callback_error_description_is_stored_capped_and_without_secrets,
+);
