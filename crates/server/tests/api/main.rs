@@ -19,4 +19,5 @@ mod revocation;
 mod sdk;
 mod secrets;
 mod sign_in;
+mod sign_in_limits;
 mod tokens;
