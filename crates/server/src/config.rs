@@ -17,6 +17,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which header a trusted proxy names the client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (what most load balancers send).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1, …`.
+    Forwarded,
+}
+
 /// Everything Credence needs to run, resolved.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -42,6 +53,11 @@ pub struct Config {
     /// How often the background refresher looks for OAuth connections to
     /// refresh; `None` turns it off (tests that drive refreshes themselves).
     pub oauth_refresh_every: Option<std::time::Duration>,
+    /// Peers (addresses or CIDR blocks) whose `forwarded_header` names the
+    /// client: the sign-in limits count the rightmost address in it that is not
+    /// one of these. Empty: the TCP peer is the client, and the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub forwarded_header: ForwardedHeader,
 }
 
 /// Credence's registration with one OAuth provider. The secret's `Debug` is
@@ -107,6 +123,26 @@ fn oauth_clients_from(
     Ok(clients)
 }
 
+/// Parses trusted proxies: each an address (`192.0.2.7`, `::1`) or a CIDR block
+/// (`10.0.0.0/8`); blanks are skipped.
+pub fn parse_trusted_proxies(values: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    values
+        .iter()
+        .map(|value| value.trim())
+        .filter(|value| !value.is_empty())
+        .map(|value| {
+            value
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "trusted proxy {value:?} is neither an address nor a CIDR block such as 10.0.0.0/8"
+                    )
+                })
+        })
+        .collect()
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -121,6 +157,8 @@ impl Default for Config {
             apps_dir: None,
             oauth_clients: BTreeMap::new(),
             oauth_refresh_every: Some(std::time::Duration::from_secs(15)),
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
         }
     }
 }
@@ -140,6 +178,9 @@ pub struct FileConfig {
     pub apps_dir: Option<PathBuf>,
     /// `[oauth.<app-key>] client_id = "…", client_secret = "…"`.
     pub oauth: Option<BTreeMap<String, OAuthClient>>,
+    /// `trusted_proxies = ["10.0.0.0/8", "192.0.2.7"]`.
+    pub trusted_proxies: Option<Vec<String>>,
+    pub forwarded_header: Option<ForwardedHeader>,
 }
 
 impl FileConfig {
@@ -178,6 +219,18 @@ pub struct Overrides {
     /// Log format: text or json.
     #[arg(long, env = "CREDENCE_LOG_FORMAT", global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Proxies whose forwarding header names the client: addresses or CIDR
+    /// blocks, comma-separated.
+    #[arg(
+        long,
+        env = "CREDENCE_TRUSTED_PROXIES",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// The header the trusted proxies name the client in.
+    #[arg(long, env = "CREDENCE_FORWARDED_HEADER", global = true, value_enum)]
+    pub forwarded_header: Option<ForwardedHeader>,
 }
 
 impl Config {
@@ -200,6 +253,10 @@ impl Config {
         take!(admin_email);
         take!(log_format);
         take!(body_limit);
+        take!(forwarded_header);
+        if let Some(proxies) = &file.trusted_proxies {
+            config.trusted_proxies = parse_trusted_proxies(proxies)?;
+        }
         config.database_url = file.database_url.clone();
         config.key_file = file.key_file.clone();
         config.public_url = file.public_url.clone();
@@ -229,6 +286,12 @@ impl Config {
         }
         if let Some(v) = overrides.log_format {
             config.log_format = v;
+        }
+        if let Some(v) = &overrides.trusted_proxies {
+            config.trusted_proxies = parse_trusted_proxies(v)?;
+        }
+        if let Some(v) = overrides.forwarded_header {
+            config.forwarded_header = v;
         }
         config.validate()?;
         Ok(config)
@@ -375,6 +438,25 @@ mod tests {
                 .contains("CREDENCE_OAUTH_SLACK_CLIENT_SECRET"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_cidr_blocks() {
+        let file = write(
+            "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nforwarded_header = \"forwarded\"\n",
+        );
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.trusted_proxies,
+            vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+        );
+        assert_eq!(config.forwarded_header, ForwardedHeader::Forwarded);
+        let error = parse_trusted_proxies(&["10.0.0.0/33".into()]).unwrap_err();
+        assert!(error.to_string().contains("\"10.0.0.0/33\""), "{error}");
     }
 
     #[test]

@@ -156,7 +156,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
-        let sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
+        let sweeper = tokio::spawn(sweep_expired_sessions(
+            store.clone(),
+            self.state.limits.clone(),
+        ));
         let refresher = self
             .state
             .config
@@ -178,10 +181,14 @@ impl Application {
 
 /// Deletes expired sessions and OAuth flows once an hour, so the tables stay
 /// bounded. Deleting twice from two instances is harmless, so no lease is needed.
-async fn sweep_expired_sessions(store: Store) {
+async fn sweep_expired_sessions(store: Store, limits: Arc<SignInLimits>) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
+        // Sign-in counters whose window is over, and browsers no longer known.
+        if let Err(error) = crate::service::sign_in_limits::sweep(&store, &limits).await {
+            tracing::warn!(error = %error, "could not delete old sign-in counters");
+        }
         let swept = match store.db().await {
             Ok(mut db) => match db.delete_expired_sessions().await {
                 // A flow is kept a day past its expiry so that a late replay

@@ -52,6 +52,7 @@ mod model;
 mod oauth;
 mod requests;
 mod secrets;
+mod sign_in;
 
 pub use audit::{AuditEntry, AuditFilter, AuditFilterValues, NewAuditEntry, OutboxMessage};
 pub use connections::{Connection, NewConnection};
@@ -64,6 +65,7 @@ pub use requests::{
     CredentialChange, CredentialRequest, NewCredential, NewRequest, RequestFilter, RequestScope,
     RequestedCredential,
 };
+pub use sign_in::CountedAttempt;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;

@@ -1,6 +1,7 @@
 //! Signing in: passwords (argon2id), browser sessions, one-time setup links and
 //! API tokens.
 
+use super::password_hashing::{HashingError, HashingGate};
 use super::{random_token, token_hash, Error, Result};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -15,17 +16,18 @@ pub const SESSION_LIFETIME: Duration = Duration::days(14);
 pub const SETUP_LINK_LIFETIME: Duration = Duration::days(3);
 
 /// Hashes a password with argon2id off the async threads (it takes tens of ms
-/// by design).
+/// by design), waiting for a turn of the hashing gate.
 pub async fn hash_password(password: NewPassword) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        Argon2::default()
-            .hash_password(password.expose().as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| Error::Internal(anyhow::anyhow!("password hashing failed: {e}")))
-    })
-    .await
-    .map_err(|e| Error::Internal(e.into()))?
+    HashingGate::shared()
+        .run(move || {
+            let salt = SaltString::generate(&mut rand::rngs::OsRng);
+            Argon2::default()
+                .hash_password(password.expose().as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| Error::Internal(anyhow::anyhow!("password hashing failed: {e}")))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.into()))?
 }
 
 /// A fixed hash to verify against when the email is unknown, so that the answer
@@ -41,6 +43,16 @@ fn dummy_hash() -> &'static str {
     })
 }
 
+/// What checking a password found.
+#[derive(Debug)]
+pub enum PasswordCheck {
+    Right(User),
+    /// The email is unknown or the password wrong (the caller must not say which).
+    Wrong,
+    /// The hashing gate is full: nothing was checked; try again shortly.
+    Busy,
+}
+
 /// Checks an email and password; `None` when either is wrong (the caller must
 /// not say which).
 pub async fn verify_password(
@@ -48,23 +60,47 @@ pub async fn verify_password(
     email: &str,
     password: SecretString,
 ) -> Result<Option<User>> {
+    match check_password(store, email, password).await? {
+        PasswordCheck::Right(user) => Ok(Some(user)),
+        PasswordCheck::Wrong => Ok(None),
+        PasswordCheck::Busy => Err(Error::Internal(HashingError::Busy.into())),
+    }
+}
+
+/// Checks an email and password under the hashing gate, answering `Busy` at
+/// once rather than queueing when it is full.
+pub async fn check_password(
+    store: &Store,
+    email: &str,
+    password: SecretString,
+) -> Result<PasswordCheck> {
     let user = store.db().await?.find_user_by_email(email).await?;
     let hash = user
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_hash().to_string());
-    let matches = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.expose_secret().as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .map_err(|e| Error::Internal(e.into()))?;
-    Ok(user.filter(|u| matches && u.password_hash.is_some()))
+    let matches = HashingGate::shared()
+        .try_run(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.expose_secret().as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await;
+    let matches = match matches {
+        Ok(matches) => matches,
+        Err(HashingError::Busy) => return Ok(PasswordCheck::Busy),
+        Err(error) => return Err(Error::Internal(error.into())),
+    };
+    Ok(
+        match user.filter(|u| matches && u.password_hash.is_some()) {
+            Some(user) => PasswordCheck::Right(user),
+            None => PasswordCheck::Wrong,
+        },
+    )
 }
 
 /// Starts a session; returns the cookie value (the store keeps only its hash).

@@ -16,8 +16,10 @@ pub mod features;
 pub mod identity;
 pub mod invitations;
 pub mod oauth;
+pub mod password_hashing;
 pub mod requests;
 pub mod secrets;
+pub mod sign_in_limits;
 pub mod upstream;
 
 use credence_catalog::Catalog;

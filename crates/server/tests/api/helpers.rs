@@ -90,6 +90,20 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_limits(
+        backend,
+        adjust,
+        credence::http::web::SignInLimits::default(),
+    )
+    .await
+}
+
+/// Like [`spawn_app_with`], with these sign-in limits (and their clock).
+pub async fn spawn_app_with_limits(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Config),
+    limits: credence::http::web::SignInLimits,
+) -> TestApp {
     install_log_capture();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database(backend, dir.path()).await;
@@ -102,7 +116,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     };
     adjust(&mut config);
     let kept = config.clone();
-    let app = Application::build(config)
+    let app = Application::build_with_limits(config, limits)
         .await
         .expect("application builds");
     let context = app.context();

@@ -21,4 +21,5 @@ mod scoping;
 mod sdk;
 mod secrets;
 mod sign_in;
+mod sign_in_limits;
 mod tokens;

@@ -298,7 +298,8 @@ async fn repeated_attempts_on_one_account_are_rate_limited(backend: Backend) {
             "attempt {attempt}"
         );
     }
-    // Even the right password waits now, and the account's case does not matter.
+    // Even the right password waits now at this source on a browser the account
+    // never signed in on (sign_in_limits.rs has the rest), whatever the case.
     let response = sign_in(&app, &client, &ann.email.to_uppercase(), &ann.password).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().get("retry-after").is_some());

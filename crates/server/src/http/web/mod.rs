@@ -4,7 +4,9 @@
 //! Every form post carries a CSRF token that must match the `credence_csrf`
 //! cookie (double submit; the cookie is SameSite=Strict, so another site can
 //! neither read nor send it). Sessions are a random cookie whose hash the store
-//! keeps; a new one is issued at every sign-in.
+//! keeps; a new one is issued at every sign-in. A sign-in also marks the browser
+//! as known for the account (`credence_browser`), which the sign-in limits
+//! honour (`service::sign_in_limits`).
 
 mod csrf;
 mod limits;
@@ -12,10 +14,11 @@ mod oauth;
 mod pages;
 mod requests;
 
+pub use crate::service::sign_in_limits::SignInLimits;
 use csrf::CsrfForm;
-pub use limits::SignInLimits;
 
 use super::AppState;
+use crate::service::sign_in_limits::{self, Admission};
 use crate::service::{self, auth};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
@@ -27,8 +30,11 @@ use credence_domain::NewPassword;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 pub const SESSION_COOKIE: &str = "credence_session";
+/// Marks a browser on which an account signed in; only `POST /sign-in` reads it.
+pub const KNOWN_BROWSER_COOKIE: &str = "credence_browser";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -58,6 +64,34 @@ fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
         .path("/")
         .max_age(time_duration(auth::SESSION_LIFETIME.num_seconds()))
         .build()
+}
+
+fn known_browser_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    Cookie::build((KNOWN_BROWSER_COOKIE, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.config.secure_cookies())
+        .path("/sign-in")
+        .max_age(time_duration(
+            sign_in_limits::KNOWN_BROWSER_LIFETIME.num_seconds(),
+        ))
+        .build()
+}
+
+/// A page answering 429 or 503, with `Retry-After`.
+fn try_again_later(status: StatusCode, title: &str, message: &str, wait: Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    let mut response = problem(
+        status,
+        title,
+        &message.replace("{seconds}", &seconds.to_string()),
+    );
+    if let Ok(value) = seconds.to_string().parse() {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn time_duration(seconds: i64) -> time::Duration {
@@ -156,6 +190,7 @@ pub struct SignInForm {
 async fn sign_in(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     jar: CookieJar,
     CsrfForm(form): CsrfForm<SignInForm>,
 ) -> Response {
@@ -174,33 +209,59 @@ async fn sign_in(
         )
             .into_response();
     }
-    if let Err(wait) = state.limits.check(&email, peer.ip()) {
-        tracing::warn!(ip = %peer.ip(), "sign-in rate limit reached");
-        let mut response = problem(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts",
-            &format!(
-                "Too many sign-in attempts. Try again in {} seconds.",
-                wait.as_secs().max(1)
-            ),
-        );
-        if let Ok(value) = wait.as_secs().max(1).to_string().parse() {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, value);
+    let client = limits::client_address(
+        peer.ip(),
+        &headers,
+        &state.config.trusted_proxies,
+        state.config.forwarded_header,
+    );
+    let browser = jar
+        .get(KNOWN_BROWSER_COOKIE)
+        .map(|cookie| cookie.value().to_string())
+        .filter(|value| value.len() <= 128);
+    let attempt = match sign_in_limits::admit(
+        &state.store,
+        &state.limits,
+        &email,
+        client,
+        browser.as_deref(),
+    )
+    .await
+    {
+        Ok(Admission::Go(attempt)) => attempt,
+        Ok(Admission::Wait(wait)) => {
+            tracing::warn!(client = %sign_in_limits::Source::of(client), "sign-in rate limit reached");
+            return try_again_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                "Too many sign-in attempts. Try again in {seconds} seconds.",
+                wait,
+            );
         }
-        return response;
-    }
-    match auth::verify_password(&state.store, &email, SecretString::from(form.password)).await {
-        Ok(Some(user)) => match auth::start_session(&state.store, user.id).await {
-            Ok(token) => {
-                tracing::info!(user_id = %user.id, "signed in");
-                let next = safe_next(form.next.as_deref());
-                (jar.add(session_cookie(&state, token)), Redirect::to(next)).into_response()
+        Err(error) => return internal(error),
+    };
+    match auth::check_password(&state.store, &email, SecretString::from(form.password)).await {
+        Ok(auth::PasswordCheck::Right(user)) => {
+            let browser_token = match attempt
+                .signed_in(&state.store, user.id, browser.as_deref())
+                .await
+            {
+                Ok(token) => token,
+                Err(error) => return internal(error),
+            };
+            match auth::start_session(&state.store, user.id).await {
+                Ok(token) => {
+                    tracing::info!(user_id = %user.id, known_browser = attempt.from_known_browser(), "signed in");
+                    let next = safe_next(form.next.as_deref());
+                    let jar = jar
+                        .add(session_cookie(&state, token))
+                        .add(known_browser_cookie(&state, browser_token));
+                    (jar, Redirect::to(next)).into_response()
+                }
+                Err(error) => internal(error),
             }
-            Err(error) => internal(error),
-        },
-        Ok(None) => {
+        }
+        Ok(auth::PasswordCheck::Wrong) => {
             let (jar, csrf) = csrf::ensure(&state, jar);
             (
                 StatusCode::UNAUTHORIZED,
@@ -213,6 +274,18 @@ async fn sign_in(
                 ),
             )
                 .into_response()
+        }
+        Ok(auth::PasswordCheck::Busy) => {
+            // Nothing was checked, so the attempt does not count.
+            if let Err(error) = attempt.refund(&state.store).await {
+                return internal(error);
+            }
+            try_again_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                "Too many people are signing in right now. Try again in {seconds} seconds.",
+                Duration::from_secs(1),
+            )
         }
         Err(error) => internal(error),
     }
