@@ -39,7 +39,10 @@ pub fn router() -> Router<AppState> {
         .route("/requests/{token}", get(requests::open_link))
         .route("/received/{id}", get(requests::received))
         .route(service::oauth::CALLBACK_PATH, get(oauth::callback))
-        .route("/oauth/reauth/{id}", get(oauth::reauthorize))
+        .route(
+            "/oauth/reauth/{id}",
+            get(oauth::reauthorize_page).post(oauth::reauthorize),
+        )
         .route(
             "/oauth/authorize/{id}",
             axum::routing::post(oauth::authorize),
