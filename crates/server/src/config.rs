@@ -290,6 +290,18 @@ impl Config {
             .as_deref()
             .is_some_and(|url| url.starts_with("https://"))
     }
+
+    /// The name of a cookie: `__Host-<name>` when cookies are `Secure`, so that a
+    /// sibling subdomain can neither set nor shadow it (browsers accept such a
+    /// cookie only `Secure`, with `Path=/` and no `Domain`); plain over http,
+    /// where browsers refuse the prefix.
+    pub fn cookie_name(&self, name: &str) -> String {
+        if self.secure_cookies() {
+            format!("__Host-{name}")
+        } else {
+            name.to_string()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +328,21 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_url(config.listen), "http://127.0.0.1:8080");
         assert!(!config.secure_cookies());
+        assert_eq!(config.cookie_name("credence_csrf"), "credence_csrf");
+    }
+
+    #[test]
+    fn cookies_take_the_host_prefix_when_the_public_url_is_https() {
+        let config = Config {
+            public_url: Some("https://credence.example".into()),
+            ..Config::default()
+        };
+        assert_eq!(config.cookie_name("credence_csrf"), "__Host-credence_csrf");
+        let config = Config {
+            public_url: Some("http://credence.example".into()),
+            ..Config::default()
+        };
+        assert_eq!(config.cookie_name("credence_csrf"), "credence_csrf");
     }
 
     #[test]

@@ -337,7 +337,7 @@ async fn cookies_are_secure_when_the_public_url_is_https(backend: Backend) {
         .await;
     let client = browser();
     let response = client.get(app.url("/sign-in")).send().await.unwrap();
-    let csrf_cookie = set_cookie(&response, "credence_csrf").unwrap();
+    let csrf_cookie = set_cookie(&response, "__Host-credence_csrf").unwrap();
     assert!(
         csrf_cookie.contains("Secure") && csrf_cookie.contains("SameSite=Strict"),
         "{csrf_cookie}"

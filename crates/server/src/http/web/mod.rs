@@ -2,8 +2,8 @@
 //! page and a home page; the full UI comes later on the same pieces.
 //!
 //! Every form post carries a CSRF token that must match the `credence_csrf`
-//! cookie (double submit; the cookie is SameSite=Strict, so another site can
-//! neither read nor send it). Sessions are a random cookie whose hash the store
+//! cookie and the session (`csrf.rs`: double submit bound to the session; the
+//! cookie is SameSite=Strict, so another site can neither read nor send it). Sessions are a random cookie whose hash the store
 //! keeps; a new one is issued at every sign-in.
 
 mod csrf;
