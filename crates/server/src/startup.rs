@@ -52,9 +52,24 @@ pub fn open_catalog(config: &Config) -> anyhow::Result<credence_catalog::Catalog
 }
 
 /// The client for calls to apps: no redirects (a credential must never follow
-/// one to another host), bounded time.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
+/// one to another host), bounded time, and a resolver that connects only to
+/// the addresses it checked (private ones only for the operator's apps with
+/// `allow_private_hosts`).
+pub fn http_client(catalog: &credence_catalog::Catalog) -> anyhow::Result<reqwest::Client> {
+    http_client_with(crate::service::upstream::system_lookup(), catalog)
+}
+
+/// [`http_client`] with another way to resolve names (tests: a rebinding one).
+pub fn http_client_with(
+    lookup: crate::service::upstream::Lookup,
+    catalog: &credence_catalog::Catalog,
+) -> anyhow::Result<reqwest::Client> {
+    let resolver = crate::service::upstream::CheckedResolver {
+        lookup,
+        private_hosts: Arc::new(crate::service::upstream::PrivateHosts::of(catalog)),
+    };
     reqwest::Client::builder()
+        .dns_resolver(Arc::new(resolver))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(30))
@@ -95,6 +110,7 @@ impl Application {
         let bootstrap = identity::bootstrap_if_empty(&store, &config.admin_email)
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
+        let http = http_client(&catalog)?;
         let state = AppState {
             store,
             vault: Arc::new(vault),
@@ -104,7 +120,7 @@ impl Application {
             limits: Arc::new(limits),
             metrics: crate::telemetry::metrics_handle(),
             catalog: Arc::new(catalog),
-            http: http_client()?,
+            http,
         };
         Ok(Application {
             listener,
