@@ -42,6 +42,12 @@ pub struct Config {
     /// How often the background refresher looks for OAuth connections to
     /// refresh; `None` turns it off (tests that drive refreshes themselves).
     pub oauth_refresh_every: Option<std::time::Duration>,
+    /// How long a client may take to send a request's header block (and how
+    /// long an idle keep-alive connection stays open); then it is disconnected.
+    pub header_read_timeout: std::time::Duration,
+    /// How long a request may take, body and handler included; then it is
+    /// answered 408.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Credence's registration with one OAuth provider. The secret's `Debug` is
@@ -121,6 +127,8 @@ impl Default for Config {
             apps_dir: None,
             oauth_clients: BTreeMap::new(),
             oauth_refresh_every: Some(std::time::Duration::from_secs(15)),
+            header_read_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -138,6 +146,10 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub body_limit: Option<usize>,
     pub apps_dir: Option<PathBuf>,
+    /// Seconds.
+    pub header_read_timeout: Option<u64>,
+    /// Seconds.
+    pub request_timeout: Option<u64>,
     /// `[oauth.<app-key>] client_id = "…", client_secret = "…"`.
     pub oauth: Option<BTreeMap<String, OAuthClient>>,
 }
@@ -200,6 +212,12 @@ impl Config {
         take!(admin_email);
         take!(log_format);
         take!(body_limit);
+        if let Some(seconds) = file.header_read_timeout {
+            config.header_read_timeout = std::time::Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = file.request_timeout {
+            config.request_timeout = std::time::Duration::from_secs(seconds);
+        }
         config.database_url = file.database_url.clone();
         config.key_file = file.key_file.clone();
         config.public_url = file.public_url.clone();
@@ -248,6 +266,14 @@ impl Config {
                 "body_limit {} is too small; use at least 1024 bytes",
                 self.body_limit
             );
+        }
+        for (name, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                bail!("{name} 0 is too small; use at least 1 second");
+            }
         }
         credence_domain::EmailAddress::parse("admin_email", &self.admin_email)?;
         Ok(())
@@ -425,5 +451,30 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{error:#}").contains("http://"), "{error:#}");
+        let file = write("request_timeout = 0\n");
+        let error = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("request_timeout 0"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn the_file_sets_the_timeouts_in_seconds() {
+        let file = write("header_read_timeout = 5\nrequest_timeout = 120\n");
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.header_read_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(config.request_timeout, std::time::Duration::from_secs(120));
     }
 }

@@ -178,10 +178,9 @@ impl Application {
             .config
             .oauth_refresh_every
             .map(|every| tokio::spawn(refresh_oauth_connections(self.state.ctx(), every)));
-        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let header_read_timeout = self.state.config.header_read_timeout;
+        let app = http::router(self.state);
+        let result = serve(self.listener, app, header_read_timeout, shutdown).await;
         sweeper.abort();
         if let Some(refresher) = refresher {
             refresher.abort();
@@ -190,6 +189,77 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish. What `axum::serve` does, but with hyper's HTTP/1 builder
+/// given a timer, so that a client that does not send a request's header
+/// block within `header_read_timeout` (or leaves a kept-alive connection idle
+/// that long) is disconnected rather than holding the connection for ever.
+/// The request timeout is a layer of the router (`http::router`).
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let (stop, stopping) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it
+                    // was accepted: later ones may succeed; do not spin.
+                    tracing::warn!(error = %error, "could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        // What `ConnectInfo<SocketAddr>` reads (the sign-in limits use it).
+        let service = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        );
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let connection =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(error = %error, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    drop(stopping);
+    // Every connection finishes its request in flight, then closes.
+    let _ = stop.send(());
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Deletes expired sessions and OAuth flows once an hour, so the tables stay
