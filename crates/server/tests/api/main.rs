@@ -20,3 +20,4 @@ mod sdk;
 mod secrets;
 mod sign_in;
 mod tokens;
+mod web_security;
