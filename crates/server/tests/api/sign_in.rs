@@ -116,6 +116,8 @@ async fn the_setup_link_sets_a_password_once_and_signs_in(backend: Backend) {
         .await
         .expect("signed in after setup");
     assert!(page.contains(&app.admin_email), "{page}");
+    // Signed in now, the browser's forms carry its new session's CSRF token.
+    let csrf = csrf_of(&page);
 
     // Used once, the link is gone, for anyone.
     let response = browser().get(&link).send().await.unwrap();
