@@ -70,6 +70,9 @@ pub fn http_client_with(
     };
     reqwest::Client::builder()
         .dns_resolver(Arc::new(resolver))
+        // A proxy (HTTPS_PROXY in the environment) would resolve the app's host
+        // itself, out of the resolver's reach: calls go direct.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(30))
