@@ -58,6 +58,12 @@ pub struct Config {
     /// one of these. Empty: the TCP peer is the client, and the header is ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub forwarded_header: ForwardedHeader,
+    /// How long a client may take to send a request's header block (and how
+    /// long an idle keep-alive connection stays open); then it is disconnected.
+    pub header_read_timeout: std::time::Duration,
+    /// How long a request may take, body and handler included; then it is
+    /// answered 408.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Credence's registration with one OAuth provider. The secret's `Debug` is
@@ -159,6 +165,8 @@ impl Default for Config {
             oauth_refresh_every: Some(std::time::Duration::from_secs(15)),
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::default(),
+            header_read_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -176,6 +184,10 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub body_limit: Option<usize>,
     pub apps_dir: Option<PathBuf>,
+    /// Seconds.
+    pub header_read_timeout: Option<u64>,
+    /// Seconds.
+    pub request_timeout: Option<u64>,
     /// `[oauth.<app-key>] client_id = "…", client_secret = "…"`.
     pub oauth: Option<BTreeMap<String, OAuthClient>>,
     /// `trusted_proxies = ["10.0.0.0/8", "192.0.2.7"]`.
@@ -257,6 +269,12 @@ impl Config {
         if let Some(proxies) = &file.trusted_proxies {
             config.trusted_proxies = parse_trusted_proxies(proxies)?;
         }
+        if let Some(seconds) = file.header_read_timeout {
+            config.header_read_timeout = std::time::Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = file.request_timeout {
+            config.request_timeout = std::time::Duration::from_secs(seconds);
+        }
         config.database_url = file.database_url.clone();
         config.key_file = file.key_file.clone();
         config.public_url = file.public_url.clone();
@@ -312,6 +330,14 @@ impl Config {
                 self.body_limit
             );
         }
+        for (name, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                bail!("{name} 0 is too small; use at least 1 second");
+            }
+        }
         credence_domain::EmailAddress::parse("admin_email", &self.admin_email)?;
         Ok(())
     }
@@ -353,6 +379,18 @@ impl Config {
             .as_deref()
             .is_some_and(|url| url.starts_with("https://"))
     }
+
+    /// The name of a cookie: `__Host-<name>` when cookies are `Secure`, so that a
+    /// sibling subdomain can neither set nor shadow it (browsers accept such a
+    /// cookie only `Secure`, with `Path=/` and no `Domain`); plain over http,
+    /// where browsers refuse the prefix.
+    pub fn cookie_name(&self, name: &str) -> String {
+        if self.secure_cookies() {
+            format!("__Host-{name}")
+        } else {
+            name.to_string()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -379,6 +417,21 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_url(config.listen), "http://127.0.0.1:8080");
         assert!(!config.secure_cookies());
+        assert_eq!(config.cookie_name("credence_csrf"), "credence_csrf");
+    }
+
+    #[test]
+    fn cookies_take_the_host_prefix_when_the_public_url_is_https() {
+        let config = Config {
+            public_url: Some("https://credence.example".into()),
+            ..Config::default()
+        };
+        assert_eq!(config.cookie_name("credence_csrf"), "__Host-credence_csrf");
+        let config = Config {
+            public_url: Some("http://credence.example".into()),
+            ..Config::default()
+        };
+        assert_eq!(config.cookie_name("credence_csrf"), "credence_csrf");
     }
 
     #[test]
@@ -480,5 +533,30 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{error:#}").contains("http://"), "{error:#}");
+        let file = write("request_timeout = 0\n");
+        let error = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("request_timeout 0"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn the_file_sets_the_timeouts_in_seconds() {
+        let file = write("header_read_timeout = 5\nrequest_timeout = 120\n");
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.header_read_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(config.request_timeout, std::time::Duration::from_secs(120));
     }
 }

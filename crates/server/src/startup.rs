@@ -52,9 +52,27 @@ pub fn open_catalog(config: &Config) -> anyhow::Result<credence_catalog::Catalog
 }
 
 /// The client for calls to apps: no redirects (a credential must never follow
-/// one to another host), bounded time.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
+/// one to another host), bounded time, and a resolver that connects only to
+/// the addresses it checked (private ones only for the operator's apps with
+/// `allow_private_hosts`).
+pub fn http_client(catalog: &credence_catalog::Catalog) -> anyhow::Result<reqwest::Client> {
+    http_client_with(crate::service::upstream::system_lookup(), catalog)
+}
+
+/// [`http_client`] with another way to resolve names (tests: a rebinding one).
+pub fn http_client_with(
+    lookup: crate::service::upstream::Lookup,
+    catalog: &credence_catalog::Catalog,
+) -> anyhow::Result<reqwest::Client> {
+    let resolver = crate::service::upstream::CheckedResolver {
+        lookup,
+        private_hosts: Arc::new(crate::service::upstream::PrivateHosts::of(catalog)),
+    };
     reqwest::Client::builder()
+        .dns_resolver(Arc::new(resolver))
+        // A proxy (HTTPS_PROXY in the environment) would resolve the app's host
+        // itself, out of the resolver's reach: calls go direct.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(30))
@@ -95,6 +113,7 @@ impl Application {
         let bootstrap = identity::bootstrap_if_empty(&store, &config.admin_email)
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
+        let http = http_client(&catalog)?;
         let state = AppState {
             store,
             vault: Arc::new(vault),
@@ -104,7 +123,7 @@ impl Application {
             limits: Arc::new(limits),
             metrics: crate::telemetry::metrics_handle(),
             catalog: Arc::new(catalog),
-            http: http_client()?,
+            http,
         };
         Ok(Application {
             listener,
@@ -165,10 +184,9 @@ impl Application {
             .config
             .oauth_refresh_every
             .map(|every| tokio::spawn(refresh_oauth_connections(self.state.ctx(), every)));
-        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let header_read_timeout = self.state.config.header_read_timeout;
+        let app = http::router(self.state);
+        let result = serve(self.listener, app, header_read_timeout, shutdown).await;
         sweeper.abort();
         if let Some(refresher) = refresher {
             refresher.abort();
@@ -177,6 +195,77 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish. What `axum::serve` does, but with hyper's HTTP/1 builder
+/// given a timer, so that a client that does not send a request's header
+/// block within `header_read_timeout` (or leaves a kept-alive connection idle
+/// that long) is disconnected rather than holding the connection for ever.
+/// The request timeout is a layer of the router (`http::router`).
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let (stop, stopping) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it
+                    // was accepted: later ones may succeed; do not spin.
+                    tracing::warn!(error = %error, "could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        // What `ConnectInfo<SocketAddr>` reads (the sign-in limits use it).
+        let service = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        );
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let connection =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(error = %error, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    drop(stopping);
+    // Every connection finishes its request in flight, then closes.
+    let _ = stop.send(());
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Deletes expired sessions and OAuth flows once an hour, so the tables stay

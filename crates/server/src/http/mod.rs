@@ -1,6 +1,6 @@
 //! The HTTP layer: the JSON API under `/api/v2`, the web pages, and the
 //! operational endpoints, with the middleware every request passes through
-//! (body limit, metrics, request log).
+//! (body limit, metrics, request log, security headers, request timeout).
 //!
 //! **Invariant:** handlers extract, parse, call a service or one store read, and
 //! map the result; rules live in `service` and `credence-domain`.
@@ -13,6 +13,7 @@ pub mod web;
 
 use crate::config::Config;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -21,6 +22,8 @@ use credence_vault::Vault;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Instant;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// What every handler may use.
@@ -57,14 +60,30 @@ impl AppState {
 /// The whole application's routes and middleware.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
-    Router::new()
+    let request_timeout = state.config.request_timeout;
+    let mut routes = Router::new()
         .nest("/api/v2", api::router())
         .merge(web::router())
         .merge(ops::router())
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(move |request: Request, next: Next| refuse_declared_oversize(body_limit, request, next)))
-        .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            refuse_declared_oversize(body_limit, request, next)
+        }))
+        // Past this a request is answered 408 and its handler dropped: a slow
+        // client cannot hold a handler (or a database connection) for long.
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(middleware::from_fn(record_metrics));
+    for (name, value) in SECURITY_HEADERS {
+        routes = routes.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    routes
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 // The matched route, never the raw path: paths may carry one-time tokens.
@@ -74,6 +93,19 @@ pub fn router(state: AppState) -> Router {
         )
         .with_state(state)
 }
+
+/// The headers every answer carries (pages, the JSON API, errors alike):
+/// nothing may frame us (the authorize and accept buttons would be clickjacked),
+/// no content sniffing, no `Referer` (link pages carry one-time tokens in their
+/// paths, and the callback a code in its query), and nothing is cached (every
+/// page is someone's own, or carries a CSRF token). A handler's own value wins.
+pub const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::CACHE_CONTROL, "no-store"),
+];
 
 async fn fallback(request: Request) -> error::ApiError {
     error::ApiError::NotFound(format!(

@@ -420,12 +420,12 @@ pub async fn delete(ctx: &Context, caller: &User, id: i64, confirmed: bool) -> R
     Ok(())
 }
 
-/// Starts renewing OAuth connection `id` in place (`GET /oauth/reauth/{id}`):
-/// answers the provider's consent page. Its id, name and own client stay.
-pub async fn reauthorize(ctx: &Context, caller: &User, id: i64) -> Result<String> {
+/// OAuth connection `id` when `caller` may renew it in place: the checks of
+/// [`reauthorize`] without starting a flow (the page that asks to confirm).
+pub async fn renewable(ctx: &Context, caller: &User, id: i64) -> Result<Connection> {
     let mut db = ctx.store.db().await?;
     let connection = manageable(&mut db, caller, id).await?;
-    let (app, version) = connections::app_of(ctx, &connection)?;
+    let (_, version) = connections::app_of(ctx, &connection)?;
     if version.auth.kind() != AuthKind::Oauth2 {
         return Err(Error::Conflict(format!(
             "connection {id} does not use OAuth 2.0; there is no consent to renew"
@@ -446,7 +446,15 @@ pub async fn reauthorize(ctx: &Context, caller: &User, id: i64) -> Result<String
             "only the person who added connection {id} may renew it; add a new connection instead"
         )));
     }
-    drop(db);
+    Ok(connection)
+}
+
+/// Starts renewing OAuth connection `id` in place (`POST /oauth/reauth/{id}`
+/// from our page, or a script's `GET` with its API token): answers the
+/// provider's consent page. Its id, name and own client stay.
+pub async fn reauthorize(ctx: &Context, caller: &User, id: i64) -> Result<String> {
+    let connection = renewable(ctx, caller, id).await?;
+    let (app, version) = connections::app_of(ctx, &connection)?;
     oauth::start(
         ctx,
         caller,

@@ -23,3 +23,4 @@ mod secrets;
 mod sign_in;
 mod sign_in_limits;
 mod tokens;
+mod web_security;

@@ -2,7 +2,7 @@
 //! the Make-compatible API: API-key connections verified before they are
 //! sealed, OAuth connections through the real provider's consent (with the
 //! team's own OAuth client if it brings one), renewed in place with
-//! `/oauth/reauth/{id}`, renamed, and deleted with revocation at the provider.
+//! `/oauth/reauth/{id}` (a page's form, or a script's GET), renamed, and deleted with revocation at the provider.
 
 use crate::fixtures::Agency;
 use crate::helpers::{assert_error, assert_no_secret, captured_logs, register_secret};
@@ -485,9 +485,24 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
         true
     );
 
-    // Renew in place, from the browser (a session) …
-    let response = rita
+    // Renew in place, from the browser (a session): the page's form …
+    let page = rita
         .get(agency.app.url(&format!("/oauth/reauth/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains(&format!("action=\"/oauth/reauth/{id}\"")),
+        "{page}"
+    );
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).expect("a csrf_token field") + marker.len();
+    let csrf = page[start..].split('"').next().unwrap().to_string();
+    let response = rita
+        .post(agency.app.url(&format!("/oauth/reauth/{id}")))
+        .form(&[("csrf_token", csrf.as_str())])
         .send()
         .await
         .unwrap();

@@ -116,6 +116,8 @@ async fn the_setup_link_sets_a_password_once_and_signs_in(backend: Backend) {
         .await
         .expect("signed in after setup");
     assert!(page.contains(&app.admin_email), "{page}");
+    // Signed in now, the browser's forms carry its new session's CSRF token.
+    let csrf = csrf_of(&page);
 
     // Used once, the link is gone, for anyone.
     let response = browser().get(&link).send().await.unwrap();
@@ -338,7 +340,7 @@ async fn cookies_are_secure_when_the_public_url_is_https(backend: Backend) {
         .await;
     let client = browser();
     let response = client.get(app.url("/sign-in")).send().await.unwrap();
-    let csrf_cookie = set_cookie(&response, "credence_csrf").unwrap();
+    let csrf_cookie = set_cookie(&response, "__Host-credence_csrf").unwrap();
     assert!(
         csrf_cookie.contains("Secure") && csrf_cookie.contains("SameSite=Strict"),
         "{csrf_cookie}"

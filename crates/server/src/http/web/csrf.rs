@@ -1,29 +1,64 @@
-//! CSRF protection by double submit: a random token in a SameSite=Strict cookie,
-//! repeated in every form; a post whose two copies differ is refused.
+//! CSRF protection by a double submit bound to the session: a random value in a
+//! SameSite=Strict cookie, and in every form the HMAC of that value keyed by the
+//! browser's session cookie. A post whose token is not the HMAC of its own
+//! cookie under its own session is refused: a token copied from another session
+//! (or planted together with a cookie, e.g. by a sibling subdomain) is useless,
+//! because nobody else can read the session cookie it is keyed by.
+//!
+//! Over https the cookie is named `__Host-credence_csrf`: browsers accept such a
+//! cookie only `Secure`, with `Path=/` and no `Domain`, so a subdomain cannot set
+//! or shadow it.
 
-use super::{problem, AppState};
+use super::{problem, AppState, SESSION_COOKIE};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 pub const CSRF_COOKIE: &str = "credence_csrf";
 
-/// The jar's CSRF token, minting one (and its cookie) when absent.
+/// The name of the CSRF cookie under this configuration (`__Host-` over https).
+pub fn cookie_name(state: &AppState) -> String {
+    state.config.cookie_name(CSRF_COOKIE)
+}
+
+/// The token a form carries: the HMAC-SHA256 of the cookie's random value,
+/// keyed by the session cookie (empty before sign-in), base64url.
+fn token_for(cookie_value: &str, jar: &CookieJar) -> String {
+    let session = jar
+        .get(SESSION_COOKIE)
+        .map(|cookie| cookie.value())
+        .filter(|value| value.len() <= 128)
+        .unwrap_or("");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(session.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(b"credence-csrf:");
+    mac.update(cookie_value.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// The form token for this browser and session, minting the cookie's random
+/// value (and the cookie) when absent.
 pub fn ensure(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
+    let name = cookie_name(state);
     if let Some(existing) = jar
-        .get(CSRF_COOKIE)
+        .get(&name)
         .map(|c| c.value().to_string())
         .filter(|v| v.len() == 43)
     {
-        return (jar, existing);
+        let token = token_for(&existing, &jar);
+        return (jar, token);
     }
-    let token = crate::service::random_token();
-    let cookie = Cookie::build((CSRF_COOKIE, token.clone()))
+    let value = crate::service::random_token();
+    let token = token_for(&value, &jar);
+    let cookie = Cookie::build((name, value))
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(state.config.secure_cookies())
@@ -32,14 +67,15 @@ pub fn ensure(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
     (jar.add(cookie), token)
 }
 
-/// Whether the form's token equals the cookie's, compared in constant time.
-pub fn matches(jar: &CookieJar, submitted: &str) -> bool {
-    match jar.get(CSRF_COOKIE) {
-        Some(cookie) => {
-            !submitted.is_empty()
-                && bool::from(cookie.value().as_bytes().ct_eq(submitted.as_bytes()))
+/// Whether the form's token is the one of this cookie and this session,
+/// compared in constant time.
+pub fn matches(state: &AppState, jar: &CookieJar, submitted: &str) -> bool {
+    match jar.get(&cookie_name(state)) {
+        Some(cookie) if cookie.value().len() == 43 && !submitted.is_empty() => {
+            let expected = token_for(cookie.value(), jar);
+            bool::from(expected.as_bytes().ct_eq(submitted.as_bytes()))
         }
-        None => false,
+        _ => false,
     }
 }
 
@@ -53,10 +89,10 @@ struct CsrfField {
     csrf_token: Option<String>,
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for CsrfForm<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = Response;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
         let jar = CookieJar::from_headers(request.headers());
         let incomplete = || {
             problem(
@@ -79,7 +115,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for CsrfForm<T> {
                 }
             })?;
         let field: CsrfField = serde_urlencoded::from_bytes(&bytes).map_err(|_| incomplete())?;
-        if !matches(&jar, field.csrf_token.as_deref().unwrap_or("")) {
+        if !matches(state, &jar, field.csrf_token.as_deref().unwrap_or("")) {
             return Err(problem(
                 StatusCode::FORBIDDEN,
                 "Expired form",

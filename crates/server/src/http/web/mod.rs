@@ -2,11 +2,12 @@
 //! page and a home page; the full UI comes later on the same pieces.
 //!
 //! Every form post carries a CSRF token that must match the `credence_csrf`
-//! cookie (double submit; the cookie is SameSite=Strict, so another site can
-//! neither read nor send it). Sessions are a random cookie whose hash the store
-//! keeps; a new one is issued at every sign-in. A sign-in also marks the browser
-//! as known for the account (`credence_browser`), which the sign-in limits
-//! honour (`service::sign_in_limits`).
+//! cookie and the session (`csrf.rs`: double submit bound to the session; the
+//! cookie is SameSite=Strict, so another site can neither read nor send it).
+//! Sessions are a random cookie whose hash the store keeps; a new one is issued
+//! at every sign-in. A sign-in also marks the browser as known for the account
+//! (`credence_browser`), which the sign-in limits honour
+//! (`service::sign_in_limits`).
 
 mod csrf;
 mod limits;
@@ -45,7 +46,10 @@ pub fn router() -> Router<AppState> {
         .route("/requests/{token}", get(requests::open_link))
         .route("/received/{id}", get(requests::received))
         .route(service::oauth::CALLBACK_PATH, get(oauth::callback))
-        .route("/oauth/reauth/{id}", get(oauth::reauthorize))
+        .route(
+            "/oauth/reauth/{id}",
+            get(oauth::reauthorize_page).post(oauth::reauthorize),
+        )
         .route(
             "/oauth/authorize/{id}",
             axum::routing::post(oauth::authorize),

@@ -1,13 +1,14 @@
 //! The browser's side of OAuth 2.0: `/oauth/callback`, where the provider
 //! sends the browser back; `/oauth/authorize/{credentialId}`, which sends the
 //! recipient to the provider's consent page; and `/oauth/reauth/{connectionId}`,
-//! which sends a team member there to renew a team's connection (Make's route).
+//! a page whose CSRF-checked form sends a team member there to renew a team's
+//! connection (a script's `GET` with an API token is redirected at once, Make's route).
 //!
 //! Only the browser signed in as the person who started a flow may finish it;
 //! one that is not signed in passes through sign-in first and comes back with
 //! the same query, so a consent given in a fresh browser is not lost.
 
-use super::{internal, pages, problem, requests::sign_in_first, signed_in_user, CsrfForm};
+use super::{csrf, internal, pages, problem, requests::sign_in_first, signed_in_user, CsrfForm};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiCaller;
 use crate::http::AppState;
@@ -91,22 +92,21 @@ fn refusal(error: service::Error) -> Response {
     }
 }
 
-/// `GET /oauth/reauth/{connectionId}`: 302 to the provider's consent page to
-/// renew a team's OAuth connection in place. A browser is known by its
-/// session (and sent to sign in without one); a script by its API token with
-/// `connections:write`, whose errors are JSON.
-pub async fn reauthorize(
+/// `GET /oauth/reauth/{connectionId}`: for a browser (its session; sent to
+/// sign in without one), a page naming the connection with a button that
+/// posts the CSRF-checked form below; a GET alone never starts a consent, since
+/// another site can make a signed-in browser send one, and a provider may
+/// approve a consent given before without asking. A script (its API token with
+/// `connections:write`, errors as JSON) gets the 302 to the provider's consent
+/// page (Make's route): a browser sends no `Authorization` header cross-site.
+pub async fn reauthorize_page(
     State(state): State<AppState>,
     jar: CookieJar,
     Path(id): Path<String>,
     mut parts: Parts,
 ) -> Response {
     let Ok(id) = id.parse::<i64>() else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "There is no such connection.",
-        );
+        return no_such_connection();
     };
     if parts
         .headers
@@ -129,10 +129,53 @@ pub async fn reauthorize(
         Ok(None) => return sign_in_first(&format!("/oauth/reauth/{id}")),
         Err(error) => return internal(error),
     };
+    let ctx = state.ctx();
+    let connection = match connection_writes::renewable(&ctx, &user, id).await {
+        Ok(connection) => connection,
+        Err(error) => return refusal(error),
+    };
+    let app = ctx
+        .catalog
+        .get(&connection.app_key)
+        .map(|app| app.label.as_str())
+        .unwrap_or(&connection.app_key);
+    let (jar, csrf) = csrf::ensure(&state, jar);
+    (
+        jar,
+        pages::renew_connection(connection.id, &connection.name, app, &csrf),
+    )
+        .into_response()
+}
+
+/// `POST /oauth/reauth/{connectionId}` (the form of the page above,
+/// CSRF-checked): 303 to the provider's consent page to renew the signed-in
+/// person's OAuth connection in place.
+pub async fn reauthorize(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<HashMap<String, String>>,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return no_such_connection();
+    };
+    let user = match signed_in_user(&state, &jar).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return sign_in_first(&format!("/oauth/reauth/{id}")),
+        Err(error) => return internal(error),
+    };
     match connection_writes::reauthorize(&state.ctx(), &user, id).await {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(error) => refusal(error),
     }
+}
+
+fn no_such_connection() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such connection.",
+    )
 }
 
 /// `POST /oauth/authorize/{credentialId}` (the form on the recipient's page,

@@ -131,6 +131,22 @@ pub fn connection_outcome(id: Option<i64>, name: &str, failure: Option<&str>) ->
     )
 }
 
+/// Confirms renewing a team's OAuth connection in place: a form, not a link,
+/// so that another site cannot start the consent.
+pub fn renew_connection(id: i64, name: &str, app: &str, csrf: &str) -> Html<String> {
+    layout(
+        "Renew connection",
+        html! {
+            h1 { "Renew " (name) }
+            p { "Sign in again with " strong { (app) } " to renew the connection " strong { (name) } " (id " (id) "). Its name and id stay." }
+            form method="post" action=(format!("/oauth/reauth/{id}")) {
+                input type="hidden" name="csrf_token" value=(csrf);
+                button type="submit" { "Continue with " (app) }
+            }
+        },
+    )
+}
+
 /// The CSS class of a credential state's label.
 fn state_class(state: credence_domain::CredentialState) -> &'static str {
     use credence_domain::CredentialState::*;
