@@ -19,4 +19,5 @@ mod revocation;
 mod sdk;
 mod secrets;
 mod sign_in;
+mod token_hygiene;
 mod tokens;

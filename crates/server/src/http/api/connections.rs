@@ -171,7 +171,9 @@ pub async fn test(
     caller: ApiCaller,
     AppPath(id): AppPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Scope::ConnectionsRead)?;
+    // Testing changes the connection: its state (valid/invalid), an audit
+    // entry and, for OAuth, a refresh that replaces its tokens.
+    caller.require(Scope::ConnectionsWrite)?;
     let verified = connection_reads::test(&state.ctx(), &caller.user, id).await?;
     Ok(Json(json!({ "verified": verified })))
 }
