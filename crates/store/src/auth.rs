@@ -169,7 +169,8 @@ impl Db {
     }
 
     pub async fn list_api_tokens(&mut self, user: UserId) -> Result<Vec<ApiToken>> {
-        let sql = format!("SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id");
+        let sql =
+            format!("SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id");
         let rows = on_conn!(self, c => sqlx::query_as::<_, ApiTokenRow>(&sql).bind(user.0).fetch_all(c).await)?;
         rows.into_iter().map(ApiToken::try_from).collect()
     }

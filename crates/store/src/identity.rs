@@ -2,8 +2,8 @@
 
 use crate::{now, Db, Error, Membership, Organization, Result, Team, TeamMember, User};
 use credence_domain::{
-    EmailAddress, EntityName, Feature, OrgRole, OrganizationId, PersonName, Plan, RequestId, TeamId,
-    TeamRole, UserId,
+    EmailAddress, EntityName, Feature, OrgRole, OrganizationId, PersonName, Plan, RequestId,
+    TeamId, TeamRole, UserId,
 };
 use sqlx::FromRow;
 
@@ -289,7 +289,8 @@ pub struct Invitation {
     pub request_id: Option<String>,
 }
 
-const INVITATION_COLUMNS: &str = "id, organization_id, team_id, email, name, organization_role, team_role, invited_by, \
+const INVITATION_COLUMNS: &str =
+    "id, organization_id, team_id, email, name, organization_role, team_role, invited_by, \
      created_at, expires_at, accepted_at, request_id";
 
 impl Db {

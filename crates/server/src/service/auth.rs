@@ -187,7 +187,13 @@ pub async fn create_api_token(
     let value = uuid::Uuid::new_v4().to_string();
     let mut tx = store.begin().await?;
     let record = tx
-        .insert_api_token(user, name.as_str(), &token_hash(&value), new.scopes, expires_at)
+        .insert_api_token(
+            user,
+            name.as_str(),
+            &token_hash(&value),
+            new.scopes,
+            expires_at,
+        )
         .await?;
     audit_api_token(&mut tx, actor, "api_token.created", &record).await?;
     tx.commit().await?;

@@ -61,7 +61,8 @@ pub async fn find(ctx: &Context, token: &str) -> Result<Option<(Invitation, Opti
     let mut db = ctx.store.db().await?;
     let Some(invitation) = db
         .find_open_invitation(&token_hash(token), undated_made_after())
-        .await? else {
+        .await?
+    else {
         return Ok(None);
     };
     let existing = db.find_user_by_email(&invitation.email).await?;

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod invitations;
 pub mod oauth;
 pub mod requests;
+pub mod secret_json;
 pub mod secrets;
 pub mod upstream;
 

@@ -28,7 +28,10 @@ async fn a_team_sees_its_connections_and_can_test_them_but_never_read_them(backe
     assert_eq!(status, StatusCode::OK);
     let reader = agency
         .app
-        .token(agency.requester.id, &format!("{SCOPES},connections:read,connections:write"))
+        .token(
+            agency.requester.id,
+            &format!("{SCOPES},connections:read,connections:write"),
+        )
         .await;
     let team = agency.app.team;
 

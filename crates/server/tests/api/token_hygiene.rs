@@ -79,11 +79,29 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
     let admin = app.admin_id().await;
     let precious = app.token(admin, "credential-requests:write").await;
     let narrow = app.token(admin, "connections:read").await;
-    let precious_id = app.store.db().await.unwrap().list_api_tokens(admin).await.unwrap()[0].id;
+    let precious_id = app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_api_tokens(admin)
+        .await
+        .unwrap()[0]
+        .id;
 
-    let (status, body) = send(&app, reqwest::Method::GET, "/api/v2/users/me/api-tokens", &narrow, None).await;
+    let (status, body) = send(
+        &app,
+        reqwest::Method::GET,
+        "/api/v2/users/me/api-tokens",
+        &narrow,
+        None,
+    )
+    .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
-    assert!(body["detail"].as_str().unwrap().contains("user:read"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("user:read"),
+        "{body}"
+    );
     let (status, body) = send(
         &app,
         reqwest::Method::POST,
@@ -93,7 +111,10 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
     )
     .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
-    assert!(body["detail"].as_str().unwrap().contains("user:write"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("user:write"),
+        "{body}"
+    );
     let (status, body) = send(
         &app,
         reqwest::Method::DELETE,
@@ -103,9 +124,19 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
     )
     .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
-    assert!(body["detail"].as_str().unwrap().contains("user:write"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("user:write"),
+        "{body}"
+    );
     assert_eq!(
-        app.store.db().await.unwrap().list_api_tokens(admin).await.unwrap().len(),
+        app.store
+            .db()
+            .await
+            .unwrap()
+            .list_api_tokens(admin)
+            .await
+            .unwrap()
+            .len(),
         2,
         "nothing was created or deleted"
     );
@@ -117,7 +148,15 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
     );
 
     // A token may always delete itself: that only narrows access.
-    let narrow_id = app.store.db().await.unwrap().list_api_tokens(admin).await.unwrap()[1].id;
+    let narrow_id = app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_api_tokens(admin)
+        .await
+        .unwrap()[1]
+        .id;
     let (status, body) = send(
         &app,
         reqwest::Method::DELETE,
@@ -130,7 +169,14 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
 
     // With Make's user:write, tokens are managed.
     let manager = app.token(admin, "user:read,user:write").await;
-    let (status, body) = send(&app, reqwest::Method::GET, "/api/v2/users/me/api-tokens", &manager, None).await;
+    let (status, body) = send(
+        &app,
+        reqwest::Method::GET,
+        "/api/v2/users/me/api-tokens",
+        &manager,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = send(
         &app,
@@ -165,7 +211,11 @@ async fn creating_and_deleting_an_api_token_is_audited_with_label_and_scopes_nev
     let id = body["apiToken"]["id"].as_i64().unwrap();
 
     let created = audit_entries(&app, "api_token.created").await;
-    assert_eq!(created.len(), 1, "one entry, in the admin's one organization");
+    assert_eq!(
+        created.len(),
+        1,
+        "one entry, in the admin's one organization"
+    );
     let entry = &created[0];
     assert_eq!(entry.organization_id, app.organization.0);
     assert_eq!(entry.actor_user_id, Some(admin.0));
@@ -174,7 +224,10 @@ async fn creating_and_deleting_an_api_token_is_audited_with_label_and_scopes_nev
     let details: Value = serde_json::from_str(&entry.details).unwrap();
     assert_eq!(details["label"], "ci deploys");
     assert_eq!(details["scopes"], json!(["teams:read"]));
-    assert!(!entry.details.contains(&value), "the value is never audited");
+    assert!(
+        !entry.details.contains(&value),
+        "the value is never audited"
+    );
 
     let (status, body) = send(
         &app,
@@ -202,7 +255,15 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
     let app = spawn_app(backend).await;
     let admin = app.admin_id().await;
     let manager = app.token(admin, "user:read,user:write").await;
-    let create = |body: Value| send(&app, reqwest::Method::POST, "/api/v2/users/me/api-tokens", &manager, Some(body));
+    let create = |body: Value| {
+        send(
+            &app,
+            reqwest::Method::POST,
+            "/api/v2/users/me/api-tokens",
+            &manager,
+            Some(body),
+        )
+    };
 
     // Bad expiries: a clear 400 naming expiresAt, and no token.
     let past = (Utc::now() - Duration::hours(1)).to_rfc3339();
@@ -216,9 +277,25 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
             create(json!({ "label": "t", "scope": ["user:read"], "expiresAt": expiry })).await;
         assert_error(status, &body, StatusCode::BAD_REQUEST);
         assert_eq!(body["suberrors"][0]["field"], "expiresAt", "{body}");
-        assert!(body["suberrors"][0]["message"].as_str().unwrap().contains(says), "{body}");
+        assert!(
+            body["suberrors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(says),
+            "{body}"
+        );
     }
-    assert_eq!(app.store.db().await.unwrap().list_api_tokens(admin).await.unwrap().len(), 1);
+    assert_eq!(
+        app.store
+            .db()
+            .await
+            .unwrap()
+            .list_api_tokens(admin)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     let expiry = (Utc::now() + Duration::days(30)).trunc_subsecs(0);
     let (status, body) = create(json!({
@@ -233,14 +310,23 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
     let answered: DateTime<Utc> =
         serde_json::from_value(body["apiToken"]["expiresAt"].clone()).unwrap();
     assert_eq!(answered, expiry);
-    let (status, listed) =
-        send(&app, reqwest::Method::GET, "/api/v2/users/me/api-tokens", &manager, None).await;
+    let (status, listed) = send(
+        &app,
+        reqwest::Method::GET,
+        "/api/v2/users/me/api-tokens",
+        &manager,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let listed = listed["apiTokens"].as_array().unwrap();
     let shown = listed.iter().find(|t| t["id"] == id).unwrap();
     let shown: DateTime<Utc> = serde_json::from_value(shown["expiresAt"].clone()).unwrap();
     assert_eq!(shown, expiry);
-    assert!(listed.iter().any(|t| t["expiresAt"].is_null()), "no expiry: null");
+    assert!(
+        listed.iter().any(|t| t["expiresAt"].is_null()),
+        "no expiry: null"
+    );
     let (status, _) = app.get_json("/api/v2/users/me", &value).await;
     assert_eq!(status, StatusCode::OK, "works until it expires");
 
@@ -253,7 +339,10 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
     .await;
     let (status, body) = app.get_json("/api/v2/users/me", &value).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED);
-    assert!(body["detail"].as_str().unwrap().contains("expired"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
     app.stop().await;
 }
 
@@ -268,14 +357,20 @@ async fn testing_a_connection_needs_connections_write_because_it_changes_its_sta
         .await;
     let (status, body) = agency
         .post(
-            &format!("/api/v2/credential-requests/credentials/{}/authorize", credentials[0]),
+            &format!(
+                "/api/v2/credential-requests/credentials/{}/authorize",
+                credentials[0]
+            ),
             &agency.teammate_token,
             Some(json!({ "data": { "apiKey": key } })),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let team = agency.app.team;
-    let reader = agency.app.token(agency.requester.id, "connections:read").await;
+    let reader = agency
+        .app
+        .token(agency.requester.id, "connections:read")
+        .await;
     let (_, body) = agency
         .app
         .get_json(&format!("/api/v2/connections?teamId={team}"), &reader)
@@ -288,13 +383,25 @@ async fn testing_a_connection_needs_connections_write_because_it_changes_its_sta
         .post(&format!("/api/v2/connections/{id}/test"), &reader, None)
         .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
-    assert!(body["detail"].as_str().unwrap().contains("connections:write"), "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("connections:write"),
+        "{body}"
+    );
     let (_, body) = agency
         .app
         .get_json(&format!("/api/v2/connections/{id}"), &reader)
         .await;
-    assert_eq!(body["connection"]["state"], "valid", "a read-only token changed nothing");
-    assert!(!agency.audit_events().await.contains(&"connection.verified".to_string()));
+    assert_eq!(
+        body["connection"]["state"], "valid",
+        "a read-only token changed nothing"
+    );
+    assert!(!agency
+        .audit_events()
+        .await
+        .contains(&"connection.verified".to_string()));
 
     let writer = agency
         .app
@@ -353,8 +460,21 @@ async fn try_to_accept(link: &str) -> (StatusCode, StatusCode) {
         Some(rest) => rest.split('"').next().unwrap().to_string(),
         None => {
             let sign_in = link.split("/invitations/").next().unwrap().to_string() + "/sign-in";
-            let html = browser.get(sign_in).send().await.unwrap().text().await.unwrap();
-            html.split("name=\"csrf_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string()
+            let html = browser
+                .get(sign_in)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            html.split("name=\"csrf_token\" value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
         }
     };
     let post = browser
@@ -390,7 +510,10 @@ async fn an_invitation_expires_after_fourteen_days(backend: Backend) {
     assert!(post.is_client_error(), "{post}");
     let mut db = agency.app.store.db().await.unwrap();
     assert!(
-        db.find_user_by_email("cleo@client.example").await.unwrap().is_none(),
+        db.find_user_by_email("cleo@client.example")
+            .await
+            .unwrap()
+            .is_none(),
         "no account was made from an expired invitation"
     );
 
@@ -398,19 +521,27 @@ async fn an_invitation_expires_after_fourteen_days(backend: Backend) {
     let expires_at: Vec<DateTime<Utc>> = match agency.app.backend {
         Backend::Sqlite => {
             use sqlx::Connection;
-            let mut conn = sqlx::SqliteConnection::connect(&agency.app.database_url).await.unwrap();
-            sqlx::query_scalar("SELECT expires_at FROM invitations WHERE email = 'carl@client.example'")
-                .fetch_all(&mut conn)
+            let mut conn = sqlx::SqliteConnection::connect(&agency.app.database_url)
                 .await
-                .unwrap()
+                .unwrap();
+            sqlx::query_scalar(
+                "SELECT expires_at FROM invitations WHERE email = 'carl@client.example'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
         }
         Backend::Postgres => {
             use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&agency.app.database_url).await.unwrap();
-            sqlx::query_scalar("SELECT expires_at FROM invitations WHERE email = 'carl@client.example'")
-                .fetch_all(&mut conn)
+            let mut conn = sqlx::PgConnection::connect(&agency.app.database_url)
                 .await
-                .unwrap()
+                .unwrap();
+            sqlx::query_scalar(
+                "SELECT expires_at FROM invitations WHERE email = 'carl@client.example'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
         }
     };
     let lasts = expires_at[0] - Utc::now();
@@ -419,7 +550,11 @@ async fn an_invitation_expires_after_fourteen_days(backend: Backend) {
         "expires in {lasts}"
     );
     let (page, post) = try_to_accept(&link_later).await;
-    assert_eq!((page, post), (StatusCode::OK, StatusCode::SEE_OTHER), "a live one is accepted");
+    assert_eq!(
+        (page, post),
+        (StatusCode::OK, StatusCode::SEE_OTHER),
+        "a live one is accepted"
+    );
     agency.app.stop().await;
 }
 
@@ -440,12 +575,19 @@ async fn deleting_a_request_withdraws_its_invitation(backend: Backend) {
     assert!(post.is_client_error(), "{post}");
     let mut db = agency.app.store.db().await.unwrap();
     assert!(
-        db.find_user_by_email("cleo@client.example").await.unwrap().is_none(),
+        db.find_user_by_email("cleo@client.example")
+            .await
+            .unwrap()
+            .is_none(),
         "no account was made from the deleted request's invitation"
     );
     drop(db);
     let response = reqwest::get(&kept_link).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "another request's invitation stays");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "another request's invitation stays"
+    );
     agency.app.stop().await;
 }
 
@@ -474,12 +616,24 @@ async fn is_signed_in(app: &TestApp, client: &reqwest::Client) -> bool {
 async fn completing_a_setup_link_ends_the_users_other_sessions(backend: Backend) {
     let app = spawn_app(backend).await;
     let person = app
-        .add_person("ann@example.com", app.organization, "member", Some((app.team, "member")))
+        .add_person(
+            "ann@example.com",
+            app.organization,
+            "member",
+            Some((app.team, "member")),
+        )
         .await;
 
     // Ann is signed in on a laptop someone else now has.
     let stolen = browser();
-    let html = stolen.get(app.url("/sign-in")).send().await.unwrap().text().await.unwrap();
+    let html = stolen
+        .get(app.url("/sign-in"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let response = stolen
         .post(app.url("/sign-in"))
         .form(&[

@@ -6,6 +6,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{select_columns, ApiCaller, AppJson, AppPath, ListParams, QueryPairs};
 use crate::http::AppState;
 use crate::service::requests::{self, CreateRequestInput, Viewer};
+use crate::service::secret_json::SecretJson;
 use crate::service::{credentials, features};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,7 +16,7 @@ use credence_catalog::{AuthKind, Catalog, ModuleKind};
 use credence_domain::{CredentialId, OrgRole, RequestId, RequestStatus, Scope, TeamId, UserId};
 use credence_store::{CredentialRequest, Db, RequestFilter, RequestedCredential, User};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 
 fn request_id(raw: &str) -> Result<RequestId, ApiError> {
@@ -508,7 +509,8 @@ pub async fn request_reauthorize(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeBody {
-    data: Option<Map<String, Value>>,
+    /// The app's field values: secrets, zeroized once the service took them.
+    data: Option<SecretJson>,
 }
 
 /// `POST …/credentials/{id}/authorize` (the recipient's first authorization).
