@@ -674,6 +674,110 @@ async fn completing_a_setup_link_ends_the_users_other_sessions(backend: Backend)
     app.stop().await;
 }
 
+/// Runs the `credence` binary on the app's database and key file; answers
+/// (success, stdout, stderr).
+async fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let mut command = tokio::process::Command::new(crate::helpers::credence_bin());
+    for name in [
+        "CREDENCE_CONFIG",
+        "CREDENCE_LISTEN",
+        "CREDENCE_PUBLIC_URL",
+        "CREDENCE_LOG",
+    ] {
+        command.env_remove(name);
+    }
+    let output = command
+        .current_dir(app.dir.path())
+        .env("DATABASE_URL", &app.database_url)
+        .env("CREDENCE_DATA_DIR", app.dir.path())
+        .env("CREDENCE_KEY_FILE", app.dir.path().join("credence.key"))
+        .args(args)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
+        .await
+        .expect("the command ends")
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_naming_expires(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin_id().await;
+    let create = |expires: String| {
+        let email = app.admin_email.clone();
+        let app = &app;
+        async move {
+            let args = [
+                "token",
+                "create",
+                "--email",
+                &email,
+                "--name",
+                "ci",
+                "--scopes",
+                "user:read",
+                "--expires",
+                &expires,
+            ];
+            operator(app, &args).await
+        }
+    };
+    let (succeeded, stdout, stderr) = create("2020-01-31".into()).await;
+    assert!(!succeeded, "{stdout}");
+    assert!(
+        stderr.contains("--expires") && stderr.contains("not in the future"),
+        "{stderr}"
+    );
+    assert!(app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_api_tokens(admin)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let day = (Utc::now() + Duration::days(10)).date_naive();
+    let (succeeded, stdout, stderr) = create(day.to_string()).await;
+    assert!(succeeded, "{stderr}");
+    assert!(
+        stdout.contains(&format!("expires {day}T23:59:59.999999+00:00")),
+        "{stdout}"
+    );
+    let value = stdout
+        .split("token (shown once, keep it safe): ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    let (status, _) = app.get_json("/api/v2/users/me", &value).await;
+    assert_eq!(status, StatusCode::OK);
+    let tokens = app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_api_tokens(admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens[0].expires_at.map(|at| at.date_naive()),
+        Some(day),
+        "the end of that day"
+    );
+    let created = audit_entries(&app, "api_token.created").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].actor_label, "operator");
+    app.stop().await;
+}
+
 on_both_backends!(
     a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_tokens,
     creating_and_deleting_an_api_token_is_audited_with_label_and_scopes_never_the_value,
@@ -682,4 +786,5 @@ on_both_backends!(
     an_invitation_expires_after_fourteen_days,
     deleting_a_request_withdraws_its_invitation,
     completing_a_setup_link_ends_the_users_other_sessions,
+    the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_naming_expires,
 );
