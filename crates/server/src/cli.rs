@@ -411,9 +411,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             expires,
         }) => {
             let scopes = Scopes::parse(&scopes).map_err(service::Error::from)?;
-            if let Some(raw) = &expires {
-                auth::parse_api_token_expiry("--expires", raw).map_err(service::Error::from)?;
-            }
+            let expires_at = expires
+                .as_deref()
+                .map(|raw| auth::parse_api_token_expiry("--expires", raw))
+                .transpose()
+                .map_err(service::Error::from)?;
             let store = open_store(&config).await?;
             let user = store.db().await?.find_user_by_email(&email).await?;
             let user = user.ok_or_else(|| {
@@ -426,7 +428,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 auth::NewApiToken {
                     name: &name,
                     scopes: &scopes,
-                    expires_at: expires.as_deref(),
+                    expires_at,
                 },
             )
             .await?;

@@ -137,8 +137,8 @@ pub const API_TOKEN_MAX_LIFETIME: Duration = Duration::days(365);
 pub struct NewApiToken<'a> {
     pub name: &'a str,
     pub scopes: &'a Scopes,
-    /// Raw, as the caller sent it (ISO 8601 date or date-time); `None`: never expires.
-    pub expires_at: Option<&'a str>,
+    /// From [`parse_api_token_expiry`]; `None`: it never expires.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Reads an API token's expiry given as `field`: in the future and at most
@@ -180,10 +180,6 @@ pub async fn create_api_token(
     new: NewApiToken<'_>,
 ) -> Result<(ApiToken, SecretString)> {
     let name = credence_domain::EntityName::parse("name", new.name)?;
-    let expires_at = new
-        .expires_at
-        .map(|raw| parse_api_token_expiry("expiresAt", raw))
-        .transpose()?;
     let value = uuid::Uuid::new_v4().to_string();
     let mut tx = store.begin().await?;
     let record = tx
@@ -192,7 +188,7 @@ pub async fn create_api_token(
             name.as_str(),
             &token_hash(&value),
             new.scopes,
-            expires_at,
+            new.expires_at,
         )
         .await?;
     audit_api_token(&mut tx, actor, "api_token.created", &record).await?;

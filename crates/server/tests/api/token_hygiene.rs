@@ -330,6 +330,40 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
     let (status, _) = app.get_json("/api/v2/users/me", &value).await;
     assert_eq!(status, StatusCode::OK, "works until it expires");
 
+    // An expiring token cannot mint one that outlives it.
+    let expiring_manager = {
+        let (status, body) = create(json!({
+            "label": "short manager",
+            "scope": ["user:read", "user:write"],
+            "expiresAt": (Utc::now() + Duration::days(1)).to_rfc3339(),
+        }))
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["apiToken"]["token"].as_str().unwrap().to_string()
+    };
+    for expiry in [
+        Value::Null,
+        json!((Utc::now() + Duration::days(2)).to_rfc3339()),
+    ] {
+        let (status, body) = send(
+            &app,
+            reqwest::Method::POST,
+            "/api/v2/users/me/api-tokens",
+            &expiring_manager,
+            Some(json!({ "label": "longer", "scope": ["user:read"], "expiresAt": expiry })),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST);
+        assert_eq!(body["suberrors"][0]["field"], "expiresAt", "{body}");
+        assert!(
+            body["suberrors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("outlive"),
+            "{body}"
+        );
+    }
+
     // The month passed.
     run_sql_at(
         &app,

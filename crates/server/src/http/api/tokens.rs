@@ -2,7 +2,8 @@
 //! Make's scopes: listing needs `user:read`, creating and deleting `user:write`
 //! (a token may always delete itself). A token can only mint tokens with scopes
 //! it holds itself, so a narrow token can neither widen its own access nor
-//! remove the user's other tokens. A token may expire (`expiresAt`).
+//! remove the user's other tokens. A token may expire (`expiresAt`); one that
+//! expires only mints tokens that expire no later.
 
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiCaller, AppJson, AppPath};
@@ -81,6 +82,23 @@ pub async fn create(
         )));
     }
     let label = credence_domain::EntityName::parse("label", &body.label)?;
+    let expires_at = body
+        .expires_at
+        .as_deref()
+        .map(|raw| auth::parse_api_token_expiry("expiresAt", raw))
+        .transpose()?;
+    // Like its scopes, a new token's lifetime stays within the caller's.
+    if let Some(limit) = caller.token.expires_at {
+        if expires_at.is_none_or(|at| at > limit) {
+            return Err(ApiError::invalid(
+                "expiresAt",
+                format!(
+                    "expiresAt must be at or before {}, when this API token expires: a token cannot outlive the one that makes it",
+                    limit.to_rfc3339()
+                ),
+            ));
+        }
+    }
     let (token, value) = auth::create_api_token(
         &state.store,
         &Actor::user(&caller.user),
@@ -88,7 +106,7 @@ pub async fn create(
         auth::NewApiToken {
             name: label.as_str(),
             scopes: &scopes,
-            expires_at: body.expires_at.as_deref(),
+            expires_at,
         },
     )
     .await?;
