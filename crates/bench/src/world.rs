@@ -204,9 +204,18 @@ impl World {
             let recipient =
                 add_member(&store, organization, team, &format!("recipient-{index}")).await?;
             let scopes = Scopes::parse("credential-requests:read,credential-requests:write")?;
-            let (_, token) = auth::create_api_token(&store, requester.0, "bench", &scopes)
-                .await
-                .context("cannot create an API token")?;
+            let (_, token) = auth::create_api_token(
+                &store,
+                &credence::service::audit::Actor::operator(),
+                requester.0,
+                auth::NewApiToken {
+                    name: "bench",
+                    scopes: &scopes,
+                    expires_at: None,
+                },
+            )
+            .await
+            .context("cannot create an API token")?;
             people.push(Team {
                 id: team,
                 requester: requester.0,

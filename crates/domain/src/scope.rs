@@ -18,6 +18,9 @@ pub enum Scope {
     OrganizationsRead,
     TeamsRead,
     UserRead,
+    /// Make's scope for changing the user's own account; here it manages their
+    /// API tokens (create, delete).
+    UserWrite,
     WebhooksRead,
     WebhooksWrite,
 }
@@ -33,6 +36,7 @@ impl Scope {
         Scope::OrganizationsRead,
         Scope::TeamsRead,
         Scope::UserRead,
+        Scope::UserWrite,
         Scope::WebhooksRead,
         Scope::WebhooksWrite,
     ];
@@ -48,6 +52,7 @@ impl Scope {
             Scope::OrganizationsRead => "organizations:read",
             Scope::TeamsRead => "teams:read",
             Scope::UserRead => "user:read",
+            Scope::UserWrite => "user:write",
             Scope::WebhooksRead => "webhooks:read",
             Scope::WebhooksWrite => "webhooks:write",
         }

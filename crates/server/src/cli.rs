@@ -135,6 +135,10 @@ enum TokenCommand {
         /// Comma-separated, e.g. credential-requests:read,connections:read.
         #[arg(long)]
         scopes: String,
+        /// When the token stops working: an ISO 8601 date (the end of that day,
+        /// UTC) or date-time, at most 365 days ahead. Without it, never.
+        #[arg(long)]
+        expires: Option<String>,
     },
 }
 
@@ -404,16 +408,36 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             email,
             name,
             scopes,
+            expires,
         }) => {
             let scopes = Scopes::parse(&scopes).map_err(service::Error::from)?;
+            let expires_at = expires
+                .as_deref()
+                .map(|raw| auth::parse_api_token_expiry("--expires", raw))
+                .transpose()
+                .map_err(service::Error::from)?;
             let store = open_store(&config).await?;
             let user = store.db().await?.find_user_by_email(&email).await?;
             let user = user.ok_or_else(|| {
                 service::Error::NotFound(format!("no user has the email {email:?}"))
             })?;
-            let (token, value) = auth::create_api_token(&store, user.id, &name, &scopes).await?;
+            let (token, value) = auth::create_api_token(
+                &store,
+                &service::audit::Actor::operator(),
+                user.id,
+                auth::NewApiToken {
+                    name: &name,
+                    scopes: &scopes,
+                    expires_at,
+                },
+            )
+            .await?;
+            let expiry = token
+                .expires_at
+                .map(|at| format!("expires {}", at.to_rfc3339()))
+                .unwrap_or_else(|| "never expires".into());
             println!(
-                "api token {} created for user {}: name {:?}, scopes {}",
+                "api token {} created for user {}: name {:?}, scopes {}, {expiry}",
                 token.id,
                 user.id,
                 token.name,

@@ -18,7 +18,11 @@ struct ApiTokenRow {
     scopes: String,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
 }
+
+/// The columns of an [`ApiTokenRow`], in a `SELECT` or `RETURNING`.
+const API_TOKEN_COLUMNS: &str = "id, user_id, name, scopes, created_at, last_used_at, expires_at";
 
 impl TryFrom<ApiTokenRow> for ApiToken {
     type Error = Error;
@@ -31,6 +35,7 @@ impl TryFrom<ApiTokenRow> for ApiToken {
             scopes: Scopes::parse(&row.scopes).map_err(|e| Error::Corrupt(e.to_string()))?,
             created_at: row.created_at,
             last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
         })
     }
 }
@@ -103,27 +108,32 @@ impl Db {
         Ok(user.map(UserId))
     }
 
+    /// Stores a new token (its hash only); `expires_at` `None` means it never expires.
     pub async fn insert_api_token(
         &mut self,
         user: UserId,
         name: &str,
         token_hash: &str,
         scopes: &Scopes,
+        expires_at: Option<DateTime<Utc>>,
     ) -> Result<ApiToken> {
-        let sql = "INSERT INTO api_tokens (user_id, name, token_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) \
-                   RETURNING id, user_id, name, scopes, created_at, last_used_at";
-        let row = on_conn!(self, c => sqlx::query_as::<_, ApiTokenRow>(sql)
-            .bind(user.0).bind(name).bind(token_hash).bind(scopes.to_stored()).bind(now())
+        let sql = format!(
+            "INSERT INTO api_tokens (user_id, name, token_hash, scopes, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {API_TOKEN_COLUMNS}"
+        );
+        let row = on_conn!(self, c => sqlx::query_as::<_, ApiTokenRow>(&sql)
+            .bind(user.0).bind(name).bind(token_hash).bind(scopes.to_stored()).bind(now()).bind(expires_at)
             .fetch_one(c).await)?;
         row.try_into()
     }
 
-    /// The token with this hash and its owner. Notes the use, at most once a minute,
-    /// so that a busy token does not turn every read into a write.
+    /// The token with this hash and its owner, expired or not (the caller says
+    /// which). Notes the use of a live token, at most once a minute, so that a
+    /// busy token does not turn every read into a write.
     pub async fn find_api_token(&mut self, token_hash: &str) -> Result<Option<(ApiToken, User)>> {
         let sql = format!(
             "SELECT t.id AS token_id, t.user_id, t.name AS token_name, t.scopes, t.created_at AS token_created_at, \
-                    t.last_used_at, {USER_COLUMNS_OF_U} \
+                    t.last_used_at, t.expires_at, {USER_COLUMNS_OF_U} \
              FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1"
         );
         let found = on_conn!(self, c => sqlx::query(&sql).bind(token_hash).fetch_optional(c).await.and_then(|row| {
@@ -136,6 +146,7 @@ impl Db {
                     scopes: row.try_get("scopes")?,
                     created_at: row.try_get("token_created_at")?,
                     last_used_at: row.try_get("last_used_at")?,
+                    expires_at: row.try_get("expires_at")?,
                 };
                 Ok((token, User::from_row(&row)?))
             }).transpose()
@@ -145,9 +156,11 @@ impl Db {
         };
         let token = ApiToken::try_from(token)?;
         let at = now();
-        if token
-            .last_used_at
-            .is_none_or(|last| at - last > Duration::minutes(1))
+        let live = token.expires_at.is_none_or(|expiry| expiry > at);
+        if live
+            && token
+                .last_used_at
+                .is_none_or(|last| at - last > Duration::minutes(1))
         {
             let sql = "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2";
             on_conn!(self, c => sqlx::query(sql).bind(at).bind(token.id.0).execute(c).await.map(|r| r.rows_affected()))?;
@@ -156,18 +169,28 @@ impl Db {
     }
 
     pub async fn list_api_tokens(&mut self, user: UserId) -> Result<Vec<ApiToken>> {
-        let sql = "SELECT id, user_id, name, scopes, created_at, last_used_at FROM api_tokens WHERE user_id = $1 ORDER BY id";
-        let rows = on_conn!(self, c => sqlx::query_as::<_, ApiTokenRow>(sql).bind(user.0).fetch_all(c).await)?;
+        let sql =
+            format!("SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id");
+        let rows = on_conn!(self, c => sqlx::query_as::<_, ApiTokenRow>(&sql).bind(user.0).fetch_all(c).await)?;
         rows.into_iter().map(ApiToken::try_from).collect()
     }
 
-    /// Deletes one of `user`'s tokens; `NotFound` when they have no such token.
-    pub async fn delete_api_token(&mut self, user: UserId, token: ApiTokenId) -> Result<()> {
-        let sql = "DELETE FROM api_tokens WHERE id = $1 AND user_id = $2";
-        let done = on_conn!(self, c => sqlx::query(sql).bind(token.0).bind(user.0).execute(c).await.map(|r| r.rows_affected()))?;
-        if done == 0 {
-            return Err(Error::NotFound(format!("api token {token}")));
-        }
-        Ok(())
+    /// Deletes one of `user`'s tokens and returns what it was; `NotFound` when
+    /// they have no such token.
+    pub async fn delete_api_token(&mut self, user: UserId, token: ApiTokenId) -> Result<ApiToken> {
+        let sql = format!(
+            "DELETE FROM api_tokens WHERE id = $1 AND user_id = $2 RETURNING {API_TOKEN_COLUMNS}"
+        );
+        let row = on_conn!(self, c => sqlx::query_as::<_, ApiTokenRow>(&sql).bind(token.0).bind(user.0).fetch_optional(c).await)?;
+        row.ok_or_else(|| Error::NotFound(format!("api token {token}")))?
+            .try_into()
+    }
+
+    /// Ends every browser session of `user` (after their password changed).
+    pub async fn delete_sessions_of_user(&mut self, user: UserId) -> Result<u64> {
+        let sql = "DELETE FROM sessions WHERE user_id = $1";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(user.0).execute(c).await.map(|r| r.rows_affected()))?,
+        )
     }
 }

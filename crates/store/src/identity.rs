@@ -2,8 +2,8 @@
 
 use crate::{now, Db, Error, Membership, Organization, Result, Team, TeamMember, User};
 use credence_domain::{
-    EmailAddress, EntityName, Feature, OrgRole, OrganizationId, PersonName, Plan, TeamId, TeamRole,
-    UserId,
+    EmailAddress, EntityName, Feature, OrgRole, OrganizationId, PersonName, Plan, RequestId,
+    TeamId, TeamRole, UserId,
 };
 use sqlx::FromRow;
 
@@ -280,11 +280,18 @@ pub struct Invitation {
     pub team_role: Option<String>,
     pub invited_by: Option<i64>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// After this the invitation is refused; `None` only for invitations made
+    /// before invitations expired, which expire by their age instead.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub accepted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The credential request it was sent for, if any: deleting the request
+    /// withdraws the invitation.
+    pub request_id: Option<String>,
 }
 
 const INVITATION_COLUMNS: &str =
-    "id, organization_id, team_id, email, name, organization_role, team_role, invited_by, created_at, accepted_at";
+    "id, organization_id, team_id, email, name, organization_role, team_role, invited_by, \
+     created_at, expires_at, accepted_at, request_id";
 
 impl Db {
     #[allow(clippy::too_many_arguments)]
@@ -298,20 +305,41 @@ impl Db {
         team_role: Option<TeamRole>,
         token_hash: &str,
         invited_by: UserId,
+        request: Option<RequestId>,
+        expires_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<i64> {
         let sql = "INSERT INTO invitations (organization_id, team_id, email, name, organization_role, team_role, token_hash, \
-                   invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
+                   invited_by, created_at, request_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
         Ok(on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql)
             .bind(organization.0).bind(team.map(|t| t.0)).bind(email).bind(name).bind(organization_role.as_str())
             .bind(team_role.map(|r| r.as_str())).bind(token_hash).bind(invited_by.0).bind(now())
+            .bind(request.map(|r| r.to_string())).bind(expires_at)
             .fetch_one(c).await)?)
     }
 
-    /// An invitation not yet accepted, by its token's hash.
-    pub async fn find_open_invitation(&mut self, token_hash: &str) -> Result<Option<Invitation>> {
-        let sql = format!("SELECT {INVITATION_COLUMNS} FROM invitations WHERE token_hash = $1 AND accepted_at IS NULL");
+    /// An invitation not yet accepted nor expired, by its token's hash. One made
+    /// before invitations carried an expiry counts as expired unless it was made
+    /// after `undated_made_after`.
+    pub async fn find_open_invitation(
+        &mut self,
+        token_hash: &str,
+        undated_made_after: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Invitation>> {
+        let sql = format!(
+            "SELECT {INVITATION_COLUMNS} FROM invitations WHERE token_hash = $1 AND accepted_at IS NULL \
+             AND (expires_at > $2 OR (expires_at IS NULL AND created_at > $3))"
+        );
         Ok(
-            on_conn!(self, c => sqlx::query_as::<_, Invitation>(&sql).bind(token_hash).fetch_optional(c).await)?,
+            on_conn!(self, c => sqlx::query_as::<_, Invitation>(&sql).bind(token_hash).bind(now()).bind(undated_made_after).fetch_optional(c).await)?,
+        )
+    }
+
+    /// Withdraws the invitations sent for `request` that nobody accepted yet;
+    /// returns how many. Accepted ones stay: they are the history of who joined.
+    pub async fn delete_open_invitations_of_request(&mut self, request: RequestId) -> Result<u64> {
+        let sql = "DELETE FROM invitations WHERE request_id = $1 AND accepted_at IS NULL";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(request.to_string()).execute(c).await.map(|r| r.rows_affected()))?,
         )
     }
 

@@ -86,6 +86,8 @@ pub struct ApiToken {
     pub scopes: Scopes,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// After this the token is refused; `None`: it never expires.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A sealed secret as stored: the vault's text and the purpose it was sealed for.

@@ -139,6 +139,16 @@ impl FromRequestParts<AppState> for ApiCaller {
             ));
         }
         match crate::service::auth::api_token_user(&state.store, value).await? {
+            Some((
+                ApiToken {
+                    expires_at: Some(at),
+                    ..
+                },
+                _,
+            )) if at <= credence_store::now() => Err(ApiError::Unauthenticated(format!(
+                "this API token expired at {}; create a new one",
+                at.to_rfc3339()
+            ))),
             Some((token, user)) => Ok(ApiCaller { user, token }),
             None => Err(ApiError::Unauthenticated(
                 "this API token is unknown or was deleted".into(),

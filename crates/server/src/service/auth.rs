@@ -2,13 +2,15 @@
 //! API tokens.
 
 use super::password_hashing::{HashingError, HashingGate};
+use super::audit::{self, Actor, Event};
 use super::{random_token, token_hash, Error, Result};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use chrono::Duration;
-use credence_domain::{NewPassword, Scopes, UserId};
+use chrono::{DateTime, Duration, Utc};
+use credence_domain::{ApiTokenId, NewPassword, Scopes, UserId, ValidationError};
 use credence_store::{ApiToken, Store, User};
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
 
 /// How long a browser session lasts.
 pub const SESSION_LIFETIME: Duration = Duration::days(14);
@@ -146,7 +148,10 @@ pub async fn setup_link_user(store: &Store, token: &str) -> Result<Option<User>>
         .await?)
 }
 
-/// Uses a setup link: sets the password and spends the link, together.
+/// Uses a setup link: sets the password and spends the link, together. Every
+/// session of the user ends with it (a setup link is also how a forgotten
+/// password is reset, and whoever held the old one must not stay signed in);
+/// the caller starts the new session afterwards.
 pub async fn complete_setup(store: &Store, token: &str, password: NewPassword) -> Result<UserId> {
     let hash = hash_password(password).await?;
     let mut tx = store.begin().await?;
@@ -156,27 +161,121 @@ pub async fn complete_setup(store: &Store, token: &str, password: NewPassword) -
         ));
     };
     tx.set_password_hash(user, &hash).await?;
+    tx.delete_sessions_of_user(user).await?;
     tx.commit().await?;
     Ok(user)
 }
 
+/// How far ahead an API token's expiry may be set.
+pub const API_TOKEN_MAX_LIFETIME: Duration = Duration::days(365);
+
+/// What a new API token is: its label, scopes and optional expiry.
+pub struct NewApiToken<'a> {
+    pub name: &'a str,
+    pub scopes: &'a Scopes,
+    /// From [`parse_api_token_expiry`]; `None`: it never expires.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Reads an API token's expiry given as `field`: in the future and at most
+/// [`API_TOKEN_MAX_LIFETIME`] ahead. A date alone means the end of that day (UTC).
+pub fn parse_api_token_expiry(
+    field: &str,
+    raw: &str,
+) -> std::result::Result<DateTime<Utc>, ValidationError> {
+    let at = super::audit_log::parse_time(field, raw, super::audit_log::Bound::End)?;
+    let now = credence_store::now();
+    if at <= now {
+        return Err(ValidationError::new(
+            field,
+            format!("{field} {} is not in the future", at.to_rfc3339()),
+        ));
+    }
+    if at > now + API_TOKEN_MAX_LIFETIME {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "{field} {} is more than {} days ahead; the limit is {} days",
+                at.to_rfc3339(),
+                (at - now).num_days(),
+                API_TOKEN_MAX_LIFETIME.num_days()
+            ),
+        ));
+    }
+    Ok(at)
+}
+
 /// Creates an API token for `user`; returns its record and its value, which is
 /// shown once and never stored. Values are UUIDv4-shaped because Make clients
-/// send those as `Authorization: Token …`.
+/// send those as `Authorization: Token …`. The creation is audited (label,
+/// scopes, id, expiry; never the value) in each of the user's organizations.
 pub async fn create_api_token(
     store: &Store,
+    actor: &Actor,
     user: UserId,
-    name: &str,
-    scopes: &Scopes,
+    new: NewApiToken<'_>,
 ) -> Result<(ApiToken, SecretString)> {
-    let name = credence_domain::EntityName::parse("name", name)?;
+    let name = credence_domain::EntityName::parse("name", new.name)?;
     let value = uuid::Uuid::new_v4().to_string();
-    let record = store
-        .db()
-        .await?
-        .insert_api_token(user, name.as_str(), &token_hash(&value), scopes)
+    let mut tx = store.begin().await?;
+    let record = tx
+        .insert_api_token(
+            user,
+            name.as_str(),
+            &token_hash(&value),
+            new.scopes,
+            new.expires_at,
+        )
         .await?;
+    audit_api_token(&mut tx, actor, "api_token.created", &record).await?;
+    tx.commit().await?;
     Ok((record, SecretString::from(value)))
+}
+
+/// Deletes one of `user`'s API tokens, audited like its creation.
+pub async fn delete_api_token(
+    store: &Store,
+    actor: &Actor,
+    user: UserId,
+    token: ApiTokenId,
+) -> Result<ApiToken> {
+    let mut tx = store.begin().await?;
+    let deleted = tx.delete_api_token(user, token).await?;
+    audit_api_token(&mut tx, actor, "api_token.deleted", &deleted).await?;
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+/// A token belongs to a user, not to an organization, so its audit entry goes
+/// to every organization the user is in: each one's admins see who can act
+/// there through the API.
+async fn audit_api_token(
+    db: &mut credence_store::Db,
+    actor: &Actor,
+    event: &str,
+    token: &ApiToken,
+) -> Result<()> {
+    for membership in db.list_memberships(token.user_id).await? {
+        audit::record(
+            db,
+            actor,
+            Event {
+                organization: membership.organization.id,
+                team: None,
+                name: event,
+                target_kind: "api_token",
+                target_id: token.id.to_string(),
+                details: json!({
+                    "label": token.name,
+                    "scopes": token.scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
+                    "userId": token.user_id,
+                    "expiresAt": token.expires_at,
+                }),
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The token and user an `Authorization` value names, if any.

@@ -13,6 +13,7 @@ use super::audit::{self, Actor, Event};
 use super::connections::{self, ConnectionSpec};
 use super::oauth::{self, ConnectTarget, FlowFor};
 use super::requests::shorten;
+use super::secret_json::SecretJson;
 use super::upstream::{self, FieldValues};
 use super::{Context, Error, Result};
 use crate::config::OAuthClient;
@@ -20,7 +21,7 @@ use credence_catalog::{AuthKind, ModuleSelection};
 use credence_domain::{ConnectionName, OrgRole, OrganizationId, TeamId, TeamRole, ValidationError};
 use credence_store::{Connection, Db, User};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// At most this many extra scopes on one connection.
 pub const EXTRA_SCOPES_MAX: usize = 50;
@@ -102,8 +103,8 @@ pub struct NewOwnConnection {
     /// The connection's own OAuth client (OAuth only; both or neither).
     pub client_id: Option<String>,
     pub client_secret: Option<SecretString>,
-    /// The app's fields (API key, basic, custom).
-    pub data: Map<String, Value>,
+    /// The app's fields (API key, basic, custom): secrets, zeroized on drop.
+    pub data: SecretJson,
     /// How the fields are named in errors: `data.` or nothing (top level).
     pub data_prefix: &'static str,
 }

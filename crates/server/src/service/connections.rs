@@ -3,12 +3,13 @@
 //! (secret and all) when it is revoked, declined, deleted (remotely or with its
 //! request, or by its team).
 
+use super::secret_json::SecretJson;
 use super::upstream::FieldValues;
 use super::Result;
 use credence_domain::{OrganizationId, TeamId, UserId};
 use credence_store::{Db, NewConnection};
 use credence_vault::Vault;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 /// The purpose of a connection's secret in the vault.
 pub const SECRET_PURPOSE: &str = "connection";
@@ -36,7 +37,8 @@ pub async fn create(
     spec: ConnectionSpec<'_>,
     values: &FieldValues,
 ) -> Result<i64> {
-    let plain: serde_json::Map<String, serde_json::Value> = values
+    // The JSON copies of the values are zeroized, as is the text sealed.
+    let plain: SecretJson = values
         .0
         .iter()
         .map(|(name, value)| {
@@ -46,9 +48,11 @@ pub async fn create(
             )
         })
         .collect();
-    let plain = SecretString::from(serde_json::Value::Object(plain).to_string());
     let secret_id = uuid::Uuid::new_v4().to_string();
-    let sealed = vault.seal_str(&plain, &format!("secret:{secret_id}:{SECRET_PURPOSE}"))?;
+    let sealed = vault.seal(
+        &plain.to_json_bytes(),
+        &format!("secret:{secret_id}:{SECRET_PURPOSE}"),
+    )?;
     db.insert_secret(&secret_id, SECRET_PURPOSE, sealed.as_str())
         .await?;
     let id = db

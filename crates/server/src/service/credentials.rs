@@ -7,13 +7,14 @@
 use super::audit::{self, Actor, Event};
 use super::connections::{self, ConnectionSpec};
 use super::requests::{self, Viewer};
+use super::secret_json::SecretJson;
 use super::upstream::{self, FieldValues};
 use super::{Context, Error, Result};
 use credence_catalog::{App, AppVersion, AuthKind};
 use credence_domain::{CredentialAction, CredentialId, DeclineReason, ValidationError};
 use credence_store::{CredentialChange, CredentialRequest, Db, RequestedCredential, User};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// Longest value accepted for one field.
@@ -89,10 +90,11 @@ pub(super) fn app_of<'a>(
 }
 
 /// Checks the entered values against the app's fields: every field given,
-/// nothing else, each at most 4096 characters.
+/// nothing else, each at most 4096 characters. The values come out as
+/// `SecretString`s; `data`, with the copies serde_json made, is zeroized here.
 pub(super) fn parse_values(
     version: &AppVersion,
-    data: Option<Map<String, Value>>,
+    data: Option<SecretJson>,
     prefix: &str,
 ) -> Result<FieldValues> {
     let Some(data) = data else {
@@ -342,7 +344,7 @@ pub async fn authorize(
     ctx: &Context,
     caller: &User,
     id: CredentialId,
-    data: Option<Map<String, Value>>,
+    data: Option<SecretJson>,
     reauthorize: bool,
 ) -> Result<Authorization> {
     let action = if reauthorize {

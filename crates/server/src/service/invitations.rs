@@ -1,17 +1,28 @@
 //! Inviting an external recipient as a guest, and accepting: the invitation link
 //! travels only by email (never to the requester), so only the owner of the
-//! address can create the account it is for.
+//! address can create the account it is for. An invitation lasts
+//! [`INVITATION_LIFETIME`] and is withdrawn with the request it was sent for.
 
 use super::audit::{self, Actor, Event};
 use super::{random_token, token_hash, Context, Error, Result};
 use credence_domain::{
-    EmailAddress, NewPassword, OrgRole, OrganizationId, PersonName, TeamId, TeamRole, UserId,
+    EmailAddress, NewPassword, OrgRole, OrganizationId, PersonName, RequestId, TeamId, TeamRole,
+    UserId,
 };
 use credence_store::{Db, Invitation, User};
 use serde_json::json;
 
-/// Invites `email` to join `organization` as a guest and `team` as a member;
-/// returns the invitation token (for the email only).
+/// How long an invitation stays usable.
+pub const INVITATION_LIFETIME: chrono::Duration = chrono::Duration::days(14);
+
+/// Invitations from before they carried an expiry count as expired once they
+/// are older than an invitation lasts.
+fn undated_made_after() -> chrono::DateTime<chrono::Utc> {
+    credence_store::now() - INVITATION_LIFETIME
+}
+
+/// Invites `email` to join `organization` as a guest and `team` as a member,
+/// for `request`; returns the invitation token (for the email only).
 pub async fn invite_guest(
     db: &mut Db,
     organization: OrganizationId,
@@ -19,6 +30,7 @@ pub async fn invite_guest(
     email: &EmailAddress,
     name: &PersonName,
     invited_by: UserId,
+    request: RequestId,
 ) -> Result<String> {
     let token = random_token();
     db.insert_invitation(
@@ -30,16 +42,27 @@ pub async fn invite_guest(
         Some(TeamRole::Member),
         &token_hash(&token),
         invited_by,
+        Some(request),
+        credence_store::now() + INVITATION_LIFETIME,
     )
     .await?;
     Ok(token)
+}
+
+/// Withdraws the open invitations sent for `request`, as it is deleted: the
+/// link in the email must not outlive what it invited to.
+pub async fn withdraw_for_request(db: &mut Db, request: RequestId) -> Result<u64> {
+    Ok(db.delete_open_invitations_of_request(request).await?)
 }
 
 /// The open invitation a token names, and whether an account with its email
 /// exists already.
 pub async fn find(ctx: &Context, token: &str) -> Result<Option<(Invitation, Option<User>)>> {
     let mut db = ctx.store.db().await?;
-    let Some(invitation) = db.find_open_invitation(&token_hash(token)).await? else {
+    let Some(invitation) = db
+        .find_open_invitation(&token_hash(token), undated_made_after())
+        .await?
+    else {
         return Ok(None);
     };
     let existing = db.find_user_by_email(&invitation.email).await?;
@@ -63,9 +86,12 @@ pub async fn accept(ctx: &Context, token: &str, acceptance: Acceptance) -> Resul
         Acceptance::SignedIn(_) => None,
     };
     let mut tx = ctx.store.begin().await?;
-    let Some(invitation) = tx.find_open_invitation(&token_hash(token)).await? else {
+    let Some(invitation) = tx
+        .find_open_invitation(&token_hash(token), undated_made_after())
+        .await?
+    else {
         return Err(Error::NotFound(
-            "this invitation is unknown or was already accepted".into(),
+            "this invitation is unknown, expired, withdrawn or was already accepted".into(),
         ));
     };
     let organization = OrganizationId(invitation.organization_id);

@@ -18,6 +18,7 @@ pub mod invitations;
 pub mod oauth;
 pub mod password_hashing;
 pub mod requests;
+pub mod secret_json;
 pub mod secrets;
 pub mod sign_in_limits;
 pub mod upstream;

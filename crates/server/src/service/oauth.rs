@@ -24,6 +24,7 @@
 //! [`OWN_CLIENT_SECRET`]). No code or token ever reaches a message or a log.
 
 use super::credentials::{self, Success};
+use super::secret_json::{self, SecretJson};
 use super::upstream::{self, FieldValues};
 use super::{random_token, token_hash, Context, Error, Result};
 use crate::config::{oauth_client_variables, OAuthClient};
@@ -689,13 +690,15 @@ fn keep_own_client(values: &mut FieldValues, own: &OAuthClient) {
 
 /// Seals tokens as a connection's secret `secret`.
 fn seal_tokens(ctx: &Context, tokens: &Tokens, secret: &str) -> Result<credence_vault::Sealed> {
-    let plain: serde_json::Map<String, Value> = tokens
+    // The JSON copies of the tokens are zeroized, as is the text sealed.
+    let plain: SecretJson = tokens
         .0
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
         .collect();
-    let plain = SecretString::from(Value::Object(plain).to_string());
-    Ok(ctx.vault.seal_str(&plain, &secret_context(secret))?)
+    Ok(ctx
+        .vault
+        .seal(&plain.to_json_bytes(), &secret_context(secret))?)
 }
 
 /// `application/x-www-form-urlencoded` of one value (RFC 6749 §2.3.1 asks for
@@ -796,7 +799,7 @@ async fn token_request(
     url: reqwest::Url,
     mut form: Vec<(&str, &str)>,
     also_secret: &[&str],
-) -> Result<serde_json::Map<String, Value>, TokenError> {
+) -> Result<SecretJson, TokenError> {
     let mut secrets: Vec<&str> = form
         .iter()
         .filter(|(name, _)| {
@@ -873,6 +876,9 @@ async fn token_request(
             }
             _ => format!("{} {what} (HTTP {})", app.label, status.as_u16()),
         };
+        if let Some(body) = body {
+            secret_json::wipe(body);
+        }
         return Err(if definitive {
             TokenError::Refused(reason)
         } else {
@@ -880,11 +886,17 @@ async fn token_request(
         });
     }
     match body {
-        Some(Value::Object(body)) => Ok(body),
-        _ => Err(TokenError::Unavailable(format!(
-            "{} answered the token request with no JSON object",
-            app.label
-        ))),
+        // The tokens in it are zeroized when the caller drops it.
+        Some(Value::Object(body)) => Ok(SecretJson::from(body)),
+        other => {
+            if let Some(other) = other {
+                secret_json::wipe(other);
+            }
+            Err(TokenError::Unavailable(format!(
+                "{} answered the token request with no JSON object",
+                app.label
+            )))
+        }
     }
 }
 
@@ -1155,7 +1167,11 @@ async fn refresh_leased(ctx: &Context, id: i64, force: bool) -> Result<RefreshOu
     if !expiring && !idle && !force {
         return Ok(RefreshOutcome::StillValid);
     }
-    let Some(refresh_token) = tokens.get("refresh_token").map(str::to_string) else {
+    // The copy put into the form is a SecretString: zeroized when dropped.
+    let Some(refresh_token) = tokens
+        .get("refresh_token")
+        .map(|token| SecretString::from(token.to_string()))
+    else {
         if expiring {
             let reason = format!(
                 "{} gave no refresh token and the access token expired",
@@ -1172,7 +1188,7 @@ async fn refresh_leased(ctx: &Context, id: i64, force: bool) -> Result<RefreshOu
         .map_err(Error::Conflict)?;
     let form = vec![
         ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token.as_str()),
+        ("refresh_token", refresh_token.expose_secret()),
     ];
     // The connection's tokens (not its expiry or token type) must not come
     // back in a refusal's reason either.
@@ -1190,7 +1206,7 @@ async fn refresh_leased(ctx: &Context, id: i64, force: bool) -> Result<RefreshOu
         Ok(mut values) => {
             // RFC 6749 §6: without a new refresh token the old one stays good.
             if !values.contains_key("refresh_token") {
-                values.insert("refresh_token".into(), SecretString::from(refresh_token));
+                values.insert("refresh_token".into(), refresh_token);
             }
             // Fields the response does not repeat (e.g. an id token field, the
             // connection's own client) stay as they were.

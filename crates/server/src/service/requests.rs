@@ -615,6 +615,7 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
                 email,
                 name,
                 requester.id,
+                request_id,
             )
             .await?;
             payload["invitationLink"] =
@@ -757,6 +758,7 @@ pub async fn delete(
         to_revoke.extend(super::oauth::tokens_to_revoke(&mut tx, ctx, *connection).await);
         super::connections::destroy(&mut tx, *connection).await?;
     }
+    super::invitations::withdraw_for_request(&mut tx, id).await?;
     tx.delete_request(id).await?;
     audit::record(
         &mut tx,

@@ -60,7 +60,7 @@ async fn token_count(app: &TestApp) -> usize {
 async fn malformed_bodies_are_refused_and_change_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let token = app
-        .token(app.admin_id().await, "user:read,teams:read")
+        .token(app.admin_id().await, "user:read,user:write,teams:read")
         .await;
     let json_type = Some("application/json");
     /// (what, body, content type, expected status, field named)

@@ -28,7 +28,10 @@ async fn a_team_sees_its_connections_and_can_test_them_but_never_read_them(backe
     assert_eq!(status, StatusCode::OK);
     let reader = agency
         .app
-        .token(agency.requester.id, &format!("{SCOPES},connections:read"))
+        .token(
+            agency.requester.id,
+            &format!("{SCOPES},connections:read,connections:write"),
+        )
         .await;
     let team = agency.app.team;
 
@@ -97,7 +100,7 @@ async fn a_team_sees_its_connections_and_can_test_them_but_never_read_them(backe
     // Another team learns nothing; a token without the scope is refused.
     let outsider = agency
         .app
-        .token(agency.outsider.id, "connections:read")
+        .token(agency.outsider.id, "connections:read,connections:write")
         .await;
     let (status, body) = agency
         .app

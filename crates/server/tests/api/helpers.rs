@@ -6,12 +6,11 @@
 //! reached the test fails loudly: the README's test command provisions one.
 
 use credence::config::Config;
-use credence::service::{auth, identity};
+use credence::service::identity;
 use credence::Application;
 use credence_domain::{OrganizationId, Scopes, TeamId, UserId};
 use credence_store::{Backend, Store};
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -268,11 +267,24 @@ impl TestApp {
 
     /// An API token for `user` with `scopes` (comma-separated).
     pub async fn token(&self, user: UserId, scopes: &str) -> String {
+        // A fixture, seeded in the store: it is not an operation of the test and
+        // leaves no audit entry (tests count those).
         let scopes = Scopes::parse(scopes).expect("scopes parse");
-        let (_, value) = auth::create_api_token(&self.store, user, "test token", &scopes)
+        let value = uuid::Uuid::new_v4().to_string();
+        self.store
+            .db()
+            .await
+            .unwrap()
+            .insert_api_token(
+                user,
+                "test token",
+                &credence::service::token_hash(&value),
+                &scopes,
+                None,
+            )
             .await
             .expect("token created");
-        value.expose_secret().to_string()
+        value
     }
 
     /// The vault over the app's key file (the same keys the server uses).

@@ -22,5 +22,6 @@ mod sdk;
 mod secrets;
 mod sign_in;
 mod sign_in_limits;
+mod token_hygiene;
 mod tokens;
 mod web_security;

@@ -587,7 +587,10 @@ async fn refresh_keeps_the_grant_alive_until_the_provider_revokes_it(backend: Ba
         .app
         .token(
             world.agency.requester.id,
-            &format!("{},connections:read", crate::fixtures::SCOPES),
+            &format!(
+                "{},connections:read,connections:write",
+                crate::fixtures::SCOPES
+            ),
         )
         .await;
 

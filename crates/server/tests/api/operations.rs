@@ -61,7 +61,9 @@ async fn readiness_fails_when_the_database_is_gone(backend: Backend) {
 /// the server stops.
 async fn shutdown_lets_in_flight_requests_finish(backend: Backend) {
     let app = spawn_app(backend).await;
-    let token = app.token(app.admin_id().await, "user:read").await;
+    let token = app
+        .token(app.admin_id().await, "user:read,user:write")
+        .await;
     let body = r#"{"label":"late","scope":["user:read"]}"#;
     let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
         .await

@@ -7,6 +7,7 @@ use crate::http::extract::{select_columns, ApiCaller, AppJson, AppPath, ListPara
 use crate::http::AppState;
 use crate::service::connection_reads;
 use crate::service::connection_writes::{self, Added, NewOwnConnection};
+use crate::service::secret_json::SecretJson;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -171,7 +172,9 @@ pub async fn test(
     caller: ApiCaller,
     AppPath(id): AppPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Scope::ConnectionsRead)?;
+    // Testing changes the connection: its state (valid/invalid), an audit
+    // entry and, for OAuth, a refresh that replaces its tokens.
+    caller.require(Scope::ConnectionsWrite)?;
     let verified = connection_reads::test(&state.ctx(), &caller.user, id).await?;
     Ok(Json(json!({ "verified": verified })))
 }
@@ -282,7 +285,8 @@ pub async fn create(
     State(state): State<AppState>,
     caller: ApiCaller,
     query: QueryPairs,
-    AppJson(mut body): AppJson<Map<String, Value>>,
+    // The body holds the app's field values: zeroized when dropped.
+    AppJson(mut body): AppJson<SecretJson>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::ConnectionsWrite)?;
     let team = TeamId(query.required_id("teamId")?);
@@ -305,7 +309,7 @@ pub async fn create(
                     ),
                 ));
             }
-            (data, "data.")
+            (SecretJson::from(data), "data.")
         }
         None | Some(Value::Null) => (body, ""),
         Some(_) => {

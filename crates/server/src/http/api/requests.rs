@@ -6,6 +6,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{select_columns, ApiCaller, AppJson, AppPath, ListParams, QueryPairs};
 use crate::http::AppState;
 use crate::service::requests::{self, CreateRequestInput, Viewer};
+use crate::service::secret_json::SecretJson;
 use crate::service::{credentials, features};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,7 +18,7 @@ use credence_store::{
     CredentialRequest, Db, RequestFilter, RequestScope, RequestedCredential, User,
 };
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 
 fn request_id(raw: &str) -> Result<RequestId, ApiError> {
@@ -524,7 +525,8 @@ pub async fn request_reauthorize(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeBody {
-    data: Option<Map<String, Value>>,
+    /// The app's field values: secrets, zeroized once the service took them.
+    data: Option<SecretJson>,
 }
 
 /// `POST …/credentials/{id}/authorize` (the recipient's first authorization).

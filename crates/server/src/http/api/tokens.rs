@@ -1,10 +1,14 @@
-//! `/users/me/api-tokens`: a user's own API tokens, as Make names them. A token
-//! can only mint tokens with scopes it holds itself, so a narrow token cannot
-//! widen its own access.
+//! `/users/me/api-tokens`: a user's own API tokens, as Make names them and with
+//! Make's scopes: listing needs `user:read`, creating and deleting `user:write`
+//! (a token may always delete itself). A token can only mint tokens with scopes
+//! it holds itself, so a narrow token can neither widen its own access nor
+//! remove the user's other tokens. A token may expire (`expiresAt`); one that
+//! expires only mints tokens that expire no later.
 
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiCaller, AppJson, AppPath};
 use crate::http::AppState;
+use crate::service::audit::Actor;
 use crate::service::auth;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,6 +26,7 @@ fn token_json(token: &ApiToken) -> Value {
         "scope": token.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
         "created": token.created_at,
         "lastUsed": token.last_used_at,
+        "expiresAt": token.expires_at,
     })
 }
 
@@ -29,6 +34,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::UserRead)?;
     let tokens = state
         .store
         .db()
@@ -45,6 +51,9 @@ pub async fn list(
 pub struct CreateToken {
     label: String,
     scope: Vec<String>,
+    /// ISO 8601 date or date-time; absent or null: the token never expires.
+    #[serde(rename = "expiresAt", default)]
+    expires_at: Option<String>,
 }
 
 pub async fn create(
@@ -52,6 +61,7 @@ pub async fn create(
     caller: ApiCaller,
     AppJson(body): AppJson<CreateToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Scope::UserWrite)?;
     if body.scope.len() > Scope::ALL.len() * 2 {
         return Err(ApiError::invalid(
             "scope",
@@ -72,8 +82,34 @@ pub async fn create(
         )));
     }
     let label = credence_domain::EntityName::parse("label", &body.label)?;
-    let (token, value) =
-        auth::create_api_token(&state.store, caller.user.id, label.as_str(), &scopes).await?;
+    let expires_at = body
+        .expires_at
+        .as_deref()
+        .map(|raw| auth::parse_api_token_expiry("expiresAt", raw))
+        .transpose()?;
+    // Like its scopes, a new token's lifetime stays within the caller's.
+    if let Some(limit) = caller.token.expires_at {
+        if expires_at.is_none_or(|at| at > limit) {
+            return Err(ApiError::invalid(
+                "expiresAt",
+                format!(
+                    "expiresAt must be at or before {}, when this API token expires: a token cannot outlive the one that makes it",
+                    limit.to_rfc3339()
+                ),
+            ));
+        }
+    }
+    let (token, value) = auth::create_api_token(
+        &state.store,
+        &Actor::user(&caller.user),
+        caller.user.id,
+        auth::NewApiToken {
+            name: label.as_str(),
+            scopes: &scopes,
+            expires_at,
+        },
+    )
+    .await?;
     let mut answer = token_json(&token);
     answer["token"] = json!(value.expose_secret());
     Ok((StatusCode::CREATED, Json(json!({ "apiToken": answer }))))
@@ -84,11 +120,17 @@ pub async fn delete(
     caller: ApiCaller,
     AppPath(id): AppPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    state
-        .store
-        .db()
-        .await?
-        .delete_api_token(caller.user.id, ApiTokenId(id))
-        .await?;
+    // Deleting itself only narrows access, so any token may; deleting another
+    // of the user's tokens is managing them.
+    if caller.token.id != ApiTokenId(id) {
+        caller.require(Scope::UserWrite)?;
+    }
+    auth::delete_api_token(
+        &state.store,
+        &Actor::user(&caller.user),
+        caller.user.id,
+        ApiTokenId(id),
+    )
+    .await?;
     Ok(Json(json!({ "apiToken": id })))
 }

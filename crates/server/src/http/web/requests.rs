@@ -116,7 +116,7 @@ pub async fn invitation_page(
             return problem(
                 StatusCode::NOT_FOUND,
                 "Invitation not valid",
-                "This invitation is unknown or was already accepted.",
+                "This invitation is unknown, expired, withdrawn or was already accepted.",
             )
         }
         Err(error) => return internal(error),

@@ -1,0 +1,824 @@
+//! Token hygiene (security issue items 13 and 15): managing API tokens needs
+//! Make's `user:write`, is audited and tokens may expire; testing a connection
+//! needs `connections:write`; invitations expire and are withdrawn with their
+//! request; a setup link ends the user's other sessions.
+//!
+//! Time passing is simulated by moving a stored expiry into the past, not by
+//! waiting.
+
+use crate::fixtures::Agency;
+use crate::helpers::{assert_error, spawn_app, TestApp};
+use crate::on_both_backends;
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use credence_store::Backend;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = app
+        .client
+        .request(method, app.url(path))
+        .header("Authorization", format!("Token {token}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Runs `sql` with the one parameter `at` straight on the test's database: the
+/// stand-in for a clock that moved on.
+async fn run_sql_at(app: &TestApp, sql: &str, at: DateTime<Utc>) {
+    use sqlx::Connection;
+    match app.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sqlx::query(sql).bind(at).execute(&mut conn).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sqlx::query(sql).bind(at).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+/// The audit entries of `event`, oldest first.
+async fn audit_entries(app: &TestApp, event: &str) -> Vec<credence_store::AuditEntry> {
+    let filter = credence_store::AuditFilter {
+        events: vec![event.to_string()],
+        limit: 1000,
+        oldest_first: true,
+        ..Default::default()
+    };
+    let (entries, _) = app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_audit(&filter)
+        .await
+        .unwrap();
+    entries
+}
+
+async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_tokens(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin_id().await;
+    let precious = app.token(admin, "credential-requests:write").await;
+    let narrow = app.token(admin, "connections:read").await;
+    let precious_id = app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_api_tokens(admin)
+        .await
+        .unwrap()[0]
+        .id;
+
+    let (status, body) = send(
+        &app,
+        reqwest::Method::GET,
+        "/api/v2/users/me/api-tokens",
+        &narrow,
+        None,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN);
+    assert!(
+        body["detail"].as_str().unwrap().contains("user:read"),
+        "{body}"
+    );
+    let (status, body) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v2/users/me/api-tokens",
+        &narrow,
+        Some(json!({ "label": "more", "scope": ["connections:read"] })),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN);
+    assert!(
+        body["detail"].as_str().unwrap().contains("user:write"),
+        "{body}"
+    );
+    let (status, body) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v2/users/me/api-tokens/{precious_id}"),
+        &narrow,
+        None,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN);
+    assert!(
+        body["detail"].as_str().unwrap().contains("user:write"),
+        "{body}"
+    );
+    assert_eq!(
+        app.store
+            .db()
+            .await
+            .unwrap()
+            .list_api_tokens(admin)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "nothing was created or deleted"
+    );
+    let (status, body) = app.get_json("/api/v2/users/me", &precious).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN);
+    assert!(
+        body["detail"].as_str().unwrap().contains("lacks the scope"),
+        "the other token is still alive (it only lacks user:read): {body}"
+    );
+
+    // A token may always delete itself: that only narrows access.
+    let narrow_id = app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_api_tokens(admin)
+        .await
+        .unwrap()[1]
+        .id;
+    let (status, body) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v2/users/me/api-tokens/{narrow_id}"),
+        &narrow,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // With Make's user:write, tokens are managed.
+    let manager = app.token(admin, "user:read,user:write").await;
+    let (status, body) = send(
+        &app,
+        reqwest::Method::GET,
+        "/api/v2/users/me/api-tokens",
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v2/users/me/api-tokens/{precious_id}"),
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.get_json("/api/v2/users/me", &precious).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+async fn creating_and_deleting_an_api_token_is_audited_with_label_and_scopes_never_the_value(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin_id().await;
+    let manager = app.token(admin, "user:read,user:write,teams:read").await;
+    let (status, body) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v2/users/me/api-tokens",
+        &manager,
+        Some(json!({ "label": "ci deploys", "scope": ["teams:read"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let value = body["apiToken"]["token"].as_str().unwrap().to_string();
+    let id = body["apiToken"]["id"].as_i64().unwrap();
+
+    let created = audit_entries(&app, "api_token.created").await;
+    assert_eq!(
+        created.len(),
+        1,
+        "one entry, in the admin's one organization"
+    );
+    let entry = &created[0];
+    assert_eq!(entry.organization_id, app.organization.0);
+    assert_eq!(entry.actor_user_id, Some(admin.0));
+    assert_eq!(entry.target_kind, "api_token");
+    assert_eq!(entry.target_id, id.to_string());
+    let details: Value = serde_json::from_str(&entry.details).unwrap();
+    assert_eq!(details["label"], "ci deploys");
+    assert_eq!(details["scopes"], json!(["teams:read"]));
+    assert!(
+        !entry.details.contains(&value),
+        "the value is never audited"
+    );
+
+    let (status, body) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v2/users/me/api-tokens/{id}"),
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deleted = audit_entries(&app, "api_token.deleted").await;
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].target_id, id.to_string());
+    let details: Value = serde_json::from_str(&deleted[0].details).unwrap();
+    assert_eq!(details["label"], "ci deploys");
+    assert_eq!(details["scopes"], json!(["teams:read"]));
+    let everything = crate::tokens::database_text(&app).await;
+    assert!(!everything.contains(&value), "the value is stored nowhere");
+    app.stop().await;
+}
+
+async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_saying_it_expired(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin_id().await;
+    let manager = app.token(admin, "user:read,user:write").await;
+    let create = |body: Value| {
+        send(
+            &app,
+            reqwest::Method::POST,
+            "/api/v2/users/me/api-tokens",
+            &manager,
+            Some(body),
+        )
+    };
+
+    // Bad expiries: a clear 400 naming expiresAt, and no token.
+    let past = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let too_far = (Utc::now() + Duration::days(400)).to_rfc3339();
+    for (expiry, says) in [
+        (past.as_str(), "not in the future"),
+        (too_far.as_str(), "the limit is 365 days"),
+        ("next tuesday", "is not an ISO 8601 date"),
+    ] {
+        let (status, body) =
+            create(json!({ "label": "t", "scope": ["user:read"], "expiresAt": expiry })).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST);
+        assert_eq!(body["suberrors"][0]["field"], "expiresAt", "{body}");
+        assert!(
+            body["suberrors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(says),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        app.store
+            .db()
+            .await
+            .unwrap()
+            .list_api_tokens(admin)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let expiry = (Utc::now() + Duration::days(30)).trunc_subsecs(0);
+    let (status, body) = create(json!({
+        "label": "a month",
+        "scope": ["user:read"],
+        "expiresAt": expiry.to_rfc3339(),
+    }))
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let value = body["apiToken"]["token"].as_str().unwrap().to_string();
+    let id = body["apiToken"]["id"].as_i64().unwrap();
+    let answered: DateTime<Utc> =
+        serde_json::from_value(body["apiToken"]["expiresAt"].clone()).unwrap();
+    assert_eq!(answered, expiry);
+    let (status, listed) = send(
+        &app,
+        reqwest::Method::GET,
+        "/api/v2/users/me/api-tokens",
+        &manager,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = listed["apiTokens"].as_array().unwrap();
+    let shown = listed.iter().find(|t| t["id"] == id).unwrap();
+    let shown: DateTime<Utc> = serde_json::from_value(shown["expiresAt"].clone()).unwrap();
+    assert_eq!(shown, expiry);
+    assert!(
+        listed.iter().any(|t| t["expiresAt"].is_null()),
+        "no expiry: null"
+    );
+    let (status, _) = app.get_json("/api/v2/users/me", &value).await;
+    assert_eq!(status, StatusCode::OK, "works until it expires");
+
+    // An expiring token cannot mint one that outlives it.
+    let expiring_manager = {
+        let (status, body) = create(json!({
+            "label": "short manager",
+            "scope": ["user:read", "user:write"],
+            "expiresAt": (Utc::now() + Duration::days(1)).to_rfc3339(),
+        }))
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["apiToken"]["token"].as_str().unwrap().to_string()
+    };
+    for expiry in [
+        Value::Null,
+        json!((Utc::now() + Duration::days(2)).to_rfc3339()),
+    ] {
+        let (status, body) = send(
+            &app,
+            reqwest::Method::POST,
+            "/api/v2/users/me/api-tokens",
+            &expiring_manager,
+            Some(json!({ "label": "longer", "scope": ["user:read"], "expiresAt": expiry })),
+        )
+        .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST);
+        assert_eq!(body["suberrors"][0]["field"], "expiresAt", "{body}");
+        assert!(
+            body["suberrors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("outlive"),
+            "{body}"
+        );
+    }
+
+    // The month passed.
+    run_sql_at(
+        &app,
+        &format!("UPDATE api_tokens SET expires_at = $1 WHERE id = {id}"),
+        Utc::now() - Duration::seconds(1),
+    )
+    .await;
+    let (status, body) = app.get_json("/api/v2/users/me", &value).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["detail"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+    app.stop().await;
+}
+
+async fn testing_a_connection_needs_connections_write_because_it_changes_its_state(
+    backend: Backend,
+) {
+    let agency = Agency::start(backend).await;
+    let key = "hygiene-test-key-4242";
+    agency.upstream.accept(key);
+    let (_, credentials, _) = agency
+        .create_request(agency.teammate.id, &["acme-crm"])
+        .await;
+    let (status, body) = agency
+        .post(
+            &format!(
+                "/api/v2/credential-requests/credentials/{}/authorize",
+                credentials[0]
+            ),
+            &agency.teammate_token,
+            Some(json!({ "data": { "apiKey": key } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let team = agency.app.team;
+    let reader = agency
+        .app
+        .token(agency.requester.id, "connections:read")
+        .await;
+    let (_, body) = agency
+        .app
+        .get_json(&format!("/api/v2/connections?teamId={team}"), &reader)
+        .await;
+    let id = body["connections"][0]["id"].as_i64().unwrap();
+
+    // The key is revoked at the app: a test would mark the connection invalid.
+    agency.upstream.reject(key);
+    let (status, body) = agency
+        .post(&format!("/api/v2/connections/{id}/test"), &reader, None)
+        .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("connections:write"),
+        "{body}"
+    );
+    let (_, body) = agency
+        .app
+        .get_json(&format!("/api/v2/connections/{id}"), &reader)
+        .await;
+    assert_eq!(
+        body["connection"]["state"], "valid",
+        "a read-only token changed nothing"
+    );
+    assert!(!agency
+        .audit_events()
+        .await
+        .contains(&"connection.verified".to_string()));
+
+    let writer = agency
+        .app
+        .token(agency.requester.id, "connections:read,connections:write")
+        .await;
+    let (status, body) = agency
+        .post(&format!("/api/v2/connections/{id}/test"), &writer, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["verified"], false);
+    agency.app.stop().await;
+}
+
+/// The owner invites an outsider through a request; returns (request id, invitation link).
+async fn invite_outsider(agency: &Agency, email: &str) -> (String, String) {
+    let (status, created) = agency
+        .post(
+            "/api/v2/credential-requests/requests/v2",
+            &agency.admin_token,
+            Some(json!({
+                "name": "Client onboarding",
+                "teamId": agency.app.team,
+                "credentials": [{ "appName": "acme-crm", "appModules": ["*"] }],
+                "provider": { "newUser": { "name": "Cleo Client", "email": email } },
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let request = created["request"]["id"].as_str().unwrap().to_string();
+    let link = agency
+        .outbox()
+        .await
+        .into_iter()
+        .find(|(kind, to, _)| kind == "credential_request.invitation" && to == email)
+        .expect("an invitation")
+        .2["invitationLink"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (request, link)
+}
+
+/// Tries to accept an invitation by creating the account; returns the status
+/// of the page and of the form post.
+async fn try_to_accept(link: &str) -> (StatusCode, StatusCode) {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = browser.get(link).send().await.unwrap();
+    let page_status = page.status();
+    let html = page.text().await.unwrap();
+    // A refused page has no form; reuse a CSRF pair from any form page then.
+    let csrf = match html.split("name=\"csrf_token\" value=\"").nth(1) {
+        Some(rest) => rest.split('"').next().unwrap().to_string(),
+        None => {
+            let sign_in = link.split("/invitations/").next().unwrap().to_string() + "/sign-in";
+            let html = browser
+                .get(sign_in)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            html.split("name=\"csrf_token\" value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let post = browser
+        .post(link)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "Cleo C."),
+            ("password", "cleo's long password"),
+            ("password_again", "cleo's long password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (page_status, post.status())
+}
+
+async fn an_invitation_expires_after_fourteen_days(backend: Backend) {
+    let agency = Agency::start(backend).await;
+    let (_, link) = invite_outsider(&agency, "cleo@client.example").await;
+    let (_, link_later) = invite_outsider(&agency, "carl@client.example").await;
+    let response = reqwest::get(&link).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "fresh, it opens");
+
+    // Fourteen days and a second pass for Cleo's invitation.
+    run_sql_at(
+        &agency.app,
+        "UPDATE invitations SET expires_at = $1 WHERE email = 'cleo@client.example'",
+        Utc::now() - Duration::seconds(1),
+    )
+    .await;
+    let (page, post) = try_to_accept(&link).await;
+    assert_eq!(page, StatusCode::NOT_FOUND);
+    assert!(post.is_client_error(), "{post}");
+    let mut db = agency.app.store.db().await.unwrap();
+    assert!(
+        db.find_user_by_email("cleo@client.example")
+            .await
+            .unwrap()
+            .is_none(),
+        "no account was made from an expired invitation"
+    );
+
+    // The invitation is made to last fourteen days, no more.
+    let expires_at: Vec<DateTime<Utc>> = match agency.app.backend {
+        Backend::Sqlite => {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&agency.app.database_url)
+                .await
+                .unwrap();
+            sqlx::query_scalar(
+                "SELECT expires_at FROM invitations WHERE email = 'carl@client.example'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&agency.app.database_url)
+                .await
+                .unwrap();
+            sqlx::query_scalar(
+                "SELECT expires_at FROM invitations WHERE email = 'carl@client.example'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+        }
+    };
+    let lasts = expires_at[0] - Utc::now();
+    assert!(
+        lasts > Duration::days(14) - Duration::minutes(5) && lasts <= Duration::days(14),
+        "expires in {lasts}"
+    );
+    let (page, post) = try_to_accept(&link_later).await;
+    assert_eq!(
+        (page, post),
+        (StatusCode::OK, StatusCode::SEE_OTHER),
+        "a live one is accepted"
+    );
+    agency.app.stop().await;
+}
+
+async fn deleting_a_request_withdraws_its_invitation(backend: Backend) {
+    let agency = Agency::start(backend).await;
+    let (request, link) = invite_outsider(&agency, "cleo@client.example").await;
+    let (_, kept_link) = invite_outsider(&agency, "carl@client.example").await;
+    let (status, body) = agency
+        .delete(
+            &format!("/api/v2/credential-requests/requests/{request}?confirmed=true"),
+            &agency.admin_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (page, post) = try_to_accept(&link).await;
+    assert_eq!(page, StatusCode::NOT_FOUND);
+    assert!(post.is_client_error(), "{post}");
+    let mut db = agency.app.store.db().await.unwrap();
+    assert!(
+        db.find_user_by_email("cleo@client.example")
+            .await
+            .unwrap()
+            .is_none(),
+        "no account was made from the deleted request's invitation"
+    );
+    drop(db);
+    let response = reqwest::get(&kept_link).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "another request's invitation stays"
+    );
+    agency.app.stop().await;
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .expect("a csrf_token field")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn is_signed_in(app: &TestApp, client: &reqwest::Client) -> bool {
+    client.get(app.url("/")).send().await.unwrap().status() == StatusCode::OK
+}
+
+async fn completing_a_setup_link_ends_the_users_other_sessions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let person = app
+        .add_person(
+            "ann@example.com",
+            app.organization,
+            "member",
+            Some((app.team, "member")),
+        )
+        .await;
+
+    // Ann is signed in on a laptop someone else now has.
+    let stolen = browser();
+    let html = stolen
+        .get(app.url("/sign-in"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let response = stolen
+        .post(app.url("/sign-in"))
+        .form(&[
+            ("email", person.email.as_str()),
+            ("password", person.password.as_str()),
+            ("csrf_token", csrf_of(&html).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(is_signed_in(&app, &stolen).await);
+
+    // She resets her password with a setup link from the operator.
+    let (_, token) = credence::service::identity::new_setup_link(&app.store, &person.email)
+        .await
+        .unwrap();
+    let own = browser();
+    let link = app.url(&format!("/setup/{token}"));
+    let html = own.get(&link).send().await.unwrap().text().await.unwrap();
+    let password = "a brand new long password";
+    let response = own
+        .post(&link)
+        .form(&[
+            ("password", password),
+            ("password_again", password),
+            ("csrf_token", csrf_of(&html).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(is_signed_in(&app, &own).await, "the new session works");
+    assert!(
+        !is_signed_in(&app, &stolen).await,
+        "the session from before the reset ended"
+    );
+    app.stop().await;
+}
+
+/// Runs the `credence` binary on the app's database and key file; answers
+/// (success, stdout, stderr).
+async fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let mut command = tokio::process::Command::new(crate::helpers::credence_bin());
+    for name in [
+        "CREDENCE_CONFIG",
+        "CREDENCE_LISTEN",
+        "CREDENCE_PUBLIC_URL",
+        "CREDENCE_LOG",
+    ] {
+        command.env_remove(name);
+    }
+    let output = command
+        .current_dir(app.dir.path())
+        .env("DATABASE_URL", &app.database_url)
+        .env("CREDENCE_DATA_DIR", app.dir.path())
+        .env("CREDENCE_KEY_FILE", app.dir.path().join("credence.key"))
+        .args(args)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
+        .await
+        .expect("the command ends")
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_naming_expires(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin_id().await;
+    let create = |expires: String| {
+        let email = app.admin_email.clone();
+        let app = &app;
+        async move {
+            let args = [
+                "token",
+                "create",
+                "--email",
+                &email,
+                "--name",
+                "ci",
+                "--scopes",
+                "user:read",
+                "--expires",
+                &expires,
+            ];
+            operator(app, &args).await
+        }
+    };
+    let (succeeded, stdout, stderr) = create("2020-01-31".into()).await;
+    assert!(!succeeded, "{stdout}");
+    assert!(
+        stderr.contains("--expires") && stderr.contains("not in the future"),
+        "{stderr}"
+    );
+    assert!(app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_api_tokens(admin)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let day = (Utc::now() + Duration::days(10)).date_naive();
+    let (succeeded, stdout, stderr) = create(day.to_string()).await;
+    assert!(succeeded, "{stderr}");
+    assert!(
+        stdout.contains(&format!("expires {day}T23:59:59.999999+00:00")),
+        "{stdout}"
+    );
+    let value = stdout
+        .split("token (shown once, keep it safe): ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    let (status, _) = app.get_json("/api/v2/users/me", &value).await;
+    assert_eq!(status, StatusCode::OK);
+    let tokens = app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_api_tokens(admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens[0].expires_at.map(|at| at.date_naive()),
+        Some(day),
+        "the end of that day"
+    );
+    let created = audit_entries(&app, "api_token.created").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].actor_label, "operator");
+    app.stop().await;
+}
+
+on_both_backends!(
+    a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_tokens,
+    creating_and_deleting_an_api_token_is_audited_with_label_and_scopes_never_the_value,
+    a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_saying_it_expired,
+    testing_a_connection_needs_connections_write_because_it_changes_its_state,
+    an_invitation_expires_after_fourteen_days,
+    deleting_a_request_withdraws_its_invitation,
+    completing_a_setup_link_ends_the_users_other_sessions,
+    the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_naming_expires,
+);
