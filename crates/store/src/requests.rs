@@ -446,6 +446,23 @@ impl Db {
             .collect()
     }
 
+    /// The credentials that name `connection`, each held until the transaction
+    /// ends (as [`Db::lock_credential`]). On PostgreSQL a row whose connection
+    /// changed while this waited for it is no longer returned.
+    pub async fn lock_credentials_using_connection(
+        &mut self,
+        connection: i64,
+    ) -> Result<Vec<RequestedCredential>> {
+        let sql = format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM requested_credentials WHERE connection_id = $1 ORDER BY id{}",
+            self.for_update()
+        );
+        let rows = on_conn!(self, c => sqlx::query_as::<_, CredentialRow>(&sql).bind(connection).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(RequestedCredential::try_from)
+            .collect()
+    }
+
     /// The row-lock suffix of a read that must hold its rows: ` FOR UPDATE` on
     /// PostgreSQL, nothing on SQLite (whose write transactions are exclusive).
     fn for_update(&self) -> &'static str {

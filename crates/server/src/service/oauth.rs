@@ -1294,26 +1294,31 @@ async fn write_refusal(
     reason: String,
 ) -> Result<RefreshOutcome> {
     let mut tx = ctx.store.begin().await?;
+    // The credentials before the connection: the order of every other writer
+    // (delete-remote, reauthorization and request deletion hold a credential,
+    // then destroy its connection), so that none waits on another in a circle.
+    let using = tx.lock_credentials_using_connection(connection.id).await?;
     if !unchanged(&mut tx, connection.id, secret, sealed).await? {
         return Ok(RefreshOutcome::StillValid);
     }
-    invalidate(ctx, &mut tx, connection, &reason).await?;
+    invalidate(ctx, &mut tx, connection, using, &reason).await?;
     tx.commit().await?;
     Ok(RefreshOutcome::Refused { reason })
 }
 
 /// A definitive refusal (inside the caller's transaction): the connection is
-/// `invalid`, and so is every authorized credential using it, audited, with
-/// both the requester and the recipient told.
+/// `invalid`, and so is every authorized credential using it (`using`, held by
+/// the caller), audited, with both the requester and the recipient told.
 async fn invalidate(
     ctx: &Context,
     tx: &mut credence_store::Db,
     connection: &credence_store::Connection,
+    using: Vec<RequestedCredential>,
     reason: &str,
 ) -> Result<()> {
     tx.set_connection_state(connection.id, "invalid").await?;
     let actor = super::audit::Actor::system();
-    for credential in tx.credentials_using_connection(connection.id).await? {
+    for credential in using {
         if credential
             .state
             .apply(CredentialAction::Invalidate)
