@@ -1,8 +1,8 @@
 //! Signing in: passwords (argon2id), browser sessions, one-time setup links and
 //! API tokens.
 
-use super::password_hashing::{HashingError, HashingGate};
 use super::audit::{self, Actor, Event};
+use super::password_hashing::{HashingError, HashingGate};
 use super::{random_token, token_hash, Error, Result};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;

@@ -781,6 +781,18 @@ pub async fn request_reauthorization(
         ));
     }
     let mut tx = ctx.store.begin().await?;
+    // What was tested must still be what the credential holds: a
+    // reauthorization that committed meanwhile replaced the connection, and
+    // the new one is not in question.
+    let held = tx
+        .lock_credential(id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("credential {id} not found")))?;
+    if held.connection_id != credential.connection_id {
+        return Err(Error::Conflict(format!(
+            "credential {id} was reauthorized meanwhile; its new connection was not tested"
+        )));
+    }
     let asked = tx
         .transition_credential(
             id,

@@ -386,6 +386,57 @@ async fn a_held_reauthorization_destroys_the_connection_held_when_it_commits(bac
     agency.app.stop().await;
 }
 
+/// The requester asks for reauthorization of a credential whose key stopped
+/// working; while Credence tests that key (the verify call held), Tom revokes
+/// and authorizes again with a new key. The failed test was of a connection
+/// the credential no longer holds: asking Tom to reauthorize the new one would
+/// be wrong, so the request is refused (409) and the credential stays
+/// authorized on its new connection.
+async fn a_reauthorization_request_tested_on_a_replaced_connection_is_refused(backend: Backend) {
+    let (agency, upstream) = held_agency(backend).await;
+    let (_, credentials, _) = agency.create_request(agency.teammate.id, &[HELD_APP]).await;
+    let credential = credentials[0].clone();
+    let first = format!("first-key-{}", uuid::Uuid::new_v4().simple());
+    let second = format!("second-key-{}", uuid::Uuid::new_v4().simple());
+    upstream.accept(&first);
+    upstream.accept(&second);
+    let (status, body) = authorize_with(&agency, &credential, "authorize", &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    upstream.reject(&first);
+    let Held { arrived, release } = upstream.hold(&first);
+    let ask = credential_path(&credential, "request-reauthorize");
+    let ((status, body), replaced) =
+        tokio::join!(agency.post(&ask, &agency.requester_token, None), async {
+            arrived.await.expect("the verify call arrives");
+            let (status, body) = agency
+                .post(
+                    &credential_path(&credential, "revoke"),
+                    &agency.teammate_token,
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let (status, body) = authorize_with(&agency, &credential, "authorize", &second).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let replaced = stored_credential(&agency, &credential).await.connection_id;
+            let _ = release.send(());
+            replaced
+        });
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let stored = stored_credential(&agency, &credential).await;
+    assert_eq!(stored.state, CredentialState::Authorized);
+    assert_eq!(stored.connection_id, replaced);
+    let mut db = agency.app.store.db().await.unwrap();
+    let connection = db
+        .get_connection(replaced.expect("the new connection"))
+        .await
+        .unwrap()
+        .expect("the new connection is stored");
+    assert_ne!(connection.state, "invalid");
+    drop(db);
+    agency.app.stop().await;
+}
+
 /// An OAuth credential authorized through consent; answers its connection id.
 async fn authorized_oauth(backend: Backend) -> (World, i64) {
     let world = world(backend, true).await;
@@ -627,6 +678,7 @@ on_both_backends!(
     delete_remote_racing_a_reauthorization_orphans_no_connection,
     request_deletion_racing_a_reauthorization_orphans_no_connection,
     a_held_reauthorization_destroys_the_connection_held_when_it_commits,
+    a_reauthorization_request_tested_on_a_replaced_connection_is_refused,
     a_refresh_releases_only_its_own_refresh_lease,
     a_refresh_refusal_that_echoes_the_tokens_is_stored_without_them,
     a_code_exchange_refusal_that_echoes_the_code_is_stored_without_it,
