@@ -77,6 +77,17 @@ impl Db {
         )
     }
 
+    /// Points a new connection at its secret: the secret is sealed in the
+    /// connection's name, so it can be written only once the connection has an id.
+    pub async fn set_connection_secret(&mut self, id: i64, secret_id: &str) -> Result<()> {
+        let sql = "UPDATE connections SET secret_id = $1 WHERE id = $2";
+        let done = on_conn!(self, c => sqlx::query(sql).bind(secret_id).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        if done == 0 {
+            return Err(crate::Error::NotFound(format!("connection {id}")));
+        }
+        Ok(())
+    }
+
     pub async fn delete_connection(&mut self, id: i64) -> Result<bool> {
         let sql = "DELETE FROM connections WHERE id = $1";
         Ok(

@@ -64,6 +64,7 @@ pub use requests::{
     CredentialChange, CredentialRequest, NewCredential, NewRequest, RequestFilter,
     RequestedCredential,
 };
+pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;

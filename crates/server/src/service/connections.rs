@@ -47,10 +47,8 @@ pub async fn create(
         })
         .collect();
     let plain = SecretString::from(serde_json::Value::Object(plain).to_string());
-    let secret_id = uuid::Uuid::new_v4().to_string();
-    let sealed = vault.seal_str(&plain, &format!("secret:{secret_id}:{SECRET_PURPOSE}"))?;
-    db.insert_secret(&secret_id, SECRET_PURPOSE, sealed.as_str())
-        .await?;
+    // The secret is sealed in the name of its connection (its id and team), so
+    // the connection row comes first and points at its secret once it exists.
     let id = db
         .insert_connection(&NewConnection {
             organization_id: spec.organization,
@@ -62,10 +60,18 @@ pub async fn create(
             auth_kind: spec.auth_kind.to_string(),
             modules: spec.modules.to_string(),
             scopes: spec.scopes.to_string(),
-            secret_id: Some(secret_id),
+            secret_id: None,
             oauth_client_id: spec.oauth_client_id.map(str::to_string),
         })
         .await?;
+    let secret_id = uuid::Uuid::new_v4().to_string();
+    let sealed = vault.seal_str(
+        &plain,
+        &super::secrets::connection_context(id, spec.team.0, &secret_id),
+    )?;
+    db.insert_secret(&secret_id, SECRET_PURPOSE, sealed.as_str())
+        .await?;
+    db.set_connection_secret(id, &secret_id).await?;
     // When an OAuth access token expires is not secret: kept in the clear so
     // the background refresher finds due connections without opening any.
     if let Some(at) = values

@@ -1307,7 +1307,7 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
     let printed = out.succeeded();
     assert!(printed.contains("key version 2 added"), "{printed}");
     assert!(
-        printed.contains("secrets re-wrapped: 1, already on version 2: 0, changed meanwhile: 0"),
+        printed.contains("secrets.sealed: re-wrapped 1, re-sealed for the owner binding 0, already on version 2: 0, changed meanwhile (read again): 0, failed: 0"),
         "{printed}"
     );
     let second = sealed(store.clone(), id.clone()).await;
@@ -1331,7 +1331,7 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
     let printed = out.succeeded();
     assert!(printed.contains("key version 3 added"), "{printed}");
     assert!(
-        printed.contains("secrets re-wrapped: 1, already on version 3: 0"),
+        printed.contains("secrets.sealed: re-wrapped 1, re-sealed for the owner binding 0, already on version 3: 0"),
         "{printed}"
     );
     let third = sealed(store.clone(), id.clone()).await;

@@ -138,10 +138,17 @@ async fn rotation_rewraps_every_secret_and_both_versions_open_meanwhile(backend:
         "value-0"
     );
     vault.reload().unwrap();
-    let report = secrets::rewrap_all(&app.store, &vault).await.unwrap();
-    assert_eq!(report.rewrapped, 3);
-    let again = secrets::rewrap_all(&app.store, &vault).await.unwrap();
-    assert_eq!((again.rewrapped, again.already_current), (0, 3));
+    let report = secrets::renew_all(&app.store, &vault).await.unwrap();
+    assert_eq!(report.columns[0].0, credence_store::SealedColumn::Secrets);
+    assert_eq!(report.columns[0].1.rewrapped, 3);
+    let again = secrets::renew_all(&app.store, &vault).await.unwrap();
+    assert_eq!(
+        (
+            again.columns[0].1.rewrapped,
+            again.columns[0].1.already_current
+        ),
+        (0, 3)
+    );
     for (i, id) in ids.iter().enumerate() {
         let stored = app
             .store
