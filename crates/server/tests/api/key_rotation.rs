@@ -378,7 +378,15 @@ async fn a_secret_moved_to_another_teams_connection_does_not_open_and_the_api_an
         "testing with a moved secret answered {status}: {body}"
     );
     assert_ne!(body["verified"], true, "{body}");
-    // Ours is untouched.
+    // Ours is untouched, and deleting theirs does not destroy it.
+    assert!(connection_verifies(&agency, our_connection, &ours).await);
+    let (status, body) = agency
+        .delete(
+            &format!("/api/v2/connections/{their_connection}?confirmed=true"),
+            &theirs,
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
     assert!(connection_verifies(&agency, our_connection, &ours).await);
     agency.app.stop().await;
 }
