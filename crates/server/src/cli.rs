@@ -466,10 +466,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("key version {version} added to {}", path.display());
             let renewal = secrets::renew_all(&store, &vault).await?;
             print_renewal(&renewal);
-            if !renewal.problems.is_empty() {
+            let left: u64 = renewal.columns.iter().map(|(_, done)| done.left).sum();
+            if left > 0 {
                 anyhow::bail!(
-                    "{} sealed values are not on key version {version}; key versions they use cannot be retired",
-                    renewal.problems.len()
+                    "{left} sealed values are not on key version {version} (see above); the key versions they use cannot be retired"
                 );
             }
             Ok(())
@@ -514,13 +514,14 @@ fn print_renewal(renewal: &secrets::Renewal) {
     let version = renewal.version;
     for (column, done) in &renewal.columns {
         println!(
-            "{}: re-wrapped {}, re-sealed for the owner binding {}, already on version {version}: {}, changed meanwhile (read again): {}, failed: {}",
+            "{}: re-wrapped {}, re-sealed for the owner binding {}, already on version {version}: {}, changed meanwhile (read again): {}, failed: {}, left on an old version: {}",
             column.label(),
             done.rewrapped,
             done.rebound,
             done.already_current,
             done.changed_meanwhile,
-            done.failed
+            done.failed,
+            done.left
         );
     }
     for problem in &renewal.problems {

@@ -93,6 +93,8 @@ pub struct ColumnRenewal {
     pub changed_meanwhile: u64,
     /// Values that do not open (corrupt, or moved to a row they do not belong to).
     pub failed: u64,
+    /// Values still on an old key version or scheme when the pass ended.
+    pub left: u64,
 }
 
 /// What [`renew_all`] did: the key version everything is now on, per column.
@@ -150,6 +152,9 @@ async fn renew_column(
     };
     let mut failed = std::collections::BTreeSet::new();
     for pass in 0.. {
+        // Values this pass tried (not skipped as failed before): while a pass
+        // tries any, something was written or lost a race, so look again.
+        let mut attempted = 0u64;
         let mut after = String::new();
         loop {
             let page = store
@@ -160,14 +165,26 @@ async fn renew_column(
             let Some(last) = page.last() else { break };
             after = last.row_id.clone();
             for row in page {
-                if failed.contains(&row.row_id) {
+                // A secret two connections point at (a moved `secret_id`) is
+                // listed once per connection: only the one it belongs to opens it.
+                let attempt = (row.row_id.clone(), row.connection_id);
+                if failed.contains(&attempt) {
                     continue;
                 }
+                attempted += 1;
                 let (renewed, rebound) = match renew_one(vault, column, &row) {
                     Ok(done) => done,
                     Err(error) => {
-                        problems.push(format!("{} row {}: {error}", column.label(), row.row_id));
-                        failed.insert(row.row_id);
+                        let owner = match row.connection_id {
+                            Some(connection) => format!(" (through connection {connection})"),
+                            None => String::new(),
+                        };
+                        problems.push(format!(
+                            "{} row {}{owner}: {error}",
+                            column.label(),
+                            row.row_id
+                        ));
+                        failed.insert(attempt);
                         report.failed += 1;
                         continue;
                     }
@@ -190,14 +207,15 @@ async fn renew_column(
             .count_sealed_not_current(column, version)
             .await?;
         let left = u64::try_from(left).unwrap_or(0);
-        if left <= failed.len() as u64 {
+        report.left = left;
+        if left == 0 || attempted == 0 {
+            // Done, or only values that do not open are left (reported above).
             break;
         }
         if pass + 1 == MAX_PASSES {
             problems.push(format!(
-                "{}: {} values are still written under an old key version after {MAX_PASSES} passes; is an instance running with an old copy of the key file?",
+                "{}: {left} values are still on an old key version after {MAX_PASSES} passes; is an instance running with an old copy of the key file?",
                 column.label(),
-                left - failed.len() as u64
             ));
             break;
         }

@@ -378,8 +378,33 @@ async fn a_secret_moved_to_another_teams_connection_does_not_open_and_the_api_an
         "testing with a moved secret answered {status}: {body}"
     );
     assert_ne!(body["verified"], true, "{body}");
-    // Ours is untouched, and deleting theirs does not destroy it.
+    // Ours is untouched; a rotation re-wraps it in its owner's name, names the
+    // connection that points at a secret it does not own, and does not claim
+    // success while their former secret (now nobody's) stays on version 1.
     assert!(connection_verifies(&agency, our_connection, &ours).await);
+    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "rotate"]).await;
+    assert!(!ok, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("through connection {their_connection}")),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("secrets.sealed: re-wrapped 1,")
+            && stdout.contains("left on an old version: 1"),
+        "{stdout}"
+    );
+    let our_secret = agency
+        .app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .get_secret(ours_row.secret_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(our_secret.sealed.starts_with("cv1.k2."));
+    // Deleting theirs does not destroy ours.
     let (status, body) = agency
         .delete(
             &format!("/api/v2/connections/{their_connection}?confirmed=true"),
