@@ -29,14 +29,25 @@ fn row_context(id: &str, purpose: &str) -> String {
     format!("secret:{id}:{purpose}")
 }
 
+/// A connection's secret is never handled as one without an owner.
+fn refuse_owned(purpose: &str) -> Result<()> {
+    if purpose == super::connections::SECRET_PURPOSE {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "a connection's secret is sealed by connections::create and opened by open_connection"
+        )));
+    }
+    Ok(())
+}
+
 /// Seals `value` and stores it under a new id, which is returned. For secrets
 /// with no owner record; a connection's secret is sealed by `connections::create`.
-pub async fn put(
+pub async fn put_unowned(
     store: &Store,
     vault: &Vault,
     purpose: &str,
     value: &SecretString,
 ) -> Result<String> {
+    refuse_owned(purpose)?;
     let id = uuid::Uuid::new_v4().to_string();
     let sealed = vault.seal_str(value, &row_context(&id, purpose))?;
     store
@@ -48,7 +59,13 @@ pub async fn put(
 }
 
 /// Opens the secret `id` that has no owner record, stored for `purpose`.
-pub async fn open(store: &Store, vault: &Vault, id: &str, purpose: &str) -> Result<SecretString> {
+pub async fn open_unowned(
+    store: &Store,
+    vault: &Vault,
+    id: &str,
+    purpose: &str,
+) -> Result<SecretString> {
+    refuse_owned(purpose)?;
     let Some(stored) = store.db().await?.get_secret(id).await? else {
         return Err(Error::NotFound(format!("secret {id} not found")));
     };

@@ -1286,7 +1286,7 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
     let vault = open_vault(&config).expect("the key file is created");
     assert_mode_0600(&operator.key_file());
     let value = "s3cret-value";
-    let id = secrets::put(&store, &vault, "test", &SecretString::from(value))
+    let id = secrets::put_unowned(&store, &vault, "test", &SecretString::from(value))
         .await
         .expect("the secret is sealed");
     let sealed = |store: Store, id: String| async move {
@@ -1320,9 +1320,11 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
     assert_mode_0600(&operator.key_file());
 
     let fresh = open_vault(&config).expect("the rotated key file opens");
-    let opened = secrets::open(&store, &fresh, &id, "test").await.unwrap();
+    let opened = secrets::open_unowned(&store, &fresh, &id, "test")
+        .await
+        .unwrap();
     assert_eq!(opened.expose_secret(), value);
-    let opened = secrets::open(&store, &vault, &id, "test")
+    let opened = secrets::open_unowned(&store, &vault, &id, "test")
         .await
         .expect("a running vault picks up the new key version");
     assert_eq!(opened.expose_secret(), value);
@@ -1337,7 +1339,9 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
     let third = sealed(store.clone(), id.clone()).await;
     assert!(third.starts_with("cv1.k3."), "{third}");
     let fresh = open_vault(&config).unwrap();
-    let opened = secrets::open(&store, &fresh, &id, "test").await.unwrap();
+    let opened = secrets::open_unowned(&store, &fresh, &id, "test")
+        .await
+        .unwrap();
     assert_eq!(opened.expose_secret(), value);
     assert!(
         !out.stdout.contains(value) && !out.stderr.contains(value),
