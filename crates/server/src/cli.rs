@@ -161,8 +161,14 @@ enum FeatureCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Add a new key version and re-wrap every stored data key under it.
+    /// Add a new key version and re-wrap every sealed value of every table under it.
     Rotate,
+    /// Remove an old key version from the key file, once no sealed value uses it.
+    Retire {
+        /// The key version to remove (never the newest).
+        #[arg(long)]
+        version: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -481,14 +487,69 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let version = credence_vault::rotate_key_file(&path)
                 .with_context(|| format!("cannot rotate {}", path.display()))?;
             vault.reload()?;
-            let report = secrets::rewrap_all(&store, &vault).await?;
             println!("key version {version} added to {}", path.display());
-            println!(
-                "secrets re-wrapped: {}, already on version {version}: {}, changed meanwhile: {}",
-                report.rewrapped, report.already_current, report.changed_meanwhile
-            );
+            let renewal = secrets::renew_all(&store, &vault).await?;
+            print_renewal(&renewal);
+            let left: u64 = renewal.columns.iter().map(|(_, done)| done.left).sum();
+            if left > 0 {
+                anyhow::bail!(
+                    "{left} sealed values are not on key version {version} (see above); the key versions they use cannot be retired"
+                );
+            }
             Ok(())
         }
+        Command::Keys(KeysCommand::Retire { version }) => {
+            let store = open_store(&config).await?;
+            let path = config.key_file();
+            if !path.exists() {
+                anyhow::bail!(
+                    "key file {} does not exist; point --key-file at the file the server uses",
+                    path.display()
+                );
+            }
+            let current = open_vault(&config)?.current_version();
+            if version == current {
+                anyhow::bail!(
+                    "key version {version} is the newest in {}, which seals new values; rotate first, then retire it",
+                    path.display()
+                );
+            }
+            let used = secrets::usage_of_version(&store, version).await?;
+            if !used.is_empty() {
+                let uses: Vec<String> = used
+                    .iter()
+                    .map(|(column, count)| format!("{}: {count}", column.label()))
+                    .collect();
+                anyhow::bail!(
+                    "key version {version} is still used ({}); run `credence keys rotate` first",
+                    uses.join(", ")
+                );
+            }
+            credence_vault::retire_key_file(&path, version)
+                .with_context(|| format!("cannot retire key version {version}"))?;
+            println!("key version {version} removed from {}", path.display());
+            Ok(())
+        }
+    }
+}
+
+/// One line per sealed column: what the renewal pass did to it.
+fn print_renewal(renewal: &secrets::Renewal) {
+    let version = renewal.version;
+    for (column, done) in &renewal.columns {
+        println!(
+            "{}: re-wrapped {}, re-sealed for the owner binding {}, already on version {version}: {}, changed meanwhile (read again): {}, failed: {}, left on an old version: {}",
+            column.label(),
+            done.rewrapped,
+            done.rebound,
+            done.already_current,
+            done.changed_meanwhile,
+            done.failed,
+            done.left
+        );
+    }
+    for problem in &renewal.problems {
+        eprintln!("{problem}");
     }
 }
 

@@ -44,6 +44,31 @@ pub fn open_vault(config: &Config) -> anyhow::Result<Vault> {
         .with_context(|| format!("cannot open the key file {}", path.display()))
 }
 
+/// Brings sealed values left by an older version (bound by the old scheme of
+/// associated data, see migration 0008) or under an older key onto the
+/// current ones before serving; values that do not open are logged, not fatal.
+async fn renew_sealed_values(store: &Store, vault: &Vault) -> anyhow::Result<()> {
+    let renewal = crate::service::secrets::renew_all(store, vault)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("cannot renew sealed values")?;
+    for (column, done) in &renewal.columns {
+        if done.rewrapped + done.rebound > 0 {
+            tracing::info!(
+                column = %column.label(),
+                rewrapped = done.rewrapped,
+                rebound = done.rebound,
+                version = renewal.version,
+                "sealed values renewed"
+            );
+        }
+    }
+    for problem in &renewal.problems {
+        tracing::warn!(%problem, "a sealed value could not be renewed");
+    }
+    Ok(())
+}
+
 /// Loads the built-in app catalog and the operator's apps; an invalid file is an
 /// error naming the file and the field.
 pub fn open_catalog(config: &Config) -> anyhow::Result<credence_catalog::Catalog> {
@@ -105,6 +130,7 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let store = open_store(&config).await?;
         let vault = open_vault(&config)?;
+        renew_sealed_values(&store, &vault).await?;
         let catalog = open_catalog(&config)?;
         let listener = TcpListener::bind(config.listen)
             .await

@@ -77,6 +77,26 @@ impl Db {
         )
     }
 
+    /// Points a new connection at its secret: the secret is sealed in the
+    /// connection's name, so it can be written only once the connection has an id.
+    pub async fn set_connection_secret(&mut self, id: i64, secret_id: &str) -> Result<()> {
+        let sql = "UPDATE connections SET secret_id = $1 WHERE id = $2";
+        let done = on_conn!(self, c => sqlx::query(sql).bind(secret_id).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
+        if done == 0 {
+            return Err(crate::Error::NotFound(format!("connection {id}")));
+        }
+        Ok(())
+    }
+
+    /// How many connections point at secret `secret_id` (one, unless a row was
+    /// tampered with).
+    pub async fn count_connections_with_secret(&mut self, secret_id: &str) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM connections WHERE secret_id = $1";
+        Ok(
+            on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql).bind(secret_id).fetch_one(c).await)?,
+        )
+    }
+
     pub async fn delete_connection(&mut self, id: i64) -> Result<bool> {
         let sql = "DELETE FROM connections WHERE id = $1";
         Ok(

@@ -66,6 +66,7 @@ pub use requests::{
     RequestedCredential,
 };
 pub use sign_in::CountedAttempt;
+pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;

@@ -47,6 +47,17 @@ pub enum VaultError {
     #[error("key file {} already holds version {}, the highest possible", path.display(), u32::MAX)]
     VersionsExhausted { path: PathBuf },
 
+    /// `retire_key_file` was asked for a version the key file does not hold.
+    #[error("key file {} holds no key version {version}", path.display())]
+    NoSuchVersion { path: PathBuf, version: u32 },
+
+    /// `retire_key_file` was asked for the newest version, which seals new values.
+    #[error(
+        "key version {version} is the newest in {}, which seals new values; rotate first, then retire it",
+        path.display()
+    )]
+    RetireCurrent { path: PathBuf, version: u32 },
+
     /// The sealed text is not a `cv1.k<version>.<key>.<payload>` value.
     #[error("malformed sealed value: {0}")]
     Malformed(&'static str),

@@ -25,7 +25,8 @@ const HEADER: &str = "\
 # encrypted with one of the keys below. One key per line:
 # `<version> <base64 32-byte key>`. The highest version seals new secrets;
 # older versions must stay for as long as any secret is still wrapped under
-# them. Add a version with `credence keys rotate` rather than by hand.
+# them. Add a version with `credence keys rotate` rather than by hand, and
+# remove one with `credence keys retire --version N` once nothing uses it.
 ";
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> VaultError + '_ {
@@ -98,6 +99,63 @@ fn create(path: &Path) -> Result<KeyRing, VaultError> {
 /// new contents, never half a line. The side file doubles as a lock: two
 /// concurrent rotations would otherwise both write the same version.
 pub fn rotate_key_file(path: &Path) -> Result<u32, VaultError> {
+    replace_locked(path, |text, keys| {
+        let newest = keys.keys().next_back().copied().unwrap_or(0);
+        let version = newest
+            .checked_add(1)
+            .ok_or_else(|| VaultError::VersionsExhausted {
+                path: path.to_owned(),
+            })?;
+        text.reserve(64);
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        push_key_line(text, version, &fresh_key());
+        Ok(version)
+    })
+}
+
+/// Removes key `version` from the key file, which must hold it and must hold
+/// a newer one: the newest version seals new values and is never retired.
+/// Whether any stored value still uses `version` is the caller's question
+/// (the vault sees no database); once removed, such values no longer open.
+/// Written like [`rotate_key_file`], under the same lock.
+pub fn retire_key_file(path: &Path, version: u32) -> Result<(), VaultError> {
+    replace_locked(path, |text, keys| {
+        let newest = keys.keys().next_back().copied().unwrap_or(0);
+        if !keys.contains_key(&version) {
+            return Err(VaultError::NoSuchVersion {
+                path: path.to_owned(),
+                version,
+            });
+        }
+        if version == newest {
+            return Err(VaultError::RetireCurrent {
+                path: path.to_owned(),
+                version,
+            });
+        }
+        let mut kept = Zeroizing::new(String::with_capacity(text.len()));
+        for line in text.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            let commented = line.trim_start().starts_with('#');
+            if !commented && parse_version(first) == Some(version) {
+                continue;
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        *text = kept;
+        Ok(())
+    })
+}
+
+/// Runs `change` on the key file's text under the side-file lock, checks the
+/// result still parses, and renames it over the file (mode 0600).
+fn replace_locked<T>(
+    path: &Path,
+    change: impl FnOnce(&mut Zeroizing<String>, &KeyRing) -> Result<T, VaultError>,
+) -> Result<T, VaultError> {
     let lock = lock_path(path);
     let mut file = OpenOptions::new()
         .write(true)
@@ -114,20 +172,10 @@ pub fn rotate_key_file(path: &Path) -> Result<u32, VaultError> {
     let guard = RemoveOnDrop(&lock);
 
     let mut text = Zeroizing::new(fs::read_to_string(path).map_err(io_error(path))?);
-    // Parsing first means we never append to a file we could not read back.
+    // Parsing first means we never change a file we could not read back.
     let keys = parse(path, &text)?;
-    let newest = keys.keys().next_back().copied().unwrap_or(0);
-    let version = newest
-        .checked_add(1)
-        .ok_or_else(|| VaultError::VersionsExhausted {
-            path: path.to_owned(),
-        })?;
-
-    text.reserve(64);
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    push_key_line(&mut text, version, &fresh_key());
+    let answer = change(&mut text, &keys)?;
+    parse(path, &text)?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(io_error(&lock))?;
@@ -135,7 +183,7 @@ pub fn rotate_key_file(path: &Path) -> Result<u32, VaultError> {
     fs::rename(&lock, path).map_err(io_error(path))?;
     std::mem::forget(guard);
     sync_parent(path).map_err(io_error(path))?;
-    Ok(version)
+    Ok(answer)
 }
 
 fn lock_path(path: &Path) -> PathBuf {

@@ -6,14 +6,16 @@
 //! id) as associated data, so a ciphertext copied to another row no longer
 //! opens. The KEK version travels with every [`Sealed`] value, which is what
 //! makes rotation possible without downtime: [`rotate_key_file`] appends a
-//! new version, a running [`Vault`] picks it up the first time it meets a
-//! value sealed under it, and [`Vault::rewrap`] moves old values to the new
-//! KEK without touching their payload.
+//! new version, a running [`Vault`] notices the replaced key file before its
+//! next seal (one `stat` per seal) and seals under the new version from then
+//! on, [`Vault::rewrap`] moves old values to the new KEK without touching
+//! their payload, and [`retire_key_file`] drops a version nothing uses any more.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -31,7 +33,7 @@ mod sealed;
 mod tests;
 
 pub use error::VaultError;
-pub use keyfile::rotate_key_file;
+pub use keyfile::{retire_key_file, rotate_key_file};
 pub use sealed::Sealed;
 /// Re-exported so callers build secrets with the same `secrecy` version.
 pub use secrecy;
@@ -51,16 +53,45 @@ type KeyRing = BTreeMap<u32, Zeroizing<[u8; KEK_LEN]>>;
 pub struct Vault {
     /// Where to look for versions we do not know yet; `None` for `from_keys`.
     key_file: Option<PathBuf>,
+    /// The identity of the key file the keys were last read from; when the
+    /// file on disk is another one (rotation renames a new file over it), the
+    /// keys are re-read before sealing.
+    loaded_from: Mutex<Option<FileStamp>>,
     keys: RwLock<KeyRing>,
+}
+
+/// What tells one version of the key file from the next without reading it:
+/// rotation and retirement rename a new file over the old, so the inode
+/// changes even when the modification time does not (coarse clocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    modified_ns: i128,
+    len: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            device: meta.dev(),
+            inode: meta.ino(),
+            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            len: meta.len(),
+        })
+    }
 }
 
 impl Vault {
     /// Loads the key file at `path`, creating it (mode 0600, parent
     /// directories 0700) with a fresh version-1 key if it does not exist.
     pub fn open_or_create(path: &Path) -> Result<Vault, VaultError> {
+        let keys = keyfile::load_or_create(path)?;
         Ok(Vault {
             key_file: Some(path.to_owned()),
-            keys: RwLock::new(keyfile::load_or_create(path)?),
+            loaded_from: Mutex::new(FileStamp::of(path)),
+            keys: RwLock::new(keys),
         })
     }
 
@@ -82,6 +113,7 @@ impl Vault {
         }
         Vault {
             key_file: None,
+            loaded_from: Mutex::new(None),
             keys: RwLock::new(ring),
         }
     }
@@ -101,14 +133,43 @@ impl Vault {
     /// vaults made by [`Vault::from_keys`].
     pub fn reload(&self) -> Result<(), VaultError> {
         if let Some(path) = &self.key_file {
+            // Stamp first: a change between the stamp and the read is then
+            // seen again at the next check instead of being missed.
+            let stamp = FileStamp::of(path);
             let fresh = keyfile::read(path)?;
             *self.write_keys() = fresh;
+            *self
+                .loaded_from
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = stamp;
         }
         Ok(())
     }
 
-    /// Encrypts `plaintext` for the record identified by `context`.
+    /// Re-reads the key file if it is no longer the one the keys came from,
+    /// so that a process running while `credence keys rotate` adds a version
+    /// seals under it from the next value on. One `stat` when nothing changed.
+    /// A file that cannot be read right now keeps the keys in memory (sealing
+    /// under an older version is still correct) and is tried again next time.
+    fn follow_key_file(&self) {
+        let Some(path) = &self.key_file else { return };
+        let on_disk = FileStamp::of(path);
+        let changed = {
+            let loaded = self
+                .loaded_from
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            on_disk.is_some() && *loaded != on_disk
+        };
+        if changed {
+            let _ = self.reload();
+        }
+    }
+
+    /// Encrypts `plaintext` for the record identified by `context`, under the
+    /// newest key version in the key file.
     pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<Sealed, VaultError> {
+        self.follow_key_file();
         let (version, kek) = {
             let keys = self.read_keys();
             let (version, key) = keys.last_key_value().expect("keyring is never empty");
@@ -135,6 +196,7 @@ impl Vault {
     /// it already is; otherwise the payload part of the result is
     /// byte-identical to the input's, only the key part changes.
     pub fn rewrap(&self, sealed: &Sealed, context: &str) -> Result<Option<Sealed>, VaultError> {
+        self.follow_key_file();
         let parts = sealed::Parts::split(sealed.as_str())?;
         let (key_part, payload) = (parts.key_part()?, parts.payload()?);
         // Resolve the old key first: it may be newer than anything we know,
@@ -158,6 +220,19 @@ impl Vault {
             &key_part,
             parts.payload_b64,
         )))
+    }
+
+    /// Opens a value sealed for `old_context` and seals it afresh (new data
+    /// key, current KEK) for `new_context`: how values bound by an older
+    /// scheme of associated data are moved to the current one.
+    pub fn reseal(
+        &self,
+        sealed: &Sealed,
+        old_context: &str,
+        new_context: &str,
+    ) -> Result<Sealed, VaultError> {
+        let plaintext = self.open_zeroizing(sealed, old_context)?;
+        self.seal(&plaintext, new_context)
     }
 
     /// [`Vault::seal`] for text secrets.

@@ -471,3 +471,101 @@ fn vault_is_shareable_across_threads() {
 fn from_keys_rejects_duplicate_versions() {
     Vault::from_keys(vec![(1, [1; 32]), (1, [2; 32])]);
 }
+
+#[test]
+fn a_running_vault_seals_under_a_rotated_version_without_opening_one_first() {
+    let dir = TempDir::new();
+    let path = dir.join("keys");
+    let running = Vault::open_or_create(&path).unwrap();
+    assert_eq!(running.seal(SECRET, ROW).unwrap().key_version().unwrap(), 1);
+    rotate_key_file(&path).unwrap();
+    // No reload, no value of version 2 opened: the replaced file is noticed.
+    let sealed = running.seal(SECRET, ROW).unwrap();
+    assert_eq!(sealed.key_version().unwrap(), 2);
+    assert_eq!(running.open(&sealed, ROW).unwrap().expose_secret(), SECRET);
+    rotate_key_file(&path).unwrap();
+    let old = running.seal(SECRET, ROW).unwrap();
+    assert_eq!(old.key_version().unwrap(), 3);
+}
+
+#[test]
+fn retiring_removes_an_old_version_but_never_the_newest_or_an_unknown_one() {
+    let dir = TempDir::new();
+    let path = dir.join("keys");
+    let vault = Vault::open_or_create(&path).unwrap();
+    let on_one = vault.seal(SECRET, ROW).unwrap();
+    assert!(matches!(
+        retire_key_file(&path, 1),
+        Err(VaultError::RetireCurrent { version: 1, .. })
+    ));
+    rotate_key_file(&path).unwrap();
+    let on_two = vault.seal(SECRET, ROW).unwrap();
+    assert!(matches!(
+        retire_key_file(&path, 7),
+        Err(VaultError::NoSuchVersion { version: 7, .. })
+    ));
+    assert!(matches!(
+        retire_key_file(&path, 2),
+        Err(VaultError::RetireCurrent { version: 2, .. })
+    ));
+    let kept = keys_in(&path)[1].clone();
+    retire_key_file(&path, 1).unwrap();
+    assert_eq!(keys_in(&path), vec![kept], "only version 1 is gone");
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!lock_path_of(&path).exists(), "the lock file is removed");
+    assert!(fs::read_to_string(&path).unwrap().starts_with("# Credence"));
+
+    let fresh = Vault::open_or_create(&path).unwrap();
+    assert_eq!(fresh.open(&on_two, ROW).unwrap().expose_secret(), SECRET);
+    assert!(matches!(
+        fresh.open(&on_one, ROW),
+        Err(VaultError::UnknownKeyVersion(1))
+    ));
+    // The running vault follows the file at its next seal.
+    assert_eq!(vault.seal(SECRET, ROW).unwrap().key_version().unwrap(), 2);
+    assert!(matches!(
+        vault.open(&on_one, ROW),
+        Err(VaultError::UnknownKeyVersion(1))
+    ));
+}
+
+#[test]
+fn reseal_moves_a_value_to_another_context_under_the_current_key() {
+    let dir = TempDir::new();
+    let path = dir.join("keys");
+    let vault = Vault::open_or_create(&path).unwrap();
+    let legacy = vault.seal(SECRET, "secret:1:connection").unwrap();
+    rotate_key_file(&path).unwrap();
+    let bound = vault
+        .reseal(
+            &legacy,
+            "secret:1:connection",
+            "connection:5:team:2:secret:1:connection",
+        )
+        .unwrap();
+    assert_eq!(bound.key_version().unwrap(), 2);
+    assert_eq!(
+        vault
+            .open(&bound, "connection:5:team:2:secret:1:connection")
+            .unwrap()
+            .expose_secret(),
+        SECRET
+    );
+    assert!(matches!(
+        vault.open(&bound, "secret:1:connection"),
+        Err(VaultError::Decrypt)
+    ));
+    assert!(matches!(
+        vault.reseal(&legacy, "secret:2:connection", "x"),
+        Err(VaultError::Decrypt)
+    ));
+}
+
+fn lock_path_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap().to_owned();
+    name.push(".rotating");
+    path.with_file_name(name)
+}

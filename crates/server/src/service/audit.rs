@@ -7,8 +7,8 @@
 
 use super::Result;
 use credence_domain::{OrganizationId, TeamId, UserId};
-use credence_store::{Db, NewAuditEntry, User};
-use credence_vault::Vault;
+use credence_store::{Db, NewAuditEntry, OutboxMessage, User};
+use credence_vault::{Sealed, Vault};
 use serde_json::Value;
 
 /// Who did something, as the audit log records it.
@@ -67,12 +67,20 @@ pub async fn record(db: &mut Db, actor: &Actor, event: Event<'_>) -> Result<()> 
     Ok(())
 }
 
-/// The vault context of an outbox payload.
-pub fn outbox_context(kind: &str, recipient_email: &str) -> String {
+/// The vault context of the payload of outbox row `id`: bound to its row, so
+/// a payload copied into another row (even one for the same recipient) does
+/// not open.
+pub fn outbox_context(id: &str, kind: &str, recipient_email: &str) -> String {
+    format!("outbox:{id}:{kind}:{}", recipient_email.to_lowercase())
+}
+
+/// The context payloads were sealed with before migration 0008 (scheme 1).
+pub(super) fn legacy_outbox_context(kind: &str, recipient_email: &str) -> String {
     format!("outbox:{kind}:{}", recipient_email.to_lowercase())
 }
 
-/// Queues a notification for `recipient_email`; the payload is sealed.
+/// Queues a notification for `recipient_email`; the payload is sealed to the
+/// outbox row.
 pub async fn notify(
     db: &mut Db,
     vault: &Vault,
@@ -80,11 +88,27 @@ pub async fn notify(
     recipient_email: &str,
     payload: Value,
 ) -> Result<()> {
-    let sealed = vault.seal(
-        payload.to_string().as_bytes(),
-        &outbox_context(kind, recipient_email),
-    )?;
-    db.insert_outbox(kind, recipient_email, sealed.as_str())
-        .await?;
+    let plain = payload.to_string();
+    db.insert_outbox(kind, recipient_email, |id| -> Result<String> {
+        let context = outbox_context(&id.to_string(), kind, recipient_email);
+        Ok(vault.seal(plain.as_bytes(), &context)?.into_string())
+    })
+    .await?;
     Ok(())
+}
+
+/// Opens the payload of an outbox message (for the worker that delivers it).
+pub fn open_outbox(vault: &Vault, message: &OutboxMessage) -> Result<Value> {
+    let context = outbox_context(
+        &message.id.to_string(),
+        &message.kind,
+        &message.recipient_email,
+    );
+    let plain = vault.open(&Sealed::from_stored(message.payload.clone()), &context)?;
+    serde_json::from_slice(secrecy::ExposeSecret::expose_secret(&plain)).map_err(|_| {
+        super::Error::Internal(anyhow::anyhow!(
+            "outbox message {} holds an unreadable payload",
+            message.id
+        ))
+    })
 }

@@ -38,16 +38,10 @@ pub async fn test(ctx: &Context, caller: &User, id: i64) -> Result<bool> {
     if version.auth.kind() == AuthKind::Oauth2 {
         return test_oauth(ctx, caller, &connection).await;
     }
-    let Some(secret) = &connection.secret_id else {
+    if connection.secret_id.is_none() {
         return Ok(false);
-    };
-    let plain = super::secrets::open(
-        &ctx.store,
-        &ctx.vault,
-        secret,
-        super::connections::SECRET_PURPOSE,
-    )
-    .await?;
+    }
+    let plain = super::secrets::open_connection(&ctx.store, &ctx.vault, &connection).await?;
     let map: BTreeMap<String, String> = serde_json::from_str(plain.expose_secret())
         .map_err(|_| Error::Internal(anyhow::anyhow!("connection {id} holds unreadable values")))?;
     let values = FieldValues(

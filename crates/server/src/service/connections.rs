@@ -48,13 +48,8 @@ pub async fn create(
             )
         })
         .collect();
-    let secret_id = uuid::Uuid::new_v4().to_string();
-    let sealed = vault.seal(
-        &plain.to_json_bytes(),
-        &format!("secret:{secret_id}:{SECRET_PURPOSE}"),
-    )?;
-    db.insert_secret(&secret_id, SECRET_PURPOSE, sealed.as_str())
-        .await?;
+    // The secret is sealed in the name of its connection (its id and team), so
+    // the connection row comes first and points at its secret once it exists.
     let id = db
         .insert_connection(&NewConnection {
             organization_id: spec.organization,
@@ -66,10 +61,18 @@ pub async fn create(
             auth_kind: spec.auth_kind.to_string(),
             modules: spec.modules.to_string(),
             scopes: spec.scopes.to_string(),
-            secret_id: Some(secret_id),
+            secret_id: None,
             oauth_client_id: spec.oauth_client_id.map(str::to_string),
         })
         .await?;
+    let secret_id = uuid::Uuid::new_v4().to_string();
+    let sealed = vault.seal(
+        &plain.to_json_bytes(),
+        &super::secrets::connection_context(id, spec.team.0, &secret_id),
+    )?;
+    db.insert_secret(&secret_id, SECRET_PURPOSE, sealed.as_str())
+        .await?;
+    db.set_connection_secret(id, &secret_id).await?;
     // When an OAuth access token expires is not secret: kept in the clear so
     // the background refresher finds due connections without opening any.
     if let Some(at) = values
@@ -105,11 +108,15 @@ pub fn app_of<'a>(
 }
 
 /// Destroys a connection: its secret first, then the row. Works at once: the
-/// broker reads the secret at every call.
+/// broker reads the secret at every call. A secret another connection points
+/// at too (a moved `secret_id`) is left to that one: deleting this connection
+/// must not destroy another team's access.
 pub async fn destroy(db: &mut Db, connection: i64) -> Result<()> {
     if let Some(found) = db.get_connection(connection).await? {
         if let Some(secret) = &found.secret_id {
-            db.delete_secret(secret).await?;
+            if db.count_connections_with_secret(secret).await? <= 1 {
+                db.delete_secret(secret).await?;
+            }
         }
         db.delete_connection(connection).await?;
     }

@@ -703,11 +703,10 @@ async fn connection_values(ctx: &Context, connection: i64) -> Result<Option<Fiel
     let Some(found) = ctx.store.db().await?.get_connection(connection).await? else {
         return Ok(None);
     };
-    let Some(secret) = found.secret_id else {
+    if found.secret_id.is_none() {
         return Ok(None);
-    };
-    let plain =
-        super::secrets::open(&ctx.store, &ctx.vault, &secret, connections::SECRET_PURPOSE).await?;
+    }
+    let plain = super::secrets::open_connection(&ctx.store, &ctx.vault, &found).await?;
     let map: BTreeMap<String, String> =
         serde_json::from_str(plain.expose_secret()).map_err(|_| {
             Error::Internal(anyhow::anyhow!(

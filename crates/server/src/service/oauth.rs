@@ -43,7 +43,7 @@ pub const CALLBACK_PATH: &str = "/oauth/callback";
 pub const FLOW_LIFETIME: chrono::Duration = chrono::Duration::minutes(10);
 
 /// The vault context of a flow's PKCE verifier: bound to its row.
-fn verifier_context(flow: &str) -> String {
+pub(super) fn verifier_context(flow: &str) -> String {
     format!("oauth_flow:{flow}:pkce_verifier")
 }
 
@@ -130,7 +130,7 @@ pub(super) struct ConnectTarget {
 }
 
 /// The vault context of a flow's own client: bound to its row.
-fn flow_client_context(flow: &str) -> String {
+pub(super) fn flow_client_context(flow: &str) -> String {
     format!("oauth_flow:{flow}:client")
 }
 
@@ -651,7 +651,7 @@ async fn finish_reconnect(
     let Some(secret) = &locked.secret_id else {
         return Err(Error::Conflict(format!("connection {id} holds no secret")));
     };
-    tx.replace_secret(secret, seal_tokens(ctx, &new, secret)?.as_str())
+    tx.replace_secret(secret, seal_tokens(ctx, &new, &locked, secret)?.as_str())
         .await?;
     tx.record_reauthorization(id, &scopes, new.expires_at())
         .await?;
@@ -688,8 +688,13 @@ fn keep_own_client(values: &mut FieldValues, own: &OAuthClient) {
     );
 }
 
-/// Seals tokens as a connection's secret `secret`.
-fn seal_tokens(ctx: &Context, tokens: &Tokens, secret: &str) -> Result<credence_vault::Sealed> {
+/// Seals tokens as the secret `secret` of `connection`.
+fn seal_tokens(
+    ctx: &Context,
+    tokens: &Tokens,
+    connection: &Connection,
+    secret: &str,
+) -> Result<credence_vault::Sealed> {
     // The JSON copies of the tokens are zeroized, as is the text sealed.
     let plain: SecretJson = tokens
         .0
@@ -698,7 +703,7 @@ fn seal_tokens(ctx: &Context, tokens: &Tokens, secret: &str) -> Result<credence_
         .collect();
     Ok(ctx
         .vault
-        .seal(&plain.to_json_bytes(), &secret_context(secret))?)
+        .seal(&plain.to_json_bytes(), &secret_context(connection, secret))?)
 }
 
 /// `application/x-www-form-urlencoded` of one value (RFC 6749 §2.3.1 asks for
@@ -1028,8 +1033,9 @@ impl Tokens {
     }
 }
 
-fn secret_context(secret: &str) -> String {
-    format!("secret:{secret}:{}", super::connections::SECRET_PURPOSE)
+/// A connection's tokens are sealed in the connection's name (see `secrets`).
+fn secret_context(connection: &Connection, secret: &str) -> String {
+    super::secrets::connection_context(connection.id, connection.team_id, secret)
 }
 
 /// Opens a connection's sealed tokens inside the caller's transaction (so a
@@ -1220,8 +1226,11 @@ async fn refresh_leased(ctx: &Context, id: i64, force: bool) -> Result<RefreshOu
             if !unchanged(&mut tx, id, &secret, &read.sealed).await? {
                 return Ok(RefreshOutcome::StillValid);
             }
-            tx.replace_secret(&secret, seal_tokens(ctx, &new, &secret)?.as_str())
-                .await?;
+            tx.replace_secret(
+                &secret,
+                seal_tokens(ctx, &new, &connection, &secret)?.as_str(),
+            )
+            .await?;
             tx.record_refresh(id, new.expires_at()).await?;
             tx.commit().await?;
             Ok(RefreshOutcome::Refreshed)
@@ -1251,7 +1260,7 @@ fn tokens_from(
 ) -> Result<Tokens> {
     let plain = ctx.vault.open_string(
         &Sealed::from_stored(sealed.to_string()),
-        &secret_context(secret),
+        &secret_context(connection, secret),
     )?;
     let map: BTreeMap<String, String> =
         serde_json::from_str(plain.expose_secret()).map_err(|_| {

@@ -1286,7 +1286,7 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
     let vault = open_vault(&config).expect("the key file is created");
     assert_mode_0600(&operator.key_file());
     let value = "s3cret-value";
-    let id = secrets::put(&store, &vault, "test", &SecretString::from(value))
+    let id = secrets::put_unowned(&store, &vault, "test", &SecretString::from(value))
         .await
         .expect("the secret is sealed");
     let sealed = |store: Store, id: String| async move {
@@ -1307,7 +1307,7 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
     let printed = out.succeeded();
     assert!(printed.contains("key version 2 added"), "{printed}");
     assert!(
-        printed.contains("secrets re-wrapped: 1, already on version 2: 0, changed meanwhile: 0"),
+        printed.contains("secrets.sealed: re-wrapped 1, re-sealed for the owner binding 0, already on version 2: 0, changed meanwhile (read again): 0, failed: 0"),
         "{printed}"
     );
     let second = sealed(store.clone(), id.clone()).await;
@@ -1320,9 +1320,11 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
     assert_mode_0600(&operator.key_file());
 
     let fresh = open_vault(&config).expect("the rotated key file opens");
-    let opened = secrets::open(&store, &fresh, &id, "test").await.unwrap();
+    let opened = secrets::open_unowned(&store, &fresh, &id, "test")
+        .await
+        .unwrap();
     assert_eq!(opened.expose_secret(), value);
-    let opened = secrets::open(&store, &vault, &id, "test")
+    let opened = secrets::open_unowned(&store, &vault, &id, "test")
         .await
         .expect("a running vault picks up the new key version");
     assert_eq!(opened.expose_secret(), value);
@@ -1331,13 +1333,15 @@ async fn keys_rotate_rewraps_stored_secrets_under_a_new_version(backend: Backend
     let printed = out.succeeded();
     assert!(printed.contains("key version 3 added"), "{printed}");
     assert!(
-        printed.contains("secrets re-wrapped: 1, already on version 3: 0"),
+        printed.contains("secrets.sealed: re-wrapped 1, re-sealed for the owner binding 0, already on version 3: 0"),
         "{printed}"
     );
     let third = sealed(store.clone(), id.clone()).await;
     assert!(third.starts_with("cv1.k3."), "{third}");
     let fresh = open_vault(&config).unwrap();
-    let opened = secrets::open(&store, &fresh, &id, "test").await.unwrap();
+    let opened = secrets::open_unowned(&store, &fresh, &id, "test")
+        .await
+        .unwrap();
     assert_eq!(opened.expose_secret(), value);
     assert!(
         !out.stdout.contains(value) && !out.stderr.contains(value),

@@ -280,12 +280,8 @@ impl Agency {
         messages
             .into_iter()
             .map(|m| {
-                let context = credence::service::audit::outbox_context(&m.kind, &m.recipient_email);
-                let plain = vault
-                    .open(&credence_vault::Sealed::from_stored(m.payload), &context)
+                let payload = credence::service::audit::open_outbox(&vault, &m)
                     .expect("outbox payload opens");
-                let payload: Value =
-                    serde_json::from_slice(secrecy::ExposeSecret::expose_secret(&plain)).unwrap();
                 (m.kind, m.recipient_email, payload)
             })
             .collect()

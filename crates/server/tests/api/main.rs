@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod cli;
 mod connections;
+mod key_rotation;
 mod oauth;
 mod oidc;
 mod operations;

@@ -255,11 +255,10 @@ async fn consent_authorizes_and_the_tokens_are_sealed(backend: Backend) {
         granted.into_iter().collect::<BTreeSet<_>>(),
         scope_set("openid offline_access contacts.read contacts.write")
     );
-    let plain = credence::service::secrets::open(
+    let plain = credence::service::secrets::open_connection(
         &world.agency.app.store,
         &world.agency.app.vault(),
-        connection.secret_id.as_deref().unwrap(),
-        "connection",
+        &connection,
     )
     .await
     .unwrap();
@@ -538,11 +537,10 @@ impl World {
     /// The connection's sealed tokens, opened with the app's vault; every
     /// token is registered for the suite's tripwire.
     pub(crate) async fn tokens(&self, connection: &credence_store::Connection) -> Value {
-        let plain = credence::service::secrets::open(
+        let plain = credence::service::secrets::open_connection(
             &self.agency.app.store,
             &self.agency.app.vault(),
-            connection.secret_id.as_deref().unwrap(),
-            "connection",
+            connection,
         )
         .await
         .unwrap();

@@ -55,11 +55,10 @@ async fn connection_count(agency: &Agency) -> usize {
 }
 
 async fn sealed_values(agency: &Agency, connection: &credence_store::Connection) -> Value {
-    let plain = credence::service::secrets::open(
+    let plain = credence::service::secrets::open_connection(
         &agency.app.store,
         &agency.app.vault(),
-        connection.secret_id.as_deref().unwrap(),
-        "connection",
+        connection,
     )
     .await
     .unwrap();

@@ -37,24 +37,24 @@ async fn sealed_secrets_open_only_in_their_own_row(backend: Backend) {
     let vault = vault_of(&app);
     let first_value = "sk_live_first-1234567890";
     let second_value = "sk_live_second-0987654321";
-    let first = secrets::put(
+    let first = secrets::put_unowned(
         &app.store,
         &vault,
-        "connection",
+        "api-key",
         &SecretString::from(first_value),
     )
     .await
     .unwrap();
-    let second = secrets::put(
+    let second = secrets::put_unowned(
         &app.store,
         &vault,
-        "connection",
+        "api-key",
         &SecretString::from(second_value),
     )
     .await
     .unwrap();
 
-    let opened = secrets::open(&app.store, &vault, &first, "connection")
+    let opened = secrets::open_unowned(&app.store, &vault, &first, "api-key")
         .await
         .unwrap();
     assert_eq!(opened.expose_secret(), first_value);
@@ -80,13 +80,13 @@ async fn sealed_secrets_open_only_in_their_own_row(backend: Backend) {
 
     // Read for another purpose: refused.
     assert!(matches!(
-        secrets::open(&app.store, &vault, &first, "webhook").await,
+        secrets::open_unowned(&app.store, &vault, &first, "webhook").await,
         Err(service::Error::Internal(_))
     ));
 
     // Moved to another row: refused.
     execute(&app, &format!("UPDATE secrets SET sealed = (SELECT sealed FROM secrets WHERE id = '{first}') WHERE id = '{second}'")).await;
-    let moved = secrets::open(&app.store, &vault, &second, "connection").await;
+    let moved = secrets::open_unowned(&app.store, &vault, &second, "api-key").await;
     assert!(
         matches!(moved, Err(service::Error::Internal(_))),
         "a ciphertext moved to another row opened"
@@ -104,7 +104,7 @@ async fn sealed_secrets_open_only_in_their_own_row(backend: Backend) {
         &format!("UPDATE secrets SET sealed = '{tampered}' WHERE id = '{first}'"),
     )
     .await;
-    let error = secrets::open(&app.store, &vault, &first, "connection")
+    let error = secrets::open_unowned(&app.store, &vault, &first, "api-key")
         .await
         .unwrap_err();
     assert!(!error.to_string().contains(first_value));
@@ -117,10 +117,10 @@ async fn rotation_rewraps_every_secret_and_both_versions_open_meanwhile(backend:
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(
-            secrets::put(
+            secrets::put_unowned(
                 &app.store,
                 &vault,
-                "connection",
+                "api-key",
                 &SecretString::from(format!("value-{i}")),
             )
             .await
@@ -131,17 +131,24 @@ async fn rotation_rewraps_every_secret_and_both_versions_open_meanwhile(backend:
     assert_eq!(version, 2);
     // The old vault has not seen the new key yet, and still opens everything.
     assert_eq!(
-        secrets::open(&app.store, &vault, &ids[0], "connection")
+        secrets::open_unowned(&app.store, &vault, &ids[0], "api-key")
             .await
             .unwrap()
             .expose_secret(),
         "value-0"
     );
     vault.reload().unwrap();
-    let report = secrets::rewrap_all(&app.store, &vault).await.unwrap();
-    assert_eq!(report.rewrapped, 3);
-    let again = secrets::rewrap_all(&app.store, &vault).await.unwrap();
-    assert_eq!((again.rewrapped, again.already_current), (0, 3));
+    let report = secrets::renew_all(&app.store, &vault).await.unwrap();
+    assert_eq!(report.columns[0].0, credence_store::SealedColumn::Secrets);
+    assert_eq!(report.columns[0].1.rewrapped, 3);
+    let again = secrets::renew_all(&app.store, &vault).await.unwrap();
+    assert_eq!(
+        (
+            again.columns[0].1.rewrapped,
+            again.columns[0].1.already_current
+        ),
+        (0, 3)
+    );
     for (i, id) in ids.iter().enumerate() {
         let stored = app
             .store
@@ -155,7 +162,7 @@ async fn rotation_rewraps_every_secret_and_both_versions_open_meanwhile(backend:
         assert!(stored.sealed.starts_with("cv1.k2."), "{}", stored.sealed);
         let fresh = vault_of(&app);
         assert_eq!(
-            secrets::open(&app.store, &fresh, id, "connection")
+            secrets::open_unowned(&app.store, &fresh, id, "api-key")
                 .await
                 .unwrap()
                 .expose_secret(),
