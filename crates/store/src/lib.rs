@@ -65,8 +65,8 @@ pub use requests::{
     CredentialChange, CredentialRequest, NewCredential, NewRequest, RequestFilter, RequestScope,
     RequestedCredential,
 };
-pub use sign_in::CountedAttempt;
 pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
+pub use sign_in::CountedAttempt;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;
