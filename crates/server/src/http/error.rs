@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 413: the body is larger than the limit.
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// 408: the request was not answered within the configured time.
+    #[error("the request was not answered within {0} seconds; try again")]
+    RequestTimeout(u64),
     /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -77,6 +80,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "Payload too large",
+            ),
+            ApiError::RequestTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timeout",
             ),
             ApiError::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -23,7 +23,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Instant;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// What every handler may use.
@@ -70,12 +69,9 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             refuse_declared_oversize(body_limit, request, next)
         }))
-        // Past this a request is answered 408 and its handler dropped: a slow
-        // client cannot hold a handler (or a database connection) for long.
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            answer_in_time(request_timeout, request, next)
+        }))
         .layer(middleware::from_fn(record_metrics));
     for (name, value) in SECURITY_HEADERS {
         routes = routes.layer(SetResponseHeaderLayer::if_not_present(
@@ -113,6 +109,19 @@ async fn fallback(request: Request) -> error::ApiError {
         request.method(),
         request.uri().path().chars().take(200).collect::<String>()
     ))
+}
+
+/// Past `limit` a request is answered 408 (our JSON error) and its handler
+/// dropped: a slow client cannot hold a handler, or a database connection,
+/// for long. Work that must finish once started (revocation at a provider
+/// after a commit, a token refresh) runs in its own task and is not cut.
+async fn answer_in_time(limit: std::time::Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(error::ApiError::RequestTimeout(
+            limit.as_secs(),
+        )),
+    }
 }
 
 /// Answers 413 at once when a request declares a body over the limit, before any

@@ -112,7 +112,10 @@ pub fn app_of<'a>(
 /// at too (a moved `secret_id`) is left to that one: deleting this connection
 /// must not destroy another team's access.
 pub async fn destroy(db: &mut Db, connection: i64) -> Result<()> {
-    if let Some(found) = db.get_connection(connection).await? {
+    // The row is held before its secret goes: a refresh holds the row and
+    // then writes the secret, so taking them the other way round could
+    // deadlock with it (the lock order is credential, connection, secret).
+    if let Some(found) = db.lock_connection(connection).await? {
         if let Some(secret) = &found.secret_id {
             if db.count_connections_with_secret(secret).await? <= 1 {
                 db.delete_secret(secret).await?;

@@ -1078,6 +1078,17 @@ pub const REFRESH_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// reauthorization in between wins). A provider outage changes nothing but
 /// the backoff and answers a conflict the caller may retry after.
 pub async fn refresh_with(ctx: &Context, id: i64, force: bool) -> Result<RefreshOutcome> {
+    // In a task of its own, which the caller waits for: once the provider has
+    // answered (and may have rotated the refresh token), the outcome must be
+    // written even if the request that asked is answered 408 or dropped.
+    let ctx = ctx.clone();
+    tokio::spawn(async move { refresh_holding_lease(&ctx, id, force).await })
+        .await
+        .map_err(|error| Error::Internal(anyhow::anyhow!("a refresh stopped: {error}")))?
+}
+
+/// [`refresh_with`] in the caller's task.
+async fn refresh_holding_lease(ctx: &Context, id: i64, force: bool) -> Result<RefreshOutcome> {
     let lease_until = claim_lease(ctx, id).await?;
     let outcome = refresh_leased(ctx, id, force).await;
     // Only this refresh's own lease: if it ran out meanwhile, another refresh
@@ -1506,10 +1517,18 @@ pub async fn tokens_to_revoke(
     }
 }
 
-/// Revokes, after the commit, what [`tokens_to_revoke`] kept.
+/// Revokes, after the commit, what [`tokens_to_revoke`] kept. The calls run
+/// in a task of their own, which the caller waits for: a request answered
+/// 408 (or a client gone) meanwhile must not cut a revocation short.
 pub async fn revoke_all_at_provider(ctx: &Context, all: Vec<ToRevoke>) {
-    for ToRevoke { connection, tokens } in all {
-        let app_key = connection.app_key.clone();
-        revoke_at_provider(ctx, &app_key, tokens, &connection).await;
+    let ctx = ctx.clone();
+    let revoking = tokio::spawn(async move {
+        for ToRevoke { connection, tokens } in all {
+            let app_key = connection.app_key.clone();
+            revoke_at_provider(&ctx, &app_key, tokens, &connection).await;
+        }
+    });
+    if let Err(error) = revoking.await {
+        tracing::error!(error = %error, "revocation at the provider stopped");
     }
 }

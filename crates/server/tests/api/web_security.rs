@@ -560,6 +560,12 @@ async fn a_client_that_stalls_mid_headers_or_mid_body_is_cut_off(backend: Backen
         .unwrap();
     let answer = read_until_closed(&mut slow_body).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Our JSON error, with the headers every answer carries.
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("x-frame-options: deny"),
+        "{answer}"
+    );
 
     // A prompt client is served as before.
     let response = app.client.get(app.url("/sign-in")).send().await.unwrap();
