@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::service::auth::{self, TokenCheck};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -138,19 +139,13 @@ impl FromRequestParts<AppState> for ApiCaller {
                 "the API token is missing or malformed".into(),
             ));
         }
-        match crate::service::auth::api_token_user(&state.store, value).await? {
-            Some((
-                ApiToken {
-                    expires_at: Some(at),
-                    ..
-                },
-                _,
-            )) if at <= credence_store::now() => Err(ApiError::Unauthenticated(format!(
+        match auth::check_api_token(&state.store, value).await? {
+            TokenCheck::Valid(token, user) => Ok(ApiCaller { user, token }),
+            TokenCheck::Expired(at) => Err(ApiError::Unauthenticated(format!(
                 "this API token expired at {}; create a new one",
                 at.to_rfc3339()
             ))),
-            Some((token, user)) => Ok(ApiCaller { user, token }),
-            None => Err(ApiError::Unauthenticated(
+            TokenCheck::Unknown => Err(ApiError::Unauthenticated(
                 "this API token is unknown or was deleted".into(),
             )),
         }

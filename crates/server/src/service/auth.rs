@@ -278,7 +278,31 @@ async fn audit_api_token(
     Ok(())
 }
 
-/// The token and user an `Authorization` value names, if any.
-pub async fn api_token_user(store: &Store, token: &str) -> Result<Option<(ApiToken, User)>> {
-    Ok(store.db().await?.find_api_token(&token_hash(token)).await?)
+/// What an `Authorization` value names.
+#[derive(Debug)]
+pub enum TokenCheck {
+    /// A token in force, and its user.
+    Valid(ApiToken, User),
+    /// A token that expired at this time: it grants nothing.
+    Expired(chrono::DateTime<chrono::Utc>),
+    /// Nobody issued it, or it was deleted.
+    Unknown,
+}
+
+/// Checks an API token: an expired one is never `Valid`, whoever asks (the
+/// API, later the broker and the MCP endpoint).
+pub async fn check_api_token(store: &Store, token: &str) -> Result<TokenCheck> {
+    Ok(
+        match store.db().await?.find_api_token(&token_hash(token)).await? {
+            Some((found, _))
+                if found
+                    .expires_at
+                    .is_some_and(|at| at <= credence_store::now()) =>
+            {
+                TokenCheck::Expired(found.expires_at.unwrap_or_default())
+            }
+            Some((found, user)) => TokenCheck::Valid(found, user),
+            None => TokenCheck::Unknown,
+        },
+    )
 }

@@ -729,10 +729,11 @@ async fn operator_commands_print_what_they_create_and_the_rows_are_there(backend
             .expect("the printed setup link is valid");
         assert_eq!(user.id, bob);
     }
-    let (found, owner) = auth::api_token_user(&store, &token)
-        .await
-        .unwrap()
-        .expect("the printed token is valid");
+    let auth::TokenCheck::Valid(found, owner) =
+        auth::check_api_token(&store, &token).await.unwrap()
+    else {
+        panic!("the printed token is valid");
+    };
     assert_eq!((found.id.0, owner.id), (token_id, ann));
     store.close().await;
 }

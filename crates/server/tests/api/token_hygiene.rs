@@ -178,6 +178,31 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // ... but only tokens within the manager's own scopes: one without
+    // credential-requests:write cannot cut off the token that holds it.
+    let (status, body) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v2/users/me/api-tokens/{precious_id}"),
+        &manager,
+        None,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("credential-requests:write"),
+        "{body}"
+    );
+    let (status, _) = app
+        .get_json("/api/v2/users/me/current-authorization", &precious)
+        .await;
+    assert_eq!(status, StatusCode::OK, "the precious token still works");
+    let manager = app
+        .token(admin, "user:read,user:write,credential-requests:write")
+        .await;
     let (status, body) = send(
         &app,
         reqwest::Method::DELETE,

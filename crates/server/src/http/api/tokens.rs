@@ -1,8 +1,8 @@
 //! `/users/me/api-tokens`: a user's own API tokens, as Make names them and with
 //! Make's scopes: listing needs `user:read`, creating and deleting `user:write`
 //! (a token may always delete itself). A token can only mint tokens with scopes
-//! it holds itself, so a narrow token can neither widen its own access nor
-//! remove the user's other tokens. A token may expire (`expiresAt`); one that
+//! it holds itself, and delete only tokens whose scopes it holds, so a narrow
+//! token can neither widen its own access nor remove the user's broader tokens. A token may expire (`expiresAt`); one that
 //! expires only mints tokens that expire no later.
 
 use crate::http::error::ApiError;
@@ -121,9 +121,30 @@ pub async fn delete(
     AppPath(id): AppPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     // Deleting itself only narrows access, so any token may; deleting another
-    // of the user's tokens is managing them.
+    // of the user's tokens is managing them, and (as for making one) only
+    // within the caller's own scopes: a narrow token cannot cut off the
+    // user's broader automations.
     if caller.token.id != ApiTokenId(id) {
         caller.require(Scope::UserWrite)?;
+        let tokens = state
+            .store
+            .db()
+            .await?
+            .list_api_tokens(caller.user.id)
+            .await?;
+        let target = tokens
+            .iter()
+            .find(|token| token.id == ApiTokenId(id))
+            .ok_or_else(|| ApiError::NotFound(format!("API token {id} not found")))?;
+        let missing = target
+            .scopes
+            .iter()
+            .find(|scope| !caller.token.scopes.contains(*scope));
+        if let Some(missing) = missing {
+            return Err(ApiError::Forbidden(format!(
+                "API token {id} holds the scope {missing}, which this API token lacks, so it cannot delete it"
+            )));
+        }
     }
     auth::delete_api_token(
         &state.store,
