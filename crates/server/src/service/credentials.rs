@@ -272,15 +272,9 @@ pub(super) async fn connection_deleted(
     connection: i64,
 ) -> Result<Vec<CredentialId>> {
     let mut moved = Vec::new();
-    for found in db.credentials_using_connection(connection).await? {
-        // Held, and read again: a reauthorization that replaced the
-        // connection meanwhile keeps its new one.
-        let Some(credential) = db.lock_credential(found.id).await? else {
-            continue;
-        };
-        if credential.connection_id != Some(connection) {
-            continue;
-        }
+    // Held: a reauthorization that replaced the connection meanwhile keeps
+    // its new one (the lock drops a credential that no longer names it).
+    for credential in db.lock_credentials_using_connection(connection).await? {
         if credential
             .state
             .apply(CredentialAction::DeleteRemote)
