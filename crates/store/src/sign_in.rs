@@ -1,7 +1,8 @@
 //! Sign-in limits and known browsers: the attempt counters every instance on
 //! one database shares, and the browsers an account signed in on. Keys and
 //! browser tokens arrive hashed (the caller hashes; an email typed into the
-//! wrong field is never kept in the clear).
+//! wrong field is never kept in the clear), counter keys under the HMAC key
+//! kept here (`sign_in_key`).
 
 use crate::{now, Db, Result};
 use chrono::{DateTime, Utc};
@@ -73,6 +74,30 @@ impl Db {
                    ON CONFLICT (token_hash, user_id) DO UPDATE SET expires_at = excluded.expires_at";
         on_conn!(self, c => sqlx::query(sql).bind(token_hash).bind(user.0).bind(now()).bind(expires_at).execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// The key of the HMAC that names sign-in counters: the one stored, or
+    /// `candidate` when there is none yet (then stored; when two instances race,
+    /// both read the one that won).
+    pub async fn sign_in_key(&mut self, candidate: &str) -> Result<String> {
+        let select = "SELECT key FROM sign_in_key WHERE id = 1";
+        if let Some(key) =
+            on_conn!(self, c => sqlx::query_scalar::<_, String>(select).fetch_optional(c).await)?
+        {
+            return Ok(key);
+        }
+        let insert = "INSERT INTO sign_in_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING";
+        on_conn!(self, c => sqlx::query(insert).bind(candidate).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(on_conn!(self, c => sqlx::query_scalar::<_, String>(select).fetch_one(c).await)?)
+    }
+
+    /// Forgets every browser known for `user` (its password was reset): their
+    /// attempts count as an unknown browser's again.
+    pub async fn forget_browsers_of_user(&mut self, user: UserId) -> Result<u64> {
+        let sql = "DELETE FROM known_browsers WHERE user_id = $1";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(user.0).execute(c).await.map(|r| r.rows_affected()))?,
+        )
     }
 
     /// Deletes counters whose window started before `oldest_window_start` (Unix

@@ -18,22 +18,23 @@ pub const SESSION_LIFETIME: Duration = Duration::days(14);
 pub const SETUP_LINK_LIFETIME: Duration = Duration::days(3);
 
 /// Hashes a password with argon2id off the async threads (it takes tens of ms
-/// by design), waiting for a turn of the hashing gate.
-pub async fn hash_password(password: NewPassword) -> Result<String> {
-    HashingGate::shared()
-        .run(move || {
-            let salt = SaltString::generate(&mut rand::rngs::OsRng);
-            Argon2::default()
-                .hash_password(password.expose().as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(|e| Error::Internal(anyhow::anyhow!("password hashing failed: {e}")))
-        })
-        .await
-        .map_err(|e| Error::Internal(e.into()))?
+/// by design), in a turn of the hashing `gate`; when the gate is full the error
+/// is busy ([`super::password_hashing::is_busy`]) and nothing was hashed.
+pub async fn hash_password(gate: &HashingGate, password: NewPassword) -> Result<String> {
+    gate.try_run(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::default()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| Error::Internal(anyhow::anyhow!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?
 }
 
 /// A fixed hash to verify against when the email is unknown, so that the answer
-/// takes as long for an unknown email as for a wrong password.
+/// takes as long for an unknown email as for a wrong password. Computed once,
+/// on first need, inside a turn of the hashing gate (it is an argon2 hash too).
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| {
@@ -55,34 +56,19 @@ pub enum PasswordCheck {
     Busy,
 }
 
-/// Checks an email and password; `None` when either is wrong (the caller must
-/// not say which).
-pub async fn verify_password(
-    store: &Store,
-    email: &str,
-    password: SecretString,
-) -> Result<Option<User>> {
-    match check_password(store, email, password).await? {
-        PasswordCheck::Right(user) => Ok(Some(user)),
-        PasswordCheck::Wrong => Ok(None),
-        PasswordCheck::Busy => Err(Error::Internal(HashingError::Busy.into())),
-    }
-}
-
-/// Checks an email and password under the hashing gate, answering `Busy` at
+/// Checks an email and password under the hashing `gate`, answering `Busy` at
 /// once rather than queueing when it is full.
 pub async fn check_password(
     store: &Store,
+    gate: &HashingGate,
     email: &str,
     password: SecretString,
 ) -> Result<PasswordCheck> {
     let user = store.db().await?.find_user_by_email(email).await?;
-    let hash = user
-        .as_ref()
-        .and_then(|u| u.password_hash.clone())
-        .unwrap_or_else(|| dummy_hash().to_string());
-    let matches = HashingGate::shared()
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let matches = gate
         .try_run(move || {
+            let hash = hash.unwrap_or_else(|| dummy_hash().to_string());
             PasswordHash::new(&hash)
                 .map(|parsed| {
                     Argon2::default()
@@ -149,11 +135,18 @@ pub async fn setup_link_user(store: &Store, token: &str) -> Result<Option<User>>
 }
 
 /// Uses a setup link: sets the password and spends the link, together. Every
-/// session of the user ends with it (a setup link is also how a forgotten
-/// password is reset, and whoever held the old one must not stay signed in);
-/// the caller starts the new session afterwards.
-pub async fn complete_setup(store: &Store, token: &str, password: NewPassword) -> Result<UserId> {
-    let hash = hash_password(password).await?;
+/// session of the user ends with it, and every browser stops being known for
+/// the user (a setup link is also how a forgotten password is reset: whoever
+/// held the old one must neither stay signed in nor keep a known browser's own
+/// tries); the caller starts the new session afterwards. The caller looks the
+/// link up first, so that an unknown link costs no hash.
+pub async fn complete_setup(
+    store: &Store,
+    gate: &HashingGate,
+    token: &str,
+    password: NewPassword,
+) -> Result<UserId> {
+    let hash = hash_password(gate, password).await?;
     let mut tx = store.begin().await?;
     let Some(user) = tx.consume_setup_link(&token_hash(token)).await? else {
         return Err(Error::NotFound(
@@ -162,6 +155,7 @@ pub async fn complete_setup(store: &Store, token: &str, password: NewPassword) -
     };
     tx.set_password_hash(user, &hash).await?;
     tx.delete_sessions_of_user(user).await?;
+    tx.forget_browsers_of_user(user).await?;
     tx.commit().await?;
     Ok(user)
 }

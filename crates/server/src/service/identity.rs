@@ -1,6 +1,7 @@
 //! Organizations, teams, users and feature grants, as the operator and the
 //! first start create them.
 
+use super::password_hashing::HashingGate;
 use super::{auth, Error, Result};
 use credence_domain::{
     EmailAddress, EntityName, Feature, NewPassword, OrgRole, OrganizationId, PersonName, Plan,
@@ -137,7 +138,7 @@ pub async fn create_user(store: &Store, new: NewUser<'_>) -> Result<CreatedUser>
         return Err(Error::Invalid(problems));
     };
     let password_hash = match password {
-        Some(password) => Some(auth::hash_password(password).await?),
+        Some(password) => Some(auth::hash_password(&HashingGate::shared(), password).await?),
         None => None,
     };
 

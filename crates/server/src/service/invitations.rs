@@ -4,6 +4,7 @@
 //! [`INVITATION_LIFETIME`] and is withdrawn with the request it was sent for.
 
 use super::audit::{self, Actor, Event};
+use super::password_hashing::HashingGate;
 use super::{random_token, token_hash, Context, Error, Result};
 use credence_domain::{
     EmailAddress, NewPassword, OrgRole, OrganizationId, PersonName, RequestId, TeamId, TeamRole,
@@ -78,11 +79,31 @@ pub enum Acceptance {
 
 /// Accepts an invitation: the account joins the organization as a guest and the
 /// team, and the requests addressed to this email become theirs. Returns the user.
-pub async fn accept(ctx: &Context, token: &str, acceptance: Acceptance) -> Result<UserId> {
+///
+/// A new account's password is hashed (behind `gate`) only once the token names
+/// an open invitation and the name and password are valid: an unknown token
+/// costs no argon2 hash, so anonymous posts cannot queue hashes ahead of
+/// sign-ins.
+pub async fn accept(
+    ctx: &Context,
+    gate: &HashingGate,
+    token: &str,
+    acceptance: Acceptance,
+) -> Result<UserId> {
+    let unknown = || {
+        Error::NotFound(
+            "this invitation is unknown, expired, withdrawn or was already accepted".into(),
+        )
+    };
     let password_hash = match &acceptance {
-        Acceptance::NewAccount { password, .. } => Some(
-            super::auth::hash_password(NewPassword::parse("password", password.clone())?).await?,
-        ),
+        Acceptance::NewAccount { name, password } => {
+            if find(ctx, token).await?.is_none() {
+                return Err(unknown());
+            }
+            PersonName::parse("name", name)?;
+            let password = NewPassword::parse("password", password.clone())?;
+            Some(super::auth::hash_password(gate, password).await?)
+        }
         Acceptance::SignedIn(_) => None,
     };
     let mut tx = ctx.store.begin().await?;
@@ -90,9 +111,7 @@ pub async fn accept(ctx: &Context, token: &str, acceptance: Acceptance) -> Resul
         .find_open_invitation(&token_hash(token), undated_made_after())
         .await?
     else {
-        return Err(Error::NotFound(
-            "this invitation is unknown, expired, withdrawn or was already accepted".into(),
-        ));
+        return Err(unknown());
     };
     let organization = OrganizationId(invitation.organization_id);
     let user = match acceptance {

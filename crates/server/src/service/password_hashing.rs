@@ -1,8 +1,10 @@
 //! A gate in front of argon2: each hash takes tens of milliseconds of a core and
 //! 19 MiB of memory on the blocking pool, so an unbounded number at once (a
 //! flood of sign-in attempts) would exhaust the memory. At most `at_once` hashes
-//! run; up to `waiting` more wait their turn; past that a sign-in attempt is
-//! answered "busy" at once instead of queueing without bound.
+//! run; up to `waiting` more wait their turn; past that a hash is refused
+//! ("busy") at once instead of queueing without bound. Every hash goes through
+//! here: checking a sign-in's password, and hashing a new one (setup link,
+//! invitation, CLI), so that no path can queue work ahead of the others.
 
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
@@ -38,22 +40,24 @@ impl HashingGate {
     }
 
     /// The process's gate: as many hashes at once as there are cores (at least
-    /// two), and 32 waiting per core.
-    pub fn shared() -> &'static HashingGate {
-        static GATE: OnceLock<HashingGate> = OnceLock::new();
+    /// two), and 32 waiting per core. An application uses the one its
+    /// `SignInLimits` carry, which is this one unless a test gives its own.
+    pub fn shared() -> Arc<HashingGate> {
+        static GATE: OnceLock<Arc<HashingGate>> = OnceLock::new();
         GATE.get_or_init(|| {
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            HashingGate::new(cores.max(2), 32 * cores)
+            Arc::new(HashingGate::new(cores.max(2), 32 * cores))
         })
+        .clone()
     }
 
-    /// How many sign-in hashes are running or waiting now.
+    /// How many hashes are running or waiting now.
     pub fn admitted(&self) -> usize {
         self.admitted_limit - self.admitted.available_permits()
     }
 
     /// Runs `work` when a turn is free, or answers `Busy` at once when as many
-    /// hashes as allowed are already running or waiting (sign-in attempts).
+    /// hashes as allowed are already running or waiting.
     pub async fn try_run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
@@ -63,23 +67,6 @@ impl HashingGate {
             .clone()
             .try_acquire_owned()
             .map_err(|_| HashingError::Busy)?;
-        self.run_admitted(Some(admitted), work).await
-    }
-
-    /// Runs `work` when a turn is free, however long the wait (new passwords,
-    /// which only holders of a setup link or an invitation can send).
-    pub async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HashingError> {
-        self.run_admitted(None, work).await
-    }
-
-    async fn run_admitted<T: Send + 'static>(
-        &self,
-        admitted: Option<tokio::sync::OwnedSemaphorePermit>,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HashingError> {
         let running = self
             .running
             .clone()
@@ -94,4 +81,14 @@ impl HashingGate {
         })
         .await?)
     }
+}
+
+/// Whether `error` is a hash the gate refused as busy (the caller answers 503
+/// with `Retry-After`, not 500).
+pub fn is_busy(error: &super::Error) -> bool {
+    matches!(
+        error,
+        super::Error::Internal(cause)
+            if matches!(cause.downcast_ref::<HashingError>(), Some(HashingError::Busy))
+    )
 }

@@ -2,8 +2,9 @@
 //! account does not keep its owner out.
 //!
 //! Every attempt is counted in the database, so all instances sharing it share
-//! the counts, under keys that are hashes (an email typed into the wrong field
-//! is never kept in the clear). A *source* is an IPv4 address or an IPv6 /64
+//! the counts, under keys that are HMACs with a random key kept in that
+//! database (an email typed into the wrong field — perhaps a password — is
+//! never kept in the clear, nor as a hash a dictionary reverses). A *source* is an IPv4 address or an IPv6 /64
 //! (one subscriber's usual allocation: rotating addresses inside it gains
 //! nothing). An attempt from an unknown browser counts against:
 //!
@@ -20,7 +21,11 @@
 //! that browser (`per_known_browser`), so its owner signs in whatever an
 //! attacker does elsewhere. Each key's window starts at its first attempt and
 //! lasts `window`; a right password takes its attempt back.
+//!
+//! The limits also carry the [`HashingGate`] every password hash of the
+//! application goes through (tests give each application its own).
 
+use super::password_hashing::HashingGate;
 use super::{random_token, token_hash, Result};
 use chrono::{DateTime, Utc};
 use credence_domain::UserId;
@@ -42,6 +47,7 @@ pub struct SignInLimits {
     pub per_account: i64,
     pub per_known_browser: i64,
     clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    hashing: Arc<HashingGate>,
 }
 
 impl std::fmt::Debug for SignInLimits {
@@ -67,6 +73,7 @@ impl Default for SignInLimits {
             per_account: 10,
             per_known_browser: 5,
             clock: Arc::new(Utc::now),
+            hashing: HashingGate::shared(),
         }
     }
 }
@@ -76,6 +83,18 @@ impl SignInLimits {
     pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
+    }
+
+    /// The same limits, hashing passwords behind `gate` instead of the
+    /// process's shared one (tests fill a small gate to see it refuse).
+    pub fn with_hashing_gate(mut self, gate: Arc<HashingGate>) -> Self {
+        self.hashing = gate;
+        self
+    }
+
+    /// The gate every password hash of the application goes through.
+    pub fn hashing_gate(&self) -> &HashingGate {
+        &self.hashing
     }
 
     fn now_seconds(&self) -> i64 {
@@ -127,9 +146,19 @@ pub struct Attempt {
     known_browser: bool,
 }
 
-/// A counter's key: a hash of its kind and parts.
-fn counter_key(kind: &str, parts: &[&str]) -> String {
-    token_hash(&format!("{kind}\n{}", parts.join("\n")))
+/// A counter's key: an HMAC-SHA256, under the database's `signing_key`, of its
+/// kind and parts (hex).
+fn counter_key(signing_key: &str, kind: &str, parts: &[&str]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(signing_key.as_bytes())
+        .expect("an HMAC takes a key of any length");
+    mac.update(kind.as_bytes());
+    for part in parts {
+        // A separator no email or address holds, so parts cannot run together.
+        mac.update(b"\n");
+        mac.update(part.as_bytes());
+    }
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Counts an attempt to sign in as `email` from `address`, on the browser whose
@@ -145,6 +174,8 @@ pub async fn admit(
     let now = limits.now_seconds();
     let window = limits.window_seconds();
     let mut db = store.db().await?;
+    let signing_key = db.sign_in_key(&random_token()).await?;
+    let counter_key = |kind: &str, parts: &[&str]| counter_key(&signing_key, kind, parts);
     let browser_hash = browser_token.map(token_hash);
     let known_browser = match &browser_hash {
         Some(hash) => db.is_known_browser(hash, &account).await?,
@@ -214,17 +245,32 @@ impl Attempt {
             Some(token) if self.known_browser => token.to_string(),
             _ => random_token(),
         };
-        store
-            .db()
-            .await?
-            .remember_browser(
-                &token_hash(&token),
-                user,
-                credence_store::now() + KNOWN_BROWSER_LIFETIME,
-            )
-            .await?;
+        remember_browser(store, user, &token).await?;
         Ok(token)
     }
+}
+
+/// After a sign-in that did not go through the sign-in form (a setup link, an
+/// accepted invitation): remembers a new browser for `user` and returns the
+/// `credence_browser` token to set, so that its owner is not kept out by the
+/// account's ceiling the next time they sign in there.
+pub async fn new_known_browser(store: &Store, user: UserId) -> Result<String> {
+    let token = random_token();
+    remember_browser(store, user, &token).await?;
+    Ok(token)
+}
+
+async fn remember_browser(store: &Store, user: UserId, token: &str) -> Result<()> {
+    store
+        .db()
+        .await?
+        .remember_browser(
+            &token_hash(token),
+            user,
+            credence_store::now() + KNOWN_BROWSER_LIFETIME,
+        )
+        .await?;
+    Ok(())
 }
 
 /// Deletes counters whose window is over and browsers no longer known.

@@ -716,11 +716,17 @@ async fn operator_commands_print_what_they_create_and_the_rows_are_there(backend
 
     // What was printed works: the password (without its newline), both setup
     // links and the token.
-    let signed_in =
-        auth::verify_password(&store, "ann@example.com", SecretString::from(ann_password))
-            .await
-            .unwrap()
-            .expect("the password read from stdin is ann's");
+    let gate = credence::service::password_hashing::HashingGate::shared();
+    let auth::PasswordCheck::Right(signed_in) = auth::check_password(
+        &store,
+        &gate,
+        "ann@example.com",
+        SecretString::from(ann_password),
+    )
+    .await
+    .unwrap() else {
+        panic!("the password read from stdin is ann's");
+    };
     assert_eq!(signed_in.id, ann);
     for link in [&first_link, &second_link] {
         let user = auth::setup_link_user(&store, link)

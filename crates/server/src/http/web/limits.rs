@@ -13,7 +13,8 @@ use std::net::{IpAddr, SocketAddr};
 
 /// The client's address: the TCP `peer`, or — when the peer is a trusted proxy —
 /// the rightmost untrusted hop of `header`. A hop that cannot be read (e.g.
-/// `unknown`) ends the walk at the proxy that wrote it.
+/// `unknown`, or bytes that are not text) ends the walk at the proxy that wrote
+/// it; a hop left of it never matters.
 pub fn client_address(
     peer: IpAddr,
     headers: &HeaderMap,
@@ -48,11 +49,14 @@ fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<Ip
     };
     let mut hops = Vec::new();
     for line in headers.get_all(name) {
-        let Ok(line) = line.to_str() else {
-            hops.push(None);
-            continue;
-        };
-        for element in line.split(',') {
+        // Each element is read on its own: a proxy appends to the client's own
+        // line (nginx's `$proxy_add_x_forwarded_for`), so a junk byte the client
+        // put in its part must not make the proxy's part unreadable too.
+        for element in line.as_bytes().split(|byte| *byte == b',') {
+            let Ok(element) = std::str::from_utf8(element) else {
+                hops.push(None);
+                continue;
+            };
             let hop = match header {
                 ForwardedHeader::XForwardedFor => parse_node(element),
                 // `for=…` among the `;`-separated pairs of an element (RFC 7239 §4).
@@ -133,6 +137,51 @@ mod tests {
         let unknown = headers("forwarded", &["for=unknown"]);
         assert_eq!(
             client_address(peer, &unknown, &proxies, ForwardedHeader::Forwarded),
+            peer
+        );
+    }
+
+    #[test]
+    fn a_junk_byte_in_the_clients_part_of_a_line_does_not_hide_the_hop_the_proxy_appended() {
+        let proxies = nets(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        for (name, line, kind) in [
+            (
+                "x-forwarded-for",
+                &b"\x80, 203.0.113.9"[..],
+                ForwardedHeader::XForwardedFor,
+            ),
+            (
+                "x-forwarded-for",
+                &b"1.1.1.1\xff\xfe, 203.0.113.9, 10.0.0.7"[..],
+                ForwardedHeader::XForwardedFor,
+            ),
+            (
+                "forwarded",
+                &b"for=\x80, for=203.0.113.9"[..],
+                ForwardedHeader::Forwarded,
+            ),
+        ] {
+            let mut map = HeaderMap::new();
+            map.append(
+                axum::http::HeaderName::from_static(name),
+                axum::http::HeaderValue::from_bytes(line).unwrap(),
+            );
+            assert_eq!(
+                client_address(peer, &map, &proxies, kind),
+                client,
+                "{line:?}"
+            );
+        }
+        // An unreadable element right of the client still ends the walk there.
+        let mut map = HeaderMap::new();
+        map.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"203.0.113.9, \x80").unwrap(),
+        );
+        assert_eq!(
+            client_address(peer, &map, &proxies, ForwardedHeader::XForwardedFor),
             peer
         );
     }

@@ -5,7 +5,8 @@
 //! cookie and the session (`csrf.rs`: double submit bound to the session; the
 //! cookie is SameSite=Strict, so another site can neither read nor send it).
 //! Sessions are a random cookie whose hash the store keeps; a new one is issued
-//! at every sign-in. A sign-in also marks the browser as known for the account
+//! at every sign-in. A sign-in — by the form, a setup link or an accepted
+//! invitation — also marks the browser as known for the account
 //! (`credence_browser`), which the sign-in limits honour
 //! (`service::sign_in_limits`).
 
@@ -96,6 +97,34 @@ fn try_again_later(status: StatusCode, title: &str, message: &str, wait: Duratio
             .insert(axum::http::header::RETRY_AFTER, value);
     }
     response
+}
+
+/// The answer when the hashing gate refused a new password's hash: 503 with
+/// `Retry-After`, as a busy sign-in; anything else is a fault of ours.
+fn busy_or_internal(error: service::Error) -> Response {
+    if service::password_hashing::is_busy(&error) {
+        return try_again_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "Too many passwords are being checked right now. Try again in {seconds} seconds.",
+            Duration::from_secs(1),
+        );
+    }
+    internal(error)
+}
+
+/// Starts a session for `user` after a sign-in other than the form's (setup
+/// link, invitation), marking the browser as known for them.
+async fn start_session_on_new_known_browser(
+    state: &AppState,
+    jar: CookieJar,
+    user: credence_domain::UserId,
+) -> Result<CookieJar, service::Error> {
+    let browser = sign_in_limits::new_known_browser(&state.store, user).await?;
+    let session = auth::start_session(&state.store, user).await?;
+    Ok(jar
+        .add(session_cookie(state, session))
+        .add(known_browser_cookie(state, browser)))
 }
 
 fn time_duration(seconds: i64) -> time::Duration {
@@ -244,7 +273,14 @@ async fn sign_in(
         }
         Err(error) => return internal(error),
     };
-    match auth::check_password(&state.store, &email, SecretString::from(form.password)).await {
+    match auth::check_password(
+        &state.store,
+        state.limits.hashing_gate(),
+        &email,
+        SecretString::from(form.password),
+    )
+    .await
+    {
         Ok(auth::PasswordCheck::Right(user)) => {
             let browser_token = match attempt
                 .signed_in(&state.store, user.id, browser.as_deref())
@@ -363,16 +399,14 @@ async fn setup(
         Ok(password) => password,
         Err(error) => return retry(&format!("The {}.", error.message)),
     };
-    match auth::complete_setup(&state.store, &token, password).await {
-        Ok(user_id) => match auth::start_session(&state.store, user_id).await {
-            Ok(session) => {
-                (jar.add(session_cookie(&state, session)), Redirect::to("/")).into_response()
-            }
+    match auth::complete_setup(&state.store, state.limits.hashing_gate(), &token, password).await {
+        Ok(user_id) => match start_session_on_new_known_browser(&state, jar, user_id).await {
+            Ok(jar) => (jar, Redirect::to("/")).into_response(),
             Err(error) => internal(error),
         },
         Err(service::Error::NotFound(message)) => {
             problem(StatusCode::NOT_FOUND, "Link not valid", &message)
         }
-        Err(error) => internal(error),
+        Err(error) => busy_or_internal(error),
     }
 }

@@ -3,10 +3,13 @@
 //! signed in is sent to sign in, and whoever is signed in but not the recipient
 //! gets the same 404 as for a link that does not exist.
 
-use super::{csrf, internal, pages, problem, session_cookie, signed_in_user, CsrfForm};
+use super::{
+    busy_or_internal, csrf, internal, pages, problem, signed_in_user,
+    start_session_on_new_known_browser, CsrfForm,
+};
 use crate::http::AppState;
 use crate::service::invitations::{self, Acceptance};
-use crate::service::{self, auth, requests, token_hash};
+use crate::service::{self, requests, token_hash};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -177,12 +180,11 @@ pub async fn accept_invitation(
         }
     };
     let new_account = matches!(acceptance, Acceptance::NewAccount { .. });
-    match invitations::accept(&ctx, &token, acceptance).await {
+    match invitations::accept(&ctx, state.limits.hashing_gate(), &token, acceptance).await {
         Ok(user) => {
             if new_account {
-                match auth::start_session(&state.store, user).await {
-                    Ok(session) => (jar.add(session_cookie(&state, session)), Redirect::to("/"))
-                        .into_response(),
+                match start_session_on_new_known_browser(&state, jar, user).await {
+                    Ok(jar) => (jar, Redirect::to("/")).into_response(),
                     Err(error) => internal(error),
                 }
             } else {
@@ -206,7 +208,7 @@ pub async fn accept_invitation(
         Err(service::Error::Conflict(message)) => {
             problem(StatusCode::CONFLICT, "Account exists", &message)
         }
-        Err(error) => internal(error),
+        Err(error) => busy_or_internal(error),
     }
 }
 
