@@ -363,10 +363,27 @@ async fn cookies_are_secure_when_the_public_url_is_https(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let session = set_cookie(&response, "credence_session").unwrap();
+    // The session cookie too is `__Host-`: a sibling subdomain can neither
+    // plant a session of its choosing nor shadow ours.
+    assert!(set_cookie(&response, "credence_session").is_none());
+    let session = set_cookie(&response, "__Host-credence_session").unwrap();
     assert!(
-        session.contains("Secure") && session.contains("HttpOnly"),
+        session.contains("Secure") && session.contains("HttpOnly") && session.contains("Path=/"),
         "{session}"
+    );
+    let home = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/"))
+        .header("Cookie", session.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        home.status(),
+        StatusCode::OK,
+        "the prefixed session signs in"
     );
     app.stop().await;
 }

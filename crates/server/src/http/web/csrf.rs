@@ -9,7 +9,7 @@
 //! cookie only `Secure`, with `Path=/` and no `Domain`, so a subdomain cannot set
 //! or shadow it.
 
-use super::{problem, AppState, SESSION_COOKIE};
+use super::{problem, session_cookie_name, AppState};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -31,9 +31,9 @@ pub fn cookie_name(state: &AppState) -> String {
 
 /// The token a form carries: the HMAC-SHA256 of the cookie's random value,
 /// keyed by the session cookie (empty before sign-in), base64url.
-fn token_for(cookie_value: &str, jar: &CookieJar) -> String {
+fn token_for(state: &AppState, cookie_value: &str, jar: &CookieJar) -> String {
     let session = jar
-        .get(SESSION_COOKIE)
+        .get(&session_cookie_name(state))
         .map(|cookie| cookie.value())
         .filter(|value| value.len() <= 128)
         .unwrap_or("");
@@ -53,11 +53,11 @@ pub fn ensure(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
         .map(|c| c.value().to_string())
         .filter(|v| v.len() == 43)
     {
-        let token = token_for(&existing, &jar);
+        let token = token_for(state, &existing, &jar);
         return (jar, token);
     }
     let value = crate::service::random_token();
-    let token = token_for(&value, &jar);
+    let token = token_for(state, &value, &jar);
     let cookie = Cookie::build((name, value))
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -72,7 +72,7 @@ pub fn ensure(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
 pub fn matches(state: &AppState, jar: &CookieJar, submitted: &str) -> bool {
     match jar.get(&cookie_name(state)) {
         Some(cookie) if cookie.value().len() == 43 && !submitted.is_empty() => {
-            let expected = token_for(cookie.value(), jar);
+            let expected = token_for(state, cookie.value(), jar);
             bool::from(expected.as_bytes().ct_eq(submitted.as_bytes()))
         }
         _ => false,

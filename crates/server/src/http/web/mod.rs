@@ -61,8 +61,14 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// The session cookie's name under this configuration (`__Host-` over
+/// https, so a sibling subdomain can neither plant nor shadow a session).
+pub fn session_cookie_name(state: &AppState) -> String {
+    state.config.cookie_name(SESSION_COOKIE)
+}
+
 fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, value))
+    Cookie::build((session_cookie_name(state), value))
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(state.config.secure_cookies())
@@ -149,7 +155,7 @@ async fn signed_in_user(
     state: &AppState,
     jar: &CookieJar,
 ) -> Result<Option<credence_store::User>, service::Error> {
-    match jar.get(SESSION_COOKIE) {
+    match jar.get(&session_cookie_name(state)) {
         Some(cookie) if cookie.value().len() <= 128 => {
             auth::session_user(&state.store, cookie.value()).await
         }
@@ -336,12 +342,13 @@ async fn sign_out(
     jar: CookieJar,
     _: CsrfForm<serde::de::IgnoredAny>,
 ) -> Response {
-    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+    let name = session_cookie_name(&state);
+    if let Some(cookie) = jar.get(&name) {
         if let Err(error) = auth::end_session(&state.store, cookie.value()).await {
             return internal(error);
         }
     }
-    let removal = Cookie::build((SESSION_COOKIE, "")).path("/").build();
+    let removal = Cookie::build((name, "")).path("/").build();
     (jar.remove(removal), Redirect::to("/sign-in")).into_response()
 }
 
