@@ -164,6 +164,8 @@ enum KeysCommand {
     /// Add a new key version and re-wrap every sealed value of every table under it.
     Rotate,
     /// Remove an old key version from the key file, once no sealed value uses it.
+    /// It counts the values in the database only: every instance sharing the
+    /// database must read the new key file first.
     Retire {
         /// The key version to remove (never the newest).
         #[arg(long)]
