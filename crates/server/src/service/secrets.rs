@@ -475,3 +475,18 @@ pub async fn usage_of_version(store: &Store, version: u32) -> Result<Vec<(Sealed
     }
     Ok(used)
 }
+
+/// The running instances (a heartbeat within three of their intervals) whose
+/// key file's newest version is older than `current`: they may still seal
+/// under a version about to be retired.
+pub async fn instances_behind(
+    store: &Store,
+    current: u32,
+) -> Result<Vec<credence_store::InstanceHeartbeat>> {
+    let at = credence_store::now();
+    let beats = store.db().await?.list_heartbeats().await?;
+    Ok(beats
+        .into_iter()
+        .filter(|beat| beat.is_live_at(at) && beat.key_version < i64::from(current))
+        .collect())
+}

@@ -49,6 +49,8 @@ operations = ["GET /v1/contacts"]
 async fn start(backend: Backend) -> Agency {
     Agency::start_with(backend, &[(OAUTH_APP, oauth_app())], |config| {
         config.oauth_refresh_every = None;
+        // `keys retire` waits for the running server's next heartbeat.
+        config.heartbeat_every = std::time::Duration::from_millis(100);
     })
     .await
 }
@@ -900,6 +902,92 @@ async fn a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_re
     agency.app.stop().await;
 }
 
+/// The heartbeats in the database: (key version, instance id).
+async fn heartbeats(app: &TestApp) -> Vec<(i64, String)> {
+    let beats = app
+        .store
+        .db()
+        .await
+        .unwrap()
+        .list_heartbeats()
+        .await
+        .unwrap();
+    beats.into_iter().map(|b| (b.key_version, b.id)).collect()
+}
+
+/// Polls `check` until it holds, for at most ten seconds.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Issue: `keys retire` counted the values in the database only, so an
+/// instance on another machine with a stale copy of the key file went on
+/// sealing under the retired version, and nobody could open what it wrote.
+/// Every running instance now records the newest version it has; retire
+/// refuses while a live one reports an older one, and goes ahead once it stops.
+async fn keys_retire_refuses_while_a_running_instance_has_an_older_copy_of_the_key_file(
+    backend: Backend,
+) {
+    let agency = start(backend).await;
+    seal_everywhere(&agency).await;
+    let key_file = agency.app.dir.path().join("credence.key");
+    let stale_file = agency.app.dir.path().join("other-machine.key");
+    std::fs::copy(&key_file, &stale_file).unwrap();
+    let mut config = agency.app.config.clone();
+    config.key_file = Some(stale_file);
+    let other = credence::Application::build(config)
+        .await
+        .expect("a second instance starts");
+    let (stop_other, stopped) = tokio::sync::oneshot::channel::<()>();
+    let other = tokio::spawn(other.run_until(async {
+        let _ = stopped.await;
+    }));
+    wait_until("both instances beat", || async {
+        heartbeats(&agency.app).await.len() == 2
+    })
+    .await;
+
+    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "rotate"]).await;
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "retire", "--version", "1"]).await;
+    assert!(!ok, "{stdout}");
+    let behind = heartbeats(&agency.app).await;
+    assert_eq!(behind.len(), 2, "{behind:?}");
+    assert_eq!(behind[0].0, 1, "{behind:?}");
+    assert_eq!(
+        behind[1].0, 2,
+        "the server reading the rotated file: {behind:?}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "instance {} seals under key version 1",
+            behind[0].1
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("give it the key file with version 2"),
+        "{stderr}"
+    );
+    assert_eq!(key_lines(&key_file), vec![1, 2], "nothing was removed");
+
+    stop_other.send(()).unwrap();
+    other.await.unwrap().unwrap();
+    assert_eq!(heartbeats(&agency.app).await.len(), 1);
+    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "retire", "--version", "1"]).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(key_lines(&key_file), vec![2]);
+    agency.app.stop().await;
+}
+
 on_both_backends!(
     keys_rotate_moves_every_sealed_column_of_every_table_to_the_new_version,
     a_running_server_seals_under_the_rotated_version_without_opening_a_newer_value_first,
@@ -911,4 +999,5 @@ on_both_backends!(
     a_rotation_during_a_renewal_pass_only_adds_a_pass_and_ends_with_every_value_on_the_newest_version,
     a_value_rewritten_between_read_and_renewal_is_read_again_and_keeps_its_new_value,
     a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_reported,
+    keys_retire_refuses_while_a_running_instance_has_an_older_copy_of_the_key_file,
 );
