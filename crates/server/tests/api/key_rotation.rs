@@ -1,7 +1,9 @@
 //! Key rotation and owner binding of sealed values (SPEC §7), through the real
 //! server, the real `credence` binary and both databases: `keys rotate` moves
 //! every sealed column of every table to the new key version, a running server
-//! seals under it at once, `keys retire` waits until nothing uses a version,
+//! seals under it at once (each renewal pass towards the newest version),
+//! `keys retire` waits until nothing uses a version and no running instance has
+//! an older copy of the key file,
 //! and a sealed value moved to another owner record (a connection of another
 //! team, another outbox row) does not open. Values sealed before the owner
 //! binding are re-sealed when an instance starts.
