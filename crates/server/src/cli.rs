@@ -164,6 +164,8 @@ enum KeysCommand {
     /// Add a new key version and re-wrap every sealed value of every table under it.
     Rotate,
     /// Remove an old key version from the key file, once no sealed value uses it.
+    /// Every running instance must report the newest version first (they beat
+    /// every 10 s): one with an old copy of the key file is named and refused.
     Retire {
         /// The key version to remove (never the newest).
         #[arg(long)]
@@ -514,6 +516,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     path.display()
                 );
             }
+            wait_for_instances_on(&store, current).await?;
             let used = secrets::usage_of_version(&store, version).await?;
             if !used.is_empty() {
                 let uses: Vec<String> = used
@@ -530,6 +533,47 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("key version {version} removed from {}", path.display());
             Ok(())
         }
+    }
+}
+
+/// Waits (up to two heartbeats of the slowest) until every running instance
+/// reports key version `current`, the newest of the key file; an error naming
+/// those that do not: they hold an older copy of the key file and may seal
+/// under the version being retired.
+async fn wait_for_instances_on(store: &credence_store::Store, current: u32) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let behind = secrets::instances_behind(store, current).await?;
+        let Some(slowest) = behind.iter().map(|beat| beat.every_ms).max() else {
+            return Ok(());
+        };
+        let every = std::time::Duration::from_millis(u64::try_from(slowest).unwrap_or(0));
+        if started.elapsed()
+            >= every
+                .saturating_mul(2)
+                .min(std::time::Duration::from_secs(60))
+        {
+            let named: Vec<String> = behind
+                .iter()
+                .map(|beat| {
+                    format!(
+                        "instance {} seals under key version {} (last seen {})",
+                        beat.id, beat.key_version, beat.seen_at
+                    )
+                })
+                .collect();
+            anyhow::bail!(
+                "{}; give it the key file with version {current} (or stop it), then retire",
+                named.join("; ")
+            );
+        }
+        // A beat is due: look again shortly (an instance reading this key
+        // file reports the new version at its next one).
+        tokio::time::sleep((every / 4).clamp(
+            std::time::Duration::from_millis(20),
+            std::time::Duration::from_secs(1),
+        ))
+        .await;
     }
 }
 

@@ -53,6 +53,10 @@ pub struct Config {
     /// How often the background refresher looks for OAuth connections to
     /// refresh; `None` turns it off (tests that drive refreshes themselves).
     pub oauth_refresh_every: Option<std::time::Duration>,
+    /// How often a running instance records in the database the newest key
+    /// version it seals under (`credence keys retire` waits for every live
+    /// instance to have the newest).
+    pub heartbeat_every: std::time::Duration,
     /// Peers (addresses or CIDR blocks) whose `forwarded_header` names the
     /// client: the sign-in limits count the rightmost address in it that is not
     /// one of these. Empty: the TCP peer is the client, and the header is ignored.
@@ -163,6 +167,7 @@ impl Default for Config {
             apps_dir: None,
             oauth_clients: BTreeMap::new(),
             oauth_refresh_every: Some(std::time::Duration::from_secs(15)),
+            heartbeat_every: std::time::Duration::from_secs(10),
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::default(),
             header_read_timeout: std::time::Duration::from_secs(10),

@@ -210,12 +210,29 @@ impl Application {
             .config
             .oauth_refresh_every
             .map(|every| tokio::spawn(refresh_oauth_connections(self.state.ctx(), every)));
+        let instance = uuid::Uuid::new_v4().to_string();
+        let heartbeat = tokio::spawn(beat(
+            store.clone(),
+            self.state.vault.clone(),
+            instance.clone(),
+            self.state.config.heartbeat_every,
+        ));
         let header_read_timeout = self.state.config.header_read_timeout;
         let app = http::router(self.state);
         let result = serve(self.listener, app, header_read_timeout, shutdown).await;
         sweeper.abort();
         if let Some(refresher) = refresher {
             refresher.abort();
+        }
+        heartbeat.abort();
+        let _ = heartbeat.await;
+        // Stopped: no longer sealing, so no longer holding `keys retire` back.
+        let gone = match store.db().await {
+            Ok(mut db) => db.delete_heartbeat(&instance).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = gone {
+            tracing::warn!(error = %error, "could not delete this instance's heartbeat");
         }
         store.close().await;
         tracing::info!("stopped");
@@ -292,6 +309,25 @@ async fn serve(
     let _ = stop.send(());
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Every `every`, records in the database the newest key version this
+/// instance seals under (following the key file), so that `keys retire` can
+/// tell an instance with an older copy of the key file.
+async fn beat(store: Store, vault: Arc<Vault>, instance: String, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let version = vault.current_version();
+        let recorded = match store.db().await {
+            Ok(mut db) => db.record_heartbeat(&instance, version, every).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(error = %error, "could not record this instance's heartbeat");
+        }
+    }
 }
 
 /// Deletes expired sessions and OAuth flows once an hour, so the tables stay

@@ -88,15 +88,6 @@ impl Db {
         Ok(())
     }
 
-    /// How many connections point at secret `secret_id` (one, unless a row was
-    /// tampered with).
-    pub async fn count_connections_with_secret(&mut self, secret_id: &str) -> Result<i64> {
-        let sql = "SELECT COUNT(*) FROM connections WHERE secret_id = $1";
-        Ok(
-            on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql).bind(secret_id).fetch_one(c).await)?,
-        )
-    }
-
     pub async fn delete_connection(&mut self, id: i64) -> Result<bool> {
         let sql = "DELETE FROM connections WHERE id = $1";
         Ok(

@@ -47,6 +47,7 @@ mod auth;
 mod connections;
 mod error;
 mod features;
+mod heartbeats;
 mod identity;
 mod model;
 mod oauth;
@@ -58,6 +59,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditFilterValues, NewAuditEntry, Outbo
 pub use connections::{Connection, NewConnection};
 pub use error::Error;
 pub use features::FeatureRequest;
+pub use heartbeats::InstanceHeartbeat;
 pub use identity::Invitation;
 pub use model::*;
 pub use oauth::{NewOAuthFlow, OAuthFlow};

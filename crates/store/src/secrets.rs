@@ -49,7 +49,7 @@ impl Db {
 /// sealed column belongs in [`SealedColumn::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SealedColumn {
-    /// `secrets.sealed`: connections' values (and any other secret).
+    /// `secrets.sealed`: connections' values (and any secret without an owner).
     Secrets,
     /// `outbox.payload`: notifications, which may carry links that act as keys.
     Outbox,
@@ -125,6 +125,11 @@ impl Db {
     /// Up to `limit` values of `column` after row `after` (in row order) that
     /// are not sealed under key `current` or not bound by the current scheme:
     /// what a rotation pass still has to do. `after` is `""` to start.
+    ///
+    /// A secret comes with one row per connection pointing at it (in
+    /// connection order; one row without a connection when none does), all
+    /// in the same page: `limit` counts secrets, so a page never ends between
+    /// two pointers to one secret.
     pub async fn sealed_rows_to_renew(
         &mut self,
         column: SealedColumn,
@@ -136,13 +141,16 @@ impl Db {
         match column {
             SealedColumn::Secrets => {
                 // A connection's secret is opened in the name of the connection
-                // pointing at it; the join supplies that owner.
+                // pointing at it; the join supplies that owner, and every other
+                // row pointing at it too (the page is of secrets, then joined).
                 let sql = "SELECT s.id AS row_id, s.sealed, s.aad_scheme, s.purpose, \
                            c.id AS connection_id, c.team_id, \
                            CAST(NULL AS TEXT) AS kind, CAST(NULL AS TEXT) AS recipient_email \
-                           FROM secrets s LEFT JOIN connections c ON c.secret_id = s.id \
-                           WHERE s.id > $1 AND (s.sealed NOT LIKE $2 OR s.aad_scheme < $3) \
-                           ORDER BY s.id LIMIT $4";
+                           FROM (SELECT id, sealed, aad_scheme, purpose FROM secrets \
+                                 WHERE id > $1 AND (sealed NOT LIKE $2 OR aad_scheme < $3) \
+                                 ORDER BY id LIMIT $4) s \
+                           LEFT JOIN connections c ON c.secret_id = s.id \
+                           ORDER BY s.id, c.id";
                 Ok(on_conn!(self, c => sqlx::query_as::<_, SealedRow>(sql)
                     .bind(after).bind(&pattern).bind(AAD_OWNER_BOUND).bind(limit)
                     .fetch_all(c).await)?)

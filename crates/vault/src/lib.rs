@@ -118,8 +118,12 @@ impl Vault {
         }
     }
 
-    /// The version new values are sealed under: the highest one known.
+    /// The version new values are sealed under: the highest one in the key
+    /// file. Follows the file like [`Vault::seal`] does, so that a caller
+    /// comparing stored values with it (a renewal pass) does not work towards
+    /// a version a rotation has already replaced.
     pub fn current_version(&self) -> u32 {
+        self.follow_key_file();
         *self
             .read_keys()
             .keys()

@@ -108,18 +108,17 @@ pub fn app_of<'a>(
 }
 
 /// Destroys a connection: its secret first, then the row. Works at once: the
-/// broker reads the secret at every call. A secret another connection points
-/// at too (a moved `secret_id`) is left to that one: deleting this connection
-/// must not destroy another team's access.
+/// broker reads the secret at every call. The secret goes even when another
+/// connection points at it too: that pointer was moved there (the secret is
+/// bound to its own connection and never opens through another), and a kept
+/// secret nobody can open would hold its key version in use for good.
 pub async fn destroy(db: &mut Db, connection: i64) -> Result<()> {
     // The row is held before its secret goes: a refresh holds the row and
     // then writes the secret, so taking them the other way round could
     // deadlock with it (the lock order is credential, connection, secret).
     if let Some(found) = db.lock_connection(connection).await? {
         if let Some(secret) = &found.secret_id {
-            if db.count_connections_with_secret(secret).await? <= 1 {
-                db.delete_secret(secret).await?;
-            }
+            db.delete_secret(secret).await?;
         }
         db.delete_connection(connection).await?;
     }

@@ -6,8 +6,12 @@
 //! context is `connection:<connection id>:team:<team id>:secret:<secret
 //! id>:connection`, made from the connection row it is opened through, so
 //! pointing another connection's `secret_id` at it makes it fail to open, and
-//! so does copying its text into another row. A secret with no owner record
-//! (only tests make them) is bound to its row and purpose, `secret:<id>:<purpose>`.
+//! so does copying its text into another row. A secret with no owner record is
+//! bound to its row and purpose, `secret:<id>:<purpose>` (the binding of every
+//! secret before migration 0008). The server itself stores no such secret
+//! today, every one belongs to a connection; [`put_unowned`] and
+//! [`open_unowned`] are the API for a value that has no owner row, and the
+//! tests check the row binding through them.
 
 use super::{Error, Result};
 use credence_store::{Connection, SealedColumn, SealedRow, Store, AAD_OWNER_BOUND};
@@ -40,7 +44,8 @@ fn refuse_owned(purpose: &str) -> Result<()> {
 }
 
 /// Seals `value` and stores it under a new id, which is returned. For secrets
-/// with no owner record; a connection's secret is sealed by `connections::create`.
+/// with no owner record (none in the server today: see the module docs); a
+/// connection's secret is sealed by `connections::create` and refused here.
 pub async fn put_unowned(
     store: &Store,
     vault: &Vault,
@@ -103,14 +108,17 @@ pub struct ColumnRenewal {
     pub rewrapped: u64,
     /// Values sealed afresh because they were bound by the old scheme.
     pub rebound: u64,
-    /// Values already on the current version when the pass began.
+    /// Values already on the current version when the renewal began or
+    /// reached them (written meanwhile under a newer version).
     pub already_current: u64,
     /// Values that changed between being read and being written back: read
     /// again in a further pass.
     pub changed_meanwhile: u64,
-    /// Values that do not open (corrupt, or moved to a row they do not belong to).
+    /// Values that do not open (corrupt, or moved to a row they do not
+    /// belong to) or are left alone (a legacy secret several connections
+    /// point at, a connection's secret no connection points at).
     pub failed: u64,
-    /// Values still on an old key version or scheme when the pass ended.
+    /// Values still on an old key version or scheme when the renewal ended.
     pub left: u64,
 }
 
@@ -127,137 +135,293 @@ pub struct Renewal {
 /// How many passes over a column before giving up on values that keep
 /// changing under old versions (a stale instance still sealing with them).
 const MAX_PASSES: usize = 10;
-const PAGE: i64 = 500;
+/// How many values a page of a renewal pass reads at once.
+pub const RENEWAL_PAGE: i64 = 500;
 
 /// Brings every sealed value of every table onto the vault's current key
 /// version and the current associated-data scheme. Re-wrapping keeps the
 /// payload; a value of the old scheme is opened and sealed afresh. Each write
 /// is guarded by the text that was read, and passes repeat until no value of
-/// the column is left on an old version (values written meanwhile included).
-/// Both versions open throughout, so the service keeps running.
+/// the column is left on an old version (values written meanwhile included);
+/// each pass works towards the newest version in the key file, so a rotation
+/// meanwhile only adds a pass. Both versions open throughout, so the service
+/// keeps running.
 pub async fn renew_all(store: &Store, vault: &Vault) -> Result<Renewal> {
-    let version = vault.current_version();
-    let mut renewal = Renewal {
-        version,
-        columns: Vec::new(),
-        problems: Vec::new(),
-    };
+    let mut columns = Vec::new();
+    let mut problems = Vec::new();
     for column in SealedColumn::ALL {
-        let report = renew_column(store, vault, column, version, &mut renewal.problems).await?;
-        renewal.columns.push((column, report));
+        let mut renewer = ColumnRenewer::start(store, vault, column, RENEWAL_PAGE).await?;
+        while let Some(page) = renewer.next_page().await? {
+            renewer.renew_page(page).await?;
+        }
+        let (report, found) = renewer.finish();
+        columns.push((column, report));
+        problems.extend(found);
     }
-    Ok(renewal)
+    Ok(Renewal {
+        version: vault.current_version(),
+        columns,
+        problems,
+    })
 }
 
-async fn renew_column(
-    store: &Store,
-    vault: &Vault,
+/// The renewal of one sealed column, a page at a time: [`renew_all`] drives
+/// it to the end with [`ColumnRenewer::next_page`] and
+/// [`ColumnRenewer::renew_page`]; a caller driving it itself can change
+/// values between a page being read and being renewed (what a concurrent
+/// writer does).
+pub struct ColumnRenewer<'a> {
+    store: &'a Store,
+    vault: &'a Vault,
     column: SealedColumn,
+    page_size: i64,
+    /// The key version this pass moves values to: read again at every pass.
     version: u32,
-    problems: &mut Vec<String>,
-) -> Result<ColumnRenewal> {
-    let mut report = ColumnRenewal {
-        already_current: u64::try_from(
-            store
-                .db()
-                .await?
-                .count_sealed_under(column, version)
-                .await?,
-        )
-        .unwrap_or(0),
-        ..ColumnRenewal::default()
-    };
-    let mut failed = std::collections::BTreeSet::new();
-    for pass in 0.. {
-        // Values this pass tried (not skipped as failed before): while a pass
-        // tries any, something was written or lost a race, so look again.
-        let mut attempted = 0u64;
-        let mut after = String::new();
-        loop {
-            let page = store
-                .db()
-                .await?
-                .sealed_rows_to_renew(column, &after, version, PAGE)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.row_id.clone();
-            for row in page {
-                // A secret two connections point at (a moved `secret_id`) is
-                // listed once per connection: only the one it belongs to opens it.
-                let attempt = (row.row_id.clone(), row.connection_id);
-                if failed.contains(&attempt) {
-                    continue;
-                }
-                attempted += 1;
-                let (renewed, rebound) = match renew_one(vault, column, &row) {
-                    Ok(done) => done,
-                    Err(error) => {
-                        let owner = match row.connection_id {
-                            Some(connection) => format!(" (through connection {connection})"),
-                            None => String::new(),
-                        };
-                        problems.push(format!(
-                            "{} row {}{owner}: {error}",
-                            column.label(),
-                            row.row_id
-                        ));
-                        failed.insert(attempt);
-                        report.failed += 1;
-                        continue;
-                    }
-                };
-                let written = store
-                    .db()
-                    .await?
-                    .renew_sealed(column, &row.row_id, &row.sealed, renewed.as_str())
-                    .await?;
-                match (written, rebound) {
-                    (false, _) => report.changed_meanwhile += 1,
-                    (true, true) => report.rebound += 1,
-                    (true, false) => report.rewrapped += 1,
-                }
-            }
-        }
-        let left = store
+    passes: usize,
+    /// The last row of the previous page; `""` at the start of a pass.
+    after: String,
+    /// Values this pass tried (not skipped as failed before): while a pass
+    /// tries any, something was written or lost a race, so look again.
+    attempted: u64,
+    /// Secrets (and the connection they were tried through) that do not
+    /// renew: reported once, skipped by later passes.
+    failed: std::collections::BTreeSet<(String, Option<i64>)>,
+    done: bool,
+    report: ColumnRenewal,
+    problems: Vec<String>,
+}
+
+impl<'a> ColumnRenewer<'a> {
+    /// A renewal of `column` reading `page_size` values (secrets) at a time.
+    pub async fn start(
+        store: &'a Store,
+        vault: &'a Vault,
+        column: SealedColumn,
+        page_size: i64,
+    ) -> Result<ColumnRenewer<'a>> {
+        let version = vault.current_version();
+        let already_current = store
             .db()
             .await?
-            .count_sealed_not_current(column, version)
+            .count_sealed_under(column, version)
+            .await?;
+        Ok(ColumnRenewer {
+            store,
+            vault,
+            column,
+            page_size,
+            version,
+            passes: 0,
+            after: String::new(),
+            attempted: 0,
+            failed: std::collections::BTreeSet::new(),
+            done: false,
+            report: ColumnRenewal {
+                already_current: u64::try_from(already_current).unwrap_or(0),
+                ..ColumnRenewal::default()
+            },
+            problems: Vec::new(),
+        })
+    }
+
+    /// The key version the current pass moves values to.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The next page of values still to renew, starting a further pass when
+    /// one ends with values left that it may still move; `None` when the
+    /// column is done.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<SealedRow>>> {
+        while !self.done {
+            let page = self
+                .store
+                .db()
+                .await?
+                .sealed_rows_to_renew(self.column, &self.after, self.version, self.page_size)
+                .await?;
+            if let Some(last) = page.last() {
+                self.after = last.row_id.clone();
+                return Ok(Some(page));
+            }
+            self.end_pass().await?;
+        }
+        Ok(None)
+    }
+
+    /// Counts what a pass left and decides whether another one is needed.
+    async fn end_pass(&mut self) -> Result<()> {
+        self.passes += 1;
+        // A rotation during the pass made values it wrote, and values written
+        // meanwhile, newer than `self.version`: what is left is counted
+        // against the newest version, and the next pass works towards it.
+        let newest = self.vault.current_version();
+        let left = self
+            .store
+            .db()
+            .await?
+            .count_sealed_not_current(self.column, newest)
             .await?;
         let left = u64::try_from(left).unwrap_or(0);
-        report.left = left;
-        if left == 0 || attempted == 0 {
-            // Done, or only values that do not open are left (reported above).
-            break;
-        }
-        if pass + 1 == MAX_PASSES {
-            problems.push(format!(
+        self.report.left = left;
+        let version_moved = newest != self.version;
+        if left == 0 || (self.attempted == 0 && !version_moved) {
+            // Done, or only values that do not renew are left (reported).
+            self.done = true;
+        } else if self.passes == MAX_PASSES {
+            self.problems.push(format!(
                 "{}: {left} values are still on an old key version after {MAX_PASSES} passes; is an instance running with an old copy of the key file?",
-                column.label(),
+                self.column.label(),
             ));
-            break;
+            self.done = true;
+        } else {
+            self.version = newest;
+            self.after.clear();
+            self.attempted = 0;
         }
+        Ok(())
     }
-    Ok(report)
+
+    /// Renews the values of `page` (from [`ColumnRenewer::next_page`]), each
+    /// written only if its row still holds the text read.
+    pub async fn renew_page(&mut self, page: Vec<SealedRow>) -> Result<()> {
+        let mut rows = page.into_iter().peekable();
+        while let Some(first) = rows.next() {
+            // All the rows of one secret: one per connection pointing at it.
+            let mut same = vec![first];
+            while let Some(next) = rows.next_if(|next| next.row_id == same[0].row_id) {
+                same.push(next);
+            }
+            if let Some(problem) = self.left_alone(&same) {
+                let key = (same[0].row_id.clone(), None);
+                if self.failed.insert(key) {
+                    self.problems.push(problem);
+                    self.report.failed += 1;
+                }
+                continue;
+            }
+            for row in same {
+                self.renew_row(row).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the secret of `rows` (one per connection pointing at it) is not
+    /// to be renewed at all; `None` for any other value.
+    fn left_alone(&self, rows: &[SealedRow]) -> Option<String> {
+        let first = &rows[0];
+        let connection_secret =
+            first.purpose.as_deref() == Some(super::connections::SECRET_PURPOSE);
+        if self.column != SealedColumn::Secrets || !connection_secret {
+            return None;
+        }
+        let pointers: Vec<String> = rows
+            .iter()
+            .filter_map(|row| row.connection_id.map(|id| id.to_string()))
+            .collect();
+        let label = self.column.label();
+        let secret = &first.row_id;
+        if pointers.is_empty() && first.aad_scheme >= AAD_OWNER_BOUND {
+            // Bound to a connection no longer pointing at it (a moved
+            // `secret_id`): opening it in its row's name fails anyway.
+            return Some(format!(
+                "{label} row {secret}: no connection points at it, and a connection's secret opens only through its connection; left as it is"
+            ));
+        }
+        if first.aad_scheme < AAD_OWNER_BOUND && pointers.len() > 1 {
+            // Sealed before the owner binding, it opens through any of them:
+            // re-sealing it for the first would hand it to whichever row a
+            // moved `secret_id` put first, possibly another team's.
+            return Some(format!(
+                "{label} row {secret}: connections {} all point at it, and it was sealed before the owner binding, which names no owner; none is trusted with it and it is left as it is (point the others elsewhere, then renew again)",
+                pointers.join(", ")
+            ));
+        }
+        None
+    }
+
+    async fn renew_row(&mut self, row: SealedRow) -> Result<()> {
+        // A secret two connections point at (a moved `secret_id`) is tried
+        // once per connection: only the one it belongs to opens it.
+        let attempt = (row.row_id.clone(), row.connection_id);
+        if self.failed.contains(&attempt) {
+            return Ok(());
+        }
+        let renewed = match renew_one(self.vault, self.column, &row) {
+            Ok(renewed) => renewed,
+            Err(error) => {
+                let owner = match row.connection_id {
+                    Some(connection) => format!(" (through connection {connection})"),
+                    None => String::new(),
+                };
+                self.problems.push(format!(
+                    "{} row {}{owner}: {error}",
+                    self.column.label(),
+                    row.row_id
+                ));
+                self.failed.insert(attempt);
+                self.attempted += 1;
+                self.report.failed += 1;
+                return Ok(());
+            }
+        };
+        let (text, rebound) = match renewed {
+            Renewed::Current => {
+                // Written under a newer version since the pass began.
+                self.report.already_current += 1;
+                return Ok(());
+            }
+            Renewed::Rewrapped(text) => (text, false),
+            Renewed::Rebound(text) => (text, true),
+        };
+        self.attempted += 1;
+        let written = self
+            .store
+            .db()
+            .await?
+            .renew_sealed(self.column, &row.row_id, &row.sealed, text.as_str())
+            .await?;
+        match (written, rebound) {
+            (false, _) => self.report.changed_meanwhile += 1,
+            (true, true) => self.report.rebound += 1,
+            (true, false) => self.report.rewrapped += 1,
+        }
+        Ok(())
+    }
+
+    /// What the renewal did to the column, and a line per value it could not
+    /// renew.
+    pub fn finish(self) -> (ColumnRenewal, Vec<String>) {
+        (self.report, self.problems)
+    }
 }
 
-/// The renewed text of one value, and whether it was sealed afresh for the
-/// current scheme (rather than only re-wrapped).
-fn renew_one(
-    vault: &Vault,
-    column: SealedColumn,
-    row: &SealedRow,
-) -> Result<(Sealed, bool), VaultError> {
+/// What renewing one value comes to.
+enum Renewed {
+    /// Already on the newest version and bound by the current scheme.
+    Current,
+    /// The data key re-wrapped (or only the scheme to mark).
+    Rewrapped(Sealed),
+    /// Sealed afresh for the current scheme.
+    Rebound(Sealed),
+}
+
+/// The renewed text of one value.
+fn renew_one(vault: &Vault, column: SealedColumn, row: &SealedRow) -> Result<Renewed, VaultError> {
     let sealed = Sealed::from_stored(row.sealed.clone());
     let context = context_of(column, row);
     if row.aad_scheme < AAD_OWNER_BOUND {
         let legacy = legacy_context_of(column, row);
         if legacy != context {
-            return Ok((vault.reseal(&sealed, &legacy, &context)?, true));
+            return Ok(Renewed::Rebound(vault.reseal(&sealed, &legacy, &context)?));
         }
     }
-    // On the current version already (then only the scheme is marked).
-    let renewed = vault.rewrap(&sealed, &context)?.unwrap_or(sealed);
-    Ok((renewed, false))
+    Ok(match vault.rewrap(&sealed, &context)? {
+        Some(renewed) => Renewed::Rewrapped(renewed),
+        None if row.aad_scheme < AAD_OWNER_BOUND => Renewed::Rewrapped(sealed),
+        None => Renewed::Current,
+    })
 }
 
 /// The context a value of `column` is sealed with now.
@@ -310,4 +474,19 @@ pub async fn usage_of_version(store: &Store, version: u32) -> Result<Vec<(Sealed
         }
     }
     Ok(used)
+}
+
+/// The running instances (a heartbeat within three of their intervals) whose
+/// key file's newest version is older than `current`: they may still seal
+/// under a version about to be retired.
+pub async fn instances_behind(
+    store: &Store,
+    current: u32,
+) -> Result<Vec<credence_store::InstanceHeartbeat>> {
+    let at = credence_store::now();
+    let beats = store.db().await?.list_heartbeats().await?;
+    Ok(beats
+        .into_iter()
+        .filter(|beat| beat.is_live_at(at) && beat.key_version < i64::from(current))
+        .collect())
 }
