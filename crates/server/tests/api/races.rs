@@ -35,6 +35,9 @@ struct Held {
     release: oneshot::Sender<()>,
 }
 
+/// A held call's two signals: "it arrived" to the test, "let it go" from it.
+type HoldSignals = (oneshot::Sender<()>, oneshot::Receiver<()>);
+
 /// An app's API like `fixtures::Upstream` (`GET /v1/me`: 200 for an accepted
 /// key, 401 otherwise) whose answer for a key marked with [`Self::hold`]
 /// waits until the test releases it.
@@ -43,7 +46,7 @@ struct HoldingUpstream {
     port: u16,
     accepted: Arc<Mutex<HashSet<String>>>,
     /// Per key: tell the test the call arrived, then wait for its release.
-    holds: Arc<Mutex<HashMap<String, (oneshot::Sender<()>, oneshot::Receiver<()>)>>>,
+    holds: Arc<Mutex<HashMap<String, HoldSignals>>>,
 }
 
 impl HoldingUpstream {
