@@ -198,19 +198,28 @@ impl Db {
         new: &str,
     ) -> Result<bool> {
         let (table, name) = (column.table(), column.column());
-        let sql = if column.has_scheme() {
-            format!("UPDATE {table} SET {name} = $1, aad_scheme = $4 WHERE id = $2 AND {name} = $3")
+        let set_scheme = if column.has_scheme() {
+            ", aad_scheme = $4"
         } else {
-            format!("UPDATE {table} SET {name} = $1 WHERE id = $2 AND {name} = $3 AND $4 > 0")
+            ""
         };
-        let done = if column == SealedColumn::Outbox {
-            let id = outbox_id(row)?;
-            on_conn!(self, c => sqlx::query(&sql).bind(new).bind(id).bind(old).bind(AAD_OWNER_BOUND)
-                .execute(c).await.map(|r| r.rows_affected()))?
-        } else {
-            on_conn!(self, c => sqlx::query(&sql).bind(new).bind(row).bind(old).bind(AAD_OWNER_BOUND)
-                .execute(c).await.map(|r| r.rows_affected()))?
+        let sql =
+            format!("UPDATE {table} SET {name} = $1{set_scheme} WHERE id = $2 AND {name} = $3");
+        // The outbox's ids are integers; the other tables' are text.
+        let outbox_row = match column {
+            SealedColumn::Outbox => Some(outbox_id(row)?),
+            _ => None,
         };
+        let done = on_conn!(self, c => {
+            let query = sqlx::query(&sql).bind(new);
+            let query = match outbox_row {
+                Some(id) => query.bind(id),
+                None => query.bind(row),
+            };
+            let query = query.bind(old);
+            let query = if column.has_scheme() { query.bind(AAD_OWNER_BOUND) } else { query };
+            query.execute(c).await.map(|r| r.rows_affected())
+        })?;
         Ok(done == 1)
     }
 
@@ -230,15 +239,18 @@ impl Db {
         version: u32,
     ) -> Result<i64> {
         let (table, name) = (column.table(), column.column());
-        let scheme = if column.has_scheme() {
-            "aad_scheme < $2"
+        let older_scheme = if column.has_scheme() {
+            " OR aad_scheme < $2"
         } else {
-            "$2 < 0"
+            ""
         };
         let sql = format!(
-            "SELECT COUNT(*) FROM {table} WHERE {name} IS NOT NULL AND ({name} NOT LIKE $1 OR {scheme})"
+            "SELECT COUNT(*) FROM {table} WHERE {name} IS NOT NULL AND ({name} NOT LIKE $1{older_scheme})"
         );
-        Ok(on_conn!(self, c => sqlx::query_scalar::<_, i64>(&sql)
-            .bind(version_pattern(version)).bind(AAD_OWNER_BOUND).fetch_one(c).await)?)
+        Ok(on_conn!(self, c => {
+            let query = sqlx::query_scalar::<_, i64>(&sql).bind(version_pattern(version));
+            let query = if column.has_scheme() { query.bind(AAD_OWNER_BOUND) } else { query };
+            query.fetch_one(c).await
+        })?)
     }
 }
