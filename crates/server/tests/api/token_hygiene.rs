@@ -550,6 +550,33 @@ async fn try_to_accept(link: &str) -> (StatusCode, StatusCode) {
     (page_status, post.status())
 }
 
+/// Invitations made before they carried an expiry (`expires_at` NULL after
+/// the upgrade) lapse fourteen days after they were made, like new ones.
+async fn an_invitation_made_before_expiries_lapses_fourteen_days_after_it_was_made(
+    backend: Backend,
+) {
+    let agency = Agency::start(backend).await;
+    let (_, old) = invite_outsider(&agency, "olga@client.example").await;
+    let (_, recent) = invite_outsider(&agency, "rita@client.example").await;
+    run_sql_at(
+        &agency.app,
+        "UPDATE invitations SET expires_at = NULL, created_at = $1 WHERE email = 'olga@client.example'",
+        Utc::now() - Duration::days(15),
+    )
+    .await;
+    run_sql_at(
+        &agency.app,
+        "UPDATE invitations SET expires_at = NULL, created_at = $1 WHERE email = 'rita@client.example'",
+        Utc::now() - Duration::days(13),
+    )
+    .await;
+    let response = reqwest::get(&old).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "made 15 days ago");
+    let response = reqwest::get(&recent).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "made 13 days ago");
+    agency.app.stop().await;
+}
+
 async fn an_invitation_expires_after_fourteen_days(backend: Backend) {
     let agency = Agency::start(backend).await;
     let (_, link) = invite_outsider(&agency, "cleo@client.example").await;
@@ -843,6 +870,7 @@ on_both_backends!(
     a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_saying_it_expired,
     testing_a_connection_needs_connections_write_because_it_changes_its_state,
     an_invitation_expires_after_fourteen_days,
+    an_invitation_made_before_expiries_lapses_fourteen_days_after_it_was_made,
     deleting_a_request_withdraws_its_invitation,
     completing_a_setup_link_ends_the_users_other_sessions,
     the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_naming_expires,
