@@ -8,9 +8,7 @@ use super::{Context, Error, Result};
 use credence_catalog::AuthKind;
 use credence_domain::{OrganizationId, TeamId};
 use credence_store::{Connection, Db, User};
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use std::collections::BTreeMap;
 
 /// Whether the caller may see the connections of `team`: the same people who
 /// see its sent requests (its members, not guests, and the organization's
@@ -38,17 +36,12 @@ pub async fn test(ctx: &Context, caller: &User, id: i64) -> Result<bool> {
     if version.auth.kind() == AuthKind::Oauth2 {
         return test_oauth(ctx, caller, &connection).await;
     }
-    if connection.secret_id.is_none() {
+    let opened =
+        super::secrets::read_connection_values(&mut ctx.store.db().await?, &ctx.vault, &connection)
+            .await?;
+    let Some(values) = opened.map(FieldValues) else {
         return Ok(false);
-    }
-    let plain = super::secrets::open_connection(&ctx.store, &ctx.vault, &connection).await?;
-    let map: BTreeMap<String, String> = serde_json::from_str(plain.expose_secret())
-        .map_err(|_| Error::Internal(anyhow::anyhow!("connection {id} holds unreadable values")))?;
-    let values = FieldValues(
-        map.into_iter()
-            .map(|(k, v)| (k, SecretString::from(v)))
-            .collect(),
-    );
+    };
     let outcome = upstream::verify(&ctx.http, app, version, &values).await;
     let mut tx = ctx.store.begin().await?;
     tx.set_connection_state(id, if outcome.is_ok() { "valid" } else { "invalid" })

@@ -13,7 +13,7 @@ use super::{Context, Error, Result};
 use credence_catalog::{App, AppVersion, AuthKind};
 use credence_domain::{CredentialAction, CredentialId, DeclineReason, ValidationError};
 use credence_store::{CredentialChange, CredentialRequest, Db, RequestedCredential, User};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -694,24 +694,15 @@ pub async fn delete_remote(
 
 /// Opens a connection's stored field values (only to call the app).
 async fn connection_values(ctx: &Context, connection: i64) -> Result<Option<FieldValues>> {
-    let Some(found) = ctx.store.db().await?.get_connection(connection).await? else {
+    let mut db = ctx.store.db().await?;
+    let Some(found) = db.get_connection(connection).await? else {
         return Ok(None);
     };
-    if found.secret_id.is_none() {
-        return Ok(None);
-    }
-    let plain = super::secrets::open_connection(&ctx.store, &ctx.vault, &found).await?;
-    let map: BTreeMap<String, String> =
-        serde_json::from_str(plain.expose_secret()).map_err(|_| {
-            Error::Internal(anyhow::anyhow!(
-                "connection {connection} holds unreadable values"
-            ))
-        })?;
-    Ok(Some(FieldValues(
-        map.into_iter()
-            .map(|(k, v)| (k, SecretString::from(v)))
-            .collect(),
-    )))
+    Ok(
+        super::secrets::read_connection_values(&mut db, &ctx.vault, &found)
+            .await?
+            .map(FieldValues),
+    )
 }
 
 /// The requester asks the recipient to reauthorize. Credence tests the

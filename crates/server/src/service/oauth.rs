@@ -1045,13 +1045,11 @@ pub async fn open_tokens(
     ctx: &Context,
     connection: &credence_store::Connection,
 ) -> Result<Option<Tokens>> {
-    let Some(secret) = &connection.secret_id else {
-        return Ok(None);
-    };
-    let Some(stored) = db.get_secret(secret).await? else {
-        return Ok(None);
-    };
-    tokens_from(ctx, connection, secret, &stored.sealed).map(Some)
+    Ok(
+        super::secrets::read_connection_values(db, &ctx.vault, connection)
+            .await?
+            .map(Tokens),
+    )
 }
 
 /// Refreshes the access token of OAuth connection `id` if it is expiring
@@ -1269,22 +1267,7 @@ fn tokens_from(
     secret: &str,
     sealed: &str,
 ) -> Result<Tokens> {
-    let plain = ctx.vault.open_string(
-        &Sealed::from_stored(sealed.to_string()),
-        &secret_context(connection, secret),
-    )?;
-    let map: BTreeMap<String, String> =
-        serde_json::from_str(plain.expose_secret()).map_err(|_| {
-            Error::Internal(anyhow::anyhow!(
-                "connection {} holds unreadable values",
-                connection.id
-            ))
-        })?;
-    Ok(Tokens(
-        map.into_iter()
-            .map(|(k, v)| (k, SecretString::from(v)))
-            .collect(),
-    ))
+    super::secrets::open_connection_values(&ctx.vault, connection, secret, sealed).map(Tokens)
 }
 
 /// Inside `tx`: holds connection `id` and answers whether its secret is still

@@ -14,9 +14,10 @@
 //! tests check the row binding through them.
 
 use super::{Error, Result};
-use credence_store::{Connection, SealedColumn, SealedRow, Store, AAD_OWNER_BOUND};
+use credence_store::{Connection, Db, SealedColumn, SealedRow, Store, AAD_OWNER_BOUND};
 use credence_vault::{Sealed, Vault, VaultError};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
 
 /// The vault context of the secret `secret_id` of connection `connection_id`
 /// of team `team_id`.
@@ -80,8 +81,65 @@ pub async fn open_unowned(
     )?)
 }
 
-/// Opens the secret of `connection`, in the connection's name: a secret moved
-/// to it from another connection does not open.
+/// The one place a connection's sealed values become plain: opens `sealed`,
+/// read from the secret `secret` of `connection`, in the connection's name (a
+/// secret moved to it from another connection does not open). Everything that
+/// needs them goes through here: the app's verify call, the OAuth client
+/// (refresh, revocation), and next the broker.
+fn open_sealed_of(
+    vault: &Vault,
+    connection: &Connection,
+    secret: &str,
+    sealed: &str,
+) -> Result<SecretString> {
+    Ok(vault.open_string(
+        &Sealed::from_stored(sealed.to_string()),
+        &connection_context(connection.id, connection.team_id, secret),
+    )?)
+}
+
+/// A connection's values by name (field values, or OAuth tokens), from
+/// `sealed` as [`open_sealed_of`] opens it. For a caller that compares what
+/// it read later (a refresh writes only over the tokens it read).
+pub fn open_connection_values(
+    vault: &Vault,
+    connection: &Connection,
+    secret: &str,
+    sealed: &str,
+) -> Result<BTreeMap<String, SecretString>> {
+    let plain = open_sealed_of(vault, connection, secret, sealed)?;
+    let values: BTreeMap<String, String> =
+        serde_json::from_str(plain.expose_secret()).map_err(|_| {
+            Error::Internal(anyhow::anyhow!(
+                "connection {} holds unreadable values",
+                connection.id
+            ))
+        })?;
+    Ok(values
+        .into_iter()
+        .map(|(name, value)| (name, SecretString::from(value)))
+        .collect())
+}
+
+/// Reads the secret of `connection` through `db` (the caller's transaction,
+/// when what it reads must stay what the transaction holds) and opens its
+/// values; `None` when the connection holds no secret.
+pub async fn read_connection_values(
+    db: &mut Db,
+    vault: &Vault,
+    connection: &Connection,
+) -> Result<Option<BTreeMap<String, SecretString>>> {
+    let Some(secret) = connection.secret_id.as_deref() else {
+        return Ok(None);
+    };
+    let Some(stored) = db.get_secret(secret).await? else {
+        return Ok(None);
+    };
+    open_connection_values(vault, connection, secret, &stored.sealed).map(Some)
+}
+
+/// The plain JSON text of `connection`'s secret (what was sealed), opened as
+/// [`open_sealed_of`] opens it; for checks of what is stored.
 pub async fn open_connection(
     store: &Store,
     vault: &Vault,
@@ -95,10 +153,7 @@ pub async fn open_connection(
         .get_secret(secret)
         .await?
         .ok_or_else(missing)?;
-    Ok(vault.open_string(
-        &Sealed::from_stored(stored.sealed),
-        &connection_context(connection.id, connection.team_id, secret),
-    )?)
+    open_sealed_of(vault, connection, secret, &stored.sealed)
 }
 
 /// What a renewal pass did to one sealed column.
