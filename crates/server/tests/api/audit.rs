@@ -6,9 +6,9 @@
 //! exactly the filtered entries and never holds a key; and the log is
 //! append-only, keeps a year, and is written in the transaction of its change.
 
-use crate::fixtures::Agency;
-use crate::helpers::{assert_error, credence_bin, TestApp};
 use crate::on_both_backends;
+use crate::support::Agency;
+use crate::support::{assert_error, credence_bin, Sql, TestApp};
 use chrono::{DateTime, Duration, Months, SecondsFormat, Utc};
 use credence_domain::{OrganizationId, TeamId};
 use credence_store::Backend;
@@ -172,9 +172,7 @@ impl Scene {
     async fn export(&self, path: &str, token: &str) -> (StatusCode, String, String) {
         let response = self
             .app()
-            .client
-            .get(self.app().url(&format!("/api/v2{path}")))
-            .header("Authorization", format!("Token {token}"))
+            .with_token(reqwest::Method::GET, &format!("/api/v2{path}"), &token)
             .send()
             .await
             .unwrap();
@@ -253,81 +251,42 @@ const SCENE_EVENTS: &[&str] = &[
     "credential_request.created",
 ];
 
-/// A connection to the app's database that bypasses Credence, as an intruder
-/// or a careless operator would.
-enum Raw {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
-
-impl Raw {
-    async fn connect(app: &TestApp) -> Raw {
-        use sqlx::Connection;
-        match app.backend {
-            Backend::Sqlite => Raw::Sqlite(
-                sqlx::SqliteConnection::connect(&app.database_url)
-                    .await
-                    .unwrap(),
-            ),
-            Backend::Postgres => Raw::Postgres(
-                sqlx::PgConnection::connect(&app.database_url)
-                    .await
-                    .unwrap(),
-            ),
-        }
-    }
-
-    async fn execute(&mut self, sql: &str) -> Result<u64, sqlx::Error> {
-        match self {
-            Raw::Sqlite(c) => sqlx::query(sql).execute(c).await.map(|r| r.rows_affected()),
-            Raw::Postgres(c) => sqlx::query(sql).execute(c).await.map(|r| r.rows_affected()),
-        }
-    }
-
-    async fn count(&mut self, sql: &str) -> i64 {
-        match self {
-            Raw::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(c).await.unwrap(),
-            Raw::Postgres(c) => sqlx::query_scalar(sql).fetch_one(c).await.unwrap(),
-        }
-    }
-
-    /// Inserts `n` entries of `event` at `at` (raw INSERT is what the log allows);
-    /// returns the id of the last.
-    async fn insert_entries(
-        &mut self,
-        organization: OrganizationId,
-        at: DateTime<Utc>,
-        event: &str,
-        n: i64,
-    ) -> i64 {
-        let sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $4) \
+/// Inserts `n` entries of `event` at `at` with `raw`, a connection that
+/// bypasses Credence (raw INSERT is what the log allows); returns the id of the last.
+async fn insert_entries(
+    raw: &mut Sql,
+    organization: OrganizationId,
+    at: DateTime<Utc>,
+    event: &str,
+    n: i64,
+) -> i64 {
+    let sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $4) \
                    INSERT INTO audit_log (occurred_at, organization_id, team_id, actor_user_id, actor_label, \
                    event, target_kind, target_id, details) \
                    SELECT $1, $2, NULL, NULL, 'operator', $3, 'test', CAST(i AS TEXT), '{}' FROM n";
-        let last = "SELECT MAX(id) FROM audit_log";
-        match self {
-            Raw::Sqlite(c) => {
-                sqlx::query(sql)
-                    .bind(at)
-                    .bind(organization.0)
-                    .bind(event)
-                    .bind(n)
-                    .execute(&mut *c)
-                    .await
-                    .unwrap();
-                sqlx::query_scalar(last).fetch_one(c).await.unwrap()
-            }
-            Raw::Postgres(c) => {
-                sqlx::query(sql)
-                    .bind(at)
-                    .bind(organization.0)
-                    .bind(event)
-                    .bind(n)
-                    .execute(&mut *c)
-                    .await
-                    .unwrap();
-                sqlx::query_scalar(last).fetch_one(c).await.unwrap()
-            }
+    let last = "SELECT MAX(id) FROM audit_log";
+    match raw {
+        Sql::Sqlite(c) => {
+            sqlx::query(sql)
+                .bind(at)
+                .bind(organization.0)
+                .bind(event)
+                .bind(n)
+                .execute(&mut *c)
+                .await
+                .unwrap();
+            sqlx::query_scalar(last).fetch_one(c).await.unwrap()
+        }
+        Sql::Postgres(c) => {
+            sqlx::query(sql)
+                .bind(at)
+                .bind(organization.0)
+                .bind(event)
+                .bind(n)
+                .execute(&mut *c)
+                .await
+                .unwrap();
+            sqlx::query_scalar(last).fetch_one(c).await.unwrap()
         }
     }
 }
@@ -593,11 +552,16 @@ async fn each_filter_narrows_the_log_and_pages_count_the_total(backend: Backend)
 
     // An entry from two years ago is outside a range that ends yesterday's
     // start, and the only thing inside one that ends before today.
-    let mut raw = Raw::connect(scene.app()).await;
+    let mut raw = scene.app().sql().await;
     let two_years_ago = Utc::now() - Duration::days(730);
-    let old = raw
-        .insert_entries(scene.organization(), two_years_ago, "member.invited", 1)
-        .await;
+    let old = insert_entries(
+        &mut raw,
+        scene.organization(),
+        two_years_ago,
+        "member.invited",
+        1,
+    )
+    .await;
     let today = Utc::now().format("%Y-%m-%d").to_string();
     let last_year = (Utc::now() - Duration::days(365))
         .format("%Y-%m-%d")
@@ -797,10 +761,9 @@ async fn the_export_is_exactly_the_filtered_entries_as_json_lines_without_a_key(
 
     // More entries than one page holds, all at the same instant: each exactly
     // once, in id order.
-    let mut raw = Raw::connect(scene.app()).await;
+    let mut raw = scene.app().sql().await;
     let at = Utc::now() - Duration::minutes(1);
-    raw.insert_entries(organization, at, "test.bulk", 2345)
-        .await;
+    insert_entries(&mut raw, organization, at, "test.bulk", 2345).await;
     let (status, _, text) = scene
         .export(&format!("{export}?event[]=test.bulk"), &scene.owner)
         .await;
@@ -889,47 +852,47 @@ async fn credence_audit_export_writes_json_lines_on_either_database(backend: Bac
 
 async fn the_log_is_append_only_and_keeps_entries_for_a_year(backend: Backend) {
     let scene = Scene::play(backend).await;
-    let mut raw = Raw::connect(scene.app()).await;
+    let mut raw = scene.app().sql().await;
     let count = "SELECT COUNT(*) FROM audit_log";
-    let before = raw.count(count).await;
+    let before = raw.value::<i64>(count).await;
     assert_eq!(before, SCENE_EVENTS.len() as i64);
 
     // No update, not even through SQL; no delete of a fresh entry.
     let error = raw
-        .execute("UPDATE audit_log SET details = '{\"rewritten\": true}'")
+        .try_execute("UPDATE audit_log SET details = '{\"rewritten\": true}'")
         .await
         .unwrap_err();
     assert!(error.to_string().contains("append-only"), "{error}");
     let error = raw
-        .execute(
+        .try_execute(
             "UPDATE audit_log SET event = 'nothing' WHERE id = (SELECT MAX(id) FROM audit_log)",
         )
         .await
         .unwrap_err();
     assert!(error.to_string().contains("append-only"), "{error}");
     let error = raw
-        .execute("DELETE FROM audit_log WHERE id = (SELECT MAX(id) FROM audit_log)")
+        .try_execute("DELETE FROM audit_log WHERE id = (SELECT MAX(id) FROM audit_log)")
         .await
         .unwrap_err();
     assert!(error.to_string().contains("12 months"), "{error}");
-    assert_eq!(raw.count(count).await, before);
+    assert_eq!(raw.value::<i64>(count).await, before);
     assert_eq!(
-        raw.count("SELECT COUNT(*) FROM audit_log WHERE details LIKE '%rewritten%'")
+        raw.value::<i64>("SELECT COUNT(*) FROM audit_log WHERE details LIKE '%rewritten%'")
             .await,
         0
     );
 
     // An entry older than a year may go.
     let thirteen_months_ago = Utc::now().checked_sub_months(Months::new(13)).unwrap();
-    let old = raw
-        .insert_entries(
-            scene.organization(),
-            thirteen_months_ago,
-            "member.invited",
-            1,
-        )
-        .await;
-    assert_eq!(raw.count(count).await, before + 1);
+    let old = insert_entries(
+        &mut raw,
+        scene.organization(),
+        thirteen_months_ago,
+        "member.invited",
+        1,
+    )
+    .await;
+    assert_eq!(raw.value::<i64>(count).await, before + 1);
 
     // Purging up to now is refused by the database, and deletes nothing —
     // not even the old entry the same statement would have taken.
@@ -943,7 +906,7 @@ async fn the_log_is_append_only_and_keeps_entries_for_a_year(backend: Backend) {
     );
     assert!(stderr.contains("nothing was deleted"), "{stderr}");
     assert!(stderr.contains("choose --before"), "{stderr}");
-    assert_eq!(raw.count(count).await, before + 1);
+    assert_eq!(raw.value::<i64>(count).await, before + 1);
 
     // Purging what is older than a year works, and only that goes.
     let a_year_ago = Utc::now()
@@ -961,9 +924,9 @@ async fn the_log_is_append_only_and_keeps_entries_for_a_year(backend: Backend) {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("purged 1 audit entries"), "{stdout}");
-    assert_eq!(raw.count(count).await, before);
+    assert_eq!(raw.value::<i64>(count).await, before);
     assert_eq!(
-        raw.count(&format!("SELECT COUNT(*) FROM audit_log WHERE id = {old}"))
+        raw.value::<i64>(&format!("SELECT COUNT(*) FROM audit_log WHERE id = {old}"))
             .await,
         0
     );
@@ -1010,10 +973,10 @@ async fn an_audit_entry_is_written_in_the_same_transaction_as_its_change(backend
     assert_eq!(total(&log), entries + 1, "the 409 wrote an entry: {log}");
 
     // When the entry cannot be written, the change does not happen.
-    let mut raw = Raw::connect(&agency.app).await;
+    let mut raw = agency.app.sql().await;
     match backend {
         Backend::Sqlite => {
-            raw.execute(
+            raw.try_execute(
                 "CREATE TRIGGER refuse_declines BEFORE INSERT ON audit_log \
                  WHEN NEW.event = 'credential.declined' \
                  BEGIN SELECT RAISE(ABORT, 'the audit log is unavailable'); END",
@@ -1022,14 +985,14 @@ async fn an_audit_entry_is_written_in_the_same_transaction_as_its_change(backend
             .unwrap();
         }
         Backend::Postgres => {
-            raw.execute(
+            raw.try_execute(
                 "CREATE FUNCTION refuse_declines() RETURNS trigger LANGUAGE plpgsql AS $$ \
                  BEGIN IF NEW.event = 'credential.declined' THEN \
                  RAISE EXCEPTION 'the audit log is unavailable'; END IF; RETURN NEW; END; $$",
             )
             .await
             .unwrap();
-            raw.execute(
+            raw.try_execute(
                 "CREATE TRIGGER refuse_declines BEFORE INSERT ON audit_log \
                  FOR EACH ROW EXECUTE FUNCTION refuse_declines()",
             )
@@ -1074,7 +1037,7 @@ async fn an_audit_entry_is_written_in_the_same_transaction_as_its_change(backend
         Backend::Sqlite => "DROP TRIGGER refuse_declines",
         Backend::Postgres => "DROP TRIGGER refuse_declines ON audit_log",
     };
-    raw.execute(drop).await.unwrap();
+    raw.try_execute(drop).await.unwrap();
     let (status, body) = agency
         .post(
             &decline(&credentials[1]),

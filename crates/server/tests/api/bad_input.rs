@@ -1,8 +1,8 @@
 //! Bad input gets a 4xx JSON error naming the field and the limit, and changes
 //! nothing; never a 5xx.
 
-use crate::helpers::{assert_error, spawn_app, TestApp};
 use crate::on_both_backends;
+use crate::support::{assert_error, spawn_app, TestApp};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -13,10 +13,7 @@ async fn post_token(
     body: reqwest::Body,
     content_type: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut request = app
-        .client
-        .post(app.url("/api/v2/users/me/api-tokens"))
-        .header("Authorization", format!("Token {token}"));
+    let mut request = app.with_token(reqwest::Method::POST, "/api/v2/users/me/api-tokens", token);
     if let Some(content_type) = content_type {
         request = request.header("Content-Type", content_type);
     }

@@ -8,8 +8,8 @@
 //! Each run clears the `CREDENCE_*` and `DATABASE_URL` variables it inherits,
 //! works in a temporary directory, and is killed if it does not finish in time.
 
-use crate::helpers::{credence_bin, fresh_database, postgres_admin_url};
 use crate::on_both_backends;
+use crate::support::{browser, credence_bin, fresh_database, postgres_admin_url, Sql};
 use credence::config::Config;
 use credence::service::{auth, secrets};
 use credence::startup::{open_store, open_vault};
@@ -246,28 +246,14 @@ impl Operator {
 }
 
 async fn row_counts(url: &str) -> Vec<(&'static str, i64)> {
-    use sqlx::Connection;
+    let mut sql = Sql::open(url).await;
     let mut counts = Vec::new();
-    match Backend::of_url(url).unwrap() {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-            for table in TABLES {
-                let sql = format!("SELECT COUNT(*) FROM {table}");
-                let n: i64 = sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap();
-                counts.push((*table, n));
-            }
-            conn.close().await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            for table in TABLES {
-                let sql = format!("SELECT COUNT(*) FROM {table}");
-                let n: i64 = sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap();
-                counts.push((*table, n));
-            }
-            conn.close().await.unwrap();
-        }
+    for table in TABLES {
+        let n: i64 = sql.value(&format!("SELECT COUNT(*) FROM {table}")).await;
+        counts.push((*table, n));
     }
+    // Closed at once, so that SQLite's lock is gone before the next command.
+    sql.close().await;
     counts
 }
 
@@ -1098,11 +1084,7 @@ async fn serve_runs_end_to_end_and_stops_cleanly_on_sigterm(backend: Backend) {
     }
     let mut server = Server::start(command);
 
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = browser();
 
     // Up within 30 s, with the setup link printed.
     let deadline = Instant::now() + Duration::from_secs(30);

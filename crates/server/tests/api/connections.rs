@@ -1,9 +1,9 @@
 //! The read side of the Connections API: a team sees its connections with the
 //! permissions they hold, never a secret; testing one asks the app.
 
-use crate::fixtures::{Agency, SCOPES};
-use crate::helpers::assert_error;
 use crate::on_both_backends;
+use crate::support::assert_error;
+use crate::support::{Agency, SCOPES};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -128,7 +128,7 @@ async fn a_team_sees_its_connections_and_can_test_them_but_never_read_them(backe
     assert_error(status, &body, StatusCode::BAD_REQUEST);
     assert_eq!(body["suberrors"][0]["field"], "teamId");
     assert!(
-        !crate::helpers::captured_logs().contains(key),
+        !crate::support::captured_logs().contains(key),
         "the key leaked into the logs"
     );
     agency.app.stop().await;

@@ -8,9 +8,9 @@
 //! team, another outbox row) does not open. Values sealed before the owner
 //! binding are re-sealed when an instance starts.
 
-use crate::fixtures::Agency;
-use crate::helpers::{credence_bin, register_secret, TestApp};
 use crate::on_both_backends;
+use crate::support::Agency;
+use crate::support::{register_secret, TestApp};
 use credence::service::{audit, secrets};
 use credence_store::Backend;
 use reqwest::StatusCode;
@@ -57,63 +57,6 @@ async fn start(backend: Backend) -> Agency {
     .await
 }
 
-/// Runs the `credence` binary against the app's database and key file.
-async fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let mut command = std::process::Command::new(credence_bin());
-    command
-        .env_clear()
-        .env("DATABASE_URL", &app.database_url)
-        .env("CREDENCE_DATA_DIR", app.dir.path())
-        .env("CREDENCE_KEY_FILE", app.dir.path().join("credence.key"))
-        .current_dir(app.dir.path())
-        .args(args);
-    let out = tokio::task::spawn_blocking(move || command.output().expect("credence runs"))
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Every text of `sql` (one column), read with a connection of its own.
-async fn texts(app: &TestApp, sql: &str) -> Vec<Option<String>> {
-    use sqlx::Connection;
-    match app.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
-        }
-    }
-}
-
-async fn execute(app: &TestApp, sql: &str) {
-    use sqlx::Connection;
-    match app.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-    }
-}
-
 /// Every sealed column of the schema (grep the migrations for `sealed`).
 const SEALED_COLUMNS: [(&str, &str); 4] = [
     ("secrets", "sealed"),
@@ -126,11 +69,13 @@ const SEALED_COLUMNS: [(&str, &str); 4] = [
 async fn key_versions(app: &TestApp) -> Vec<(String, Vec<u32>)> {
     let mut all = Vec::new();
     for (table, column) in SEALED_COLUMNS {
-        let values = texts(
-            app,
-            &format!("SELECT {column} FROM {table} WHERE {column} IS NOT NULL"),
-        )
-        .await;
+        let values = app
+            .sql()
+            .await
+            .column::<Option<String>>(&format!(
+                "SELECT {column} FROM {table} WHERE {column} IS NOT NULL"
+            ))
+            .await;
         let versions = values
             .into_iter()
             .flatten()
@@ -209,7 +154,7 @@ async fn keys_rotate_moves_every_sealed_column_of_every_table_to_the_new_version
     let (connection, token) = seal_everywhere(&agency).await;
     assert_all_on(&agency.app, 1).await;
 
-    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "rotate"]).await;
+    let (ok, stdout, stderr) = agency.app.operator(&["keys", "rotate"]).await;
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("key version 2 added"), "{stdout}");
     for (table, column) in SEALED_COLUMNS {
@@ -240,7 +185,7 @@ async fn a_running_server_seals_under_the_rotated_version_without_opening_a_newe
     let token = agency.app.token(agency.requester.id, WRITE).await;
     let first =
         api_key_connection(&agency, agency.app.team.0, &token, "before-rotation-5c6d").await;
-    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "rotate"]).await;
+    let (ok, stdout, stderr) = agency.app.operator(&["keys", "rotate"]).await;
     assert!(ok, "{stdout}{stderr}");
 
     // Nothing has been opened since: the next values are sealed under 2.
@@ -274,13 +219,19 @@ async fn keys_retire_refuses_while_a_value_uses_the_version_and_removes_it_after
     let (connection, token) = seal_everywhere(&agency).await;
     let key_file = agency.app.dir.path().join("credence.key");
 
-    let (ok, _, stderr) = operator(&agency.app, &["keys", "retire", "--version", "1"]).await;
+    let (ok, _, stderr) = agency
+        .app
+        .operator(&["keys", "retire", "--version", "1"])
+        .await;
     assert!(!ok);
     assert!(stderr.contains("key version 1 is the newest"), "{stderr}");
 
     // A version added without re-wrapping: version 1 is still used everywhere.
     assert_eq!(credence_vault::rotate_key_file(&key_file).unwrap(), 2);
-    let (ok, _, stderr) = operator(&agency.app, &["keys", "retire", "--version", "1"]).await;
+    let (ok, _, stderr) = agency
+        .app
+        .operator(&["keys", "retire", "--version", "1"])
+        .await;
     assert!(!ok);
     for used in [
         "secrets.sealed: 1",
@@ -290,17 +241,22 @@ async fn keys_retire_refuses_while_a_value_uses_the_version_and_removes_it_after
     ] {
         assert!(stderr.contains(used), "{used} not named: {stderr}");
     }
-    let (ok, _, stderr) = operator(&agency.app, &["keys", "retire", "--version", "9"]).await;
+    let (ok, _, stderr) = agency
+        .app
+        .operator(&["keys", "retire", "--version", "9"])
+        .await;
     assert!(!ok);
     assert!(stderr.contains("no key version 9"), "{stderr}");
     assert_eq!(key_lines(&key_file), vec![1, 2], "nothing was removed");
 
-    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "rotate"]).await;
+    let (ok, stdout, stderr) = agency.app.operator(&["keys", "rotate"]).await;
     assert!(ok, "{stdout}{stderr}");
     assert_all_on(&agency.app, 3).await;
     for version in ["1", "2"] {
-        let (ok, stdout, stderr) =
-            operator(&agency.app, &["keys", "retire", "--version", version]).await;
+        let (ok, stdout, stderr) = agency
+            .app
+            .operator(&["keys", "retire", "--version", version])
+            .await;
         assert!(ok, "{stdout}{stderr}");
         assert!(
             stdout.contains(&format!("key version {version} removed")),
@@ -308,7 +264,10 @@ async fn keys_retire_refuses_while_a_value_uses_the_version_and_removes_it_after
         );
     }
     assert_eq!(key_lines(&key_file), vec![3]);
-    let (ok, _, stderr) = operator(&agency.app, &["keys", "retire", "--version", "3"]).await;
+    let (ok, _, stderr) = agency
+        .app
+        .operator(&["keys", "retire", "--version", "3"])
+        .await;
     assert!(!ok, "the newest version is never retired");
     assert!(stderr.contains("newest"), "{stderr}");
 
@@ -357,11 +316,14 @@ async fn a_secret_moved_to_another_teams_connection_does_not_open_and_the_api_an
     let ours_row = stored(our_connection).await;
     let our_secret = ours_row.secret_id.clone().unwrap();
     let their_former_secret = stored(their_connection).await.secret_id.unwrap();
-    execute(
-        &agency.app,
-        &format!("UPDATE connections SET secret_id = '{our_secret}' WHERE id = {their_connection}"),
-    )
-    .await;
+    agency
+        .app
+        .sql()
+        .await
+        .execute(&format!(
+            "UPDATE connections SET secret_id = '{our_secret}' WHERE id = {their_connection}"
+        ))
+        .await;
     let moved = stored(their_connection).await;
     assert!(
         secrets::open_connection(&agency.app.store, &agency.app.vault(), &moved)
@@ -394,7 +356,7 @@ async fn a_secret_moved_to_another_teams_connection_does_not_open_and_the_api_an
     // secret (now nobody's, so it cannot be opened), and does not claim
     // success while that one stays on version 1.
     assert!(connection_verifies(&agency, our_connection, &ours).await);
-    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "rotate"]).await;
+    let (ok, stdout, stderr) = agency.app.operator(&["keys", "rotate"]).await;
     assert!(!ok, "{stdout}{stderr}");
     assert!(
         stderr.contains(&format!("through connection {their_connection}")),
@@ -449,7 +411,7 @@ async fn a_secret_moved_to_another_teams_connection_does_not_open_and_the_api_an
         "the deleted connection's secret is kept"
     );
     assert_eq!(stored(their_connection).await.secret_id, None);
-    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "rotate"]).await;
+    let (ok, stdout, stderr) = agency.app.operator(&["keys", "rotate"]).await;
     assert!(
         !ok,
         "their former secret is still nobody's: {stdout}{stderr}"
@@ -458,9 +420,15 @@ async fn a_secret_moved_to_another_teams_connection_does_not_open_and_the_api_an
     assert!(stdout.contains("left on an old version: 1"), "{stdout}");
     // Version 2 is free again; version 1 stays held by their former secret,
     // which the operator has to look into.
-    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "retire", "--version", "2"]).await;
+    let (ok, stdout, stderr) = agency
+        .app
+        .operator(&["keys", "retire", "--version", "2"])
+        .await;
     assert!(ok, "{stdout}{stderr}");
-    let (ok, _, stderr) = operator(&agency.app, &["keys", "retire", "--version", "1"]).await;
+    let (ok, _, stderr) = agency
+        .app
+        .operator(&["keys", "retire", "--version", "1"])
+        .await;
     assert!(!ok);
     assert!(stderr.contains("secrets.sealed: 1"), "{stderr}");
     agency.app.stop().await;
@@ -497,14 +465,15 @@ async fn an_outbox_payload_copied_to_another_row_does_not_open(backend: Backend)
     );
     let vault = agency.app.vault();
     audit::open_outbox(&vault, second).expect("the second payload opens in its own row");
-    execute(
-        &agency.app,
-        &format!(
+    agency
+        .app
+        .sql()
+        .await
+        .execute(&format!(
             "UPDATE outbox SET payload = (SELECT payload FROM outbox WHERE id = {}) WHERE id = {}",
             first.id, second.id
-        ),
-    )
-    .await;
+        ))
+        .await;
     let copied = agency
         .app
         .store
@@ -556,14 +525,15 @@ async fn values_sealed_before_the_owner_binding_are_resealed_at_start_and_keep_o
     let legacy = vault
         .seal_str(&plain, &format!("secret:{secret}:connection"))
         .unwrap();
-    execute(
-        &agency.app,
-        &format!(
+    agency
+        .app
+        .sql()
+        .await
+        .execute(&format!(
             "UPDATE secrets SET sealed = '{}', aad_scheme = 1 WHERE id = '{secret}'",
             legacy.as_str()
-        ),
-    )
-    .await;
+        ))
+        .await;
     let message = agency
         .app
         .store
@@ -585,15 +555,16 @@ async fn values_sealed_before_the_owner_binding_are_resealed_at_start_and_keep_o
             ),
         )
         .unwrap();
-    execute(
-        &agency.app,
-        &format!(
+    agency
+        .app
+        .sql()
+        .await
+        .execute(&format!(
             "UPDATE outbox SET payload = '{}', aad_scheme = 1 WHERE id = {}",
             legacy_payload.as_str(),
             message.id
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert!(
         secrets::open_connection(&agency.app.store, &vault, &connection)
             .await
@@ -606,9 +577,7 @@ async fn values_sealed_before_the_owner_binding_are_resealed_at_start_and_keep_o
         .await
         .expect("a second instance starts");
     drop(again);
-    let schemes = texts(
-        &agency.app,
-        "SELECT CAST(aad_scheme AS TEXT) FROM secrets UNION ALL SELECT CAST(aad_scheme AS TEXT) FROM outbox",
+    let schemes = agency.app.sql().await.column::<Option<String>>("SELECT CAST(aad_scheme AS TEXT) FROM secrets UNION ALL SELECT CAST(aad_scheme AS TEXT) FROM outbox",
     )
     .await;
     assert!(
@@ -626,14 +595,7 @@ async fn values_sealed_before_the_owner_binding_are_resealed_at_start_and_keep_o
 
 /// The stored row of connection `id`.
 async fn connection_row(app: &TestApp, id: i64) -> credence_store::Connection {
-    app.store
-        .db()
-        .await
-        .unwrap()
-        .get_connection(id)
-        .await
-        .unwrap()
-        .unwrap()
+    app.stored_connection(id).await.unwrap()
 }
 
 /// The sealed text of secret `id`.
@@ -845,27 +807,34 @@ async fn a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_re
     let legacy = vault
         .seal_str(&plain, &format!("secret:{secret}:connection"))
         .unwrap();
-    execute(
-        &agency.app,
-        &format!(
+    agency
+        .app
+        .sql()
+        .await
+        .execute(&format!(
             "UPDATE secrets SET sealed = '{}', aad_scheme = 1 WHERE id = '{secret}'",
             legacy.as_str()
-        ),
-    )
-    .await;
-    execute(
-        &agency.app,
-        &format!("UPDATE connections SET secret_id = '{secret}' WHERE id = {their_connection}"),
-    )
-    .await;
+        ))
+        .await;
+    agency
+        .app
+        .sql()
+        .await
+        .execute(&format!(
+            "UPDATE connections SET secret_id = '{secret}' WHERE id = {their_connection}"
+        ))
+        .await;
 
     let renewal = secrets::renew_all(&agency.app.store, &vault).await.unwrap();
     assert_eq!(sealed_secret(&agency.app, &secret).await, legacy.as_str());
-    let schemes = texts(
-        &agency.app,
-        &format!("SELECT CAST(aad_scheme AS TEXT) FROM secrets WHERE id = '{secret}'"),
-    )
-    .await;
+    let schemes = agency
+        .app
+        .sql()
+        .await
+        .column::<Option<String>>(&format!(
+            "SELECT CAST(aad_scheme AS TEXT) FROM secrets WHERE id = '{secret}'"
+        ))
+        .await;
     assert_eq!(schemes, vec![Some("1".to_string())]);
     let (low, high) = (
         our_connection.min(their_connection),
@@ -888,11 +857,14 @@ async fn a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_re
 
     // Once the operator points theirs elsewhere, the next renewal (a start)
     // re-seals it for ours alone.
-    execute(
-        &agency.app,
-        &format!("UPDATE connections SET secret_id = NULL WHERE id = {their_connection}"),
-    )
-    .await;
+    agency
+        .app
+        .sql()
+        .await
+        .execute(&format!(
+            "UPDATE connections SET secret_id = NULL WHERE id = {their_connection}"
+        ))
+        .await;
     let again = credence::Application::build(agency.app.config.clone())
         .await
         .expect("a second instance starts");
@@ -957,9 +929,12 @@ async fn keys_retire_refuses_while_a_running_instance_has_an_older_copy_of_the_k
     })
     .await;
 
-    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "rotate"]).await;
+    let (ok, stdout, stderr) = agency.app.operator(&["keys", "rotate"]).await;
     assert!(ok, "{stdout}{stderr}");
-    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "retire", "--version", "1"]).await;
+    let (ok, stdout, stderr) = agency
+        .app
+        .operator(&["keys", "retire", "--version", "1"])
+        .await;
     assert!(!ok, "{stdout}");
     let behind = heartbeats(&agency.app).await;
     assert_eq!(behind.len(), 2, "{behind:?}");
@@ -984,7 +959,10 @@ async fn keys_retire_refuses_while_a_running_instance_has_an_older_copy_of_the_k
     stop_other.send(()).unwrap();
     other.await.unwrap().unwrap();
     assert_eq!(heartbeats(&agency.app).await.len(), 1);
-    let (ok, stdout, stderr) = operator(&agency.app, &["keys", "retire", "--version", "1"]).await;
+    let (ok, stdout, stderr) = agency
+        .app
+        .operator(&["keys", "retire", "--version", "1"])
+        .await;
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(key_lines(&key_file), vec![2]);
     agency.app.stop().await;

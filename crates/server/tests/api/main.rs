@@ -1,8 +1,7 @@
 //! Integration tests: the real server over real sockets, each test on SQLite and
 //! on PostgreSQL. One test binary, so linking happens once.
 
-mod fixtures;
-mod helpers;
+mod support;
 
 mod audit;
 mod bad_input;

@@ -3,10 +3,12 @@
 //! and the provider's redirect back to `/oauth/callback` finishes the job —
 //! only once, only in the browser of the person who started it.
 
-use crate::fixtures::Agency;
-use crate::helpers::{assert_error, assert_no_secret, captured_logs, register_secret, Person};
 use crate::oidc::{OidcOptions, OidcProvider, Rotation};
 use crate::on_both_backends;
+use crate::support::Agency;
+use crate::support::{
+    assert_error, assert_no_secret, captured_logs, csrf_of, location, register_secret, signed_in,
+};
 use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::{StatusCode, Url};
@@ -106,37 +108,6 @@ async fn world_with(backend: Backend, with_client: bool, options: OidcOptions) -
     }
 }
 
-/// A browser signed in as `person`: keeps cookies, follows no redirect.
-pub(crate) async fn browser(world: &World, person: &Person) -> reqwest::Client {
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let app = &world.agency.app;
-    let page = client.get(app.url("/sign-in")).send().await.unwrap();
-    let html = page.text().await.unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("a csrf_token field") + marker.len();
-    let csrf = html[start..].split('"').next().unwrap().to_string();
-    let response = client
-        .post(app.url("/sign-in"))
-        .form(&[
-            ("email", person.email.as_str()),
-            ("password", person.password.as_str()),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_redirection(),
-        "sign-in: {}",
-        response.status()
-    );
-    client
-}
-
 impl World {
     async fn authorize(&self) -> (StatusCode, Value) {
         self.agency
@@ -190,22 +161,13 @@ fn scope_set(text: &str) -> BTreeSet<String> {
     text.split(' ').map(str::to_string).collect()
 }
 
-pub(crate) fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The whole journey: the consent URL asks for exactly the credential's
 /// scopes with state and an S256 challenge; the callback stores the tokens
 /// sealed, the credential is authorized and the requester told; the same
 /// callback a second time is refused and changes nothing.
 async fn consent_authorizes_and_the_tokens_are_sealed(backend: Backend) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     let (status, body) = world.authorize().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let redirect_uri = body["redirectUri"].as_str().unwrap().to_string();
@@ -306,7 +268,7 @@ async fn consent_authorizes_and_the_tokens_are_sealed(backend: Backend) {
 /// the provider's reason, and no connection exists.
 async fn denied_consent_leaves_the_credential_invalid_with_the_reason(backend: Backend) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     let (status, body) = world.authorize().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let outcome = world
@@ -335,8 +297,8 @@ async fn denied_consent_leaves_the_credential_invalid_with_the_reason(backend: B
 /// can still finish afterwards.
 async fn forged_foreign_and_anonymous_callbacks_are_refused(backend: Backend) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
-    let rita = browser(&world, &world.agency.requester).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
+    let rita = signed_in(&world.agency.app, &world.agency.requester).await;
     let (status, body) = world.authorize().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let outcome = world
@@ -390,7 +352,7 @@ async fn forged_foreign_and_anonymous_callbacks_are_refused(backend: Backend) {
 /// readable reason, the browser still lands on the request page, no 5xx.
 async fn a_failing_token_endpoint_leaves_the_credential_invalid(backend: Backend) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     let (status, body) = world.authorize().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let outcome = world
@@ -414,7 +376,7 @@ async fn a_failing_token_endpoint_leaves_the_credential_invalid(backend: Backend
 /// replaces the old one, whose secret is gone.
 async fn reauthorize_replaces_the_connection(backend: Backend) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     let mut connections = Vec::new();
     for action in ["authorize", "reauthorize"] {
         if action == "reauthorize" {
@@ -522,35 +484,13 @@ impl World {
     }
 
     async fn connection_by_id(&self, id: i64) -> credence_store::Connection {
-        self.agency
-            .app
-            .store
-            .db()
-            .await
-            .unwrap()
-            .get_connection(id)
-            .await
-            .unwrap()
-            .unwrap()
+        self.agency.app.stored_connection(id).await.unwrap()
     }
 
     /// The connection's sealed tokens, opened with the app's vault; every
     /// token is registered for the suite's tripwire.
     pub(crate) async fn tokens(&self, connection: &credence_store::Connection) -> Value {
-        let plain = credence::service::secrets::open_connection(
-            &self.agency.app.store,
-            &self.agency.app.vault(),
-            connection,
-        )
-        .await
-        .unwrap();
-        let tokens: Value = serde_json::from_str(plain.expose_secret()).unwrap();
-        for name in ["access_token", "refresh_token"] {
-            if let Some(token) = tokens[name].as_str() {
-                register_secret(token);
-            }
-        }
-        tokens
+        self.agency.app.connection_values(connection).await
     }
 
     fn ctx(&self) -> &credence::service::Context {
@@ -574,7 +514,7 @@ async fn refresh_keeps_the_grant_alive_until_the_provider_revokes_it(backend: Ba
         },
     )
     .await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let connection = world.connection().await;
     let id = connection.id;
@@ -587,7 +527,7 @@ async fn refresh_keeps_the_grant_alive_until_the_provider_revokes_it(backend: Ba
             world.agency.requester.id,
             &format!(
                 "{},connections:read,connections:write",
-                crate::fixtures::SCOPES
+                crate::support::SCOPES
             ),
         )
         .await;
@@ -716,7 +656,7 @@ async fn a_provider_outage_backs_off_and_invalidates_nothing(backend: Backend) {
         },
     )
     .await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let id = world.connection().await.id;
     world.tokens(&world.connection_by_id(id).await).await;
@@ -791,7 +731,7 @@ async fn two_instances_refresh_a_connection_once(backend: Backend) {
         },
     )
     .await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let id = world.connection().await.id;
     world.tokens(&world.connection_by_id(id).await).await;
@@ -837,7 +777,7 @@ async fn two_instances_refresh_a_connection_once(backend: Backend) {
 /// provider (RFC 7009) and the audit log says so, without a token.
 async fn revoking_the_credential_revokes_the_grant_at_the_provider(backend: Backend) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let connection = world.connection().await;
     let tokens = world.tokens(&connection).await;
@@ -869,21 +809,7 @@ async fn revoking_the_credential_revokes_the_grant_at_the_provider(backend: Back
     assert_eq!(world.provider.introspect(&access).await["active"], false);
     assert_eq!(world.provider.introspect(&refresh).await["active"], false);
 
-    let filter = credence_store::AuditFilter {
-        limit: 10_000,
-        oldest_first: true,
-        ..Default::default()
-    };
-    let (entries, _) = world
-        .agency
-        .app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_audit(&filter)
-        .await
-        .unwrap();
+    let entries = world.agency.app.audit_entries(&[]).await;
     let entry = entries
         .iter()
         .find(|e| e.event == "connection.revoked_at_provider")
@@ -929,7 +855,7 @@ async fn the_background_refresher_renews_expiring_tokens(backend: Backend) {
         request,
         credential: credentials[0].clone(),
     };
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let connection = world.connection().await;
     let first = world.tokens(&connection).await;
@@ -954,7 +880,7 @@ async fn the_background_refresher_renews_expiring_tokens(backend: Backend) {
 /// (anyone else gets nothing), and the callback brings it back authorized.
 async fn the_recipients_page_sends_the_browser_to_consent(backend: Backend) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     let page = tom
         .get(
             world
@@ -971,9 +897,7 @@ async fn the_recipients_page_sends_the_browser_to_consent(backend: Backend) {
     let action = format!("/oauth/authorize/{}", world.credential);
     assert!(page.contains(&format!("action=\"{action}\"")), "{page}");
     assert!(page.contains("Authorize with Local OAuth"), "{page}");
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).expect("a csrf_token field") + marker.len();
-    let csrf = page[start..].split('"').next().unwrap().to_string();
+    let csrf = csrf_of(&page);
     let post = |client: &reqwest::Client, path: &str, csrf: &str| {
         client
             .post(world.agency.app.url(path))
@@ -982,7 +906,7 @@ async fn the_recipients_page_sends_the_browser_to_consent(backend: Backend) {
     };
 
     // Another signed-in person, a forged form and a bad id get nothing.
-    let rita = browser(&world, &world.agency.requester).await;
+    let rita = signed_in(&world.agency.app, &world.agency.requester).await;
     assert_eq!(
         post(&rita, &action, &csrf).await.unwrap().status(),
         StatusCode::FORBIDDEN
@@ -1022,7 +946,7 @@ async fn the_recipients_page_sends_the_browser_to_consent(backend: Backend) {
 async fn a_slow_provider_holds_no_database_lock(backend: Backend) {
     use credence::service::oauth::{self, RefreshOutcome};
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let id = world.connection().await.id;
     world.provider.set_token_delay(Some(3000)).await;

@@ -1,7 +1,7 @@
 //! Health, readiness, metrics and graceful shutdown.
 
-use crate::helpers::spawn_app;
 use crate::on_both_backends;
+use crate::support::spawn_app;
 use credence_store::Backend;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

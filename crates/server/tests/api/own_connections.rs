@@ -4,42 +4,21 @@
 //! team's own OAuth client if it brings one), renewed in place with
 //! `/oauth/reauth/{id}` (a page's form, or a script's GET), renamed, and deleted with revocation at the provider.
 
-use crate::fixtures::Agency;
-use crate::helpers::{assert_error, assert_no_secret, captured_logs, register_secret};
-use crate::oauth::{browser, location, oauth_app, world, APP};
+use crate::oauth::{oauth_app, world, APP};
 use crate::oidc::{OidcOptions, OidcProvider};
 use crate::on_both_backends;
+use crate::support::Agency;
+use crate::support::{
+    assert_error, assert_no_secret, browser, captured_logs, csrf_of, field_of, location,
+    register_secret, signed_in,
+};
 use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::{Method, StatusCode, Url};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{json, Value};
 
 const WRITE: &str = "connections:read,connections:write";
-
-/// Sends `method path` with a token and an optional JSON body; checks the
-/// answer against the suite's secrets.
-async fn send(
-    agency: &Agency,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = agency
-        .app
-        .client
-        .request(method.clone(), agency.app.url(path))
-        .header("Authorization", format!("Token {token}"));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_no_secret(&format!("the answer to {method} {path}"), &body.to_string());
-    (status, body)
-}
 
 async fn connection_count(agency: &Agency) -> usize {
     agency
@@ -54,35 +33,6 @@ async fn connection_count(agency: &Agency) -> usize {
         .len()
 }
 
-async fn sealed_values(agency: &Agency, connection: &credence_store::Connection) -> Value {
-    let plain = credence::service::secrets::open_connection(
-        &agency.app.store,
-        &agency.app.vault(),
-        connection,
-    )
-    .await
-    .unwrap();
-    let values: Value = serde_json::from_str(plain.expose_secret()).unwrap();
-    for name in ["access_token", "refresh_token"] {
-        if let Some(token) = values[name].as_str() {
-            register_secret(token);
-        }
-    }
-    values
-}
-
-async fn stored_connection(agency: &Agency, id: i64) -> Option<credence_store::Connection> {
-    agency
-        .app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .get_connection(id)
-        .await
-        .unwrap()
-}
-
 /// API-key connections, Make's flat body and ours with `data`: the key is
 /// verified with the app first; a refused key stores nothing.
 async fn an_api_key_connection_is_verified_before_it_is_sealed(backend: Backend) {
@@ -94,14 +44,15 @@ async fn an_api_key_connection_is_verified_before_it_is_sealed(backend: Backend)
     register_secret("own-key-refused-77");
 
     let path = format!("/api/v2/connections?teamId={team}");
-    let (status, body) = send(
-        &agency,
-        Method::POST,
-        &path,
-        &token,
-        Some(json!({ "accountType": "acme-crm", "apiKey": "own-key-refused-77" })),
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::POST,
+            &path,
+            &token,
+            Some(json!({ "accountType": "acme-crm", "apiKey": "own-key-refused-77" })),
+        )
+        .await;
     let body = assert_error(status, &body, StatusCode::BAD_REQUEST);
     assert_eq!(body["suberrors"][0]["field"], "data", "{body}");
     assert!(
@@ -110,14 +61,15 @@ async fn an_api_key_connection_is_verified_before_it_is_sealed(backend: Backend)
     );
     assert_eq!(connection_count(&agency).await, 0);
 
-    let (status, body) = send(
-        &agency,
-        Method::POST,
-        &path,
-        &token,
-        Some(json!({ "accountType": "acme-crm", "apiKey": key })),
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::POST,
+            &path,
+            &token,
+            Some(json!({ "accountType": "acme-crm", "apiKey": key })),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let connection = &body["connection"];
     assert_eq!(connection["name"], "My Acme CRM connection");
@@ -128,10 +80,10 @@ async fn an_api_key_connection_is_verified_before_it_is_sealed(backend: Backend)
     assert_eq!(connection["providedBy"], agency.requester.id.0);
     assert_eq!(connection["permissions"].as_array().unwrap().len(), 2);
     let id = connection["id"].as_i64().unwrap();
-    let stored = stored_connection(&agency, id).await.unwrap();
-    assert_eq!(sealed_values(&agency, &stored).await["apiKey"], key);
+    let stored = agency.app.stored_connection(id).await.unwrap();
+    assert_eq!(agency.app.connection_values(&stored).await["apiKey"], key);
 
-    let (status, body) = send(&agency, Method::POST, &format!("{path}&cols[]=id&cols[]=name"), &token,
+    let (status, body) = agency.app.send(Method::POST, &format!("{path}&cols[]=id&cols[]=name"), &token,
         Some(json!({ "accountName": "Acme (billing)", "accountType": "acme-crm", "modules": ["searchContacts"],
                      "data": { "apiKey": key } }))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -139,7 +91,9 @@ async fn an_api_key_connection_is_verified_before_it_is_sealed(backend: Backend)
         body["connection"],
         json!({ "id": body["connection"]["id"], "name": "Acme (billing)" })
     );
-    let second = stored_connection(&agency, body["connection"]["id"].as_i64().unwrap())
+    let second = agency
+        .app
+        .stored_connection(body["connection"]["id"].as_i64().unwrap())
         .await
         .unwrap();
     assert_eq!(second.modules, r#"["searchContacts"]"#);
@@ -241,36 +195,46 @@ async fn bad_input_to_add_a_connection_names_the_field(backend: Backend) {
         ),
     ];
     for (path, body, field) in cases {
-        let (status, answer) = send(&agency, Method::POST, &path, &token, Some(body.clone())).await;
+        let (status, answer) = agency
+            .app
+            .send(Method::POST, &path, &token, Some(body.clone()))
+            .await;
         let answer = assert_error(status, &answer, StatusCode::BAD_REQUEST);
         assert_eq!(answer["suberrors"][0]["field"], field, "{body} → {answer}");
     }
     // Not JSON, and a JSON array: 400 (or 415), never a 5xx.
     let response = agency
         .app
-        .client
-        .post(agency.app.url(&path))
-        .header("Authorization", format!("Token {token}"))
+        .with_token(reqwest::Method::POST, &path, &token)
         .header("Content-Type", "application/json")
         .body("{nope")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let (status, answer) = send(&agency, Method::POST, &path, &token, Some(json!([1]))).await;
+    let (status, answer) = agency
+        .app
+        .send(Method::POST, &path, &token, Some(json!([1])))
+        .await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST);
 
     // Someone outside the team does not learn it exists; a token without
     // connections:write may not add.
     let outsider = agency.app.token(agency.outsider.id, WRITE).await;
     let body = json!({ "accountType": "acme-crm", "apiKey": "k" });
-    let (status, answer) = send(&agency, Method::POST, &path, &outsider, Some(body.clone())).await;
+    let (status, answer) = agency
+        .app
+        .send(Method::POST, &path, &outsider, Some(body.clone()))
+        .await;
     assert_error(status, &answer, StatusCode::NOT_FOUND);
     let reader = agency
         .app
         .token(agency.requester.id, "connections:read")
         .await;
-    let (status, answer) = send(&agency, Method::POST, &path, &reader, Some(body)).await;
+    let (status, answer) = agency
+        .app
+        .send(Method::POST, &path, &reader, Some(body))
+        .await;
     assert_error(status, &answer, StatusCode::FORBIDDEN);
     assert_eq!(connection_count(&agency).await, 0);
     agency.app.stop().await;
@@ -283,14 +247,15 @@ async fn rename_and_delete_a_connection(backend: Backend) {
     let token = agency.app.token(agency.requester.id, WRITE).await;
     let key = "own-key-rename-31";
     agency.upstream.accept(key);
-    let (status, body) = send(
-        &agency,
-        Method::POST,
-        &format!("/api/v2/connections?teamId={}", agency.app.team),
-        &token,
-        Some(json!({ "accountType": "acme-crm", "apiKey": key })),
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::POST,
+            &format!("/api/v2/connections?teamId={}", agency.app.team),
+            &token,
+            Some(json!({ "accountType": "acme-crm", "apiKey": key })),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["connection"]["id"].as_i64().unwrap();
     let path = format!("/api/v2/connections/{id}");
@@ -300,42 +265,48 @@ async fn rename_and_delete_a_connection(backend: Backend) {
         (json!({ "name": "" }), "name"),
         (json!({ "name": "a\nb" }), "name"),
     ] {
-        let (status, answer) = send(&agency, Method::PATCH, &path, &token, Some(body)).await;
+        let (status, answer) = agency
+            .app
+            .send(Method::PATCH, &path, &token, Some(body))
+            .await;
         let answer = assert_error(status, &answer, StatusCode::BAD_REQUEST);
         assert_eq!(answer["suberrors"][0]["field"], field, "{answer}");
     }
-    let (status, answer) = send(
-        &agency,
-        Method::PATCH,
-        &path,
-        &token,
-        Some(json!({ "name": "x", "other": 1 })),
-    )
-    .await;
+    let (status, answer) = agency
+        .app
+        .send(
+            Method::PATCH,
+            &path,
+            &token,
+            Some(json!({ "name": "x", "other": 1 })),
+        )
+        .await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST);
     let outsider = agency.app.token(agency.outsider.id, WRITE).await;
-    let (status, answer) = send(
-        &agency,
-        Method::PATCH,
-        &path,
-        &outsider,
-        Some(json!({ "name": "Mine" })),
-    )
-    .await;
+    let (status, answer) = agency
+        .app
+        .send(
+            Method::PATCH,
+            &path,
+            &outsider,
+            Some(json!({ "name": "Mine" })),
+        )
+        .await;
     assert_error(status, &answer, StatusCode::NOT_FOUND);
-    let (status, body) = send(
-        &agency,
-        Method::PATCH,
-        &path,
-        &token,
-        Some(json!({ "name": "Acme — main account" })),
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::PATCH,
+            &path,
+            &token,
+            Some(json!({ "name": "Acme — main account" })),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["connection"]["name"], "Acme — main account");
     assert_eq!(body["connection"]["id"], id);
 
-    let (status, answer) = send(&agency, Method::DELETE, &path, &token, None).await;
+    let (status, answer) = agency.app.send(Method::DELETE, &path, &token, None).await;
     let answer = assert_error(status, &answer, StatusCode::CONFLICT);
     assert!(
         answer["detail"]
@@ -344,37 +315,40 @@ async fn rename_and_delete_a_connection(backend: Backend) {
             .contains("confirmed=true"),
         "{answer}"
     );
-    let (status, answer) = send(
-        &agency,
-        Method::DELETE,
-        &format!("{path}?confirmed=yes"),
-        &token,
-        None,
-    )
-    .await;
+    let (status, answer) = agency
+        .app
+        .send(
+            Method::DELETE,
+            &format!("{path}?confirmed=yes"),
+            &token,
+            None,
+        )
+        .await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST);
-    let (status, answer) = send(
-        &agency,
-        Method::DELETE,
-        &format!("{path}?confirmed=true"),
-        &outsider,
-        None,
-    )
-    .await;
+    let (status, answer) = agency
+        .app
+        .send(
+            Method::DELETE,
+            &format!("{path}?confirmed=true"),
+            &outsider,
+            None,
+        )
+        .await;
     assert_error(status, &answer, StatusCode::NOT_FOUND);
-    let stored = stored_connection(&agency, id).await.expect("still there");
+    let stored = agency.app.stored_connection(id).await.expect("still there");
 
-    let (status, body) = send(
-        &agency,
-        Method::DELETE,
-        &format!("{path}?confirmed=true"),
-        &token,
-        None,
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::DELETE,
+            &format!("{path}?confirmed=true"),
+            &token,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({ "connection": id }));
-    assert!(stored_connection(&agency, id).await.is_none());
+    assert!(agency.app.stored_connection(id).await.is_none());
     let secret = agency
         .app
         .store
@@ -385,7 +359,7 @@ async fn rename_and_delete_a_connection(backend: Backend) {
         .await
         .unwrap();
     assert!(secret.is_none(), "the secret outlived its connection");
-    let (status, answer) = send(&agency, Method::GET, &path, &token, None).await;
+    let (status, answer) = agency.app.send(Method::GET, &path, &token, None).await;
     assert_error(status, &answer, StatusCode::NOT_FOUND);
     let events = agency.audit_events().await;
     for event in [
@@ -428,16 +402,19 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
     let world = world(backend, true).await;
     let agency = &world.agency;
     let token = agency.app.token(agency.requester.id, WRITE).await;
-    let rita = browser(&world, &agency.requester).await;
+    let rita = signed_in(&world.agency.app, &agency.requester).await;
 
-    let (status, body) = send(
-        agency,
-        Method::POST,
-        &format!("/api/v2/connections?teamId={}", agency.app.team),
-        &token,
-        Some(json!({ "accountType": APP, "modules": ["searchContacts"], "scopes": ["profile"] })),
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::POST,
+            &format!("/api/v2/connections?teamId={}", agency.app.team),
+            &token,
+            Some(
+                json!({ "accountType": APP, "modules": ["searchContacts"], "scopes": ["profile"] }),
+            ),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let consent_url = body["redirectUri"].as_str().unwrap().to_string();
     assert_eq!(
@@ -461,14 +438,15 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.text().await.unwrap().contains("used already"));
 
-    let (status, body) = send(
-        agency,
-        Method::GET,
-        &format!("/api/v2/connections?teamId={}", agency.app.team),
-        &token,
-        None,
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::GET,
+            &format!("/api/v2/connections?teamId={}", agency.app.team),
+            &token,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let listed = &body["connections"][0];
     assert_eq!(listed["name"], "My Local OAuth connection");
@@ -477,7 +455,10 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
     assert_eq!(listed["modules"], json!(["searchContacts"]));
     assert_eq!(listed["oauthClientId"], Value::Null);
     let id = listed["id"].as_i64().unwrap();
-    let first = sealed_values(agency, &stored_connection(agency, id).await.unwrap()).await;
+    let first = agency
+        .app
+        .connection_values(&agency.app.stored_connection(id).await.unwrap())
+        .await;
     let first_access = first["access_token"].as_str().unwrap().to_string();
     assert_eq!(
         world.provider.introspect(&first_access).await["active"],
@@ -496,9 +477,7 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
         page.contains(&format!("action=\"/oauth/reauth/{id}\"")),
         "{page}"
     );
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).expect("a csrf_token field") + marker.len();
-    let csrf = page[start..].split('"').next().unwrap().to_string();
+    let csrf = csrf_of(&page);
     let response = rita
         .post(agency.app.url(&format!("/oauth/reauth/{id}")))
         .form(&[("csrf_token", csrf.as_str())])
@@ -519,20 +498,20 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
     register_secret(outcome.code.as_deref().unwrap());
     let response = rita.get(outcome.redirect.clone()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let renewed = stored_connection(agency, id)
+    let renewed = agency
+        .app
+        .stored_connection(id)
         .await
         .expect("the same connection");
     assert_eq!(renewed.state, "valid");
-    let second = sealed_values(agency, &renewed).await;
+    let second = agency.app.connection_values(&renewed).await;
     assert_ne!(second["access_token"], first["access_token"]);
     assert_ne!(second["refresh_token"], first["refresh_token"]);
     assert_eq!(connection_count(agency).await, 1);
     // … and from a script (an API token): a 302 to the provider.
     let response = agency
         .app
-        .client
-        .get(agency.app.url(&format!("/oauth/reauth/{id}")))
-        .header("Authorization", format!("Token {token}"))
+        .with_token(reqwest::Method::GET, &format!("/oauth/reauth/{id}"), &token)
         .send()
         .await
         .unwrap();
@@ -543,9 +522,7 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
     let tom = agency.app.token(agency.teammate.id, WRITE).await;
     let response = agency
         .app
-        .client
-        .get(agency.app.url(&format!("/oauth/reauth/{id}")))
-        .header("Authorization", format!("Token {tom}"))
+        .with_token(reqwest::Method::GET, &format!("/oauth/reauth/{id}"), &tom)
         .send()
         .await
         .unwrap();
@@ -556,9 +533,11 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
         .await;
     let response = agency
         .app
-        .client
-        .get(agency.app.url(&format!("/oauth/reauth/{id}")))
-        .header("Authorization", format!("Token {reader}"))
+        .with_token(
+            reqwest::Method::GET,
+            &format!("/oauth/reauth/{id}"),
+            &reader,
+        )
         .send()
         .await
         .unwrap();
@@ -579,14 +558,15 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
         location(&response)
     );
 
-    let (status, body) = send(
-        agency,
-        Method::DELETE,
-        &format!("/api/v2/connections/{id}?confirmed=true"),
-        &token,
-        None,
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::DELETE,
+            &format!("/api/v2/connections/{id}?confirmed=true"),
+            &token,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let refresh = second["refresh_token"].as_str().unwrap();
     assert_eq!(world.provider.introspect(refresh).await["active"], false);
@@ -642,51 +622,50 @@ async fn a_connection_brings_its_own_oauth_client(backend: Backend) {
     let token = agency.app.token(agency.requester.id, WRITE).await;
     let path = format!("/api/v2/connections?teamId={}", agency.app.team);
 
-    let (status, body) = send(
-        &agency,
-        Method::POST,
-        &path,
-        &token,
-        Some(json!({ "accountType": APP })),
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::POST,
+            &path,
+            &token,
+            Some(json!({ "accountType": APP })),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(
         query_value(body["redirectUri"].as_str().unwrap(), "client_id"),
         "configured-but-unknown"
     );
-    let (status, answer) = send(
-        &agency,
-        Method::POST,
-        &path,
-        &token,
-        Some(json!({ "accountType": APP, "clientId": provider.client_id })),
-    )
-    .await;
+    let (status, answer) = agency
+        .app
+        .send(
+            Method::POST,
+            &path,
+            &token,
+            Some(json!({ "accountType": APP, "clientId": provider.client_id })),
+        )
+        .await;
     let answer = assert_error(status, &answer, StatusCode::BAD_REQUEST);
     assert_eq!(answer["suberrors"][0]["field"], "clientSecret");
 
-    let (status, body) = send(
-        &agency,
-        Method::POST,
-        &path,
-        &token,
-        Some(json!({
-            "accountType": APP, "accountName": "Own client",
-            "clientId": provider.client_id, "clientSecret": provider.client_secret,
-        })),
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::POST,
+            &path,
+            &token,
+            Some(json!({
+                "accountType": APP, "accountName": "Own client",
+                "clientId": provider.client_id, "clientSecret": provider.client_secret,
+            })),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let consent_url = body["redirectUri"].as_str().unwrap();
     assert_eq!(query_value(consent_url, "client_id"), provider.client_id);
     let outcome = provider.consent(consent_url, "rita", true).await;
     register_secret(outcome.code.as_deref().unwrap());
-    let rita = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let rita = browser();
     sign_in(&agency, &rita, "/").await;
     let response = rita.get(outcome.redirect.clone()).send().await.unwrap();
     let status = response.status();
@@ -707,44 +686,50 @@ async fn a_connection_brings_its_own_oauth_client(backend: Backend) {
         .find(|c| c.name == "Own client")
         .expect("created");
     let id = connection.id;
-    let (status, body) = send(
-        &agency,
-        Method::GET,
-        &format!("/api/v2/connections/{id}"),
-        &token,
-        None,
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::GET,
+            &format!("/api/v2/connections/{id}"),
+            &token,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["connection"]["oauthClientId"], provider.client_id);
-    let values = sealed_values(&agency, connection).await;
+    let values = agency.app.connection_values(connection).await;
     assert_eq!(
         values["oauth_client_secret"],
         provider.client_secret.as_str()
     );
 
     // Testing refreshes the token: only the connection's own client can.
-    let (status, body) = send(
-        &agency,
-        Method::POST,
-        &format!("/api/v2/connections/{id}/test"),
-        &token,
-        None,
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::POST,
+            &format!("/api/v2/connections/{id}/test"),
+            &token,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["verified"], true);
     assert_eq!(provider.token_requests("refresh_token").await, 1);
-    let refreshed = sealed_values(&agency, &stored_connection(&agency, id).await.unwrap()).await;
+    let refreshed = agency
+        .app
+        .connection_values(&agency.app.stored_connection(id).await.unwrap())
+        .await;
 
-    let (status, _) = send(
-        &agency,
-        Method::DELETE,
-        &format!("/api/v2/connections/{id}?confirmed=true"),
-        &token,
-        None,
-    )
-    .await;
+    let (status, _) = agency
+        .app
+        .send(
+            Method::DELETE,
+            &format!("/api/v2/connections/{id}?confirmed=true"),
+            &token,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let refresh = refreshed["refresh_token"].as_str().unwrap();
     assert_eq!(provider.introspect(refresh).await["active"], false);
@@ -766,19 +751,7 @@ async fn sign_in(agency: &Agency, browser: &reqwest::Client, next: &str) -> Stri
         .text()
         .await
         .unwrap();
-    let field = |name: &str| {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = page
-            .find(&marker)
-            .unwrap_or_else(|| panic!("{name} in {page}"))
-            + marker.len();
-        page[start..]
-            .split('"')
-            .next()
-            .unwrap()
-            .replace("&amp;", "&")
-    };
-    let (csrf, next) = (field("csrf_token"), field("next"));
+    let (csrf, next) = (field_of(&page, "csrf_token"), field_of(&page, "next"));
     let response = browser
         .post(agency.app.url("/sign-in"))
         .form(&[
@@ -804,14 +777,15 @@ async fn a_callback_without_a_session_passes_through_sign_in(backend: Backend) {
     let world = world(backend, true).await;
     let agency = &world.agency;
     let token = agency.app.token(agency.requester.id, WRITE).await;
-    let (status, body) = send(
-        agency,
-        Method::POST,
-        &format!("/api/v2/connections?teamId={}", agency.app.team),
-        &token,
-        Some(json!({ "accountType": APP, "accountName": "From a fresh window" })),
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::POST,
+            &format!("/api/v2/connections?teamId={}", agency.app.team),
+            &token,
+            Some(json!({ "accountType": APP, "accountName": "From a fresh window" })),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let outcome = world
         .provider
@@ -819,11 +793,7 @@ async fn a_callback_without_a_session_passes_through_sign_in(backend: Backend) {
         .await;
     register_secret(outcome.code.as_deref().unwrap());
 
-    let fresh = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let fresh = browser();
     let response = fresh.get(outcome.redirect.clone()).send().await.unwrap();
     assert!(response.status().is_redirection());
     let to = location(&response);
@@ -856,7 +826,7 @@ async fn a_callback_without_a_session_passes_through_sign_in(backend: Backend) {
 async fn a_connection_a_recipient_provided(backend: Backend) {
     let world = world(backend, true).await;
     let agency = &world.agency;
-    let tom = browser(&world, &agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let connection = world.connection().await;
     let tokens = world.tokens(&connection).await;
@@ -864,9 +834,11 @@ async fn a_connection_a_recipient_provided(backend: Backend) {
 
     let response = agency
         .app
-        .client
-        .get(agency.app.url(&format!("/oauth/reauth/{}", connection.id)))
-        .header("Authorization", format!("Token {token}"))
+        .with_token(
+            reqwest::Method::GET,
+            &format!("/oauth/reauth/{}", connection.id),
+            &token,
+        )
         .send()
         .await
         .unwrap();
@@ -880,14 +852,15 @@ async fn a_connection_a_recipient_provided(backend: Backend) {
         "{answer}"
     );
 
-    let (status, answer) = send(
-        agency,
-        Method::DELETE,
-        &format!("/api/v2/connections/{}", connection.id),
-        &token,
-        None,
-    )
-    .await;
+    let (status, answer) = agency
+        .app
+        .send(
+            Method::DELETE,
+            &format!("/api/v2/connections/{}", connection.id),
+            &token,
+            None,
+        )
+        .await;
     let answer = assert_error(status, &answer, StatusCode::CONFLICT);
     assert!(
         answer["detail"]
@@ -896,19 +869,20 @@ async fn a_connection_a_recipient_provided(backend: Backend) {
             .contains("back to pending"),
         "{answer}"
     );
-    let (status, body) = send(
-        agency,
-        Method::DELETE,
-        &format!("/api/v2/connections/{}?confirmed=true", connection.id),
-        &token,
-        None,
-    )
-    .await;
+    let (status, body) = agency
+        .app
+        .send(
+            Method::DELETE,
+            &format!("/api/v2/connections/{}?confirmed=true", connection.id),
+            &token,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let credential = world.stored().await;
     assert_eq!(credential.state, CredentialState::Pending);
     assert_eq!(credential.connection_id, None);
-    assert!(stored_connection(agency, connection.id).await.is_none());
+    assert!(agency.app.stored_connection(connection.id).await.is_none());
     let told = agency
         .outbox()
         .await

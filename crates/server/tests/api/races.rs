@@ -13,134 +13,25 @@
 //!   or the callback query that the consenting person controls) is stored and
 //!   shown only without the connection's secrets, and capped.
 
-use crate::fixtures::Agency;
-use crate::helpers::{assert_no_secret, captured_logs, register_secret};
-use crate::oauth::{browser, world, World};
+use crate::oauth::{world, World};
 use crate::on_both_backends;
-use axum::http::{HeaderMap, StatusCode};
+use crate::support::Agency;
+use crate::support::{
+    api_key_app, assert_no_secret, captured_logs, register_secret, signed_in, Held, Upstream,
+};
+use axum::http::StatusCode;
 use credence_domain::CredentialState;
 use credence_store::Backend;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 
 /// The key of the held app.
 const HELD_APP: &str = "held-crm";
 
-/// One verify call held by [`HoldingUpstream`]: `arrived` fires when the
-/// call came in; dropping or sending on `release` lets the answer go.
-struct Held {
-    arrived: oneshot::Receiver<()>,
-    release: oneshot::Sender<()>,
-}
-
-/// A held call's two signals: "it arrived" to the test, "let it go" from it.
-type HoldSignals = (oneshot::Sender<()>, oneshot::Receiver<()>);
-
-/// An app's API like `fixtures::Upstream` (`GET /v1/me`: 200 for an accepted
-/// key, 401 otherwise) whose answer for a key marked with [`Self::hold`]
-/// waits until the test releases it.
-#[derive(Clone)]
-struct HoldingUpstream {
-    port: u16,
-    accepted: Arc<Mutex<HashSet<String>>>,
-    /// Per key: tell the test the call arrived, then wait for its release.
-    holds: Arc<Mutex<HashMap<String, HoldSignals>>>,
-}
-
-impl HoldingUpstream {
-    async fn start() -> HoldingUpstream {
-        let upstream = HoldingUpstream {
-            port: 0,
-            accepted: Arc::default(),
-            holds: Arc::default(),
-        };
-        let (accepted, holds) = (upstream.accepted.clone(), upstream.holds.clone());
-        let verify = move |headers: HeaderMap| {
-            let (accepted, holds) = (accepted.clone(), holds.clone());
-            async move {
-                let key = headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .unwrap_or("")
-                    .to_string();
-                let hold = holds.lock().unwrap().remove(&key);
-                if let Some((arrived, release)) = hold {
-                    let _ = arrived.send(());
-                    let _ = release.await;
-                }
-                if accepted.lock().unwrap().contains(&key) {
-                    (StatusCode::OK, axum::Json(json!({ "id": 1 })))
-                } else {
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        axum::Json(json!({ "error": "invalid key" })),
-                    )
-                }
-            }
-        };
-        let router = axum::Router::new().route("/v1/me", axum::routing::get(verify));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        HoldingUpstream { port, ..upstream }
-    }
-
-    fn accept(&self, key: &str) {
-        register_secret(key);
-        self.accepted.lock().unwrap().insert(key.to_string());
-    }
-
-    fn reject(&self, key: &str) {
-        self.accepted.lock().unwrap().remove(key);
-    }
-
-    /// The next verify call with `key` waits until the answer is released.
-    fn hold(&self, key: &str) -> Held {
-        let (arrived_sender, arrived) = oneshot::channel();
-        let (release, release_receiver) = oneshot::channel();
-        self.holds
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), (arrived_sender, release_receiver));
-        Held { arrived, release }
-    }
-
-    /// An operator app file for an API-key app verified here.
-    fn app_file(&self) -> String {
-        format!(
-            r#"key = "{HELD_APP}"
-label = "Held CRM"
-allow_private_hosts = true
-
-[[versions]]
-version = 1
-base_url = "http://127.0.0.1:{port}"
-verify = {{ method = "GET", path = "/v1/me" }}
-
-[versions.auth]
-kind = "api_key"
-fields = [{{ name = "apiKey", label = "API key", secret = true }}]
-inject = {{ header = "Authorization", value = "Bearer {{apiKey}}" }}
-
-[[versions.modules]]
-key = "searchContacts"
-label = "Search contacts"
-kind = "search"
-access = "read"
-operations = ["GET /v1/contacts"]
-"#,
-            port = self.port
-        )
-    }
-}
-
 /// An agency with the held app; Tom (the teammate) is the recipient.
-async fn held_agency(backend: Backend) -> (Agency, HoldingUpstream) {
-    let upstream = HoldingUpstream::start().await;
-    let agency = Agency::start_with(backend, &[(HELD_APP, upstream.app_file())], |_| {}).await;
+async fn held_agency(backend: Backend) -> (Agency, Upstream) {
+    let upstream = Upstream::start().await;
+    let app_file = api_key_app(HELD_APP, "Held CRM", &upstream);
+    let agency = Agency::start_with(backend, &[(HELD_APP, app_file)], |_| {}).await;
     (agency, upstream)
 }
 
@@ -170,7 +61,7 @@ async fn authorize_with(
 /// connection. Answers (request id, credential id, connection id).
 async fn reauthorizing(
     agency: &Agency,
-    upstream: &HoldingUpstream,
+    upstream: &Upstream,
     round: usize,
 ) -> (String, String, i64) {
     let (request, credentials, _) = agency.create_request(agency.teammate.id, &[HELD_APP]).await;
@@ -443,7 +334,7 @@ async fn a_reauthorization_request_tested_on_a_replaced_connection_is_refused(ba
 /// An OAuth credential authorized through consent; answers its connection id.
 async fn authorized_oauth(backend: Backend) -> (World, i64) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let connection = world.connection().await;
     world.tokens(&connection).await;
@@ -509,20 +400,7 @@ async fn a_refresh_releases_only_its_own_refresh_lease(backend: Backend) {
 /// `invalid_reason`, the audit entries' details and the notifications.
 async fn stored_reasons(world: &World) -> Vec<String> {
     let mut texts = vec![world.stored().await.invalid_reason.unwrap_or_default()];
-    let filter = credence_store::AuditFilter {
-        limit: 10_000,
-        ..Default::default()
-    };
-    let (entries, _) = world
-        .agency
-        .app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_audit(&filter)
-        .await
-        .unwrap();
+    let entries = world.agency.app.audit_entries(&[]).await;
     texts.extend(entries.into_iter().map(|e| e.details));
     texts.extend(
         world
@@ -608,7 +486,7 @@ async fn a_refresh_refusal_that_echoes_the_tokens_is_stored_without_them(backend
 /// reason that holds none of them.
 async fn a_code_exchange_refusal_that_echoes_the_code_is_stored_without_it(backend: Backend) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     let (status, body) = world
         .agency
         .post(
@@ -642,7 +520,7 @@ async fn a_code_exchange_refusal_that_echoes_the_code_is_stored_without_it(backe
 /// secret of the flow.
 async fn a_callback_error_description_is_stored_capped_and_without_secrets(backend: Backend) {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     let (status, body) = world
         .agency
         .post(

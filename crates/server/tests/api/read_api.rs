@@ -1,8 +1,8 @@
 //! The Make-compatible read endpoints: `/users/me`, `/organizations`, `/teams`
 //! and the team members list, with who may see what.
 
-use crate::helpers::{assert_error, spawn_app};
 use crate::on_both_backends;
+use crate::support::{assert_error, spawn_app};
 use credence::service::identity;
 use credence_store::Backend;
 use reqwest::StatusCode;

@@ -7,9 +7,9 @@
 //! the feature, the plan, the current state), and for having stored nothing:
 //! rows are counted straight in the database, across every organization.
 
-use crate::fixtures::{Agency, SCOPES};
-use crate::helpers::{assert_error, Person, TestApp};
 use crate::on_both_backends;
+use crate::support::{assert_error, Person, TestApp};
+use crate::support::{Agency, SCOPES};
 use credence::service::{features, identity};
 use credence_domain::{
     Actor, CredentialAction, CredentialState, Feature, OrganizationId, RequestRefusal, TeamId,
@@ -29,28 +29,10 @@ const FEATURE: &str = "/api/v2/credential-requests/feature";
 
 /// How many rows `table` holds, counted in the database itself.
 async fn rows(app: &TestApp, table: &str) -> i64 {
-    use sqlx::Connection;
-    let sql = format!("SELECT COUNT(*) FROM {table}");
-    match app.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar::<_, i64>(&sql)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap()
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar::<_, i64>(&sql)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap()
-        }
-    }
+    app.sql()
+        .await
+        .value(&format!("SELECT COUNT(*) FROM {table}"))
+        .await
 }
 
 /// What a request can leave behind, in every organization.
@@ -96,9 +78,7 @@ fn detail(body: &Value) -> &str {
 async fn post_raw(agency: &Agency, path: &str, token: &str, raw: &str) -> (StatusCode, Value) {
     let response = agency
         .app
-        .client
-        .post(agency.app.url(path))
-        .header("Authorization", format!("Token {token}"))
+        .with_token(reqwest::Method::POST, path, &token)
         .header("Content-Type", "application/json")
         .body(raw.to_string())
         .send()

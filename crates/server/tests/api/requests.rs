@@ -2,9 +2,9 @@
 //! a key the app verifies, reauthorization, decline, revoke, delete — with the
 //! audit trail, the outbox, and no secret anywhere it should not be.
 
-use crate::fixtures::Agency;
-use crate::helpers::assert_error;
 use crate::on_both_backends;
+use crate::support::Agency;
+use crate::support::{assert_error, browser, csrf_of};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -286,7 +286,7 @@ async fn a_request_goes_from_pending_to_authorized_and_back_with_every_step_audi
     // the logs; no request link in the logs either.
     let everything = bodies.iter().map(Value::to_string).collect::<String>()
         + &crate::tokens::database_text(&agency.app).await;
-    let logs = crate::helpers::captured_logs();
+    let logs = crate::support::captured_logs();
     assert!(
         logs.contains("credential request created"),
         "the log capture works"
@@ -434,11 +434,7 @@ async fn an_external_recipient_is_invited_as_a_guest_and_finds_the_request(backe
         .contains(invitation.rsplit('/').next().unwrap()));
 
     // The request link alone grants nothing: sign in first; signed in as someone else, 404.
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser = browser();
     let response = browser.get(&public_uri).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(response.headers()["location"]
@@ -455,14 +451,7 @@ async fn an_external_recipient_is_invited_as_a_guest_and_finds_the_request(backe
         .text()
         .await
         .unwrap();
-    let csrf = page
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&page);
     let response = browser
         .post(&invitation)
         .form(&[
@@ -532,11 +521,7 @@ async fn an_external_recipient_is_invited_as_a_guest_and_finds_the_request(backe
     let response = browser.get(&invitation).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     // Someone else signed in opens the link: 404, like a link that does not exist.
-    let other = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let other = crate::support::browser();
     let page = other
         .get(agency.app.url("/sign-in"))
         .send()
@@ -545,14 +530,7 @@ async fn an_external_recipient_is_invited_as_a_guest_and_finds_the_request(backe
         .text()
         .await
         .unwrap();
-    let csrf = page
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&page);
     other
         .post(agency.app.url("/sign-in"))
         .form(&[

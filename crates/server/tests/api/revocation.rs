@@ -8,12 +8,12 @@
 //! secret alive: the connection goes anyway and the audit log says the
 //! revocation failed.
 
-use crate::fixtures::SCOPES;
-use crate::helpers::{assert_error, assert_no_secret, captured_logs};
-use crate::oauth::{browser, world, World};
+use crate::oauth::{world, World};
 use crate::on_both_backends;
+use crate::support::SCOPES;
+use crate::support::{assert_error, assert_no_secret, captured_logs, signed_in};
 use credence_domain::CredentialState;
-use credence_store::{AuditEntry, AuditFilter, Backend, Connection};
+use credence_store::{AuditEntry, Backend, Connection};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -33,7 +33,7 @@ struct Authorized {
 /// the provider, the connection readable, and nothing was revoked yet.
 async fn authorized(backend: Backend) -> Authorized {
     let world = world(backend, true).await;
-    let tom = browser(&world, &world.agency.teammate).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let connection = world.connection().await;
     // `tokens` registers both for the suite's secret tripwire.
@@ -71,25 +71,11 @@ async fn authorized(backend: Backend) -> Authorized {
 
 /// The `connection.revoked_at_provider` entries of the audit log, oldest first.
 async fn revocations(world: &World) -> Vec<AuditEntry> {
-    let filter = AuditFilter {
-        limit: 10_000,
-        oldest_first: true,
-        ..Default::default()
-    };
-    let (entries, _) = world
+    world
         .agency
         .app
-        .store
-        .db()
+        .audit_entries(&["connection.revoked_at_provider"])
         .await
-        .unwrap()
-        .list_audit(&filter)
-        .await
-        .unwrap();
-    entries
-        .into_iter()
-        .filter(|e| e.event == "connection.revoked_at_provider")
-        .collect()
 }
 
 impl Authorized {

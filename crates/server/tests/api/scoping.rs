@@ -6,9 +6,9 @@
 //! with `makeProviderId`, whose ids are sequential. And repeated query
 //! parameters are capped, so a long query is a 400, never a 500.
 
-use crate::fixtures::Agency;
-use crate::helpers::assert_error;
 use crate::on_both_backends;
+use crate::support::Agency;
+use crate::support::{accept_invitation_link, assert_error};
 use credence::service::identity;
 use credence_domain::{OrganizationId, UserId};
 use credence_store::Backend;
@@ -356,45 +356,10 @@ async fn a_guest_who_accepted_an_invitation_reads_neither_the_team_nor_its_membe
 /// Accepts the invitation the outbox holds for `email` in a browser (sign up
 /// with a password) and answers the new user's id.
 async fn accept_invitation(agency: &Agency, email: &str) -> UserId {
-    let outbox = agency.outbox().await;
-    let (_, _, payload) = outbox
-        .iter()
-        .find(|(kind, to, _)| kind == "credential_request.invitation" && to == email)
-        .expect("an invitation");
-    let invitation = payload["invitationLink"].as_str().unwrap().to_string();
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = browser
-        .get(&invitation)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .unwrap_or_else(|| panic!("the invitation page has a CSRF field: {page}"))
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let response = browser
-        .post(&invitation)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("name", "Cleo C."),
-            ("password", "cleo's long password"),
-            ("password_again", "cleo's long password"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let invitation = agency.invitation_link(email).await;
+    let (page, post) = accept_invitation_link(&invitation).await;
+    assert_eq!(page, StatusCode::OK, "the invitation page opens");
+    assert_eq!(post, StatusCode::SEE_OTHER);
     agency
         .app
         .store

@@ -8,8 +8,8 @@
 //! Needs `node` and `npm ci --prefix tests/sdk`; `scripts/test` installs both.
 //! Never skipped: without them the test fails and says so.
 
-use crate::fixtures::Agency;
 use crate::on_both_backends;
+use crate::support::Agency;
 use credence_domain::{CredentialId, RequestId};
 use credence_store::Backend;
 use reqwest::StatusCode;

@@ -2,33 +2,15 @@
 //! prefix, never in plain text in a column, bound to their row, and redacted in
 //! every `Debug`.
 
-use crate::helpers::spawn_app;
 use crate::on_both_backends;
+use crate::support::spawn_app;
 use credence::service::{self, secrets};
 use credence_store::Backend;
 use credence_vault::Vault;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
-async fn execute(app: &crate::helpers::TestApp, sql: &str) {
-    use sqlx::Connection;
-    match app.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-    }
-}
-
-fn vault_of(app: &crate::helpers::TestApp) -> Arc<Vault> {
+fn vault_of(app: &crate::support::TestApp) -> Arc<Vault> {
     Arc::new(Vault::open_or_create(&app.dir.path().join("credence.key")).unwrap())
 }
 
@@ -85,7 +67,7 @@ async fn sealed_secrets_open_only_in_their_own_row(backend: Backend) {
     ));
 
     // Moved to another row: refused.
-    execute(&app, &format!("UPDATE secrets SET sealed = (SELECT sealed FROM secrets WHERE id = '{first}') WHERE id = '{second}'")).await;
+    app.sql().await.execute(&format!("UPDATE secrets SET sealed = (SELECT sealed FROM secrets WHERE id = '{first}') WHERE id = '{second}'")).await;
     let moved = secrets::open_unowned(&app.store, &vault, &second, "api-key").await;
     assert!(
         matches!(moved, Err(service::Error::Internal(_))),
@@ -99,11 +81,12 @@ async fn sealed_secrets_open_only_in_their_own_row(backend: Backend) {
         chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
         chars.into_iter().collect::<String>()
     };
-    execute(
-        &app,
-        &format!("UPDATE secrets SET sealed = '{tampered}' WHERE id = '{first}'"),
-    )
-    .await;
+    app.sql()
+        .await
+        .execute(&format!(
+            "UPDATE secrets SET sealed = '{tampered}' WHERE id = '{first}'"
+        ))
+        .await;
     let error = secrets::open_unowned(&app.store, &vault, &first, "api-key")
         .await
         .unwrap_err();

@@ -1,61 +1,12 @@
 //! Browser sign-in: the one-time setup link, password sign-in with cookie
 //! sessions, sign-out, CSRF on every form and rate limits on attempts.
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 use crate::on_both_backends;
+use crate::support::{
+    browser, csrf_of, form_page, set_cookie, sign_in, spawn_app, spawn_app_with, TestApp,
+};
 use credence_store::Backend;
 use reqwest::StatusCode;
-
-/// A browser: keeps cookies, does not follow redirects.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The hidden CSRF field of a page.
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("the page has a csrf_token field") + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
-}
-
-async fn form_page(client: &reqwest::Client, url: &str) -> String {
-    let response = client.get(url).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "GET {url}");
-    csrf_of(&response.text().await.unwrap())
-}
-
-async fn sign_in(
-    app: &TestApp,
-    client: &reqwest::Client,
-    email: &str,
-    password: &str,
-) -> reqwest::Response {
-    let csrf = form_page(client, &app.url("/sign-in")).await;
-    client
-        .post(app.url("/sign-in"))
-        .form(&[
-            ("email", email),
-            ("password", password),
-            ("csrf_token", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap()
-}
-
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(str::to_string)
-}
 
 async fn home_shows(app: &TestApp, client: &reqwest::Client) -> Option<String> {
     let response = client.get(app.url("/")).send().await.unwrap();

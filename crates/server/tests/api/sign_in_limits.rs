@@ -5,8 +5,8 @@
 //! counters live in the database (shared by instances), and argon2 runs behind
 //! a gate. Time is the limits' injected clock: windows end when a test says so.
 
-use crate::helpers::{spawn_app_with_limits, TestApp};
 use crate::on_both_backends;
+use crate::support::{browser, csrf_of, spawn_app_with_limits, TestApp};
 use chrono::{DateTime, Utc};
 use credence::http::web::SignInLimits;
 use credence_store::Backend;
@@ -48,20 +48,8 @@ async fn behind_a_proxy(backend: Backend, clock: &TestClock, proxies: &[&str]) -
     .await
 }
 
-/// A browser: keeps cookies, does not follow redirects.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 async fn csrf_token(client: &reqwest::Client, url: &str) -> String {
-    let html = client.get(url).send().await.unwrap().text().await.unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("the page has a csrf_token field") + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
+    csrf_of(&client.get(url).send().await.unwrap().text().await.unwrap())
 }
 
 /// Posts the sign-in form to `base` with `header: value` (a forwarding header) when given.
@@ -769,22 +757,10 @@ async fn a_password_reset_by_setup_link_forgets_the_browsers_known_before(backen
 
 /// A raw connection to the app's database, to look at what is stored.
 async fn stored_counter_keys(app: &TestApp) -> Vec<String> {
-    use sqlx::Connection;
-    let sql = "SELECT key FROM sign_in_counters";
-    match app.backend {
-        Backend::Sqlite => {
-            let mut c = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap()
-        }
-        Backend::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap()
-        }
-    }
+    app.sql()
+        .await
+        .column("SELECT key FROM sign_in_counters")
+        .await
 }
 
 async fn a_password_typed_into_the_email_field_is_not_a_plain_hash_in_the_counters(

@@ -6,71 +6,15 @@
 //! Time passing is simulated by moving a stored expiry into the past, not by
 //! waiting.
 
-use crate::fixtures::Agency;
-use crate::helpers::{assert_error, spawn_app, TestApp};
 use crate::on_both_backends;
+use crate::support::Agency;
+use crate::support::{
+    accept_invitation_link, assert_error, browser, csrf_of, sign_in, spawn_app, TestApp,
+};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-async fn send(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app
-        .client
-        .request(method, app.url(path))
-        .header("Authorization", format!("Token {token}"));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Runs `sql` with the one parameter `at` straight on the test's database: the
-/// stand-in for a clock that moved on.
-async fn run_sql_at(app: &TestApp, sql: &str, at: DateTime<Utc>) {
-    use sqlx::Connection;
-    match app.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query(sql).bind(at).execute(&mut conn).await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::query(sql).bind(at).execute(&mut conn).await.unwrap();
-        }
-    }
-}
-
-/// The audit entries of `event`, oldest first.
-async fn audit_entries(app: &TestApp, event: &str) -> Vec<credence_store::AuditEntry> {
-    let filter = credence_store::AuditFilter {
-        events: vec![event.to_string()],
-        limit: 1000,
-        oldest_first: true,
-        ..Default::default()
-    };
-    let (entries, _) = app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_audit(&filter)
-        .await
-        .unwrap();
-    entries
-}
 
 async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_tokens(
     backend: Backend,
@@ -89,40 +33,40 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
         .unwrap()[0]
         .id;
 
-    let (status, body) = send(
-        &app,
-        reqwest::Method::GET,
-        "/api/v2/users/me/api-tokens",
-        &narrow,
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::GET,
+            "/api/v2/users/me/api-tokens",
+            &narrow,
+            None,
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     assert!(
         body["detail"].as_str().unwrap().contains("user:read"),
         "{body}"
     );
-    let (status, body) = send(
-        &app,
-        reqwest::Method::POST,
-        "/api/v2/users/me/api-tokens",
-        &narrow,
-        Some(json!({ "label": "more", "scope": ["connections:read"] })),
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v2/users/me/api-tokens",
+            &narrow,
+            Some(json!({ "label": "more", "scope": ["connections:read"] })),
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     assert!(
         body["detail"].as_str().unwrap().contains("user:write"),
         "{body}"
     );
-    let (status, body) = send(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/api/v2/users/me/api-tokens/{precious_id}"),
-        &narrow,
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/users/me/api-tokens/{precious_id}"),
+            &narrow,
+            None,
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     assert!(
         body["detail"].as_str().unwrap().contains("user:write"),
@@ -157,37 +101,37 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
         .await
         .unwrap()[1]
         .id;
-    let (status, body) = send(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/api/v2/users/me/api-tokens/{narrow_id}"),
-        &narrow,
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/users/me/api-tokens/{narrow_id}"),
+            &narrow,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // With Make's user:write, tokens are managed.
     let manager = app.token(admin, "user:read,user:write").await;
-    let (status, body) = send(
-        &app,
-        reqwest::Method::GET,
-        "/api/v2/users/me/api-tokens",
-        &manager,
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::GET,
+            "/api/v2/users/me/api-tokens",
+            &manager,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // ... but only tokens within the manager's own scopes: one without
     // credential-requests:write cannot cut off the token that holds it.
-    let (status, body) = send(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/api/v2/users/me/api-tokens/{precious_id}"),
-        &manager,
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/users/me/api-tokens/{precious_id}"),
+            &manager,
+            None,
+        )
+        .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     assert!(
         body["detail"]
@@ -203,14 +147,14 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
     let manager = app
         .token(admin, "user:read,user:write,credential-requests:write")
         .await;
-    let (status, body) = send(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/api/v2/users/me/api-tokens/{precious_id}"),
-        &manager,
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/users/me/api-tokens/{precious_id}"),
+            &manager,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app.get_json("/api/v2/users/me", &precious).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED);
@@ -223,19 +167,19 @@ async fn creating_and_deleting_an_api_token_is_audited_with_label_and_scopes_nev
     let app = spawn_app(backend).await;
     let admin = app.admin_id().await;
     let manager = app.token(admin, "user:read,user:write,teams:read").await;
-    let (status, body) = send(
-        &app,
-        reqwest::Method::POST,
-        "/api/v2/users/me/api-tokens",
-        &manager,
-        Some(json!({ "label": "ci deploys", "scope": ["teams:read"] })),
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v2/users/me/api-tokens",
+            &manager,
+            Some(json!({ "label": "ci deploys", "scope": ["teams:read"] })),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let value = body["apiToken"]["token"].as_str().unwrap().to_string();
     let id = body["apiToken"]["id"].as_i64().unwrap();
 
-    let created = audit_entries(&app, "api_token.created").await;
+    let created = app.audit_entries(&["api_token.created"]).await;
     assert_eq!(
         created.len(),
         1,
@@ -254,16 +198,16 @@ async fn creating_and_deleting_an_api_token_is_audited_with_label_and_scopes_nev
         "the value is never audited"
     );
 
-    let (status, body) = send(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/api/v2/users/me/api-tokens/{id}"),
-        &manager,
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/users/me/api-tokens/{id}"),
+            &manager,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let deleted = audit_entries(&app, "api_token.deleted").await;
+    let deleted = app.audit_entries(&["api_token.deleted"]).await;
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0].target_id, id.to_string());
     let details: Value = serde_json::from_str(&deleted[0].details).unwrap();
@@ -281,8 +225,7 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
     let admin = app.admin_id().await;
     let manager = app.token(admin, "user:read,user:write").await;
     let create = |body: Value| {
-        send(
-            &app,
+        app.send(
             reqwest::Method::POST,
             "/api/v2/users/me/api-tokens",
             &manager,
@@ -335,14 +278,14 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
     let answered: DateTime<Utc> =
         serde_json::from_value(body["apiToken"]["expiresAt"].clone()).unwrap();
     assert_eq!(answered, expiry);
-    let (status, listed) = send(
-        &app,
-        reqwest::Method::GET,
-        "/api/v2/users/me/api-tokens",
-        &manager,
-        None,
-    )
-    .await;
+    let (status, listed) = app
+        .send(
+            reqwest::Method::GET,
+            "/api/v2/users/me/api-tokens",
+            &manager,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let listed = listed["apiTokens"].as_array().unwrap();
     let shown = listed.iter().find(|t| t["id"] == id).unwrap();
@@ -370,14 +313,14 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
         Value::Null,
         json!((Utc::now() + Duration::days(2)).to_rfc3339()),
     ] {
-        let (status, body) = send(
-            &app,
-            reqwest::Method::POST,
-            "/api/v2/users/me/api-tokens",
-            &expiring_manager,
-            Some(json!({ "label": "longer", "scope": ["user:read"], "expiresAt": expiry })),
-        )
-        .await;
+        let (status, body) = app
+            .send(
+                reqwest::Method::POST,
+                "/api/v2/users/me/api-tokens",
+                &expiring_manager,
+                Some(json!({ "label": "longer", "scope": ["user:read"], "expiresAt": expiry })),
+            )
+            .await;
         assert_error(status, &body, StatusCode::BAD_REQUEST);
         assert_eq!(body["suberrors"][0]["field"], "expiresAt", "{body}");
         assert!(
@@ -390,12 +333,13 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
     }
 
     // The month passed.
-    run_sql_at(
-        &app,
-        &format!("UPDATE api_tokens SET expires_at = $1 WHERE id = {id}"),
-        Utc::now() - Duration::seconds(1),
-    )
-    .await;
+    app.sql()
+        .await
+        .execute_at(
+            &format!("UPDATE api_tokens SET expires_at = $1 WHERE id = {id}"),
+            Utc::now() - Duration::seconds(1),
+        )
+        .await;
     let (status, body) = app.get_json("/api/v2/users/me", &value).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED);
     assert!(
@@ -490,64 +434,8 @@ async fn invite_outsider(agency: &Agency, email: &str) -> (String, String) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let request = created["request"]["id"].as_str().unwrap().to_string();
-    let link = agency
-        .outbox()
-        .await
-        .into_iter()
-        .find(|(kind, to, _)| kind == "credential_request.invitation" && to == email)
-        .expect("an invitation")
-        .2["invitationLink"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let link = agency.invitation_link(email).await;
     (request, link)
-}
-
-/// Tries to accept an invitation by creating the account; returns the status
-/// of the page and of the form post.
-async fn try_to_accept(link: &str) -> (StatusCode, StatusCode) {
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = browser.get(link).send().await.unwrap();
-    let page_status = page.status();
-    let html = page.text().await.unwrap();
-    // A refused page has no form; reuse a CSRF pair from any form page then.
-    let csrf = match html.split("name=\"csrf_token\" value=\"").nth(1) {
-        Some(rest) => rest.split('"').next().unwrap().to_string(),
-        None => {
-            let sign_in = link.split("/invitations/").next().unwrap().to_string() + "/sign-in";
-            let html = browser
-                .get(sign_in)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            html.split("name=\"csrf_token\" value=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_string()
-        }
-    };
-    let post = browser
-        .post(link)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("name", "Cleo C."),
-            ("password", "cleo's long password"),
-            ("password_again", "cleo's long password"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    (page_status, post.status())
 }
 
 /// Invitations made before they carried an expiry (`expires_at` NULL after
@@ -558,15 +446,11 @@ async fn an_invitation_made_before_expiries_lapses_fourteen_days_after_it_was_ma
     let agency = Agency::start(backend).await;
     let (_, old) = invite_outsider(&agency, "olga@client.example").await;
     let (_, recent) = invite_outsider(&agency, "rita@client.example").await;
-    run_sql_at(
-        &agency.app,
-        "UPDATE invitations SET expires_at = NULL, created_at = $1 WHERE email = 'olga@client.example'",
+    agency.app.sql().await.execute_at("UPDATE invitations SET expires_at = NULL, created_at = $1 WHERE email = 'olga@client.example'",
         Utc::now() - Duration::days(15),
     )
     .await;
-    run_sql_at(
-        &agency.app,
-        "UPDATE invitations SET expires_at = NULL, created_at = $1 WHERE email = 'rita@client.example'",
+    agency.app.sql().await.execute_at("UPDATE invitations SET expires_at = NULL, created_at = $1 WHERE email = 'rita@client.example'",
         Utc::now() - Duration::days(13),
     )
     .await;
@@ -585,13 +469,16 @@ async fn an_invitation_expires_after_fourteen_days(backend: Backend) {
     assert_eq!(response.status(), StatusCode::OK, "fresh, it opens");
 
     // Fourteen days and a second pass for Cleo's invitation.
-    run_sql_at(
-        &agency.app,
-        "UPDATE invitations SET expires_at = $1 WHERE email = 'cleo@client.example'",
-        Utc::now() - Duration::seconds(1),
-    )
-    .await;
-    let (page, post) = try_to_accept(&link).await;
+    agency
+        .app
+        .sql()
+        .await
+        .execute_at(
+            "UPDATE invitations SET expires_at = $1 WHERE email = 'cleo@client.example'",
+            Utc::now() - Duration::seconds(1),
+        )
+        .await;
+    let (page, post) = accept_invitation_link(&link).await;
     assert_eq!(page, StatusCode::NOT_FOUND);
     assert!(post.is_client_error(), "{post}");
     let mut db = agency.app.store.db().await.unwrap();
@@ -604,38 +491,18 @@ async fn an_invitation_expires_after_fourteen_days(backend: Backend) {
     );
 
     // The invitation is made to last fourteen days, no more.
-    let expires_at: Vec<DateTime<Utc>> = match agency.app.backend {
-        Backend::Sqlite => {
-            use sqlx::Connection;
-            let mut conn = sqlx::SqliteConnection::connect(&agency.app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar(
-                "SELECT expires_at FROM invitations WHERE email = 'carl@client.example'",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-        }
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&agency.app.database_url)
-                .await
-                .unwrap();
-            sqlx::query_scalar(
-                "SELECT expires_at FROM invitations WHERE email = 'carl@client.example'",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-        }
-    };
+    let expires_at: Vec<DateTime<Utc>> = agency
+        .app
+        .sql()
+        .await
+        .column("SELECT expires_at FROM invitations WHERE email = 'carl@client.example'")
+        .await;
     let lasts = expires_at[0] - Utc::now();
     assert!(
         lasts > Duration::days(14) - Duration::minutes(5) && lasts <= Duration::days(14),
         "expires in {lasts}"
     );
-    let (page, post) = try_to_accept(&link_later).await;
+    let (page, post) = accept_invitation_link(&link_later).await;
     assert_eq!(
         (page, post),
         (StatusCode::OK, StatusCode::SEE_OTHER),
@@ -656,7 +523,7 @@ async fn deleting_a_request_withdraws_its_invitation(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    let (page, post) = try_to_accept(&link).await;
+    let (page, post) = accept_invitation_link(&link).await;
     assert_eq!(page, StatusCode::NOT_FOUND);
     assert!(post.is_client_error(), "{post}");
     let mut db = agency.app.store.db().await.unwrap();
@@ -677,24 +544,6 @@ async fn deleting_a_request_withdraws_its_invitation(backend: Backend) {
     agency.app.stop().await;
 }
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn csrf_of(html: &str) -> String {
-    html.split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .expect("a csrf_token field")
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 async fn is_signed_in(app: &TestApp, client: &reqwest::Client) -> bool {
     client.get(app.url("/")).send().await.unwrap().status() == StatusCode::OK
 }
@@ -712,24 +561,7 @@ async fn completing_a_setup_link_ends_the_users_other_sessions(backend: Backend)
 
     // Ann is signed in on a laptop someone else now has.
     let stolen = browser();
-    let html = stolen
-        .get(app.url("/sign-in"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let response = stolen
-        .post(app.url("/sign-in"))
-        .form(&[
-            ("email", person.email.as_str()),
-            ("password", person.password.as_str()),
-            ("csrf_token", csrf_of(&html).as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = sign_in(&app, &stolen, &person.email, &person.password).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(is_signed_in(&app, &stolen).await);
 
@@ -760,36 +592,6 @@ async fn completing_a_setup_link_ends_the_users_other_sessions(backend: Backend)
     app.stop().await;
 }
 
-/// Runs the `credence` binary on the app's database and key file; answers
-/// (success, stdout, stderr).
-async fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let mut command = tokio::process::Command::new(crate::helpers::credence_bin());
-    for name in [
-        "CREDENCE_CONFIG",
-        "CREDENCE_LISTEN",
-        "CREDENCE_PUBLIC_URL",
-        "CREDENCE_LOG",
-    ] {
-        command.env_remove(name);
-    }
-    let output = command
-        .current_dir(app.dir.path())
-        .env("DATABASE_URL", &app.database_url)
-        .env("CREDENCE_DATA_DIR", app.dir.path())
-        .env("CREDENCE_KEY_FILE", app.dir.path().join("credence.key"))
-        .args(args)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
-        .await
-        .expect("the command ends")
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 async fn the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_naming_expires(
     backend: Backend,
 ) {
@@ -811,7 +613,7 @@ async fn the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_namin
                 "--expires",
                 &expires,
             ];
-            operator(app, &args).await
+            app.operator(&args).await
         }
     };
     let (succeeded, stdout, stderr) = create("2020-01-31".into()).await;
@@ -858,7 +660,7 @@ async fn the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_namin
         Some(day),
         "the end of that day"
     );
-    let created = audit_entries(&app, "api_token.created").await;
+    let created = app.audit_entries(&["api_token.created"]).await;
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].actor_label, "operator");
     app.stop().await;

@@ -1,8 +1,8 @@
 //! API tokens: accepted as `Token` or `Bearer`; missing or unknown → 401; lacking
 //! a scope → 403; stored only as a hash.
 
-use crate::helpers::{assert_error, spawn_app};
 use crate::on_both_backends;
+use crate::support::{assert_error, spawn_app};
 use credence_store::Backend;
 use reqwest::StatusCode;
 
@@ -121,7 +121,7 @@ async fn deleting_a_token_stops_it_at_once(backend: Backend) {
 }
 
 /// Every text column of every table, concatenated: what a stolen database shows.
-pub async fn database_text(app: &crate::helpers::TestApp) -> String {
+pub async fn database_text(app: &crate::support::TestApp) -> String {
     use sqlx::Connection;
     let mut text = String::new();
     let tables = [

@@ -5,10 +5,13 @@
 //! over https; the HTTP client connects only to the addresses it checked; a
 //! client that dawdles over its headers or body is cut off.
 
-use crate::fixtures::{api_key_app, Agency};
-use crate::helpers::{register_secret, spawn_app, spawn_app_with, Person, TestApp};
-use crate::oauth::{browser, location, world, APP};
+use crate::oauth::{world, APP};
 use crate::on_both_backends;
+use crate::support::{api_key_app, Agency};
+use crate::support::{
+    csrf_of, location, no_redirects, register_secret, set_cookie, signed_in, spawn_app,
+    spawn_app_with, Person, TestApp,
+};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -19,31 +22,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WRITE: &str = "connections:read,connections:write";
-
-/// The value of the hidden `csrf_token` field of a page.
-fn csrf_of(page: &str) -> String {
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).expect("a csrf_token field") + marker.len();
-    page[start..].split('"').next().unwrap().to_string()
-}
-
-/// `name=value` of the `Set-Cookie` header for cookie `name`, with its attributes.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find(|value| value.starts_with(&format!("{name}=")))
-        .map(str::to_string)
-}
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 /// A browser's cookies, kept by hand (so that a test can mix them): the CSRF
 /// cookie and the session cookie, as `name=value`.
@@ -112,16 +90,14 @@ async fn renewing_a_connection_takes_our_pages_csrf_checked_post_not_a_cross_sit
     let world = world(backend, true).await;
     let agency = &world.agency;
     let token = agency.app.token(agency.requester.id, WRITE).await;
-    let rita = browser(&world, &agency.requester).await;
+    let rita = signed_in(&world.agency.app, &agency.requester).await;
     let response = agency
         .app
-        .client
-        .post(
-            agency
-                .app
-                .url(&format!("/api/v2/connections?teamId={}", agency.app.team)),
+        .with_token(
+            reqwest::Method::POST,
+            &format!("/api/v2/connections?teamId={}", agency.app.team),
+            &token,
         )
-        .header("Authorization", format!("Token {token}"))
         .json(&json!({ "accountType": APP, "modules": ["searchContacts"], "scopes": ["profile"] }))
         .send()
         .await
@@ -135,13 +111,11 @@ async fn renewing_a_connection_takes_our_pages_csrf_checked_post_not_a_cross_sit
     assert_eq!(response.status(), StatusCode::OK);
     let listed: Value = agency
         .app
-        .client
-        .get(
-            agency
-                .app
-                .url(&format!("/api/v2/connections?teamId={}", agency.app.team)),
+        .with_token(
+            reqwest::Method::GET,
+            &format!("/api/v2/connections?teamId={}", agency.app.team),
+            &token,
         )
-        .header("Authorization", format!("Token {token}"))
         .send()
         .await
         .unwrap()
@@ -172,7 +146,7 @@ async fn renewing_a_connection_takes_our_pages_csrf_checked_post_not_a_cross_sit
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let response = post(vec![("csrf_token", "forged".into())]).await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let other_session = browser(&world, &agency.requester).await;
+    let other_session = signed_in(&world.agency.app, &agency.requester).await;
     let other_page = other_session
         .get(agency.app.url(&path))
         .send()
@@ -432,7 +406,7 @@ async fn the_http_client_connects_only_to_addresses_it_checked() {
         api_key_app(
             "self-hosted",
             "Self-hosted",
-            &crate::fixtures::Upstream::start().await,
+            &crate::support::Upstream::start().await,
         )
         .replace("127.0.0.1", "intranet.corp.example"),
     )
@@ -495,7 +469,7 @@ async fn the_http_client_connects_only_to_addresses_it_checked() {
 /// resolves locally) still works through the checked resolver, end to end: a
 /// connection is verified against the local app and added.
 async fn an_allow_private_hosts_app_on_a_local_name_is_reached(backend: Backend) {
-    let upstream = crate::fixtures::Upstream::start().await;
+    let upstream = crate::support::Upstream::start().await;
     let local = api_key_app("local-crm", "Local CRM", &upstream).replace("127.0.0.1", "localhost");
     let agency = Agency::start_with(backend, &[("local-crm", local)], |_| {}).await;
     let key = "local-key-8843";
@@ -503,13 +477,11 @@ async fn an_allow_private_hosts_app_on_a_local_name_is_reached(backend: Backend)
     let token = agency.app.token(agency.requester.id, WRITE).await;
     let response = agency
         .app
-        .client
-        .post(
-            agency
-                .app
-                .url(&format!("/api/v2/connections?teamId={}", agency.app.team)),
+        .with_token(
+            reqwest::Method::POST,
+            &format!("/api/v2/connections?teamId={}", agency.app.team),
+            &token,
         )
-        .header("Authorization", format!("Token {token}"))
         .json(&json!({ "accountType": "local-crm", "apiKey": key }))
         .send()
         .await

@@ -1,99 +1,11 @@
-//! Fixtures for credential-request tests: a real local HTTP API playing the
-//! third-party app (it accepts the API keys it is told to accept), operator app
-//! files pointing at it, and typed helpers for the request API.
+//! The usual scene of the request tests: a running Credence with two local
+//! API-key apps served by an [`Upstream`], the people of an agency with their
+//! tokens, and typed helpers for the request API.
 
-use crate::helpers::{spawn_app_with, Person, TestApp};
-use axum::http::{HeaderMap, StatusCode};
+use super::{api_key_app, spawn_app_with, Person, TestApp, Upstream};
 use credence_store::Backend;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-
-/// The app's API: `GET /v1/me` answers 200 for an accepted key, 401 otherwise.
-#[derive(Clone)]
-pub struct Upstream {
-    pub port: u16,
-    accepted: Arc<Mutex<HashSet<String>>>,
-}
-
-impl Upstream {
-    pub async fn start() -> Upstream {
-        let accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let keys = accepted.clone();
-        let check = move |headers: HeaderMap| {
-            let keys = keys.clone();
-            async move {
-                let given = headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let key = given.strip_prefix("Bearer ").unwrap_or("");
-                if keys.lock().unwrap().contains(key) {
-                    (
-                        StatusCode::OK,
-                        axum::Json(json!({ "id": 1, "name": "Acme account" })),
-                    )
-                } else {
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        axum::Json(json!({ "error": "invalid key" })),
-                    )
-                }
-            }
-        };
-        let router = axum::Router::new().route("/v1/me", axum::routing::get(check));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Upstream { port, accepted }
-    }
-
-    /// The app starts accepting `key` (an account's key was issued).
-    pub fn accept(&self, key: &str) {
-        crate::helpers::register_secret(key);
-        self.accepted.lock().unwrap().insert(key.to_string());
-    }
-
-    /// The app stops accepting `key` (revoked at the provider).
-    pub fn reject(&self, key: &str) {
-        self.accepted.lock().unwrap().remove(key);
-    }
-}
-
-/// An operator app file for an API-key app served by `upstream`.
-pub fn api_key_app(key: &str, label: &str, upstream: &Upstream) -> String {
-    format!(
-        r#"key = "{key}"
-label = "{label}"
-allow_private_hosts = true
-
-[[versions]]
-version = 1
-base_url = "http://127.0.0.1:{port}"
-verify = {{ method = "GET", path = "/v1/me" }}
-
-[versions.auth]
-kind = "api_key"
-fields = [{{ name = "apiKey", label = "API key", secret = true }}]
-inject = {{ header = "Authorization", value = "Bearer {{apiKey}}" }}
-
-[[versions.modules]]
-key = "searchContacts"
-label = "Search contacts"
-kind = "search"
-access = "read"
-operations = ["GET /v1/contacts", "GET /v1/contacts/{{id}}"]
-
-[[versions.modules]]
-key = "createContact"
-label = "Create a contact"
-kind = "action"
-access = "write"
-operations = ["POST /v1/contacts"]
-"#,
-        port = upstream.port
-    )
-}
 
 /// A running Credence with two local API-key apps (`acme-crm`, `beta-desk`)
 /// and the people of a typical agency: Default team with a requester (member,
@@ -208,33 +120,14 @@ impl Agency {
         })
     }
 
+    /// POSTs `body` (if any) to `path` with a token (see [`TestApp::post`]).
     pub async fn post(&self, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .app
-            .client
-            .post(self.app.url(path))
-            .header("Authorization", format!("Token {token}"));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        crate::helpers::assert_no_secret(&format!("the answer to POST {path}"), &body.to_string());
-        (status, body)
+        self.app.post(path, token, body).await
     }
 
+    /// DELETEs `path` with a token (see [`TestApp::delete`]).
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        let response = self
-            .app
-            .client
-            .delete(self.app.url(path))
-            .header("Authorization", format!("Token {token}"))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.app.delete(path, token).await
     }
 
     /// Creates a request as the requester; returns (request id, credential ids, publicUri).
@@ -265,44 +158,26 @@ impl Agency {
         )
     }
 
-    /// The undelivered notifications, opened: (kind, recipient email, payload).
-    pub async fn outbox(&self) -> Vec<(String, String, Value)> {
-        let vault = self.app.vault();
-        let messages = self
-            .app
-            .store
-            .db()
+    /// The link of the invitation the outbox holds for `email`.
+    pub async fn invitation_link(&self, email: &str) -> String {
+        self.outbox()
             .await
-            .unwrap()
-            .list_unsent_outbox()
-            .await
-            .unwrap();
-        messages
             .into_iter()
-            .map(|m| {
-                let payload = credence::service::audit::open_outbox(&vault, &m)
-                    .expect("outbox payload opens");
-                (m.kind, m.recipient_email, payload)
-            })
-            .collect()
+            .find(|(kind, to, _)| kind == "credential_request.invitation" && to == email)
+            .expect("an invitation")
+            .2["invitationLink"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The undelivered notifications, opened (see [`TestApp::outbox`]).
+    pub async fn outbox(&self) -> Vec<(String, String, Value)> {
+        self.app.outbox().await
     }
 
     /// The audit events recorded, oldest first.
     pub async fn audit_events(&self) -> Vec<String> {
-        let filter = credence_store::AuditFilter {
-            limit: 10_000,
-            oldest_first: true,
-            ..Default::default()
-        };
-        let (entries, _) = self
-            .app
-            .store
-            .db()
-            .await
-            .unwrap()
-            .list_audit(&filter)
-            .await
-            .unwrap();
-        entries.into_iter().map(|e| e.event).collect()
+        self.app.audit_events().await
     }
 }

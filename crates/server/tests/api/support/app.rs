@@ -1,5 +1,6 @@
 //! The test harness: a real server on port 0 against a fresh database of either
-//! backend, plus typed helpers to set up people and tokens.
+//! backend, typed helpers to set up people and tokens, and the API side of the
+//! test client (calls with a token, the audit log, the outbox, the operator CLI).
 //!
 //! PostgreSQL comes from `CREDENCE_TEST_POSTGRES_URL` (default: the local
 //! server at 127.0.0.1:5432); every app gets a new database. When it cannot be
@@ -306,19 +307,152 @@ impl TestApp {
             .id
     }
 
-    /// GETs `path` with `Authorization: Token <token>`; returns status and JSON.
-    pub async fn get_json(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .get(self.url(path))
+    /// A request for `method path` with `Authorization: Token <token>`, for a
+    /// test that reads more of the answer than its JSON (headers, raw bodies).
+    pub fn with_token(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
             .header("Authorization", format!("Token {token}"))
-            .send()
+    }
+
+    /// The stored connection `id`, if there is one.
+    pub async fn stored_connection(&self, id: i64) -> Option<credence_store::Connection> {
+        self.store
+            .db()
             .await
-            .unwrap();
+            .unwrap()
+            .get_connection(id)
+            .await
+            .unwrap()
+    }
+
+    /// The sealed values of `connection`, opened as the server would; the
+    /// OAuth tokens among them join the suite's secrets.
+    pub async fn connection_values(&self, connection: &credence_store::Connection) -> Value {
+        use secrecy::ExposeSecret;
+        let plain =
+            credence::service::secrets::open_connection(&self.store, &self.vault(), connection)
+                .await
+                .unwrap();
+        let values: Value = serde_json::from_str(plain.expose_secret()).unwrap();
+        for name in ["access_token", "refresh_token"] {
+            if let Some(token) = values[name].as_str() {
+                register_secret(token);
+            }
+        }
+        values
+    }
+
+    /// Sends `method path` with `Authorization: Token <token>` and an optional
+    /// JSON body; answers status and JSON, checked against the suite's secrets.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.with_token(method.clone(), path, token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status();
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
-        assert_no_secret(&format!("the answer to GET {path}"), &body.to_string());
+        assert_no_secret(&format!("the answer to {method} {path}"), &body.to_string());
         (status, body)
+    }
+
+    /// GETs `path` with `Authorization: Token <token>`; returns status and JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    /// POSTs `body` (if any) to `path` with a token.
+    pub async fn post(&self, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, token, body).await
+    }
+
+    /// DELETEs `path` with a token.
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// The audit entries recorded, oldest first; only those of `events` when
+    /// any are named.
+    pub async fn audit_entries(&self, events: &[&str]) -> Vec<credence_store::AuditEntry> {
+        let filter = credence_store::AuditFilter {
+            events: events.iter().map(|e| e.to_string()).collect(),
+            limit: 10_000,
+            oldest_first: true,
+            ..Default::default()
+        };
+        let (entries, _) = self
+            .store
+            .db()
+            .await
+            .unwrap()
+            .list_audit(&filter)
+            .await
+            .unwrap();
+        entries
+    }
+
+    /// The events of the audit log, oldest first.
+    pub async fn audit_events(&self) -> Vec<String> {
+        self.audit_entries(&[])
+            .await
+            .into_iter()
+            .map(|e| e.event)
+            .collect()
+    }
+
+    /// The undelivered notifications, opened: (kind, recipient email, payload).
+    pub async fn outbox(&self) -> Vec<(String, String, Value)> {
+        let vault = self.vault();
+        let messages = self
+            .store
+            .db()
+            .await
+            .unwrap()
+            .list_unsent_outbox()
+            .await
+            .unwrap();
+        messages
+            .into_iter()
+            .map(|m| {
+                let payload = credence::service::audit::open_outbox(&vault, &m)
+                    .expect("outbox payload opens");
+                (m.kind, m.recipient_email, payload)
+            })
+            .collect()
+    }
+
+    /// Runs the `credence` binary on the app's database and key file, with no
+    /// other environment; answers (success, stdout, stderr).
+    pub async fn operator(&self, args: &[&str]) -> (bool, String, String) {
+        let output = tokio::process::Command::new(credence_bin())
+            .env_clear()
+            .current_dir(self.dir.path())
+            .env("DATABASE_URL", &self.database_url)
+            .env("CREDENCE_DATA_DIR", self.dir.path())
+            .env("CREDENCE_KEY_FILE", self.dir.path().join("credence.key"))
+            .args(args)
+            .output();
+        let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
+            .await
+            .expect("the command ends")
+            .expect("credence runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     /// Stops the server gracefully and waits for it.

@@ -1,0 +1,23 @@
+//! The one test client of the integration tests: start the real server
+//! ([`spawn_app`], [`Agency`]), sign in (API tokens: [`TestApp::token`];
+//! browser sessions: [`signed_in`], [`sign_in`]), call the API
+//! ([`TestApp::send`]), read the audit log and the outbox
+//! ([`TestApp::audit_entries`], [`TestApp::outbox`]), run the operator CLI
+//! ([`TestApp::operator`]) and raw SQL on either backend ([`Sql`]), and play a
+//! third-party app ([`Upstream`]). Every answer read through it is checked
+//! against the suite's secrets ([`register_secret`]).
+
+mod agency;
+mod app;
+mod browser;
+mod sql;
+mod upstream;
+
+pub use agency::{Agency, SCOPES};
+pub use app::*;
+pub use browser::{
+    accept_invitation_link, browser, csrf_of, field_of, form_page, location, no_redirects,
+    set_cookie, sign_in, signed_in,
+};
+pub use sql::Sql;
+pub use upstream::{api_key_app, Held, Upstream};
