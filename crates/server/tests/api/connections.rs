@@ -16,14 +16,7 @@ async fn a_team_sees_its_connections_and_can_test_them_but_never_read_them(backe
         .create_request(agency.teammate.id, &["acme-crm"])
         .await;
     let (status, _) = agency
-        .post(
-            &format!(
-                "/api/v2/credential-requests/credentials/{}/authorize",
-                credentials[0]
-            ),
-            &agency.teammate_token,
-            Some(json!({ "data": { "apiKey": key } })),
-        )
+        .authorize_with(&credentials[0], "authorize", key)
         .await;
     assert_eq!(status, StatusCode::OK);
     let reader = agency

@@ -17,12 +17,13 @@ use crate::oauth::{world, World};
 use crate::on_both_backends;
 use crate::support::Agency;
 use crate::support::{
-    api_key_app, assert_no_secret, captured_logs, register_secret, signed_in, Held, Upstream,
+    api_key_app, assert_no_secret, captured_logs, credential_path, register_secret, signed_in,
+    Held, Upstream,
 };
 use axum::http::StatusCode;
 use credence_domain::CredentialState;
 use credence_store::Backend;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The key of the held app.
 const HELD_APP: &str = "held-crm";
@@ -33,26 +34,6 @@ async fn held_agency(backend: Backend) -> (Agency, Upstream) {
     let app_file = api_key_app(HELD_APP, "Held CRM", &upstream);
     let agency = Agency::start_with(backend, &[(HELD_APP, app_file)], |_| {}).await;
     (agency, upstream)
-}
-
-fn credential_path(credential: &str, action: &str) -> String {
-    format!("/api/v2/credential-requests/credentials/{credential}/{action}")
-}
-
-/// Tom's `action` (authorize or reauthorize) with `key`.
-async fn authorize_with(
-    agency: &Agency,
-    credential: &str,
-    action: &str,
-    key: &str,
-) -> (StatusCode, Value) {
-    agency
-        .post(
-            &credential_path(credential, action),
-            &agency.teammate_token,
-            Some(json!({ "data": { "apiKey": key } })),
-        )
-        .await
 }
 
 /// A new request for the held app whose credential Tom authorized with one
@@ -68,7 +49,9 @@ async fn reauthorizing(
     let credential = credentials[0].clone();
     let first = format!("first-key-{round}-{}", uuid::Uuid::new_v4().simple());
     upstream.accept(&first);
-    let (status, body) = authorize_with(agency, &credential, "authorize", &first).await;
+    let (status, body) = agency
+        .authorize_with(&credential, "authorize", &first)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     upstream.reject(&first);
     let (status, body) = agency
@@ -161,7 +144,7 @@ async fn delete_remote_racing_a_reauthorization_orphans_no_connection(backend: B
         upstream.accept(&second);
         let Held { arrived, release } = upstream.hold(&second);
         let ((authorized, authorize_body), (deleted, delete_body)) = tokio::join!(
-            authorize_with(&agency, &credential, "reauthorize", &second),
+            agency.authorize_with(&credential, "reauthorize", &second),
             async {
                 arrived.await.expect("the verify call arrives");
                 let _ = release.send(());
@@ -197,7 +180,7 @@ async fn request_deletion_racing_a_reauthorization_orphans_no_connection(backend
         upstream.accept(&second);
         let Held { arrived, release } = upstream.hold(&second);
         let ((authorized, authorize_body), (deleted, delete_body)) = tokio::join!(
-            authorize_with(&agency, &credential, "reauthorize", &second),
+            agency.authorize_with(&credential, "reauthorize", &second),
             async {
                 arrived.await.expect("the verify call arrives");
                 let _ = release.send(());
@@ -234,11 +217,12 @@ async fn a_held_reauthorization_destroys_the_connection_held_when_it_commits(bac
     upstream.accept(&quick_key);
     let Held { arrived, release } = upstream.hold(&held_key);
     let ((status, body), second_connection) = tokio::join!(
-        authorize_with(&agency, &credential, "reauthorize", &held_key),
+        agency.authorize_with(&credential, "reauthorize", &held_key),
         async {
             arrived.await.expect("the verify call arrives");
-            let (status, body) =
-                authorize_with(&agency, &credential, "reauthorize", &quick_key).await;
+            let (status, body) = agency
+                .authorize_with(&credential, "reauthorize", &quick_key)
+                .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let second = stored_credential(&agency, &credential)
                 .await
@@ -294,7 +278,9 @@ async fn a_reauthorization_request_tested_on_a_replaced_connection_is_refused(ba
     let second = format!("second-key-{}", uuid::Uuid::new_v4().simple());
     upstream.accept(&first);
     upstream.accept(&second);
-    let (status, body) = authorize_with(&agency, &credential, "authorize", &first).await;
+    let (status, body) = agency
+        .authorize_with(&credential, "authorize", &first)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     upstream.reject(&first);
     let Held { arrived, release } = upstream.hold(&first);
@@ -310,7 +296,9 @@ async fn a_reauthorization_request_tested_on_a_replaced_connection_is_refused(ba
                 )
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            let (status, body) = authorize_with(&agency, &credential, "authorize", &second).await;
+            let (status, body) = agency
+                .authorize_with(&credential, "authorize", &second)
+                .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let replaced = stored_credential(&agency, &credential).await.connection_id;
             let _ = release.send(());

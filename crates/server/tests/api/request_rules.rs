@@ -9,7 +9,7 @@
 
 use crate::on_both_backends;
 use crate::support::{assert_error, Person, TestApp};
-use crate::support::{Agency, SCOPES};
+use crate::support::{credential_path, Agency, SCOPES};
 use credence::service::{features, identity};
 use credence_domain::{
     Actor, CredentialAction, CredentialState, Feature, OrganizationId, RequestRefusal, TeamId,
@@ -86,10 +86,6 @@ async fn post_raw(agency: &Agency, path: &str, token: &str, raw: &str) -> (Statu
         .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn credential_path(id: &str, action: &str) -> String {
-    format!("/api/v2/credential-requests/credentials/{id}/{action}")
 }
 
 fn key_body(key: &str) -> Value {

@@ -4,7 +4,7 @@
 
 use crate::on_both_backends;
 use crate::support::Agency;
-use crate::support::{assert_error, browser, csrf_of};
+use crate::support::{accept_invitation_in, assert_error, browser, csrf_of};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -313,14 +313,7 @@ async fn deleting_a_request_with_live_connections_needs_confirmation(backend: Ba
         .create_request(agency.teammate.id, &["acme-crm"])
         .await;
     let (status, _) = agency
-        .post(
-            &format!(
-                "/api/v2/credential-requests/credentials/{}/authorize",
-                credentials[0]
-            ),
-            &agency.teammate_token,
-            Some(json!({ "data": { "apiKey": "delete-me-key-123" } })),
-        )
+        .authorize_with(&credentials[0], "authorize", "delete-me-key-123")
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = agency
@@ -443,27 +436,9 @@ async fn an_external_recipient_is_invited_as_a_guest_and_finds_the_request(backe
         .starts_with("/sign-in?next="));
 
     // Cleo accepts: chooses her name and password, becomes a guest, lands on her requests.
-    let page = browser
-        .get(&invitation)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = csrf_of(&page);
-    let response = browser
-        .post(&invitation)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("name", "Cleo C."),
-            ("password", "cleo's long password"),
-            ("password_again", "cleo's long password"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (page, accepted) = accept_invitation_in(&browser, &invitation).await;
+    assert_eq!(page, StatusCode::OK, "the invitation page opens");
+    assert_eq!(accepted, StatusCode::SEE_OTHER);
     let home = browser
         .get(agency.app.url("/"))
         .send()

@@ -56,14 +56,7 @@ async fn scene(backend: Backend) -> Scene {
         .create_request(agency.teammate.id, &["acme-crm"])
         .await;
     let (status, body) = agency
-        .post(
-            &format!(
-                "/api/v2/credential-requests/credentials/{}/authorize",
-                credentials[0]
-            ),
-            &agency.teammate_token,
-            Some(json!({ "data": { "apiKey": ACME_KEY } })),
-        )
+        .authorize_with(&credentials[0], "authorize", ACME_KEY)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let connection = body["credential"]["remoteId"]

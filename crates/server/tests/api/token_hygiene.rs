@@ -359,14 +359,7 @@ async fn testing_a_connection_needs_connections_write_because_it_changes_its_sta
         .create_request(agency.teammate.id, &["acme-crm"])
         .await;
     let (status, body) = agency
-        .post(
-            &format!(
-                "/api/v2/credential-requests/credentials/{}/authorize",
-                credentials[0]
-            ),
-            &agency.teammate_token,
-            Some(json!({ "data": { "apiKey": key } })),
-        )
+        .authorize_with(&credentials[0], "authorize", key)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let team = agency.app.team;

@@ -23,6 +23,11 @@ pub struct Agency {
     pub admin_token: String,
 }
 
+/// The path of `action` on the requested credential `credential`.
+pub fn credential_path(credential: &str, action: &str) -> String {
+    format!("/api/v2/credential-requests/credentials/{credential}/{action}")
+}
+
 pub const SCOPES: &str = "credential-requests:read,credential-requests:write";
 
 impl Agency {
@@ -128,6 +133,22 @@ impl Agency {
     /// DELETEs `path` with a token (see [`TestApp::delete`]).
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.app.delete(path, token).await
+    }
+
+    /// The teammate's (Tom's) `action` on `credential` (`authorize`,
+    /// `reauthorize`) with the API key `key`.
+    pub async fn authorize_with(
+        &self,
+        credential: &str,
+        action: &str,
+        key: &str,
+    ) -> (StatusCode, Value) {
+        self.post(
+            &credential_path(credential, action),
+            &self.teammate_token,
+            Some(json!({ "data": { "apiKey": key } })),
+        )
+        .await
     }
 
     /// Creates a request as the requester; returns (request id, credential ids, publicUri).

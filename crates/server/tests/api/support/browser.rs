@@ -106,7 +106,15 @@ pub async fn signed_in(app: &TestApp, person: &Person) -> reqwest::Client {
 /// Opens an invitation `link` in a fresh browser and signs up as "Cleo C."
 /// with a password; answers the status of the page and of the form post.
 pub async fn accept_invitation_link(link: &str) -> (StatusCode, StatusCode) {
-    let browser = browser();
+    accept_invitation_in(&browser(), link).await
+}
+
+/// Like [`accept_invitation_link`], in `browser` (which is signed in as the
+/// new guest afterwards).
+pub async fn accept_invitation_in(
+    browser: &reqwest::Client,
+    link: &str,
+) -> (StatusCode, StatusCode) {
     let page = browser.get(link).send().await.unwrap();
     let page_status = page.status();
     let html = page.text().await.unwrap();

@@ -13,11 +13,11 @@ mod browser;
 mod sql;
 mod upstream;
 
-pub use agency::{Agency, SCOPES};
+pub use agency::{credential_path, Agency, SCOPES};
 pub use app::*;
 pub use browser::{
-    accept_invitation_link, browser, csrf_of, field_of, form_page, location, no_redirects,
-    set_cookie, sign_in, signed_in,
+    accept_invitation_in, accept_invitation_link, browser, csrf_of, field_of, form_page, location,
+    no_redirects, set_cookie, sign_in, signed_in,
 };
 pub use sql::Sql;
 pub use upstream::{api_key_app, Held, Upstream};
