@@ -107,7 +107,7 @@ async fn an_api_key_connection_is_verified_before_it_is_sealed(backend: Backend)
             .count(),
         2
     );
-    let database = crate::tokens::database_text(&agency.app).await;
+    let database = agency.app.database_text().await;
     assert!(!database.contains(key), "the key is stored in plain text");
     agency.app.stop().await;
 }

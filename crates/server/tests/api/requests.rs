@@ -284,8 +284,8 @@ async fn a_request_goes_from_pending_to_authorized_and_back_with_every_step_audi
 
     // No key in any answer, the database (audit log and outbox included) or
     // the logs; no request link in the logs either.
-    let everything = bodies.iter().map(Value::to_string).collect::<String>()
-        + &crate::tokens::database_text(&agency.app).await;
+    let everything =
+        bodies.iter().map(Value::to_string).collect::<String>() + &agency.app.database_text().await;
     let logs = crate::support::captured_logs();
     assert!(
         logs.contains("credential request created"),

@@ -54,7 +54,7 @@ async fn sealed_secrets_open_only_in_their_own_row(backend: Backend) {
         "the key version prefixes the ciphertext: {}",
         stored.sealed
     );
-    let dump = crate::tokens::database_text(&app).await;
+    let dump = app.database_text().await;
     assert!(
         !dump.contains(first_value) && !dump.contains(second_value),
         "a secret is in a column in plain text"

@@ -213,7 +213,7 @@ async fn creating_and_deleting_an_api_token_is_audited_with_label_and_scopes_nev
     let details: Value = serde_json::from_str(&deleted[0].details).unwrap();
     assert_eq!(details["label"], "ci deploys");
     assert_eq!(details["scopes"], json!(["teams:read"]));
-    let everything = crate::tokens::database_text(&app).await;
+    let everything = app.database_text().await;
     assert!(!everything.contains(&value), "the value is stored nowhere");
     app.stop().await;
 }

@@ -37,7 +37,7 @@ async fn tokens_work_as_token_or_bearer_and_are_stored_hashed(backend: Backend) 
         tokens.is_none(),
         "a token must not be findable by its plain value"
     );
-    let dump = database_text(&app).await;
+    let dump = app.database_text().await;
     assert!(
         !dump.contains(&token),
         "the token value is stored in plain text"
@@ -118,74 +118,6 @@ async fn deleting_a_token_stops_it_at_once(backend: Backend) {
     let (status, body) = app.get_json("/api/v2/users/me", &token).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED);
     app.stop().await;
-}
-
-/// Every text column of every table, concatenated: what a stolen database shows.
-pub async fn database_text(app: &crate::support::TestApp) -> String {
-    use sqlx::Connection;
-    let mut text = String::new();
-    let tables = [
-        "organizations",
-        "users",
-        "teams",
-        "organization_members",
-        "team_members",
-        "feature_grants",
-        "invitations",
-        "sessions",
-        "setup_links",
-        "api_tokens",
-        "secrets",
-        "feature_requests",
-        "credential_requests",
-        "requested_credentials",
-        "connections",
-        "outbox",
-        "audit_log",
-    ];
-    match app.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            for table in tables {
-                let rows: Vec<sqlx::sqlite::SqliteRow> =
-                    sqlx::query(&format!("SELECT * FROM {table}"))
-                        .fetch_all(&mut conn)
-                        .await
-                        .unwrap();
-                for row in rows {
-                    use sqlx::{Row, ValueRef};
-                    for i in 0..row.len() {
-                        if row.try_get_raw(i).map(|v| v.is_null()).unwrap_or(true) {
-                            continue;
-                        }
-                        if let Ok(value) = row.try_get::<String, _>(i) {
-                            text.push_str(&value);
-                            text.push('\n');
-                        }
-                    }
-                }
-            }
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            for table in tables {
-                let rows: Vec<(String,)> =
-                    sqlx::query_as(&format!("SELECT t::text FROM {table} t"))
-                        .fetch_all(&mut conn)
-                        .await
-                        .unwrap();
-                for (row,) in rows {
-                    text.push_str(&row);
-                    text.push('\n');
-                }
-            }
-        }
-    }
-    text
 }
 
 on_both_backends!(

@@ -37,7 +37,12 @@ impl<T> Scalar for T where
 impl Sql {
     /// Connects to the database at `url` (`sqlite://…` or `postgres://…`).
     pub async fn open(url: &str) -> Sql {
-        match Backend::of_url(url).expect("a database URL") {
+        Sql::connect(Backend::of_url(url).expect("a database URL"), url).await
+    }
+
+    /// Connects to the `backend` database at `url`.
+    pub async fn connect(backend: Backend, url: &str) -> Sql {
+        match backend {
             Backend::Sqlite => Sql::Sqlite(sqlx::SqliteConnection::connect(url).await.unwrap()),
             Backend::Postgres => Sql::Postgres(sqlx::PgConnection::connect(url).await.unwrap()),
         }
@@ -97,6 +102,74 @@ impl Sql {
 impl TestApp {
     /// A raw connection to this app's database.
     pub async fn sql(&self) -> Sql {
-        Sql::open(&self.database_url).await
+        Sql::connect(self.backend, &self.database_url).await
+    }
+
+    /// Every text column of every table, concatenated: what a stolen database shows.
+    pub async fn database_text(&self) -> String {
+        self.sql().await.every_text().await
+    }
+}
+
+impl Sql {
+    /// Every text column of every table, concatenated: what a stolen database shows.
+    pub async fn every_text(&mut self) -> String {
+        let mut text = String::new();
+        let tables = [
+            "organizations",
+            "users",
+            "teams",
+            "organization_members",
+            "team_members",
+            "feature_grants",
+            "invitations",
+            "sessions",
+            "setup_links",
+            "api_tokens",
+            "secrets",
+            "feature_requests",
+            "credential_requests",
+            "requested_credentials",
+            "connections",
+            "outbox",
+            "audit_log",
+        ];
+        match self {
+            Sql::Sqlite(conn) => {
+                for table in tables {
+                    let rows: Vec<sqlx::sqlite::SqliteRow> =
+                        sqlx::query(&format!("SELECT * FROM {table}"))
+                            .fetch_all(&mut *conn)
+                            .await
+                            .unwrap();
+                    for row in rows {
+                        use sqlx::{Row, ValueRef};
+                        for i in 0..row.len() {
+                            if row.try_get_raw(i).map(|v| v.is_null()).unwrap_or(true) {
+                                continue;
+                            }
+                            if let Ok(value) = row.try_get::<String, _>(i) {
+                                text.push_str(&value);
+                                text.push('\n');
+                            }
+                        }
+                    }
+                }
+            }
+            Sql::Postgres(conn) => {
+                for table in tables {
+                    let rows: Vec<(String,)> =
+                        sqlx::query_as(&format!("SELECT t::text FROM {table} t"))
+                            .fetch_all(&mut *conn)
+                            .await
+                            .unwrap();
+                    for (row,) in rows {
+                        text.push_str(&row);
+                        text.push('\n');
+                    }
+                }
+            }
+        }
+        text
     }
 }
