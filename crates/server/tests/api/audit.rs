@@ -8,13 +8,13 @@
 
 use crate::on_both_backends;
 use crate::support::Agency;
-use crate::support::{assert_error, credence_bin, Sql, TestApp};
+use crate::support::{assert_error, Sql, TestApp};
 use chrono::{DateTime, Duration, Months, SecondsFormat, Utc};
 use credence_domain::{OrganizationId, TeamId};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// The API key the recipient authorizes with; it must never appear in the log.
 const ACME_KEY: &str = "acme-live-key-7f3c9d2e-audit";
@@ -187,28 +187,8 @@ impl Scene {
     }
 
     /// Runs the real `credence` binary against this app's database and key file.
-    fn credence(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(credence_bin());
-        for name in [
-            "CREDENCE_CONFIG",
-            "CREDENCE_DATA_DIR",
-            "CREDENCE_LISTEN",
-            "CREDENCE_PUBLIC_URL",
-            "CREDENCE_LOG_FORMAT",
-            "CREDENCE_LOG",
-            "CREDENCE_APPS_DIR",
-        ] {
-            command.env_remove(name);
-        }
-        command
-            .env("DATABASE_URL", &self.app().database_url)
-            .env(
-                "CREDENCE_KEY_FILE",
-                self.app().dir.path().join("credence.key"),
-            )
-            .current_dir(self.app().dir.path())
-            .args(args);
-        tokio::task::block_in_place(|| command.output().expect("the credence binary runs"))
+    async fn credence(&self, args: &[&str]) -> Output {
+        self.app().operator_output(args).await
     }
 }
 
@@ -787,7 +767,9 @@ async fn credence_audit_export_writes_json_lines_on_either_database(backend: Bac
     let scene = Scene::play(backend).await;
     let organization = scene.organization().0.to_string();
 
-    let output = scene.credence(&["audit", "export", "--org", &organization]);
+    let output = scene
+        .credence(&["audit", "export", "--org", &organization])
+        .await;
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(output.status.success(), "{stderr}");
@@ -806,22 +788,24 @@ async fn credence_audit_export_writes_json_lines_on_either_database(backend: Bac
     // Filtered, into a file.
     let file = scene.app().dir.path().join("declines.jsonl");
     let today = Utc::now().format("%Y-%m-%d").to_string();
-    let output = scene.credence(&[
-        "audit",
-        "export",
-        "--org",
-        &organization,
-        "--from",
-        &today,
-        "--to",
-        &(Utc::now() + Duration::hours(1)).to_rfc3339(),
-        "--event",
-        "credential.declined",
-        "--event",
-        "credential.revoked",
-        "--out",
-        file.to_str().unwrap(),
-    ]);
+    let output = scene
+        .credence(&[
+            "audit",
+            "export",
+            "--org",
+            &organization,
+            "--from",
+            &today,
+            "--to",
+            &(Utc::now() + Duration::hours(1)).to_rfc3339(),
+            "--event",
+            "credential.declined",
+            "--event",
+            "credential.revoked",
+            "--out",
+            file.to_str().unwrap(),
+        ])
+        .await;
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(output.status.success(), "{stderr}");
     assert!(output.stdout.is_empty());
@@ -833,14 +817,16 @@ async fn credence_audit_export_writes_json_lines_on_either_database(backend: Bac
     assert_eq!(Value::Array(lines), listed["auditLogs"]);
 
     // Mistakes are named.
-    let output = scene.credence(&["audit", "export", "--org", &organization, "--from", "soon"]);
+    let output = scene
+        .credence(&["audit", "export", "--org", &organization, "--from", "soon"])
+        .await;
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(!output.status.success());
     assert!(
         stderr.contains("error: --from \"soon\" is not an ISO 8601 date"),
         "{stderr}"
     );
-    let output = scene.credence(&["audit", "export", "--org", "99999"]);
+    let output = scene.credence(&["audit", "export", "--org", "99999"]).await;
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(!output.status.success());
     assert!(
@@ -897,7 +883,7 @@ async fn the_log_is_append_only_and_keeps_entries_for_a_year(backend: Backend) {
     // Purging up to now is refused by the database, and deletes nothing —
     // not even the old entry the same statement would have taken.
     let now = Utc::now().to_rfc3339();
-    let output = scene.credence(&["audit", "purge", "--before", &now]);
+    let output = scene.credence(&["audit", "purge", "--before", &now]).await;
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(!output.status.success(), "{stderr}");
     assert!(
@@ -916,7 +902,9 @@ async fn the_log_is_append_only_and_keeps_entries_for_a_year(backend: Backend) {
         .unwrap()
         .format("%Y-%m-%d")
         .to_string();
-    let output = scene.credence(&["audit", "purge", "--before", &a_year_ago]);
+    let output = scene
+        .credence(&["audit", "purge", "--before", &a_year_ago])
+        .await;
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
         output.status.success(),
@@ -933,7 +921,9 @@ async fn the_log_is_append_only_and_keeps_entries_for_a_year(backend: Backend) {
     let log = scene.owner_log("").await;
     assert_eq!(events(&log), SCENE_EVENTS);
 
-    let output = scene.credence(&["audit", "purge", "--before", "last week"]);
+    let output = scene
+        .credence(&["audit", "purge", "--before", "last week"])
+        .await;
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(!output.status.success());
     assert!(stderr.contains("error: --before \"last week\""), "{stderr}");

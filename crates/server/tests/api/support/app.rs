@@ -436,6 +436,16 @@ impl TestApp {
     /// Runs the `credence` binary on the app's database and key file, with no
     /// other environment; answers (success, stdout, stderr).
     pub async fn operator(&self, args: &[&str]) -> (bool, String, String) {
+        let output = self.operator_output(args).await;
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Like [`TestApp::operator`], answering the process's output as it is.
+    pub async fn operator_output(&self, args: &[&str]) -> std::process::Output {
         let output = tokio::process::Command::new(credence_bin())
             .env_clear()
             .current_dir(self.dir.path())
@@ -444,15 +454,10 @@ impl TestApp {
             .env("CREDENCE_KEY_FILE", self.dir.path().join("credence.key"))
             .args(args)
             .output();
-        let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
+        tokio::time::timeout(std::time::Duration::from_secs(60), output)
             .await
             .expect("the command ends")
-            .expect("credence runs");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+            .expect("credence runs")
     }
 
     /// Stops the server gracefully and waits for it.
