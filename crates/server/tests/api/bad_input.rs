@@ -44,14 +44,7 @@ async fn post_headers_only(app: &TestApp, token: &str, length: usize) -> String 
 
 async fn token_count(app: &TestApp) -> usize {
     let admin = app.admin_id().await;
-    app.store
-        .db()
-        .await
-        .unwrap()
-        .list_api_tokens(admin)
-        .await
-        .unwrap()
-        .len()
+    app.db().await.list_api_tokens(admin).await.unwrap().len()
 }
 
 async fn malformed_bodies_are_refused_and_change_nothing(backend: Backend) {

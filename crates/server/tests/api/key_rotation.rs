@@ -375,10 +375,8 @@ async fn a_secret_moved_to_another_teams_connection_does_not_open_and_the_api_an
     );
     let sealed = agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .get_secret(&our_secret)
         .await
         .unwrap()
@@ -397,15 +395,7 @@ async fn a_secret_moved_to_another_teams_connection_does_not_open_and_the_api_an
         )
         .await;
     assert!(status.is_success(), "{status} {body}");
-    let db_secret = agency
-        .app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .get_secret(&our_secret)
-        .await
-        .unwrap();
+    let db_secret = agency.app.db().await.get_secret(&our_secret).await.unwrap();
     assert!(
         db_secret.is_none(),
         "the deleted connection's secret is kept"
@@ -446,10 +436,8 @@ async fn an_outbox_payload_copied_to_another_row_does_not_open(backend: Backend)
         .await;
     let messages = agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .list_unsent_outbox()
         .await
         .unwrap()
@@ -476,10 +464,8 @@ async fn an_outbox_payload_copied_to_another_row_does_not_open(backend: Backend)
         .await;
     let copied = agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .list_unsent_outbox()
         .await
         .unwrap()
@@ -509,10 +495,8 @@ async fn values_sealed_before_the_owner_binding_are_resealed_at_start_and_keep_o
     let vault = agency.app.vault();
     let connection = agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .get_connection(id)
         .await
         .unwrap()
@@ -536,10 +520,8 @@ async fn values_sealed_before_the_owner_binding_are_resealed_at_start_and_keep_o
         .await;
     let message = agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .list_unsent_outbox()
         .await
         .unwrap()
@@ -600,15 +582,7 @@ async fn connection_row(app: &TestApp, id: i64) -> credence_store::Connection {
 
 /// The sealed text of secret `id`.
 async fn sealed_secret(app: &TestApp, id: &str) -> String {
-    app.store
-        .db()
-        .await
-        .unwrap()
-        .get_secret(id)
-        .await
-        .unwrap()
-        .unwrap()
-        .sealed
+    app.db().await.get_secret(id).await.unwrap().unwrap().sealed
 }
 
 /// Drives `renewer` from its next page to the end.
@@ -750,10 +724,8 @@ async fn a_value_rewritten_between_read_and_renewal_is_read_again_and_keeps_its_
     assert!(rewritten.as_str().starts_with("cv1.k1."));
     agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .replace_secret(&secret, rewritten.as_str())
         .await
         .unwrap();
@@ -878,14 +850,7 @@ async fn a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_re
 
 /// The heartbeats in the database: (key version, instance id).
 async fn heartbeats(app: &TestApp) -> Vec<(i64, String)> {
-    let beats = app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_heartbeats()
-        .await
-        .unwrap();
+    let beats = app.db().await.list_heartbeats().await.unwrap();
     beats.into_iter().map(|b| (b.key_version, b.id)).collect()
 }
 

@@ -127,10 +127,8 @@ impl World {
         let id = CredentialId::parse("id", &self.credential).unwrap();
         self.agency
             .app
-            .store
             .db()
             .await
-            .unwrap()
             .get_credential(id)
             .await
             .unwrap()
@@ -203,10 +201,8 @@ async fn consent_authorizes_and_the_tokens_are_sealed(backend: Backend) {
     let connection = world
         .agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .get_connection(credential.connection_id.expect("a connection"))
         .await
         .unwrap()
@@ -385,10 +381,8 @@ async fn reauthorize_replaces_the_connection(backend: Backend) {
             world
                 .agency
                 .app
-                .store
                 .db()
                 .await
-                .unwrap()
                 .transition_credential(
                     CredentialId::parse("id", &world.credential).unwrap(),
                     credence_domain::CredentialAction::RequestReauthorization,
@@ -421,7 +415,7 @@ async fn reauthorize_replaces_the_connection(backend: Backend) {
         connections.push(credential.connection_id.unwrap());
     }
     assert_ne!(connections[0], connections[1]);
-    let mut db = world.agency.app.store.db().await.unwrap();
+    let mut db = world.agency.app.db().await;
     assert!(db.get_connection(connections[0]).await.unwrap().is_none());
     assert!(db.get_connection(connections[1]).await.unwrap().is_some());
     drop(db);
@@ -681,10 +675,8 @@ async fn a_provider_outage_backs_off_and_invalidates_nothing(backend: Backend) {
     let due = world
         .agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .connections_due_for_refresh(
             now,
             now + oauth::EXPIRY_MARGIN,
@@ -798,7 +790,7 @@ async fn revoking_the_credential_revokes_the_grant_at_the_provider(backend: Back
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(world.stored().await.state, CredentialState::Revoked);
-    let mut db = world.agency.app.store.db().await.unwrap();
+    let mut db = world.agency.app.db().await;
     assert!(db.get_connection(connection.id).await.unwrap().is_none());
     assert!(db
         .get_secret(connection.secret_id.as_deref().unwrap())

@@ -21,16 +21,7 @@ use serde_json::{json, Value};
 const WRITE: &str = "connections:read,connections:write";
 
 async fn connection_count(agency: &Agency) -> usize {
-    agency
-        .app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_connections(agency.app.team)
-        .await
-        .unwrap()
-        .len()
+    agency.app.team_connections().await.len()
 }
 
 /// API-key connections, Make's flat body and ours with `data`: the key is
@@ -351,10 +342,8 @@ async fn rename_and_delete_a_connection(backend: Backend) {
     assert!(agency.app.stored_connection(id).await.is_none());
     let secret = agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .get_secret(stored.secret_id.as_deref().unwrap())
         .await
         .unwrap();
@@ -581,7 +570,7 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
     }
     // Flows are swept only once expired (those of the deleted connection went
     // with it).
-    let mut db = agency.app.store.db().await.unwrap();
+    let mut db = agency.app.db().await;
     assert_eq!(
         db.sweep_oauth_flows(credence_store::now()).await.unwrap(),
         0
@@ -672,15 +661,7 @@ async fn a_connection_brings_its_own_oauth_client(backend: Backend) {
     let page = response.text().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{page}");
 
-    let connections = agency
-        .app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_connections(agency.app.team)
-        .await
-        .unwrap();
+    let connections = agency.app.team_connections().await;
     let connection = connections
         .iter()
         .find(|c| c.name == "Own client")
@@ -806,13 +787,8 @@ async fn a_callback_without_a_session_passes_through_sign_in(backend: Backend) {
     assert_eq!(response.status(), StatusCode::OK);
     let names: Vec<String> = agency
         .app
-        .store
-        .db()
+        .team_connections()
         .await
-        .unwrap()
-        .list_connections(agency.app.team)
-        .await
-        .unwrap()
         .into_iter()
         .map(|c| c.name)
         .collect();

@@ -75,10 +75,8 @@ async fn stored_credential(agency: &Agency, id: &str) -> credence_store::Request
     let id = credence_domain::CredentialId::parse("id", id).unwrap();
     agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .get_credential(id)
         .await
         .unwrap()
@@ -88,7 +86,7 @@ async fn stored_credential(agency: &Agency, id: &str) -> credence_store::Request
 /// The connections Tom provided that no credential names any more: the
 /// recipient could never revoke them.
 async fn orphaned_connections(agency: &Agency) -> Vec<i64> {
-    let mut db = agency.app.store.db().await.unwrap();
+    let mut db = agency.app.db().await;
     let mut orphans = Vec::new();
     for connection in db.list_connections(agency.app.team).await.unwrap() {
         if connection.provided_by == Some(agency.teammate.id.0)
@@ -106,7 +104,7 @@ async fn orphaned_connections(agency: &Agency) -> Vec<i64> {
 
 /// A connection and its sealed secret are both gone from the store.
 async fn assert_destroyed(agency: &Agency, connection: i64, secret: Option<String>) {
-    let mut db = agency.app.store.db().await.unwrap();
+    let mut db = agency.app.db().await;
     assert!(
         db.get_connection(connection).await.unwrap().is_none(),
         "connection {connection} is still stored"
@@ -230,10 +228,8 @@ async fn a_held_reauthorization_destroys_the_connection_held_when_it_commits(bac
                 .expect("the second connection");
             let secret = agency
                 .app
-                .store
                 .db()
                 .await
-                .unwrap()
                 .get_connection(second)
                 .await
                 .unwrap()
@@ -308,7 +304,7 @@ async fn a_reauthorization_request_tested_on_a_replaced_connection_is_refused(ba
     let stored = stored_credential(&agency, &credential).await;
     assert_eq!(stored.state, CredentialState::Authorized);
     assert_eq!(stored.connection_id, replaced);
-    let mut db = agency.app.store.db().await.unwrap();
+    let mut db = agency.app.db().await;
     let connection = db
         .get_connection(replaced.expect("the new connection"))
         .await

@@ -105,10 +105,8 @@ fn body_to(team: TeamId, recipient: UserId, apps: &[&str]) -> Value {
 
 /// A user's features, read from the store.
 async fn has_feature(app: &TestApp, user: UserId) -> bool {
-    app.store
-        .db()
+    app.db()
         .await
-        .unwrap()
         .user_features(user)
         .await
         .unwrap()
@@ -134,14 +132,7 @@ async fn credential_of(agency: &Agency, id: &str) -> (CredentialState, Option<i6
 }
 
 async fn connection_exists(app: &TestApp, id: i64) -> bool {
-    app.store
-        .db()
-        .await
-        .unwrap()
-        .get_connection(id)
-        .await
-        .unwrap()
-        .is_some()
+    app.db().await.get_connection(id).await.unwrap().is_some()
 }
 
 /// An organization with a team, an owner and a team member to ask.
@@ -245,10 +236,8 @@ async fn who_may_request_from_whom_follows_the_role_table_of_the_spec(backend: B
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("not eligible"), "{refused}");
-    app.store
-        .db()
+    app.db()
         .await
-        .unwrap()
         .grant_feature(gus.id, Feature::CredentialRequests, "test")
         .await
         .unwrap();
@@ -1982,16 +1971,7 @@ async fn two_revokes_at_once_succeed_once_and_two_authorizes_make_one_connection
     let agency = Agency::start(backend).await;
     let app = &agency.app;
     let tom = &agency.teammate_token;
-    let connections = || async {
-        app.store
-            .db()
-            .await
-            .unwrap()
-            .list_connections(app.team)
-            .await
-            .unwrap()
-            .len()
-    };
+    let connections = || async { app.team_connections().await.len() };
     const ROUNDS: usize = 4;
 
     let mut authorized = Vec::new();

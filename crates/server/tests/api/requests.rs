@@ -212,16 +212,14 @@ async fn a_request_goes_from_pending_to_authorized_and_back_with_every_step_audi
 
     // Revoking Acme destroys its connection and secret; Beta stays declined.
     let connection = {
-        let mut db = agency.app.store.db().await.unwrap();
+        let mut db = agency.app.db().await;
         let credentials = db.list_credentials(request.parse().unwrap()).await.unwrap();
         credentials[0].connection_id.unwrap()
     };
     let secret = agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .get_connection(connection)
         .await
         .unwrap()
@@ -237,7 +235,7 @@ async fn a_request_goes_from_pending_to_authorized_and_back_with_every_step_audi
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["credential"]["state"], "revoked");
-    let mut db = agency.app.store.db().await.unwrap();
+    let mut db = agency.app.db().await;
     assert!(
         db.get_connection(connection).await.unwrap().is_none(),
         "the connection is gone"
@@ -343,15 +341,7 @@ async fn deleting_a_request_with_live_connections_needs_confirmation(backend: Ba
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let team_connections = agency
-        .app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_connections(agency.app.team)
-        .await
-        .unwrap();
+    let team_connections = agency.app.team_connections().await;
     assert!(
         team_connections.is_empty(),
         "no credential of a deleted request works"
@@ -472,10 +462,8 @@ async fn an_external_recipient_is_invited_as_a_guest_and_finds_the_request(backe
 
     let cleo = agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .find_user_by_email("cleo@client.example")
         .await
         .unwrap()
@@ -483,10 +471,8 @@ async fn an_external_recipient_is_invited_as_a_guest_and_finds_the_request(backe
     assert_eq!(
         agency
             .app
-            .store
             .db()
             .await
-            .unwrap()
             .organization_role(agency.app.organization, cleo.id)
             .await
             .unwrap(),

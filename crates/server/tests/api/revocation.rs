@@ -100,7 +100,7 @@ impl Authorized {
             )
             .await;
         assert_error(status, &body, StatusCode::NOT_FOUND);
-        let mut db = self.world.agency.app.store.db().await.unwrap();
+        let mut db = self.world.agency.app.db().await;
         assert!(db
             .get_connection(self.connection.id)
             .await

@@ -64,10 +64,8 @@ async fn scene(backend: Backend) -> Scene {
         .and_then(|id| id.parse::<i64>().ok())
         .unwrap_or_else(|| panic!("the authorized credential names its connection: {body}"));
     let (entries, _) = app
-        .store
         .db()
         .await
-        .unwrap()
         .list_audit(&credence_store::AuditFilter {
             organization: Some(app.organization),
             limit: 1,
@@ -355,10 +353,8 @@ async fn accept_invitation(agency: &Agency, email: &str) -> UserId {
     assert_eq!(post, StatusCode::SEE_OTHER);
     agency
         .app
-        .store
         .db()
         .await
-        .unwrap()
         .find_user_by_email(email)
         .await
         .unwrap()

@@ -381,7 +381,7 @@ async fn the_make_sdk_works_against_credence(backend: Backend) {
         "the SDK now offers audit-log calls: exercise them in tests/sdk/compat.mjs and here"
     );
 
-    let mut db = app.store.db().await.unwrap();
+    let mut db = app.db().await;
 
     // Account calls.
     let me = run.ok("users.me");
@@ -851,15 +851,7 @@ async fn count_requests(agency: &Agency) -> usize {
             recipient: None,
         })
     };
-    let (_, total) = agency
-        .app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_requests(&filter)
-        .await
-        .unwrap();
+    let (_, total) = agency.app.db().await.list_requests(&filter).await.unwrap();
     total as usize
 }
 

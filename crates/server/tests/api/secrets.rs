@@ -40,15 +40,7 @@ async fn sealed_secrets_open_only_in_their_own_row(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(opened.expose_secret(), first_value);
-    let stored = app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .get_secret(&first)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.db().await.get_secret(&first).await.unwrap().unwrap();
     assert!(
         stored.sealed.starts_with("cv1.k1."),
         "the key version prefixes the ciphertext: {}",
@@ -133,15 +125,7 @@ async fn rotation_rewraps_every_secret_and_both_versions_open_meanwhile(backend:
         (0, 3)
     );
     for (i, id) in ids.iter().enumerate() {
-        let stored = app
-            .store
-            .db()
-            .await
-            .unwrap()
-            .get_secret(id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = app.db().await.get_secret(id).await.unwrap().unwrap();
         assert!(stored.sealed.starts_with("cv1.k2."), "{}", stored.sealed);
         let fresh = vault_of(&app);
         assert_eq!(

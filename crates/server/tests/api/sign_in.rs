@@ -346,7 +346,7 @@ async fn expired_sessions_do_not_sign_in_and_are_swept(backend: Backend) {
         .await;
     let token = credence::service::random_token();
     let hash = credence::service::token_hash(&token);
-    let mut db = app.store.db().await.unwrap();
+    let mut db = app.db().await;
     db.insert_session(
         &hash,
         ann.id,

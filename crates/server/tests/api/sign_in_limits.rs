@@ -505,18 +505,14 @@ async fn csrf_of_sign_in(app: &TestApp, client: &reqwest::Client) -> String {
 async fn invite(app: &TestApp, email: &str) -> String {
     let token = credence::service::random_token();
     let admin = app
-        .store
         .db()
         .await
-        .unwrap()
         .find_user_by_email(&app.admin_email)
         .await
         .unwrap()
         .unwrap();
-    app.store
-        .db()
+    app.db()
         .await
-        .unwrap()
         .insert_invitation(
             app.organization,
             Some(app.team),

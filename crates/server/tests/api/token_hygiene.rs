@@ -23,15 +23,7 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
     let admin = app.admin_id().await;
     let precious = app.token(admin, "credential-requests:write").await;
     let narrow = app.token(admin, "connections:read").await;
-    let precious_id = app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_api_tokens(admin)
-        .await
-        .unwrap()[0]
-        .id;
+    let precious_id = app.db().await.list_api_tokens(admin).await.unwrap()[0].id;
 
     let (status, body) = app
         .send(
@@ -73,14 +65,7 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
         "{body}"
     );
     assert_eq!(
-        app.store
-            .db()
-            .await
-            .unwrap()
-            .list_api_tokens(admin)
-            .await
-            .unwrap()
-            .len(),
+        app.db().await.list_api_tokens(admin).await.unwrap().len(),
         2,
         "nothing was created or deleted"
     );
@@ -92,15 +77,7 @@ async fn a_narrow_token_can_neither_list_nor_create_nor_delete_the_users_other_t
     );
 
     // A token may always delete itself: that only narrows access.
-    let narrow_id = app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_api_tokens(admin)
-        .await
-        .unwrap()[1]
-        .id;
+    let narrow_id = app.db().await.list_api_tokens(admin).await.unwrap()[1].id;
     let (status, body) = app
         .send(
             reqwest::Method::DELETE,
@@ -254,14 +231,7 @@ async fn a_token_with_an_expiry_is_listed_with_it_and_refused_after_it_with_401_
         );
     }
     assert_eq!(
-        app.store
-            .db()
-            .await
-            .unwrap()
-            .list_api_tokens(admin)
-            .await
-            .unwrap()
-            .len(),
+        app.db().await.list_api_tokens(admin).await.unwrap().len(),
         1
     );
 
@@ -474,7 +444,7 @@ async fn an_invitation_expires_after_fourteen_days(backend: Backend) {
     let (page, post) = accept_invitation_link(&link).await;
     assert_eq!(page, StatusCode::NOT_FOUND);
     assert!(post.is_client_error(), "{post}");
-    let mut db = agency.app.store.db().await.unwrap();
+    let mut db = agency.app.db().await;
     assert!(
         db.find_user_by_email("cleo@client.example")
             .await
@@ -519,7 +489,7 @@ async fn deleting_a_request_withdraws_its_invitation(backend: Backend) {
     let (page, post) = accept_invitation_link(&link).await;
     assert_eq!(page, StatusCode::NOT_FOUND);
     assert!(post.is_client_error(), "{post}");
-    let mut db = agency.app.store.db().await.unwrap();
+    let mut db = agency.app.db().await;
     assert!(
         db.find_user_by_email("cleo@client.example")
             .await
@@ -616,10 +586,8 @@ async fn the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_namin
         "{stderr}"
     );
     assert!(app
-        .store
         .db()
         .await
-        .unwrap()
         .list_api_tokens(admin)
         .await
         .unwrap()
@@ -640,14 +608,7 @@ async fn the_operator_makes_an_expiring_token_and_a_past_expiry_is_refused_namin
         .to_string();
     let (status, _) = app.get_json("/api/v2/users/me", &value).await;
     assert_eq!(status, StatusCode::OK);
-    let tokens = app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .list_api_tokens(admin)
-        .await
-        .unwrap();
+    let tokens = app.db().await.list_api_tokens(admin).await.unwrap();
     assert_eq!(
         tokens[0].expires_at.map(|at| at.date_naive()),
         Some(day),

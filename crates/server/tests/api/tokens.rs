@@ -25,14 +25,7 @@ async fn tokens_work_as_token_or_bearer_and_are_stored_hashed(backend: Backend) 
         assert_eq!(response.status(), StatusCode::OK, "scheme {scheme}");
     }
     // The database holds a hash, never the value.
-    let tokens = app
-        .store
-        .db()
-        .await
-        .unwrap()
-        .find_api_token(&token)
-        .await
-        .unwrap();
+    let tokens = app.db().await.find_api_token(&token).await.unwrap();
     assert!(
         tokens.is_none(),
         "a token must not be findable by its plain value"
@@ -109,7 +102,7 @@ async fn deleting_a_token_stops_it_at_once(backend: Backend) {
     let token = app.token(admin, "user:read").await;
     let (status, _) = app.get_json("/api/v2/users/me", &token).await;
     assert_eq!(status, StatusCode::OK);
-    let mut db = app.store.db().await.unwrap();
+    let mut db = app.db().await;
     let listed = db.list_api_tokens(admin).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].last_used_at.is_some(), "use is recorded");

@@ -320,6 +320,16 @@ impl TestApp {
             .header("Authorization", format!("Token {token}"))
     }
 
+    /// A connection of the app's own store, to look at what it holds.
+    pub async fn db(&self) -> credence_store::Db {
+        self.store.db().await.expect("a store connection")
+    }
+
+    /// The connections of the Default team.
+    pub async fn team_connections(&self) -> Vec<credence_store::Connection> {
+        self.db().await.list_connections(self.team).await.unwrap()
+    }
+
     /// The stored connection `id`, if there is one.
     pub async fn stored_connection(&self, id: i64) -> Option<credence_store::Connection> {
         self.store
