@@ -13,13 +13,13 @@
 //!   or the callback query that the consenting person controls) is stored and
 //!   shown only without the connection's secrets, and capped.
 
-use crate::oauth::{world, World};
 use crate::on_both_backends;
 use crate::support::Agency;
 use crate::support::{
     api_key_app, assert_no_secret, captured_logs, credential_path, register_secret, signed_in,
     Held, Upstream,
 };
+use crate::support::{world, World};
 use axum::http::StatusCode;
 use credence_domain::CredentialState;
 use credence_store::Backend;

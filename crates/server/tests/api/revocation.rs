@@ -8,10 +8,10 @@
 //! secret alive: the connection goes anyway and the audit log says the
 //! revocation failed.
 
-use crate::oauth::{world, World};
 use crate::on_both_backends;
 use crate::support::SCOPES;
 use crate::support::{assert_error, assert_no_secret, captured_logs, signed_in};
+use crate::support::{world, World};
 use credence_domain::CredentialState;
 use credence_store::{AuditEntry, Backend, Connection};
 use reqwest::StatusCode;

@@ -5,13 +5,13 @@
 //! over https; the HTTP client connects only to the addresses it checked; a
 //! client that dawdles over its headers or body is cut off.
 
-use crate::oauth::{world, APP};
 use crate::on_both_backends;
 use crate::support::{api_key_app, Agency};
 use crate::support::{
     csrf_of, location, no_redirects, register_secret, set_cookie, signed_in, spawn_app,
     spawn_app_with, Person, TestApp,
 };
+use crate::support::{world, APP};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

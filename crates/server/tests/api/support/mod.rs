@@ -10,6 +10,7 @@
 mod agency;
 mod app;
 mod browser;
+mod oauth;
 mod sql;
 mod upstream;
 
@@ -19,5 +20,6 @@ pub use browser::{
     accept_invitation_in, accept_invitation_link, browser, csrf_of, field_of, form_page, location,
     no_redirects, set_cookie, sign_in, signed_in,
 };
+pub use oauth::{oauth_app, world, world_with, World, APP};
 pub use sql::Sql;
 pub use upstream::{api_key_app, Held, Upstream};
