@@ -3,13 +3,13 @@
 //! and the provider's redirect back to `/oauth/callback` finishes the job —
 //! only once, only in the browser of the person who started it.
 
-use crate::oidc::{OidcOptions, OidcProvider, Rotation};
 use crate::on_both_backends;
 use crate::support::Agency;
 use crate::support::{
     assert_error, assert_no_secret, captured_logs, csrf_of, location, oauth_app, register_secret,
     signed_in, world, world_with, World, APP,
 };
+use crate::support::{OidcOptions, OidcProvider, Rotation};
 use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::{StatusCode, Url};

@@ -4,7 +4,6 @@
 //! team's own OAuth client if it brings one), renewed in place with
 //! `/oauth/reauth/{id}` (a page's form, or a script's GET), renamed, and deleted with revocation at the provider.
 
-use crate::oidc::{OidcOptions, OidcProvider};
 use crate::on_both_backends;
 use crate::support::Agency;
 use crate::support::{
@@ -12,6 +11,7 @@ use crate::support::{
     register_secret, signed_in,
 };
 use crate::support::{oauth_app, world, APP};
+use crate::support::{OidcOptions, OidcProvider};
 use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::{Method, StatusCode, Url};

@@ -11,6 +11,7 @@ mod agency;
 mod app;
 mod browser;
 mod oauth;
+pub mod oidc;
 mod sql;
 mod upstream;
 
@@ -21,5 +22,6 @@ pub use browser::{
     no_redirects, set_cookie, sign_in, signed_in,
 };
 pub use oauth::{oauth_app, world, world_with, World, APP};
+pub use oidc::{OidcOptions, OidcProvider, Rotation};
 pub use sql::Sql;
 pub use upstream::{api_key_app, Held, Upstream};

@@ -3,7 +3,7 @@
 //! request for it asked of the teammate, and the steps of a consent.
 
 use super::{register_secret, Agency};
-use crate::oidc::{OidcOptions, OidcProvider};
+use super::{OidcOptions, OidcProvider};
 use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::StatusCode;
