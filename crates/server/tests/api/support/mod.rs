@@ -4,19 +4,24 @@
 //! ([`TestApp::send`]), read the audit log and the outbox
 //! ([`TestApp::audit_entries`], [`TestApp::outbox`]), run the operator CLI
 //! ([`TestApp::operator`]) and raw SQL on either backend ([`Sql`]), and play a
-//! third-party app ([`Upstream`]). Every answer read through it is checked
+//! third-party app ([`Upstream`]) or the OAuth 2.0 provider ([`OidcProvider`],
+//! with the agency that knows it: [`World`]). Every answer read through it is checked
 //! against the suite's secrets ([`register_secret`]).
 
 mod agency;
 mod app;
 mod browser;
 mod oauth;
-pub mod oidc;
+mod oidc;
 mod sql;
 mod upstream;
 
 pub use agency::{credential_path, Agency, SCOPES};
-pub use app::*;
+pub use app::{
+    assert_error, assert_no_secret, captured_logs, credence_bin, fresh_database,
+    postgres_admin_url, register_secret, spawn_app, spawn_app_with, spawn_app_with_limits, Person,
+    TestApp,
+};
 pub use browser::{
     accept_invitation_in, accept_invitation_link, browser, csrf_of, field_of, form_page, location,
     no_redirects, set_cookie, sign_in, signed_in,
