@@ -172,7 +172,7 @@ impl Scene {
     async fn export(&self, path: &str, token: &str) -> (StatusCode, String, String) {
         let response = self
             .app()
-            .with_token(reqwest::Method::GET, &format!("/api/v2{path}"), &token)
+            .with_token(reqwest::Method::GET, &format!("/api/v2{path}"), token)
             .send()
             .await
             .unwrap();

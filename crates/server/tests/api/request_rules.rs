@@ -78,7 +78,7 @@ fn detail(body: &Value) -> &str {
 async fn post_raw(agency: &Agency, path: &str, token: &str, raw: &str) -> (StatusCode, Value) {
     let response = agency
         .app
-        .with_token(reqwest::Method::POST, path, &token)
+        .with_token(reqwest::Method::POST, path, token)
         .header("Content-Type", "application/json")
         .body(raw.to_string())
         .send()
