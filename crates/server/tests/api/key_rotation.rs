@@ -10,7 +10,7 @@
 
 use crate::on_both_backends;
 use crate::support::Agency;
-use crate::support::{register_secret, TestApp};
+use crate::support::{register_secret, wait_until, TestApp};
 use credence::service::{audit, secrets};
 use credence_store::Backend;
 use reqwest::StatusCode;
@@ -852,19 +852,6 @@ async fn a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_re
 async fn heartbeats(app: &TestApp) -> Vec<(i64, String)> {
     let beats = app.db().await.list_heartbeats().await.unwrap();
     beats.into_iter().map(|b| (b.key_version, b.id)).collect()
-}
-
-/// Polls `check` until it holds, for at most ten seconds.
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::task::yield_now().await;
-    }
 }
 
 /// Issue: `keys retire` counted the values in the database only, so an

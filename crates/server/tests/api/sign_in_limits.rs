@@ -6,7 +6,7 @@
 //! a gate. Time is the limits' injected clock: windows end when a test says so.
 
 use crate::on_both_backends;
-use crate::support::{browser, csrf_of, spawn_app_with_limits, TestApp};
+use crate::support::{browser, csrf_of, spawn_app_with_limits, wait_until, TestApp};
 use chrono::{DateTime, Utc};
 use credence::http::web::SignInLimits;
 use credence_store::Backend;
@@ -844,14 +844,7 @@ async fn the_hashing_gate_bounds_concurrent_hashes_and_answers_busy_past_its_que
     // Two run; the third waits its turn.
     started_rx.recv().await.unwrap();
     started_rx.recv().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gate.admitted() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the third job never queued"
-        );
-        tokio::task::yield_now().await;
-    }
+    wait_until("the third job queued", || async { gate.admitted() >= 3 }).await;
     assert_eq!(running.load(Ordering::SeqCst), 2);
     // A fourth is turned away at once rather than queued without bound.
     assert!(matches!(gate.try_run(|| ()).await, Err(HashingError::Busy)));

@@ -497,6 +497,19 @@ pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) -> &
     body
 }
 
+/// Polls `check` until it holds, for at most ten seconds.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Path of the built `credence` binary.
 pub fn credence_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_credence"))
