@@ -128,13 +128,24 @@ impl Application {
         config: Config,
         limits: SignInLimits,
     ) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Self::build_on(config, limits, listener).await
+    }
+
+    /// Like [`Application::build_with_limits`], on a socket already bound (a
+    /// test that had to tell its port to a peer first keeps it bound meanwhile,
+    /// so nothing else can take it); `config.listen` is then not used.
+    pub async fn build_on(
+        config: Config,
+        limits: SignInLimits,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         let store = open_store(&config).await?;
         let vault = open_vault(&config)?;
         renew_sealed_values(&store, &vault).await?;
         let catalog = open_catalog(&config)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
         let bootstrap = identity::bootstrap_if_empty(&store, &config.admin_email)
             .await

@@ -629,10 +629,8 @@ async fn revoking_the_credential_revokes_the_grant_at_the_provider(backend: Back
 /// The background refresher (here every second) renews an expiring access
 /// token by itself.
 async fn the_background_refresher_renews_expiring_tokens(backend: Backend) {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // Kept bound until Credence listens on it: the provider must know it first.
+    let port = crate::support::reserve_port();
     let provider = OidcProvider::start_with(
         &[format!("http://127.0.0.1:{port}/oauth/callback")],
         OidcOptions {

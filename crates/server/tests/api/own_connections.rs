@@ -586,10 +586,8 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
 /// consent, the code exchange, refresh and revocation — here the configured
 /// client is one the provider does not know, so any use of it would fail.
 async fn a_connection_brings_its_own_oauth_client(backend: Backend) {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // Kept bound until Credence listens on it: the provider must know it first.
+    let port = crate::support::reserve_port();
     let provider = OidcProvider::start_with(
         &[format!("http://127.0.0.1:{port}/oauth/callback")],
         OidcOptions::default(),

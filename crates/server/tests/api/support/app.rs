@@ -116,9 +116,11 @@ pub async fn spawn_app_with_limits(
     };
     adjust(&mut config);
     let kept = config.clone();
-    let app = Application::build_with_limits(config, limits)
-        .await
-        .expect("application builds");
+    let app = match take_reserved_port(config.listen.port()) {
+        Some(listener) => Application::build_on(config, limits, listener).await,
+        None => Application::build_with_limits(config, limits).await,
+    }
+    .expect("application builds");
     let context = app.context();
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store().clone();
@@ -149,6 +151,39 @@ pub async fn spawn_app_with_limits(
         shutdown: Some(shutdown),
         server: Some(server),
     }
+}
+
+/// Ports reserved by [`reserve_port`], each still bound, until the app that
+/// listens on it starts.
+static RESERVED_PORTS: std::sync::Mutex<Vec<std::net::TcpListener>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A free port kept bound for an app that will listen on it (set
+/// `config.listen` to it): for a peer that must know Credence's address before
+/// Credence starts (an OAuth provider's redirect URI). Released, and taken by
+/// something else, the port could be gone by the time the app binds it.
+pub fn reserve_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    let port = listener.local_addr().unwrap().port();
+    RESERVED_PORTS.lock().unwrap().push(listener);
+    port
+}
+
+/// The still-bound socket of a port [`reserve_port`] handed out, as the
+/// runtime's listener.
+fn take_reserved_port(port: u16) -> Option<tokio::net::TcpListener> {
+    if port == 0 {
+        return None;
+    }
+    let mut reserved = RESERVED_PORTS.lock().unwrap();
+    let at = reserved
+        .iter()
+        .position(|listener| listener.local_addr().is_ok_and(|a| a.port() == port))?;
+    let listener = reserved.swap_remove(at);
+    Some(tokio::net::TcpListener::from_std(listener).expect("a tokio listener"))
 }
 
 /// Every secret value the tests of this process gave Credence (API keys entered

@@ -19,8 +19,8 @@ mod upstream;
 pub use agency::{credential_path, Agency, SCOPES};
 pub use app::{
     assert_error, assert_no_secret, captured_logs, credence_bin, fresh_database,
-    postgres_admin_url, register_secret, spawn_app, spawn_app_with, spawn_app_with_limits,
-    wait_until, Person, TestApp,
+    postgres_admin_url, register_secret, reserve_port, spawn_app, spawn_app_with,
+    spawn_app_with_limits, wait_until, Person, TestApp,
 };
 pub use browser::{
     accept_invitation_in, accept_invitation_link, browser, csrf_of, field_of, form_page, location,

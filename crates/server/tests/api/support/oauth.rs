@@ -69,11 +69,8 @@ pub async fn world(backend: Backend, with_client: bool) -> World {
 
 pub async fn world_with(backend: Backend, with_client: bool, options: OidcOptions) -> World {
     // The provider must know the redirect URI before Credence starts, so the
-    // port is chosen first.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // port is chosen first (and kept bound until Credence listens on it).
+    let port = crate::support::app::reserve_port();
     let provider = OidcProvider::start_with(
         &[format!("http://127.0.0.1:{port}/oauth/callback")],
         options,
