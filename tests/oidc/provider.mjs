@@ -158,8 +158,6 @@ const provider = new Provider(issuer, {
 //                                   (JSON `temporarily_unavailable`) until
 //   DELETE /__test/outage           ends the outage; grants are kept (unlike
 //                                   a restart, which forgets them all)
-//   PUT /__test/delay?ms=3000       the token endpoint answers that much later
-//   DELETE /__test/delay            (a slow provider) until this ends it
 //   GET /__test/stats               {"token_requests": {"<grant_type>": n}}
 //                                   counts POSTs to the token endpoint
 //   PUT /__test/hold                token requests wait (a provider that is
@@ -172,7 +170,6 @@ const provider = new Provider(issuer, {
 //                                   and client secret it was sent (and n more
 //                                   characters), as a careless provider might
 let outage = null;
-let delay = 0;
 const tokenRequests = {};
 let holding = false;
 const held = [];
@@ -212,16 +209,6 @@ provider.use(async (ctx, next) => {
     ctx.status = 204;
     return;
   }
-  if (ctx.path === '/__test/delay' && ctx.method === 'PUT') {
-    delay = Number(ctx.query.ms || 0);
-    ctx.status = 204;
-    return;
-  }
-  if (ctx.path === '/__test/delay' && ctx.method === 'DELETE') {
-    delay = 0;
-    ctx.status = 204;
-    return;
-  }
   if (ctx.path === '/__test/hold' && ctx.method === 'PUT') {
     holding = true;
     ctx.status = 204;
@@ -256,9 +243,6 @@ provider.use(async (ctx, next) => {
     ctx.status = outage;
     ctx.body = { error: 'temporarily_unavailable', error_description: `simulated outage (${outage})` };
     return;
-  }
-  if (delay > 0 && ctx.method === 'POST' && ctx.path === '/token') {
-    await new Promise((resolve) => setTimeout(resolve, delay));
   }
   if (holding && ctx.method === 'POST' && ctx.path === '/token') {
     await new Promise((resolve) => {

@@ -751,28 +751,36 @@ async fn a_slow_provider_holds_no_database_lock(backend: Backend) {
     let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let id = world.connection().await.id;
-    world.provider.set_token_delay(Some(3000)).await;
+    // The provider holds every token request until the test lets it go.
+    world.provider.hold_token_requests(true).await;
     let before = world.provider.token_requests("refresh_token").await;
     let ctx = world.ctx().clone();
     let slow = tokio::spawn(async move { oauth::refresh_with(&ctx, id, true).await });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    // A write that needs the database, while the refresh waits on the provider.
-    world
-        .agency
-        .create_request(world.agency.teammate.id, &["acme-crm"])
-        .await;
+    world.provider.token_request_held().await;
+    // A write that needs the database, while the refresh waits on the provider:
+    // were a database lock held during the call, it would wait for ever.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        world
+            .agency
+            .create_request(world.agency.teammate.id, &["acme-crm"]),
+    )
+    .await
+    .expect("the write waited for the provider: a database lock was held during the refresh");
     assert!(
         !slow.is_finished(),
-        "the write waited for the provider: a database lock was held during the refresh"
+        "the refresh ended while its provider call was held"
     );
-    let second = oauth::refresh(world.ctx(), id).await.unwrap();
+    // A second refresh meanwhile waits for the lease, then finds the new token.
+    let ctx = world.ctx().clone();
+    let second = tokio::spawn(async move { oauth::refresh(&ctx, id).await });
+    world.provider.hold_token_requests(false).await;
     assert_eq!(slow.await.unwrap().unwrap(), RefreshOutcome::Refreshed);
-    assert_eq!(second, RefreshOutcome::StillValid);
+    assert_eq!(second.await.unwrap().unwrap(), RefreshOutcome::StillValid);
     assert_eq!(
         world.provider.token_requests("refresh_token").await,
         before + 1
     );
-    world.provider.set_token_delay(None).await;
     world.tokens(&world.connection().await).await;
     world.agency.app.stop().await;
 }

@@ -428,17 +428,6 @@ impl OidcProvider {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
 
-    /// Makes the token endpoint answer `ms` milliseconds late (`None`: on time).
-    pub async fn set_token_delay(&self, ms: Option<u64>) {
-        let url = format!("{}/__test/delay", self.issuer);
-        let request = match ms {
-            Some(ms) => self.http.put(url).query(&[("ms", ms)]),
-            None => self.http.delete(url),
-        };
-        let response = request.send().await.expect("the test OAuth server");
-        assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    }
-
     /// `true`: token requests wait at the provider until called with `false`,
     /// which lets every waiting one through.
     pub async fn hold_token_requests(&self, hold: bool) {
