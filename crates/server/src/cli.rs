@@ -476,15 +476,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Rotate) => {
             let store = open_store(&config).await?;
-            let path = config.key_file();
-            // Rotating a key file that does not exist would create a new one and
-            // leave every stored secret under a key nobody uses: refuse.
-            if !path.exists() {
-                anyhow::bail!(
-                    "key file {} does not exist; point --key-file at the file the server uses",
-                    path.display()
-                );
-            }
+            let path = existing_key_file(&config)?;
             let vault = open_vault(&config)?;
             let version = credence_vault::rotate_key_file(&path)
                 .with_context(|| format!("cannot rotate {}", path.display()))?;
@@ -502,13 +494,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Retire { version }) => {
             let store = open_store(&config).await?;
-            let path = config.key_file();
-            if !path.exists() {
-                anyhow::bail!(
-                    "key file {} does not exist; point --key-file at the file the server uses",
-                    path.display()
-                );
-            }
+            let path = existing_key_file(&config)?;
             let current = open_vault(&config)?.current_version();
             if version == current {
                 anyhow::bail!(
@@ -712,4 +698,18 @@ async fn audit(command: AuditCommand, config: &Config) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// The configured key file, which must exist: rotating or retiring in a file
+/// that does not would create a new one and leave every stored secret under a
+/// key nobody uses.
+fn existing_key_file(config: &Config) -> anyhow::Result<std::path::PathBuf> {
+    let path = config.key_file();
+    if !path.exists() {
+        anyhow::bail!(
+            "key file {} does not exist; point --key-file at the file the server uses",
+            path.display()
+        );
+    }
+    Ok(path)
 }
