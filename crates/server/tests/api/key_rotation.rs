@@ -501,23 +501,8 @@ async fn values_sealed_before_the_owner_binding_are_resealed_at_start_and_keep_o
         .await
         .unwrap()
         .unwrap();
-    let secret = connection.secret_id.clone().unwrap();
-    let plain = secrets::open_connection(&agency.app.store, &vault, &connection)
-        .await
-        .unwrap();
     // What an older Credence wrote.
-    let legacy = vault
-        .seal_str(&plain, &format!("secret:{secret}:connection"))
-        .unwrap();
-    agency
-        .app
-        .sql()
-        .await
-        .execute(&format!(
-            "UPDATE secrets SET sealed = '{}', aad_scheme = 1 WHERE id = '{secret}'",
-            legacy.as_str()
-        ))
-        .await;
+    let (_, plain, _) = seal_as_an_older_credence(&agency.app, &vault, &connection).await;
     let message = agency
         .app
         .db()
@@ -771,23 +756,8 @@ async fn a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_re
     .await;
     let vault = agency.app.vault();
     let connection = connection_row(&agency.app, our_connection).await;
-    let secret = connection.secret_id.clone().unwrap();
-    let plain = secrets::open_connection(&agency.app.store, &vault, &connection)
-        .await
-        .unwrap();
     // What an older Credence wrote, with their pointer moved to our secret.
-    let legacy = vault
-        .seal_str(&plain, &format!("secret:{secret}:connection"))
-        .unwrap();
-    agency
-        .app
-        .sql()
-        .await
-        .execute(&format!(
-            "UPDATE secrets SET sealed = '{}', aad_scheme = 1 WHERE id = '{secret}'",
-            legacy.as_str()
-        ))
-        .await;
+    let (secret, _, legacy) = seal_as_an_older_credence(&agency.app, &vault, &connection).await;
     agency
         .app
         .sql()
@@ -798,7 +768,7 @@ async fn a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_re
         .await;
 
     let renewal = secrets::renew_all(&agency.app.store, &vault).await.unwrap();
-    assert_eq!(sealed_secret(&agency.app, &secret).await, legacy.as_str());
+    assert_eq!(sealed_secret(&agency.app, &secret).await, legacy);
     let schemes = agency
         .app
         .sql()
@@ -918,6 +888,31 @@ async fn keys_retire_refuses_while_a_running_instance_has_an_older_copy_of_the_k
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(key_lines(&key_file), vec![2]);
     agency.app.stop().await;
+}
+
+/// Seals `connection`'s secret again as Credence did before the owner binding
+/// (bound to the secret's row only, `aad_scheme = 1`); answers the secret's id
+/// and plain text, and the value written.
+async fn seal_as_an_older_credence(
+    app: &TestApp,
+    vault: &credence_vault::Vault,
+    connection: &credence_store::Connection,
+) -> (String, secrecy::SecretString, String) {
+    let secret = connection.secret_id.clone().unwrap();
+    let plain = secrets::open_connection(&app.store, vault, connection)
+        .await
+        .unwrap();
+    let legacy = vault
+        .seal_str(&plain, &format!("secret:{secret}:connection"))
+        .unwrap();
+    app.sql()
+        .await
+        .execute(&format!(
+            "UPDATE secrets SET sealed = '{}', aad_scheme = 1 WHERE id = '{secret}'",
+            legacy.as_str()
+        ))
+        .await;
+    (secret, plain, legacy.as_str().to_string())
 }
 
 on_both_backends!(

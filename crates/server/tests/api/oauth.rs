@@ -14,7 +14,7 @@ use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
 fn scope_set(text: &str) -> BTreeSet<String> {
@@ -253,28 +253,9 @@ async fn reauthorize_replaces_the_connection(backend: Backend) {
                 .await
                 .unwrap();
         }
-        let (status, body) = world
-            .agency
-            .post(
-                &format!(
-                    "/api/v2/credential-requests/credentials/{}/{action}",
-                    world.credential
-                ),
-                &world.agency.teammate_token,
-                Some(json!({})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{action}: {body}");
-        let outcome = world
-            .provider
-            .consent(body["redirectUri"].as_str().unwrap(), "tom", true)
-            .await;
-        register_secret(outcome.code.as_deref().unwrap());
-        let response = tom.get(outcome.redirect.clone()).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{action}");
-        let credential = world.stored().await;
-        assert_eq!(credential.state, CredentialState::Authorized, "{action}");
-        connections.push(credential.connection_id.unwrap());
+        // Through the consent page; the credential is then authorized.
+        world.consent_through(&tom, action).await;
+        connections.push(world.stored().await.connection_id.unwrap());
     }
     assert_ne!(connections[0], connections[1]);
     let mut db = world.agency.app.db().await;
