@@ -1,5 +1,5 @@
 // A real OAuth 2.0 authorization server for Credence's integration tests
-// (crates/server/tests/api/oidc.rs starts it). It is oidc-provider 9 with its
+// (crates/credence/tests/api/oidc.rs starts it). It is oidc-provider 9 with its
 // development login/consent forms, over plain http on the loopback interface.
 //
 // Environment:

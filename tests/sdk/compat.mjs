@@ -1,7 +1,7 @@
 // Runs the official Make TypeScript SDK (@makehq/sdk, unpatched, the version
 // pinned in package.json) against a running Credence and calls every
 // credential-request and connection method it offers, plus the account
-// calls a client makes first. Driven by crates/server/tests/api/sdk.rs, which
+// calls a client makes first. Driven by crates/credence/tests/api/sdk.rs, which
 // prepares the data, passes it in the environment, and checks both these
 // answers and what changed in Credence's store.
 //

@@ -1,0 +1,425 @@
+//! Building and running the server: connect and migrate the store, open the
+//! vault, bootstrap an empty database, bind the listener, serve until a signal.
+//! Tests use the same path with port 0 (zero2prod's `Application`).
+
+use crate::config::Config;
+use anyhow::Context;
+use credence_http::{self as http, web::SignInLimits, AppState};
+use credence_service::identity::{self, Bootstrap};
+use credence_store::Store;
+use credence_vault::Vault;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+    bootstrap: Option<Bootstrap>,
+    background: Background,
+}
+
+/// What the serving loop and the background tasks take from the configuration.
+struct Background {
+    oauth_refresh_every: Option<std::time::Duration>,
+    heartbeat_every: std::time::Duration,
+    header_read_timeout: std::time::Duration,
+}
+
+/// Connects to the configured database and applies migrations. The default
+/// embedded database's directory is created (0700) when missing.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let (url, create) = config.database();
+    if config.database_url.is_none() {
+        create_private_dir(&config.data_dir)?;
+    }
+    let store = Store::connect(&url, create)
+        .await
+        .context("cannot open the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    Ok(store)
+}
+
+/// Opens the key file, creating it (mode 0600) on first start.
+pub fn open_vault(config: &Config) -> anyhow::Result<Vault> {
+    let path = config.key_file();
+    Vault::open_or_create(&path)
+        .with_context(|| format!("cannot open the key file {}", path.display()))
+}
+
+/// Brings sealed values left by an older version (bound by the old scheme of
+/// associated data, see migration 0008) or under an older key onto the
+/// current ones before serving; values that do not open are logged, not fatal.
+async fn renew_sealed_values(store: &Store, vault: &Vault) -> anyhow::Result<()> {
+    let renewal = credence_service::secrets::renew_all(store, vault)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("cannot renew sealed values")?;
+    for (column, done) in &renewal.columns {
+        if done.rewrapped + done.rebound > 0 {
+            tracing::info!(
+                column = %column.label(),
+                rewrapped = done.rewrapped,
+                rebound = done.rebound,
+                version = renewal.version,
+                "sealed values renewed"
+            );
+        }
+    }
+    for problem in &renewal.problems {
+        tracing::warn!(%problem, "a sealed value could not be renewed");
+    }
+    Ok(())
+}
+
+/// Loads the built-in app catalog and the operator's apps; an invalid file is an
+/// error naming the file and the field.
+pub fn open_catalog(config: &Config) -> anyhow::Result<credence_catalog::Catalog> {
+    credence_catalog::Catalog::load(config.apps_dir.as_deref())
+        .context("the app catalog is not valid")
+}
+
+/// The client for calls to apps (see `credence_provider::destination`).
+pub fn http_client(catalog: &credence_catalog::Catalog) -> anyhow::Result<reqwest::Client> {
+    credence_provider::destination::client(catalog).context("cannot build the HTTP client")
+}
+
+fn create_private_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("cannot create the data directory {}", path.display()))?;
+    }
+    Ok(())
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_limits(config, SignInLimits::default()).await
+    }
+
+    /// Like [`Application::build`] with custom sign-in limits (tests use tight ones).
+    pub async fn build_with_limits(
+        config: Config,
+        limits: SignInLimits,
+    ) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Self::build_on(config, limits, listener).await
+    }
+
+    /// Like [`Application::build_with_limits`], on a socket already bound (a
+    /// test that had to tell its port to a peer first keeps it bound meanwhile,
+    /// so nothing else can take it); `config.listen` is then not used.
+    pub async fn build_on(
+        config: Config,
+        limits: SignInLimits,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
+        let store = open_store(&config).await?;
+        let vault = open_vault(&config)?;
+        renew_sealed_values(&store, &vault).await?;
+        let catalog = open_catalog(&config)?;
+        let address = listener.local_addr()?;
+        let bootstrap = identity::bootstrap_if_empty(&store, &config.admin_email)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let http = http_client(&catalog)?;
+        let state = AppState {
+            store,
+            vault: Arc::new(vault),
+            public_url: config.public_url(address).into(),
+            oauth_clients: Arc::new(config.oauth_clients.clone()),
+            settings: Arc::new(config.http_settings()),
+            limits: Arc::new(limits),
+            metrics: crate::telemetry::metrics_handle(),
+            catalog: Arc::new(catalog),
+            http,
+        };
+        Ok(Application {
+            listener,
+            address,
+            state,
+            bootstrap,
+            background: Background {
+                oauth_refresh_every: config.oauth_refresh_every,
+                heartbeat_every: config.heartbeat_every,
+                header_read_timeout: config.header_read_timeout,
+            },
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The base of links, e.g. `http://127.0.0.1:8080`.
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    /// What the first start created, if this start was the first.
+    pub fn bootstrap(&self) -> Option<&Bootstrap> {
+        self.bootstrap.as_ref()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// The services' context (tests call services directly through it).
+    pub fn context(&self) -> credence_service::Context {
+        self.state.ctx()
+    }
+
+    pub fn vault(&self) -> Arc<Vault> {
+        self.state.vault.clone()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C; in-flight requests finish first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes; in-flight requests finish first.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let store = self.state.store.clone();
+        let sweeper = tokio::spawn(sweep_expired_sessions(
+            store.clone(),
+            self.state.limits.clone(),
+        ));
+        let refresher = self
+            .background
+            .oauth_refresh_every
+            .map(|every| tokio::spawn(refresh_oauth_connections(self.state.ctx(), every)));
+        let instance = uuid::Uuid::new_v4().to_string();
+        let heartbeat = tokio::spawn(beat(
+            store.clone(),
+            self.state.vault.clone(),
+            instance.clone(),
+            self.background.heartbeat_every,
+        ));
+        let header_read_timeout = self.background.header_read_timeout;
+        let app = http::router(self.state);
+        let result = serve(self.listener, app, header_read_timeout, shutdown).await;
+        sweeper.abort();
+        if let Some(refresher) = refresher {
+            refresher.abort();
+        }
+        heartbeat.abort();
+        let _ = heartbeat.await;
+        // Stopped: no longer sealing, so no longer holding `keys retire` back.
+        let gone = match store.db().await {
+            Ok(mut db) => db.delete_heartbeat(&instance).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = gone {
+            tracing::warn!(error = %error, "could not delete this instance's heartbeat");
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish. What `axum::serve` does, but with hyper's HTTP/1 builder
+/// given a timer, so that a client that does not send a request's header
+/// block within `header_read_timeout` (or leaves a kept-alive connection idle
+/// that long) is disconnected rather than holding the connection for ever.
+/// The request timeout is a layer of the router (`http::router`).
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let (stop, stopping) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before it
+                    // was accepted: later ones may succeed; do not spin.
+                    tracing::warn!(error = %error, "could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        // What `ConnectInfo<SocketAddr>` reads (the sign-in limits use it).
+        let service = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        );
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let connection =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(error = %error, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    drop(stopping);
+    // Every connection finishes its request in flight, then closes.
+    let _ = stop.send(());
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Every `every`, records in the database the newest key version this
+/// instance seals under (following the key file), so that `keys retire` can
+/// tell an instance with an older copy of the key file.
+async fn beat(store: Store, vault: Arc<Vault>, instance: String, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let version = vault.current_version();
+        let recorded = match store.db().await {
+            Ok(mut db) => db.record_heartbeat(&instance, version, every).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(error = %error, "could not record this instance's heartbeat");
+        }
+    }
+}
+
+/// Deletes expired sessions and OAuth flows once an hour, so the tables stay
+/// bounded. Deleting twice from two instances is harmless, so no lease is needed.
+async fn sweep_expired_sessions(store: Store, limits: Arc<SignInLimits>) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        // Sign-in counters whose window is over, and browsers no longer known.
+        if let Err(error) = credence_service::sign_in_limits::sweep(&store, &limits).await {
+            tracing::warn!(error = %error, "could not delete old sign-in counters");
+        }
+        let swept = match store.db().await {
+            Ok(mut db) => match db.delete_expired_sessions().await {
+                // A flow is kept a day past its expiry so that a late replay
+                // still reads "used" or "expired" rather than "unknown".
+                Ok(sessions) => db
+                    .sweep_oauth_flows(credence_store::now() - chrono::Duration::days(1))
+                    .await
+                    .map(|flows| (sessions, flows)),
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        match swept {
+            Ok((0, 0)) => {}
+            Ok((sessions, flows)) => {
+                tracing::info!(sessions, flows, "deleted expired sessions and OAuth flows")
+            }
+            Err(error) => tracing::warn!(error = %error, "could not delete expired sessions"),
+        }
+    }
+}
+
+/// Every 15 s (`Config::oauth_refresh_every`), refreshes the OAuth connections whose access token expires
+/// within two minutes, or that nobody refreshed for seven days (so providers
+/// do not expire idle refresh tokens), unless an outage's backoff holds them
+/// back. Several instances may run this at once: `refresh::refresh_if_due` takes the
+/// connection's row lock and re-reads the tokens, so a connection is refreshed
+/// once. Errors name the connection, never a token.
+async fn refresh_oauth_connections(ctx: credence_service::Context, every: std::time::Duration) {
+    let mut every = tokio::time::interval(every);
+    loop {
+        every.tick().await;
+        let now = credence_store::now();
+        let due = match ctx.store.db().await {
+            Ok(mut db) => {
+                db.connections_due_for_refresh(
+                    now,
+                    now + credence_service::refresh::EXPIRY_MARGIN,
+                    now - credence_service::refresh::IDLE_AFTER,
+                    100,
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        let due = match due {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(error = %error, "could not list the connections due for a refresh");
+                continue;
+            }
+        };
+        for connection in due {
+            let outcome = credence_service::refresh::refresh_if_due(&ctx, connection).await;
+            match outcome {
+                Ok(credence_service::refresh::RefreshOutcome::Refused { reason }) => {
+                    tracing::info!(connection, reason = %reason, "an OAuth connection was refused a refresh; it is invalid now")
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(connection, error = %error, "could not refresh an OAuth connection")
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
