@@ -6,30 +6,30 @@
 //! axum nor clap); its errors say what rule was
 //! broken, and the HTTP layer picks the status.
 
-// In layers, each using only those above it (Cargo cannot check this inside
-// a crate; ARCHITECTURE.md has the map and `cargo test` a check).
+// In layers: each module uses only modules listed above it, so none imports
+// another in a circle (`layers_point_down` below checks it).
 //
 // Identity and the audit log.
 pub mod audit;
 pub mod audit_log;
+pub mod password_hashing;
 pub mod auth;
 pub mod features;
 pub mod identity;
 pub mod invitations;
-pub mod password_hashing;
 pub mod sign_in_limits;
 // Sealed values, the catalog's view of an app, who may see what.
 pub mod access;
 pub mod apps;
 pub mod secrets;
-// A connection's life: created, its credentials' audit and notices, ended.
+// A connection's life: created, its credentials' audit entries and notices, ended.
 pub mod connections;
-pub mod endings;
 pub mod notices;
+pub mod endings;
 // Talking to the provider about a connection.
-pub mod checks;
 pub mod consent;
 pub mod refresh;
+pub mod checks;
 // The use cases.
 pub mod credentials;
 pub mod requests;
@@ -116,4 +116,81 @@ pub fn random_token() -> String {
 pub fn token_hash(token: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod layers {
+    //! The module order of this file is the layering: a module may use only
+    //! the modules declared before it. Read from the sources, comments left
+    //! out (a doc link is not a dependency).
+
+    use std::collections::BTreeSet;
+
+    fn modules() -> Vec<String> {
+        include_str!("lib.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub mod "))
+            .filter_map(|rest| rest.strip_suffix(';'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The sibling modules `source` names through `super::`.
+    fn used(source: &str, modules: &[String]) -> BTreeSet<String> {
+        let code: String = source
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut used = BTreeSet::new();
+        for (at, _) in code.match_indices("super::") {
+            let rest = &code[at + "super::".len()..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group[..group.find('}').unwrap_or(0)]
+                    .split(',')
+                    .map(|item| item.trim().split("::").next().unwrap_or_default())
+                    .collect(),
+                None => vec![rest
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or_default()],
+            };
+            for name in names {
+                if modules.iter().any(|m| m == name) {
+                    used.insert(name.to_string());
+                }
+            }
+        }
+        used
+    }
+
+    #[test]
+    fn layers_point_down() {
+        let modules = modules();
+        assert!(modules.len() > 20, "found only {modules:?}");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut upward = Vec::new();
+        for (index, module) in modules.iter().enumerate() {
+            let path = dir.join(format!("{module}.rs"));
+            let source = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            for name in used(&source, &modules) {
+                let position = modules.iter().position(|m| *m == name).unwrap_or(0);
+                if position >= index {
+                    upward.push(format!("{module} uses {name}, declared after it"));
+                }
+            }
+        }
+        assert!(upward.is_empty(), "modules that reach up: {upward:#?}");
+    }
+
+    #[test]
+    fn the_check_sees_a_use_that_reaches_up() {
+        let modules = vec!["low".to_string(), "high".to_string()];
+        let found = used(
+            "use super::{high::X, Context};\n// super::low in a comment\nfn f() { super::high::g() }",
+            &modules,
+        );
+        assert_eq!(found, BTreeSet::from(["high".to_string()]));
+    }
 }
