@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod audit_log;
 pub mod auth;
+pub mod clock;
 pub mod connection_reads;
 pub mod connection_writes;
 pub mod connections;
@@ -42,6 +43,8 @@ pub struct Context {
     pub http: reqwest::Client,
     /// The OAuth 2.0 clients by app key, from configuration.
     pub oauth_clients: Arc<BTreeMap<String, crate::config::OAuthClient>>,
+    /// When an OAuth access token counts as expiring (tests set it).
+    pub clock: clock::Clock,
 }
 
 /// Why an operation did not happen.

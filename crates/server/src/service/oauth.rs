@@ -741,7 +741,7 @@ async fn exchange(
         Ok(body) => body,
         Err(TokenError::Refused(reason) | TokenError::Unavailable(reason)) => return Err(reason),
     };
-    let values = token_values(app, oauth, &body)?;
+    let values = token_values(app, oauth, &body, ctx.clock.now())?;
     // The provider may grant less than asked (RFC 6749 §5.1); without `scope`
     // it granted what was asked.
     let granted = match body.get("scope").and_then(Value::as_str) {
@@ -924,11 +924,12 @@ fn basic_credentials(client: &OAuthClient) -> Result<reqwest::header::HeaderValu
 }
 
 /// The values to seal from a token response: `access_token`, `refresh_token`,
-/// `token_type`, `expires_at` (from `expires_in`) and the app's `token_fields`.
+/// `token_type`, `expires_at` (`now` plus `expires_in`) and the app's `token_fields`.
 fn token_values(
     app: &App,
     oauth: &OAuth2,
     body: &serde_json::Map<String, Value>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<BTreeMap<String, SecretString>, String> {
     let Some(access_token) = body.get("access_token").and_then(Value::as_str) else {
         return Err(format!(
@@ -956,7 +957,7 @@ fn token_values(
         _ => None,
     };
     if let Some(seconds) = expires_in.filter(|s| *s > 0 && *s < 10 * 365 * 24 * 3600) {
-        let at = credence_store::now() + chrono::Duration::seconds(seconds);
+        let at = now + chrono::Duration::seconds(seconds);
         values.insert("expires_at".into(), SecretString::from(at.to_rfc3339()));
     }
     for field in &oauth.token_fields {
@@ -1170,7 +1171,7 @@ async fn refresh_leased(ctx: &Context, id: i64, force: bool) -> Result<RefreshOu
         .ok_or_else(|| Error::Conflict(format!("connection {id} holds no tokens")))?;
     drop(db);
     let tokens = tokens_from(ctx, &connection, &secret, &read.sealed)?;
-    let now = credence_store::now();
+    let now = ctx.clock.now();
     // The margin is at most half the token's lifetime, so a short-lived token
     // just refreshed by another instance does not count as expiring again.
     let issued = connection.refreshed_at.unwrap_or(connection.created_at);
@@ -1214,7 +1215,9 @@ async fn refresh_leased(ctx: &Context, id: i64, force: bool) -> Result<RefreshOu
         .map(|(_, value)| value.expose_secret())
         .collect();
     let outcome = match token_request(ctx, app, oauth, &client, url, form, &held).await {
-        Ok(body) => token_values(app, oauth, &body).map_err(TokenError::Unavailable),
+        Ok(body) => {
+            token_values(app, oauth, &body, ctx.clock.now()).map_err(TokenError::Unavailable)
+        }
         Err(error) => Err(error),
     };
     match outcome {
