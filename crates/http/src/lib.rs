@@ -111,6 +111,7 @@ impl AppState {
             public_url: self.public_url.clone(),
             http: self.http.clone(),
             oauth_clients: self.oauth_clients.clone(),
+            clock: credence_service::clock::Clock::system(),
         }
     }
 }

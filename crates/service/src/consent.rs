@@ -242,7 +242,7 @@ impl Consented {
             code,
             self.verifier.as_ref(),
             requested,
-            credence_store::now(),
+            ctx.clock.now(),
         )
         .await
     }

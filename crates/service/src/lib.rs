@@ -7,12 +7,17 @@
 //! broken, and the HTTP layer picks the status.
 
 // In layers: each module uses only modules listed above it, so none imports
-// another in a circle (`layers_point_down` below checks it).
+// another in a circle (`layers_point_down` below checks it). rustfmt sorts
+// the declarations between two comments: a module that must come after its
+// neighbour gets a comment of its own.
 //
-// Identity and the audit log.
+// Time, as the services read it.
+pub mod clock;
+// Hashing, and the audit log.
 pub mod audit;
 pub mod audit_log;
 pub mod password_hashing;
+// Identity: people, organizations, teams, sessions, sign-in limits.
 pub mod auth;
 pub mod features;
 pub mod identity;
@@ -22,13 +27,15 @@ pub mod sign_in_limits;
 pub mod access;
 pub mod apps;
 pub mod secrets;
-// A connection's life: created, its credentials' audit entries and notices, ended.
+// A connection created; a credential's audit entries and notices.
 pub mod connections;
 pub mod notices;
+// A connection ended.
 pub mod endings;
 // Talking to the provider about a connection.
 pub mod consent;
 pub mod refresh;
+// Testing a connection.
 pub mod checks;
 // The use cases.
 pub mod credentials;
@@ -56,6 +63,8 @@ pub struct Context {
     pub http: reqwest::Client,
     /// The OAuth 2.0 clients by app key, from configuration.
     pub oauth_clients: Arc<BTreeMap<String, credence_provider::OAuthClient>>,
+    /// When an OAuth access token counts as expiring (tests set it).
+    pub clock: clock::Clock,
 }
 
 /// Why an operation did not happen.

@@ -173,7 +173,7 @@ async fn refresh_leased(ctx: &Context, id: i64, when: When) -> Result<RefreshOut
         .ok_or_else(|| Error::Conflict(format!("connection {id} holds no tokens")))?;
     drop(db);
     let tokens = secrets::open_connection_values(&ctx.vault, &connection, &secret, &read.sealed)?;
-    let now = credence_store::now();
+    let now = ctx.clock.now();
     // The margin is at most half the token's lifetime, so a short-lived token
     // just refreshed by another instance does not count as expiring again.
     let issued = connection.refreshed_at.unwrap_or(connection.created_at);
@@ -216,7 +216,7 @@ async fn refresh_leased(ctx: &Context, id: i64, when: When) -> Result<RefreshOut
         &client,
         &refresh_token,
         &held,
-        credence_store::now(),
+        ctx.clock.now(),
     )
     .await;
     match outcome {

@@ -924,13 +924,13 @@ async fn a_database_that_does_not_exist_is_an_error_and_is_not_created(backend: 
     };
     let key_file = dir.path().join("credence.key");
     let data_dir = dir.path().join("data");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
 
+    // `serve` binds before it opens the database: port 0 is always free, so
+    // the error can only be the database's.
     for args in [
         vec!["migrate"],
         vec!["org", "add", "--name", "N", "--plan", "free"],
-        vec!["serve", "--listen", listen.as_str()],
+        vec!["serve", "--listen", "127.0.0.1:0"],
     ] {
         let mut command = credence_in(dir.path());
         command
@@ -976,12 +976,6 @@ async fn a_database_that_does_not_exist_is_an_error_and_is_not_created(backend: 
             conn.close().await.unwrap();
         }
     }
-}
-
-/// A port nobody listens on right now (bound, read and released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().unwrap().port()
 }
 
 /// `credence serve` as a child process, its output collected as it comes.
@@ -1034,6 +1028,25 @@ impl Server {
         }
     }
 
+    /// Waits (at most [`COMMAND_TIMEOUT`]) until the server has printed a line
+    /// for which `pick` answers something, and answers that; panics with the
+    /// output when it exits first.
+    async fn printed<T>(&mut self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
+        let started = Instant::now();
+        loop {
+            if let Some(found) = self.stdout().lines().find_map(&pick) {
+                return found;
+            }
+            self.assert_running();
+            assert!(
+                started.elapsed() < COMMAND_TIMEOUT,
+                "credence serve printed no {what} within {COMMAND_TIMEOUT:?}\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits (at most `limit`) for the exit status.
     async fn terminate(&mut self, limit: Duration) -> ExitStatus {
         let pid = self.child.id().to_string();
@@ -1073,9 +1086,9 @@ impl Drop for Server {
 
 async fn serve_runs_end_to_end_and_stops_cleanly_on_sigterm(backend: Backend) {
     let operator = Operator::new(backend).await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut command = operator.command(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    // Port 0: the server takes a free port itself and prints its address (a
+    // port picked here and released could be taken before the server binds).
+    let mut command = operator.command(&["serve", "--listen", "127.0.0.1:0"]);
     command.env("CREDENCE_LOG", "debug");
     // One backend logs as JSON, so both formats run end to end.
     let json_logs = backend == Backend::Postgres;
@@ -1086,35 +1099,32 @@ async fn serve_runs_end_to_end_and_stops_cleanly_on_sigterm(backend: Backend) {
 
     let client = browser();
 
-    // Up within 30 s, with the setup link printed.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        server.assert_running();
-        let healthy = match client.get(format!("{base}/healthz")).send().await {
-            Ok(response) => response.status() == reqwest::StatusCode::OK,
-            Err(_) => false,
-        };
-        if healthy && server.stdout().contains("/setup/") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "credence serve was not up within 30 s\n{}",
-            server.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // It prints its address once it listens, then the setup link.
+    let base = server
+        .printed("address", |line| {
+            line.strip_prefix("Credence is running at ")
+                .map(|url| url.trim().to_string())
+        })
+        .await;
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert_ne!(base, "http://127.0.0.1:0", "the bound port is printed");
+    // The last line of the first start's greeting: all of it is out.
+    server
+        .printed("hint for a lost link", |line| {
+            line.contains("Lost the link?").then_some(())
+        })
+        .await;
     let stdout = server.stdout();
-    assert!(
-        stdout.contains(&format!("Credence is running at {base}")),
-        "{stdout}"
-    );
     let setup_link = stdout
         .lines()
         .find(|line| line.contains("/setup/"))
         .expect("the setup link is printed")
         .trim()
         .to_string();
+    // Bound before it printed: the connection waits for it to serve.
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    drop(health);
     assert!(
         setup_link.starts_with(&format!("{base}/setup/")),
         "the setup link is on the listening address: {setup_link}"
@@ -1220,7 +1230,7 @@ async fn serve_runs_end_to_end_and_stops_cleanly_on_sigterm(backend: Backend) {
     drop(client);
 
     // SIGTERM stops it cleanly.
-    let status = server.terminate(Duration::from_secs(15)).await;
+    let status = server.terminate(COMMAND_TIMEOUT).await;
     assert!(
         status.success(),
         "credence serve exited with {status} after SIGTERM\n{}",

@@ -228,6 +228,7 @@ async fn keys_retire_refuses_while_a_value_uses_the_version_and_removes_it_after
 
     // A version added without re-wrapping: version 1 is still used everywhere.
     assert_eq!(credence_vault::rotate_key_file(&key_file).unwrap(), 2);
+    the_server_reports_the_newest_key(&agency.app).await;
     let (ok, _, stderr) = agency
         .app
         .operator(&["keys", "retire", "--version", "1"])
@@ -252,6 +253,7 @@ async fn keys_retire_refuses_while_a_value_uses_the_version_and_removes_it_after
     let (ok, stdout, stderr) = agency.app.operator(&["keys", "rotate"]).await;
     assert!(ok, "{stdout}{stderr}");
     assert_all_on(&agency.app, 3).await;
+    the_server_reports_the_newest_key(&agency.app).await;
     for version in ["1", "2"] {
         let (ok, stdout, stderr) = agency
             .app
@@ -408,6 +410,7 @@ async fn a_secret_moved_to_another_teams_connection_does_not_open_and_the_api_an
     );
     assert!(!stderr.contains("through connection"), "{stderr}");
     assert!(stdout.contains("left on an old version: 1"), "{stdout}");
+    the_server_reports_the_newest_key(&agency.app).await;
     // Version 2 is free again; version 1 stays held by their former secret,
     // which the operator has to look into.
     let (ok, stdout, stderr) = agency
@@ -824,6 +827,25 @@ async fn heartbeats(app: &TestApp) -> Vec<(i64, String)> {
     beats.into_iter().map(|b| (b.key_version, b.id)).collect()
 }
 
+/// Waits until the running server's heartbeat reports the newest version of
+/// its key file. `keys retire` waits only two heartbeats for a live instance
+/// that is behind; the test does not bet that the server's next one comes in
+/// time after a rotation.
+async fn the_server_reports_the_newest_key(app: &TestApp) {
+    let key_file = app.dir.path().join("credence.key");
+    let newest = i64::from(*key_lines(&key_file).iter().max().unwrap());
+    wait_until(
+        &format!("the server reports key version {newest}"),
+        || async {
+            heartbeats(app)
+                .await
+                .iter()
+                .any(|(version, _)| *version == newest)
+        },
+    )
+    .await;
+}
+
 /// Issue: `keys retire` counted the values in the database only, so an
 /// instance on another machine with a stale copy of the key file went on
 /// sealing under the retired version, and nobody could open what it wrote.
@@ -839,6 +861,10 @@ async fn keys_retire_refuses_while_a_running_instance_has_an_older_copy_of_the_k
     std::fs::copy(&key_file, &stale_file).unwrap();
     let mut config = agency.app.config.clone();
     config.key_file = Some(stale_file);
+    // Live while it beat within three intervals: a second between beats
+    // keeps it live through any stall a loaded machine has (`keys retire`
+    // then waits two intervals for it before refusing).
+    config.heartbeat_every = std::time::Duration::from_secs(1);
     let other = credence::Application::build(config)
         .await
         .expect("a second instance starts");
@@ -853,6 +879,7 @@ async fn keys_retire_refuses_while_a_running_instance_has_an_older_copy_of_the_k
 
     let (ok, stdout, stderr) = agency.app.operator(&["keys", "rotate"]).await;
     assert!(ok, "{stdout}{stderr}");
+    the_server_reports_the_newest_key(&agency.app).await;
     let (ok, stdout, stderr) = agency
         .app
         .operator(&["keys", "retire", "--version", "1"])

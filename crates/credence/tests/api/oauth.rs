@@ -6,8 +6,8 @@
 use crate::on_both_backends;
 use crate::support::Agency;
 use crate::support::{
-    assert_error, assert_no_secret, captured_logs, csrf_of, location, oauth_app, register_secret,
-    signed_in, world, world_with, World, APP,
+    assert_error, assert_no_secret, captured_logs, context_at, csrf_of, location, oauth_app,
+    register_secret, signed_in, wait_until, world, world_with, World, APP,
 };
 use crate::support::{OidcOptions, OidcProvider, Rotation};
 use credence_domain::{CredentialId, CredentialState};
@@ -295,7 +295,6 @@ async fn refresh_keeps_the_grant_alive_until_the_provider_revokes_it(backend: Ba
         backend,
         true,
         OidcOptions {
-            access_token_ttl: 2,
             rotation: Rotation::Keep,
             ..OidcOptions::default()
         },
@@ -332,10 +331,11 @@ async fn refresh_keeps_the_grant_alive_until_the_provider_revokes_it(backend: Ba
         refreshes + 1
     );
 
-    // The access token expires; the refresh stores a new one, keeping the
-    // refresh token the provider did not repeat.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let outcome = refresh::refresh_if_due(world.ctx(), id).await.unwrap();
+    // The access token expires (the refresh's clock stands at its expiry,
+    // rather than the test waiting for it); the refresh stores a new one,
+    // keeping the refresh token the provider did not repeat.
+    let at_expiry = world.ctx_at(world.token_expiry(id).await);
+    let outcome = refresh::refresh_if_due(&at_expiry, id).await.unwrap();
     assert_eq!(outcome, RefreshOutcome::Refreshed);
     let connection = world.connection_by_id(id).await;
     let second = world.tokens(&connection).await;
@@ -348,10 +348,16 @@ async fn refresh_keeps_the_grant_alive_until_the_provider_revokes_it(backend: Ba
     assert_eq!(introspection["active"], true, "{introspection}");
     assert!(connection.refreshed_at.is_some());
     assert!(connection.refresh_after.is_none());
-    // Not expiring now: nothing is asked of the provider.
+    // Just issued, as of the same clock: not expiring, so nothing is asked of
+    // the provider (however long the checks above took).
+    let refreshes = world.provider.token_requests("refresh_token").await;
     assert_eq!(
-        refresh::refresh_if_due(world.ctx(), id).await.unwrap(),
+        refresh::refresh_if_due(&at_expiry, id).await.unwrap(),
         RefreshOutcome::StillValid
+    );
+    assert_eq!(
+        world.provider.token_requests("refresh_token").await,
+        refreshes
     );
     // The kept refresh token works again.
     assert_eq!(
@@ -434,23 +440,16 @@ async fn refresh_keeps_the_grant_alive_until_the_provider_revokes_it(backend: Ba
 /// invalidated, and the next attempt waits; a success resets the wait.
 async fn a_provider_outage_backs_off_and_invalidates_nothing(backend: Backend) {
     use credence::service::refresh::{self, RefreshOutcome};
-    let world = world_with(
-        backend,
-        true,
-        OidcOptions {
-            access_token_ttl: 2,
-            ..OidcOptions::default()
-        },
-    )
-    .await;
+    let world = world(backend, true).await;
     let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
     let id = world.connection().await.id;
     world.tokens(&world.connection_by_id(id).await).await;
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Every refresh here runs as of the access token's expiry: it is due.
+    let at_expiry = world.ctx_at(world.token_expiry(id).await);
 
     world.provider.set_outage(Some(503)).await;
-    let error = refresh::refresh_if_due(world.ctx(), id).await.unwrap_err();
+    let error = refresh::refresh_if_due(&at_expiry, id).await.unwrap_err();
     let message = error.to_string();
     assert!(message.contains("503"), "{message}");
     let connection = world.connection_by_id(id).await;
@@ -480,7 +479,7 @@ async fn a_provider_outage_backs_off_and_invalidates_nothing(backend: Backend) {
         .unwrap();
     assert!(!due.contains(&id), "{due:?}");
     // A second outage doubles the wait.
-    refresh::refresh_if_due(world.ctx(), id).await.unwrap_err();
+    refresh::refresh_if_due(&at_expiry, id).await.unwrap_err();
     let connection = world.connection_by_id(id).await;
     assert_eq!(connection.refresh_failures, 2);
     assert!(
@@ -489,7 +488,7 @@ async fn a_provider_outage_backs_off_and_invalidates_nothing(backend: Backend) {
 
     world.provider.set_outage(None).await;
     assert_eq!(
-        refresh::refresh_if_due(world.ctx(), id).await.unwrap(),
+        refresh::refresh_if_due(&at_expiry, id).await.unwrap(),
         RefreshOutcome::Refreshed
     );
     let connection = world.connection_by_id(id).await;
@@ -510,7 +509,6 @@ async fn two_instances_refresh_a_connection_once(backend: Backend) {
         backend,
         true,
         OidcOptions {
-            access_token_ttl: 4,
             rotation: Rotation::Rotate,
             ..OidcOptions::default()
         },
@@ -528,11 +526,15 @@ async fn two_instances_refresh_a_connection_once(backend: Backend) {
         .expect("a second instance builds");
     let other = second.context();
 
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    // Both instances refresh as of the access token's expiry (their clocks
+    // stand there): both find it expiring, and whichever comes second finds
+    // the token the first stored fresh as of that time.
+    let expiry = world.token_expiry(id).await;
+    let (ours, theirs) = (world.ctx_at(expiry), context_at(&other, expiry));
     let before = world.provider.token_requests("refresh_token").await;
     let (a, b) = tokio::join!(
-        refresh::refresh_if_due(world.ctx(), id),
-        refresh::refresh_if_due(&other, id)
+        refresh::refresh_if_due(&ours, id),
+        refresh::refresh_if_due(&theirs, id)
     );
     let mut outcomes = vec![a.unwrap(), b.unwrap()];
     outcomes.sort_by_key(|o| format!("{o:?}"));
@@ -643,20 +645,23 @@ async fn the_background_refresher_renews_expiring_tokens(backend: Backend) {
     };
     let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
     world.consent_through(&tom, "authorize").await;
-    let connection = world.connection().await;
-    let first = world.tokens(&connection).await;
-    let mut renewed = false;
-    for _ in 0..40 {
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        let now = world.connection_by_id(connection.id).await;
-        if now.refreshed_at.is_some() {
-            let tokens = world.tokens(&now).await;
-            assert_ne!(tokens["access_token"], first["access_token"]);
-            renewed = true;
-            break;
-        }
+    let id = world.connection().await.id;
+    // The tokens the consent stored, unless the refresher was quicker than
+    // this read: a refresh writes the tokens and `refreshed_at` in one
+    // transaction, so the row read after the tokens tells which they are.
+    let first = world.tokens(&world.connection_by_id(id).await).await;
+    let consented = world.connection_by_id(id).await.refreshed_at.is_none();
+    // Due 1.5 s after the consent, refreshed at the next tick (every second).
+    wait_until(
+        "the background refresher refreshes the connection",
+        || async { world.connection_by_id(id).await.refreshed_at.is_some() },
+    )
+    .await;
+    assert!(world.provider.token_requests("refresh_token").await >= 1);
+    let renewed = world.tokens(&world.connection_by_id(id).await).await;
+    if consented {
+        assert_ne!(renewed["access_token"], first["access_token"]);
     }
-    assert!(renewed, "the background refresher did not refresh in 10 s");
     assert_no_secret("the logs", &captured_logs());
     world.agency.app.stop().await;
 }
@@ -738,7 +743,10 @@ async fn a_slow_provider_holds_no_database_lock(backend: Backend) {
     // The provider holds every token request until the test lets it go.
     world.provider.hold_token_requests(true).await;
     let before = world.provider.token_requests("refresh_token").await;
-    let ctx = world.ctx().clone();
+    // Both refreshes read one clock standing still: the token the first one
+    // stores is fresh for the second however late it gets the lease.
+    let standing = world.ctx_at(credence_store::now());
+    let ctx = standing.clone();
     let slow = tokio::spawn(async move { refresh::refresh_now(&ctx, id).await });
     world.provider.token_request_held().await;
     // A write that needs the database, while the refresh waits on the provider:
@@ -756,7 +764,7 @@ async fn a_slow_provider_holds_no_database_lock(backend: Backend) {
         "the refresh ended while its provider call was held"
     );
     // A second refresh meanwhile waits for the lease, then finds the new token.
-    let ctx = world.ctx().clone();
+    let ctx = standing.clone();
     let second = tokio::spawn(async move { refresh::refresh_if_due(&ctx, id).await });
     world.provider.hold_token_requests(false).await;
     assert_eq!(slow.await.unwrap().unwrap(), RefreshOutcome::Refreshed);

@@ -1,7 +1,7 @@
 //! Health, readiness, metrics and graceful shutdown.
 
 use crate::on_both_backends;
-use crate::support::spawn_app;
+use crate::support::{spawn_app, wait_until, WAIT_LIMIT};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,41 +57,65 @@ async fn readiness_fails_when_the_database_is_gone(backend: Backend) {
     );
 }
 
-/// A request that is half sent when shutdown starts still gets its answer; then
-/// the server stops.
+/// A request in flight when shutdown starts still gets its answer; then the
+/// server stops. The request asks `Expect: 100-continue`, so the server's
+/// `100 Continue` shows when its handler is reading the body: the request is
+/// in flight, not merely connected (a connection not yet accepted would be
+/// closed by the shutdown). A refused connection shows that shutdown began.
 async fn shutdown_lets_in_flight_requests_finish(backend: Backend) {
     let app = spawn_app(backend).await;
     let token = app
         .token(app.admin_id().await, "user:read,user:write")
         .await;
+    let address = app.address.trim_start_matches("http://").to_string();
     let body = r#"{"label":"late","scope":["user:read"]}"#;
-    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let head = format!(
-        "POST /api/v2/users/me/api-tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Token {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /api/v2/users/me/api-tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Token {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let interim = read_head(&mut stream).await;
+    assert_eq!(
+        interim, "HTTP/1.1 100 Continue",
+        "the handler waits for the body"
+    );
 
-    let store = app.store.clone();
     let stopping = tokio::spawn(app.stop());
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Shutdown has begun once the listener is gone.
+    wait_until("the server stops accepting connections", || async {
+        tokio::net::TcpStream::connect(&address).await.is_err()
+    })
+    .await;
     assert!(
         !stopping.is_finished(),
         "the server waits for the request in flight"
     );
-    stream.write_all(&body.as_bytes()[10..]).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
-    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+    tokio::time::timeout(WAIT_LIMIT, stopping)
         .await
         .expect("stops after")
         .unwrap();
-    let _ = store;
+}
+
+/// Reads one response head (up to its blank line) from `stream`; answers its
+/// status line.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let read = tokio::time::timeout(WAIT_LIMIT, stream.read(&mut byte))
+            .await
+            .expect("the server answers")
+            .unwrap();
+        assert_eq!(read, 1, "the server closed the connection: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    head.lines().next().unwrap_or_default().to_string()
 }
 
 on_both_backends!(

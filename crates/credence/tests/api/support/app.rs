@@ -532,16 +532,26 @@ pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) -> &
     body
 }
 
-/// Polls `check` until it holds, for at most ten seconds.
+/// How long [`wait_until`] waits: far beyond what any condition takes on an
+/// idle machine, so that only a condition that never comes fails, not a slow
+/// or loaded machine.
+pub const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `check` until it holds, for at most [`WAIT_LIMIT`]. Between checks
+/// it pauses a few milliseconds (a check may be a query or a request; a
+/// tight loop would take the CPU from what it waits for).
 pub async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::task::yield_now().await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never within {WAIT_LIMIT:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

@@ -20,13 +20,13 @@ pub use agency::{credential_path, Agency, SCOPES};
 pub use app::{
     assert_error, assert_no_secret, captured_logs, credence_bin, fresh_database,
     postgres_admin_url, register_secret, reserve_port, spawn_app, spawn_app_with,
-    spawn_app_with_limits, wait_until, Person, TestApp,
+    spawn_app_with_limits, wait_until, Person, TestApp, WAIT_LIMIT,
 };
 pub use browser::{
     accept_invitation_in, accept_invitation_link, browser, csrf_of, field_of, form_page, location,
     no_redirects, set_cookie, sign_in, signed_in,
 };
-pub use oauth::{oauth_app, world, world_with, World, APP};
+pub use oauth::{context_at, oauth_app, world, world_with, World, APP};
 pub use oidc::{OidcOptions, OidcProvider, Rotation};
 pub use sql::Sql;
 pub use upstream::{api_key_app, Held, Upstream};

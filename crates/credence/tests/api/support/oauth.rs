@@ -4,6 +4,7 @@
 
 use super::{register_secret, Agency};
 use super::{OidcOptions, OidcProvider};
+use chrono::{DateTime, Utc};
 use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::StatusCode;
@@ -193,5 +194,33 @@ impl World {
 
     pub fn ctx(&self) -> &credence::service::Context {
         &self.agency.app.context
+    }
+
+    /// The services' context with its clock standing still at `at`.
+    pub fn ctx_at(&self, at: DateTime<Utc>) -> credence::service::Context {
+        context_at(self.ctx(), at)
+    }
+
+    /// The moment connection `id`'s access token expires, by its stored
+    /// expiry: a refresh at that time finds it expiring.
+    pub async fn token_expiry(&self, id: i64) -> DateTime<Utc> {
+        self.connection_by_id(id)
+            .await
+            .token_expires_at
+            .expect("the access token has an expiry")
+    }
+}
+
+/// `ctx` with its clock standing still at `at`: a refresh through it judges
+/// whether a token is expiring as of `at`, and dates the tokens it gets from
+/// `at`, so a test need not wait for a token to expire (nor hurry before a
+/// fresh one counts as expiring again).
+pub fn context_at(
+    ctx: &credence::service::Context,
+    at: DateTime<Utc>,
+) -> credence::service::Context {
+    credence::service::Context {
+        clock: credence::service::clock::Clock::from_fn(move || at),
+        ..ctx.clone()
     }
 }
