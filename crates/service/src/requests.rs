@@ -616,6 +616,49 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
     })
 }
 
+/// A request as one viewer reads it whole.
+#[derive(Debug)]
+pub struct Opened {
+    pub request: CredentialRequest,
+    pub viewer: Viewer,
+    pub credentials: Vec<RequestedCredential>,
+    pub requester: Option<User>,
+    pub recipient: Option<User>,
+}
+
+/// Reads request `id` whole for `caller`. The first time its recipient reads
+/// it, it is marked opened, and its status recomputed, in one transaction
+/// (a credential's transition committing meanwhile is not overwritten by a
+/// status derived from what it replaced).
+pub async fn open(ctx: &Context, caller: &User, id: RequestId) -> Result<Opened> {
+    let mut db = ctx.store.db().await?;
+    let (mut request, viewer) = access::request(&mut db, caller, id).await?;
+    if viewer == Viewer::Recipient && request.opened_at.is_none() {
+        drop(db);
+        let mut tx = ctx.store.begin().await?;
+        tx.mark_request_opened(id).await?;
+        tx.commit().await?;
+        db = ctx.store.db().await?;
+        request = db
+            .get_request(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("credential request {id} not found")))?;
+    }
+    let credentials = db.list_credentials(id).await?;
+    let requester = db.get_user(request.requester_id).await?;
+    let recipient = match request.recipient_user_id {
+        Some(user) => db.get_user(user).await?,
+        None => None,
+    };
+    Ok(Opened {
+        request,
+        viewer,
+        credentials,
+        requester,
+        recipient,
+    })
+}
+
 /// Deletes a request (SPEC §4.3). While any of its credentials holds a
 /// connection, `confirmed` must be true; the answer then lists what is deleted.
 /// Every connection and secret of the request is destroyed; the audit stays.

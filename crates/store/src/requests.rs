@@ -530,6 +530,15 @@ impl Db {
 
     /// Recomputes a request's cached status from its credentials.
     pub async fn refresh_request_status(&mut self, id: RequestId) -> Result<()> {
+        // The request's row is held first: two transactions changing its
+        // credentials at once then derive the status one after the other,
+        // the second from what the first committed (SQLite's `BEGIN
+        // IMMEDIATE` already runs them one at a time).
+        let lock = format!(
+            "SELECT id FROM credential_requests WHERE id = $1{}",
+            self.for_update()
+        );
+        on_conn!(self, c => sqlx::query_scalar::<_, String>(&lock).bind(id.to_string()).fetch_optional(c).await)?;
         let states: Vec<CredentialState> = self
             .list_credentials(id)
             .await?

@@ -401,21 +401,13 @@ pub async fn detail(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::CredentialRequestsRead)?;
     let id = request_id(&id)?;
-    let mut db = state.store.db().await?;
-    let (request, viewer) = access::request(&mut db, &caller.user, id).await?;
-    if viewer == Viewer::Recipient && request.opened_at.is_none() {
-        db.mark_request_opened(id).await?;
-    }
-    let request = db
-        .get_request(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("credential request {id} not found")))?;
-    let credentials = db.list_credentials(id).await?;
-    let recipient = match request.recipient_user_id {
-        Some(user) => db.get_user(user).await?,
-        None => None,
-    };
-    let requester = db.get_user(request.requester_id).await?;
+    let requests::Opened {
+        request,
+        viewer,
+        credentials,
+        requester,
+        recipient,
+    } = requests::open(&state.ctx(), &caller.user, id).await?;
     let mut detail = request_json(&request, &credentials, recipient.as_ref());
     detail["user"] = person_json(requester.as_ref());
     detail["credentials"] = credentials

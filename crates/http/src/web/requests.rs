@@ -76,22 +76,14 @@ pub async fn received(
     let Ok(id) = RequestId::parse("id", &id) else {
         return not_found();
     };
-    let result: Result<_, service::Error> = async {
-        let mut db = state.store.db().await?;
-        let (request, viewer) = service::access::request(&mut db, &user, id).await?;
-        if viewer != service::access::Viewer::Recipient {
-            return Err(service::Error::NotFound("not the recipient".into()));
-        }
-        if request.opened_at.is_none() {
-            db.mark_request_opened(id).await?;
-        }
-        let credentials = db.list_credentials(id).await?;
-        let requester = db.get_user(request.requester_id).await?;
-        Ok((request, credentials, requester))
-    }
-    .await;
-    match result {
-        Ok((request, credentials, requester)) => {
+    match service::requests::open(&state.ctx(), &user, id).await {
+        Ok(opened) if opened.viewer != service::access::Viewer::Recipient => not_found(),
+        Ok(service::requests::Opened {
+            request,
+            credentials,
+            requester,
+            ..
+        }) => {
             let (jar, csrf) = csrf::ensure(&state, jar);
             let page = pages::received_request(
                 &state.catalog,
