@@ -32,7 +32,8 @@ pub fn of_connection<'a>(
     find(ctx, &connection.app_key, connection.app_version)
 }
 
-fn find<'a>(ctx: &'a Context, key: &str, version: i64) -> Result<(&'a App, &'a AppVersion)> {
+/// The catalog app `key` and its `version`, or a conflict saying which is gone.
+pub fn find<'a>(ctx: &'a Context, key: &str, version: i64) -> Result<(&'a App, &'a AppVersion)> {
     let app = ctx
         .catalog
         .get(key)

@@ -162,8 +162,8 @@ pub async fn credentials_of_deleted_connection(
 /// the caller), audited, with both the requester and the recipient told.
 pub async fn invalidate(
     ctx: &Context,
-    tx: &mut credence_store::Db,
-    connection: &credence_store::Connection,
+    tx: &mut Db,
+    connection: &Connection,
     using: Vec<RequestedCredential>,
     reason: &str,
 ) -> Result<()> {
@@ -184,7 +184,7 @@ pub async fn invalidate(
             .transition_credential(
                 credential.id,
                 CredentialAction::Invalidate,
-                &credence_store::CredentialChange {
+                &CredentialChange {
                     invalid_reason: Some(reason.to_string()),
                     ..Default::default()
                 },

@@ -454,15 +454,11 @@ pub async fn finish_new(
         name: target.name.clone(),
         failure: Some(reason),
     };
-    let Some((app, version)) = ctx
-        .catalog
-        .get(&target.app_key)
-        .and_then(|app| Some((app, app.version(target.app_version as u32)?)))
-    else {
-        return Ok(failed(format!(
-            "the app {} is no longer in the catalog",
-            target.app_key
-        )));
+    // Gone from the catalog since the flow started: nothing to create or renew.
+    let (app, version) = match apps::find(ctx, &target.app_key, target.app_version) {
+        Ok(found) => found,
+        Err(Error::Conflict(reason)) => return Ok(failed(reason)),
+        Err(other) => return Err(other),
     };
     let oauth = apps::oauth2_of(version)?;
     let client = apps::client_for(ctx, app, consented.own_client.clone())?;
@@ -535,15 +531,11 @@ pub async fn finish_renewal(
         name: connection.name.clone(),
         failure: Some(reason),
     };
-    let Some((app, version)) = ctx
-        .catalog
-        .get(&connection.app_key)
-        .and_then(|app| Some((app, app.version(connection.app_version as u32)?)))
-    else {
-        return Ok(failed(format!(
-            "the app {} is no longer in the catalog",
-            connection.app_key
-        )));
+    // Gone from the catalog since the flow started: nothing to create or renew.
+    let (app, version) = match apps::find(ctx, &connection.app_key, connection.app_version) {
+        Ok(found) => found,
+        Err(Error::Conflict(reason)) => return Ok(failed(reason)),
+        Err(other) => return Err(other),
     };
     let oauth = apps::oauth2_of(version)?;
     let old = secrets::read_connection_values(&mut ctx.store.db().await?, &ctx.vault, &connection)
