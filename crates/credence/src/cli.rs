@@ -11,6 +11,8 @@ use secrecy::ExposeSecret;
 use std::io::Read;
 use std::process::ExitCode;
 
+mod jobs;
+
 #[derive(Parser)]
 #[command(
     name = "credence",
@@ -51,6 +53,12 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The notifications' delivery: waiting, retrying, dead-lettered.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// The local mailbox (mail goes there when no SMTP server is configured).
+    #[command(subcommand)]
+    Mail(jobs::MailCommand),
 }
 
 #[derive(Subcommand)]
@@ -241,6 +249,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::Audit(command) => audit(command, &config).await,
+        Command::Jobs(command) => jobs::jobs(command, &config).await,
+        Command::Mail(command) => jobs::mail(command, &config).await,
         Command::Migrate => {
             let store = open_store(&config).await?;
             println!("migrations applied ({:?})", store.backend());

@@ -61,6 +61,8 @@ pub struct Config {
     /// How long a request may take, body and handler included; then it is
     /// answered 408.
     pub request_timeout: std::time::Duration,
+    /// The outbox runner (its period, retries, clock) and where mail goes.
+    pub jobs: credence_jobs::Settings,
 }
 
 /// The OAuth clients the environment names. An app key is recovered from the
@@ -141,6 +143,7 @@ impl Default for Config {
             forwarded_header: ForwardedHeader::default(),
             header_read_timeout: std::time::Duration::from_secs(10),
             request_timeout: std::time::Duration::from_secs(60),
+            jobs: credence_jobs::Settings::default(),
         }
     }
 }

@@ -16,5 +16,6 @@ pub use startup::Application;
 
 // The layers below, under the names the tests and the bench use.
 pub use credence_http as http;
+pub use credence_jobs as jobs;
 pub use credence_provider as provider;
 pub use credence_service as service;

@@ -26,6 +26,7 @@ struct Background {
     oauth_refresh_every: Option<std::time::Duration>,
     heartbeat_every: std::time::Duration,
     header_read_timeout: std::time::Duration,
+    jobs: credence_jobs::Jobs,
 }
 
 /// Connects to the configured database and applies migrations. The default
@@ -126,7 +127,7 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
         let store = open_store(&config).await?;
-        let vault = open_vault(&config)?;
+        let vault = Arc::new(open_vault(&config)?);
         renew_sealed_values(&store, &vault).await?;
         let catalog = open_catalog(&config)?;
         let address = listener.local_addr()?;
@@ -134,10 +135,17 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         let http = http_client(&catalog)?;
+        let public_url: Arc<str> = config.public_url(address).into();
+        let jobs = credence_jobs::Jobs::new(
+            store.clone(),
+            vault.clone(),
+            public_url.clone(),
+            config.jobs.clone(),
+        )?;
         let state = AppState {
             store,
-            vault: Arc::new(vault),
-            public_url: config.public_url(address).into(),
+            vault,
+            public_url,
             oauth_clients: Arc::new(config.oauth_clients.clone()),
             settings: Arc::new(config.http_settings()),
             limits: Arc::new(limits),
@@ -154,6 +162,7 @@ impl Application {
                 oauth_refresh_every: config.oauth_refresh_every,
                 heartbeat_every: config.heartbeat_every,
                 header_read_timeout: config.header_read_timeout,
+                jobs,
             },
         })
     }
@@ -189,6 +198,11 @@ impl Application {
         self.state.vault.clone()
     }
 
+    /// This instance's outbox runner (tests drive passes through it).
+    pub fn jobs(&self) -> &credence_jobs::Jobs {
+        &self.background.jobs
+    }
+
     /// Serves until SIGTERM or Ctrl-C; in-flight requests finish first.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
@@ -215,6 +229,11 @@ impl Application {
             instance.clone(),
             self.background.heartbeat_every,
         ));
+        // Every instance delivers the outbox; claims keep them apart.
+        let jobs = self.background.jobs.settings().every.map(|every| {
+            let jobs = self.background.jobs.clone();
+            tokio::spawn(jobs.run(every))
+        });
         let header_read_timeout = self.background.header_read_timeout;
         let app = http::router(self.state);
         let result = serve(self.listener, app, header_read_timeout, shutdown).await;
@@ -223,6 +242,9 @@ impl Application {
             refresher.abort();
         }
         heartbeat.abort();
+        if let Some(jobs) = jobs {
+            jobs.abort();
+        }
         let _ = heartbeat.await;
         // Stopped: no longer sealing, so no longer holding `keys retire` back.
         let gone = match store.db().await {

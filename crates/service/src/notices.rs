@@ -50,12 +50,23 @@ pub async fn tell(
     credential: &RequestedCredential,
     extra: Value,
 ) -> Result<()> {
+    // Who asked and whom, so that the email can say it (`credence-jobs`).
+    let requester = db.get_user(request.requester_id).await?;
+    let app_label = ctx
+        .catalog
+        .get(&credential.app_key)
+        .map(|app| app.label.clone())
+        .unwrap_or_default();
     let mut payload = json!({
         "requestId": request.id,
         "requestName": request.name,
         "credentialId": credential.id,
         "app": credential.app_key,
+        "appLabel": app_label,
         "state": credential.state,
+        "requesterName": requester.as_ref().map(|u| u.name.as_str()),
+        "requesterEmail": requester.as_ref().map(|u| u.email.as_str()),
+        "recipientEmail": request.recipient_email,
     });
     if let (Value::Object(base), Value::Object(extra)) = (&mut payload, extra) {
         base.extend(extra);

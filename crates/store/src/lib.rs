@@ -51,6 +51,7 @@ mod heartbeats;
 mod identity;
 mod model;
 mod oauth;
+mod outbox;
 mod requests;
 mod secrets;
 mod sign_in;
@@ -63,6 +64,7 @@ pub use heartbeats::InstanceHeartbeat;
 pub use identity::Invitation;
 pub use model::*;
 pub use oauth::{NewOAuthFlow, OAuthFlow};
+pub use outbox::{MailboxEntry, OutboxJob, OutboxSelection};
 pub use requests::{
     CredentialChange, CredentialRequest, NewCredential, NewRequest, RequestFilter, RequestScope,
     RequestedCredential,

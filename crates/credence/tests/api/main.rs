@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod cli;
 mod connections;
+mod jobs;
 mod key_rotation;
 mod oauth;
 mod oidc;

@@ -114,6 +114,9 @@ pub async fn spawn_app_with_limits(
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..Config::default()
     };
+    // The outbox runner is off unless a test turns it on (tests/api/jobs.rs):
+    // the others read the undelivered notifications.
+    config.jobs.every = None;
     adjust(&mut config);
     let kept = config.clone();
     let app = match take_reserved_port(config.listen.port()) {

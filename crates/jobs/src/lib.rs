@@ -1,0 +1,408 @@
+//! Credence's background jobs: delivering the notifications of the outbox.
+//!
+//! Every change that tells someone writes its message to the `outbox` table in
+//! its own transaction (`service::audit::notify`), so a change that rolls back
+//! leaves nothing to send. Every running instance runs [`Jobs::run`]: each
+//! pass claims due messages under a lease (`Db::claim_outbox`: `FOR UPDATE
+//! SKIP LOCKED` on PostgreSQL, a guarded `UPDATE` on SQLite), renders and
+//! delivers each (SMTP, or the local mailbox without an SMTP server), then
+//! marks it sent — only while it still holds the lease. A failure is retried
+//! with exponential backoff and jitter; a message that fails
+//! [`Settings::max_attempts`] times, or cannot be delivered at all (its
+//! payload does not open, its kind has no template), is dead-lettered:
+//! kept, listed by `credence jobs list`, and sent again on `credence jobs retry`.
+//!
+//! **Invariant:** delivery is at least once and, but for a crash, exactly
+//! once. A worker that dies (or stalls past its lease) after sending and
+//! before marking leaves the message claimable when the lease ends; the
+//! next claimer sends it again — once, since its mark then succeeds. A
+//! message is never lost: it leaves the queue only by a mark of its holder.
+//!
+//! **Invariant:** this crate writes no SQL (the queries are in
+//! `credence-store`) and opens a payload only through
+//! `service::audit::open_outbox`; what it logs names messages by id and
+//! kind, never a payload or an address's mail.
+
+pub mod mail;
+mod transport;
+
+pub use transport::{Security, SmtpSettings};
+
+use credence_service::clock::Clock;
+use credence_store::{Db, OutboxJob, OutboxSelection, Store};
+use credence_vault::Vault;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the runner works; [`Settings::default`] for production.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often an instance looks for due messages (each pass drains what is
+    /// due); `None` runs no runner in this instance (tests that drive passes).
+    pub every: Option<Duration>,
+    /// How long a claim holds a message: longer than one delivery can take.
+    pub lease: Duration,
+    /// Messages claimed at once.
+    pub batch: i64,
+    /// Claims before a message that keeps failing is dead-lettered.
+    pub max_attempts: i64,
+    /// The wait after the first failure; doubled at each further one.
+    pub backoff_base: Duration,
+    /// The longest wait between two attempts.
+    pub backoff_cap: Duration,
+    /// Where the time comes from (tests move it instead of waiting).
+    pub clock: Clock,
+    pub mail: MailSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            every: Some(Duration::from_secs(2)),
+            lease: Duration::from_secs(120),
+            batch: 50,
+            max_attempts: 10,
+            backoff_base: Duration::from_secs(30),
+            backoff_cap: Duration::from_secs(6 * 3600),
+            clock: Clock::system(),
+            mail: MailSettings::default(),
+        }
+    }
+}
+
+/// Where mail goes.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// The `From` of every email, e.g. `Credence <credence@example.com>`.
+    pub from: String,
+    /// `None`: mail stays in the local mailbox (`credence mail list`).
+    pub smtp: Option<SmtpSettings>,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            from: "Credence <credence@localhost>".into(),
+            smtp: None,
+        }
+    }
+}
+
+/// Why a delivery did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth another attempt later (the server is down, refused for now).
+    Transient(String),
+    /// No attempt can succeed (no template, payload does not open): dead-lettered at once.
+    Permanent(String),
+}
+
+impl Failure {
+    fn reason(&self) -> &str {
+        match self {
+            Failure::Transient(reason) | Failure::Permanent(reason) => reason,
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub claimed: usize,
+    pub sent: usize,
+    pub retried: usize,
+    pub dead_lettered: usize,
+    /// Delivered, but the lease had run out before the mark: another worker
+    /// may send it again.
+    pub lease_lost: usize,
+}
+
+/// The outbox runner of one instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Store,
+    vault: Arc<Vault>,
+    public_url: Arc<str>,
+    settings: Settings,
+    transport: transport::Transport,
+}
+
+/// A claim held by this runner: the messages and the lease's token.
+pub struct Claim {
+    pub token: String,
+    pub jobs: Vec<OutboxJob>,
+}
+
+impl Jobs {
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        public_url: Arc<str>,
+        settings: Settings,
+    ) -> anyhow::Result<Jobs> {
+        let transport = transport::Transport::new(&settings.mail)?;
+        Ok(Jobs {
+            store,
+            vault,
+            public_url,
+            settings,
+            transport,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Every `every`, a pass; runs until the task is aborted. A pass cut short
+    /// leaves its messages to their leases (see the crate's invariant).
+    pub async fn run(self, every: Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = self.drain().await {
+                tracing::warn!(error = %error, "could not deliver the outbox");
+            }
+        }
+    }
+
+    /// Passes until nothing is due; answers what they did together.
+    pub async fn drain(&self) -> anyhow::Result<Pass> {
+        let mut total = Pass::default();
+        loop {
+            let pass = self.run_once().await?;
+            total.claimed += pass.claimed;
+            total.sent += pass.sent;
+            total.retried += pass.retried;
+            total.dead_lettered += pass.dead_lettered;
+            total.lease_lost += pass.lease_lost;
+            if (pass.claimed as i64) < self.settings.batch {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One pass: claim a batch, deliver each, mark each.
+    pub async fn run_once(&self) -> anyhow::Result<Pass> {
+        let claim = self.claim().await?;
+        let mut pass = Pass {
+            claimed: claim.jobs.len(),
+            ..Pass::default()
+        };
+        for job in &claim.jobs {
+            let delivered = self.deliver(job).await;
+            let now = self.settings.clock.now();
+            let mut db = self.store.db().await?;
+            match delivered {
+                Ok(via) => {
+                    if db.mark_outbox_sent(job.id, &claim.token, now, via).await? {
+                        pass.sent += 1;
+                    } else {
+                        pass.lease_lost += 1;
+                        tracing::warn!(outbox_id = job.id, kind = %job.kind, "delivered after the lease ran out; another worker may deliver it again");
+                    }
+                }
+                Err(failure) => {
+                    let retry_at = self.retry_at(job, &failure);
+                    let marked = db
+                        .mark_outbox_failed(job.id, &claim.token, now, failure.reason(), retry_at)
+                        .await?;
+                    match (marked, retry_at) {
+                        (false, _) => pass.lease_lost += 1,
+                        (true, Some(at)) => {
+                            pass.retried += 1;
+                            tracing::info!(outbox_id = job.id, kind = %job.kind, attempts = job.attempts, retry_at = %at, reason = %failure.reason(), "a notification was not delivered; retrying later");
+                        }
+                        (true, None) => {
+                            pass.dead_lettered += 1;
+                            tracing::warn!(outbox_id = job.id, kind = %job.kind, attempts = job.attempts, reason = %failure.reason(), "a notification was dead-lettered; `credence jobs retry` sends it again");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Claims a batch of due messages under a new lease.
+    pub async fn claim(&self) -> anyhow::Result<Claim> {
+        let now = self.settings.clock.now();
+        let until = now + chrono::Duration::from_std(self.settings.lease)?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let jobs = self
+            .store
+            .db()
+            .await?
+            .claim_outbox(now, until, &token, self.settings.batch)
+            .await?;
+        Ok(Claim { token, jobs })
+    }
+
+    /// Renders and sends one message; answers how it left (`smtp`, `mailbox`).
+    pub async fn deliver(&self, job: &OutboxJob) -> Result<&'static str, Failure> {
+        let payload =
+            credence_service::audit::open_outbox(&self.vault, &job.message()).map_err(|_| {
+                Failure::Permanent(format!(
+                    "the payload of outbox message {} does not open",
+                    job.id
+                ))
+            })?;
+        let email = mail::render(&job.kind, &payload, &self.public_url)
+            .map_err(|error| Failure::Permanent(error.to_string()))?;
+        self.transport
+            .send(&self.store, job, &email, self.settings.clock.now())
+            .await
+    }
+
+    /// When a failed message is due again; `None`: dead-letter it.
+    fn retry_at(
+        &self,
+        job: &OutboxJob,
+        failure: &Failure,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        if matches!(failure, Failure::Permanent(_)) || job.attempts >= self.settings.max_attempts {
+            return None;
+        }
+        let delay = backoff(
+            job.attempts,
+            self.settings.backoff_base,
+            self.settings.backoff_cap,
+            rand::random::<f64>(),
+        );
+        Some(self.settings.clock.now() + chrono::Duration::from_std(delay).ok()?)
+    }
+}
+
+/// The wait after failed attempt number `attempts` (1 = the first): the base
+/// doubled per earlier failure, at most `cap`, then jittered into its upper
+/// half by `unit` (in [0, 1)) so that messages failing together spread out.
+pub fn backoff(attempts: i64, base: Duration, cap: Duration, unit: f64) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let full = base.saturating_mul(1u32 << doublings).min(cap);
+    full.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
+}
+
+/// One line of `credence jobs list`: a message and where it stands.
+#[derive(Debug, Clone)]
+pub struct JobView {
+    pub job: OutboxJob,
+    pub state: &'static str,
+}
+
+/// Where a message stands: `sent`, `dead`, `leased`, `retrying` or `waiting`.
+pub fn state_of(job: &OutboxJob, now: chrono::DateTime<chrono::Utc>) -> &'static str {
+    if job.sent_at.is_some() {
+        "sent"
+    } else if job.dead_lettered_at.is_some() {
+        "dead"
+    } else if job.lease_until.is_some_and(|until| until > now) {
+        "leased"
+    } else if job.last_error.is_some() {
+        "retrying"
+    } else {
+        "waiting"
+    }
+}
+
+/// The messages of `selection` for an operator, oldest first.
+pub async fn list(
+    store: &Store,
+    selection: OutboxSelection,
+    limit: i64,
+) -> anyhow::Result<Vec<JobView>> {
+    let now = credence_store::now();
+    let jobs = store.db().await?.list_outbox_jobs(selection, limit).await?;
+    Ok(jobs
+        .into_iter()
+        .map(|job| JobView {
+            state: state_of(&job, now),
+            job,
+        })
+        .collect())
+}
+
+/// Makes unsent message `id` due at once with a fresh count of attempts.
+pub async fn retry(store: &Store, id: i64) -> anyhow::Result<OutboxJob> {
+    let mut db: Db = store.db().await?;
+    if !db.retry_outbox(id).await? {
+        let why = match db.get_outbox_job(id).await? {
+            Some(_) => format!("outbox message {id} was sent already; there is nothing to retry"),
+            None => format!("there is no outbox message {id}; `credence jobs list` shows them"),
+        };
+        anyhow::bail!(why);
+    }
+    db.get_outbox_job(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("outbox message {id} vanished"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_jitters_into_the_upper_half() {
+        let base = Duration::from_secs(30);
+        let cap = Duration::from_secs(3600);
+        assert_eq!(backoff(1, base, cap, 0.0), Duration::from_secs(15));
+        assert_eq!(backoff(1, base, cap, 1.0), Duration::from_secs(30));
+        assert_eq!(backoff(3, base, cap, 1.0), Duration::from_secs(120));
+        assert_eq!(backoff(40, base, cap, 1.0), cap);
+        assert_eq!(backoff(40, base, cap, 0.0), cap / 2);
+        assert_eq!(backoff(0, base, cap, 1.0), base);
+    }
+}
+
+/// One email of the local mailbox, rendered as it was delivered.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub entry: credence_store::MailboxEntry,
+    pub email: mail::Email,
+}
+
+/// The local mailbox, newest first (only `recipient`'s when given). Each
+/// email is rendered again from its sealed outbox row on reading.
+pub async fn mailbox(
+    store: &Store,
+    vault: &Vault,
+    public_url: &str,
+    recipient: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<Delivered>> {
+    let entries = store.db().await?.list_mailbox(recipient, limit).await?;
+    entries
+        .into_iter()
+        .map(|entry| open_delivered(vault, public_url, entry))
+        .collect()
+}
+
+/// Email `id` of the local mailbox.
+pub async fn mailbox_email(
+    store: &Store,
+    vault: &Vault,
+    public_url: &str,
+    id: i64,
+) -> anyhow::Result<Delivered> {
+    let entry = store.db().await?.get_mailbox(id).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "there is no email {id} in the local mailbox; `credence mail list` shows them"
+        )
+    })?;
+    open_delivered(vault, public_url, entry)
+}
+
+fn open_delivered(
+    vault: &Vault,
+    public_url: &str,
+    entry: credence_store::MailboxEntry,
+) -> anyhow::Result<Delivered> {
+    let payload = credence_service::audit::open_outbox(vault, &entry.message()).map_err(|_| {
+        anyhow::anyhow!(
+            "the payload of outbox message {} does not open",
+            entry.outbox_id
+        )
+    })?;
+    let email = mail::render(&entry.kind, &payload, public_url)?;
+    Ok(Delivered { entry, email })
+}

@@ -1,0 +1,311 @@
+//! The emails, compiled with the binary: a subject, a plain-text body and an
+//! HTML body (maud, which escapes every value) for each kind of notification
+//! the services write (`audit::notify`, `notices::tell`). Each says who asks or
+//! acted, for which request and apps, what the recipient can do, and the
+//! link where there is one. Payloads never hold a secret; the links they hold
+//! (a request link, an invitation) are the point of the email.
+
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde_json::Value;
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("notifications of kind {0:?} have no email template")]
+pub struct UnknownKind(pub String);
+
+/// The kinds there is a template for.
+pub const KINDS: &[&str] = &[
+    "credential_request.received",
+    "credential_request.invitation",
+    "credential.authorized",
+    "credential.reauthorized",
+    "credential.declined",
+    "credential.revoked",
+    "credential.delete_remote",
+    "credential.reauthorization_requested",
+    "connection.invalid",
+    "feature.granted",
+];
+
+/// What an email says, before it is laid out as text and as HTML.
+struct Content {
+    subject: String,
+    /// Paragraphs.
+    lines: Vec<String>,
+    /// (label, URL) of the buttons, in order.
+    links: Vec<(String, String)>,
+}
+
+fn text(payload: &Value, field: &str) -> String {
+    match payload.get(field) {
+        Some(Value::String(value)) => value.trim().to_string(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn joined(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn apps_of(payload: &Value) -> String {
+    let apps: Vec<String> = payload
+        .get("apps")
+        .and_then(Value::as_array)
+        .map(|apps| {
+            apps.iter()
+                .filter_map(Value::as_str)
+                .filter(|label| !label.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if apps.is_empty() {
+        "the apps it lists".into()
+    } else {
+        joined(&apps)
+    }
+}
+
+/// "Ann Smith (ann@agency.test)", or whichever part is known.
+fn person(name: &str, email: &str) -> String {
+    match (name.is_empty(), email.is_empty()) {
+        (false, false) => format!("{name} ({email})"),
+        (false, true) => name.to_string(),
+        (true, false) => email.to_string(),
+        (true, true) => "someone".to_string(),
+    }
+}
+
+/// What the email of `kind` says about `payload`; links are built on `public_url`.
+fn content(kind: &str, payload: &Value, public_url: &str) -> Result<Content, UnknownKind> {
+    let request = text(payload, "requestName");
+    let request_id = text(payload, "requestId");
+    let app = {
+        let label = text(payload, "appLabel");
+        if label.is_empty() {
+            text(payload, "app")
+        } else {
+            label
+        }
+    };
+    let requester = person(
+        &text(payload, "requesterName"),
+        &text(payload, "requesterEmail"),
+    );
+    let recipient = text(payload, "recipientEmail");
+    let reason = text(payload, "reason");
+    let received_page = format!("{public_url}/received/{request_id}");
+    let organization = text(payload, "organizationName");
+    let team = text(payload, "teamName");
+    let from_where = match (organization.is_empty(), team.is_empty()) {
+        (false, false) => format!(" of {organization} (team {team})"),
+        (false, true) => format!(" of {organization}"),
+        _ => String::new(),
+    };
+    let recipient_or = |fallback: &str| {
+        if recipient.is_empty() {
+            fallback.to_string()
+        } else {
+            recipient.clone()
+        }
+    };
+    let content = match kind {
+        "credential_request.received" => Content {
+            subject: format!("{requester} asks you for access: {request}"),
+            lines: vec![
+                format!("{requester}{from_where} asks you for access to {} with the credential request “{request}”.", apps_of(payload)),
+                "Open the request to see what each app is for and which modules and permissions it includes; then authorize or decline each app. You can revoke access at any time later.".into(),
+                "Nobody at the requesting side ever sees the secrets you enter.".into(),
+            ],
+            links: vec![("Open the request".into(), text(payload, "link"))],
+        },
+        "credential_request.invitation" => Content {
+            subject: format!("{requester} asks you for access: {request}"),
+            lines: vec![
+                format!("{requester}{from_where} asks you for access to {} with the credential request “{request}”.", apps_of(payload)),
+                "You do not have a Credence account yet: accept the invitation to create a guest account (it only lets you answer requests made to you), then open the request to authorize or decline each app. You can revoke access at any time later.".into(),
+                "Nobody at the requesting side ever sees the secrets you enter.".into(),
+            ],
+            links: vec![
+                ("Accept the invitation".into(), text(payload, "invitationLink")),
+                ("Open the request".into(), text(payload, "link")),
+            ],
+        },
+        "credential.authorized" => Content {
+            subject: format!("{app} authorized: {request}"),
+            lines: vec![
+                format!("{} authorized {app} for your credential request “{request}”.", recipient_or("The recipient")),
+                "The connection is ready: your team can use it now. The recipient may revoke it at any time; you will be told.".into(),
+            ],
+            links: vec![],
+        },
+        "credential.reauthorized" => Content {
+            subject: format!("{app} reauthorized: {request}"),
+            lines: vec![
+                format!("{app} was authorized again for the credential request “{request}”.", ),
+                "The connection works again; nothing else needs doing.".into(),
+            ],
+            links: vec![("Open the request".into(), received_page.clone())],
+        },
+        "credential.declined" => Content {
+            subject: format!("{app} declined: {request}"),
+            lines: vec![
+                format!("{} declined {app} for your credential request “{request}”.", recipient_or("The recipient")),
+                if reason.is_empty() { "No reason was given.".to_string() } else { format!("Reason: {reason}") },
+                "You can delete the request, or send a new one once you have agreed on what is needed.".into(),
+            ],
+            links: vec![],
+        },
+        "credential.revoked" => Content {
+            subject: format!("{app} revoked: {request}"),
+            lines: vec![
+                format!("{} revoked access to {app} given for your credential request “{request}”.", recipient_or("The recipient")),
+                "The connection stopped working and its secret was destroyed. Scenarios using it will fail until access is given again; ask the recipient if you still need it.".into(),
+            ],
+            links: vec![],
+        },
+        "credential.delete_remote" => Content {
+            subject: format!("Connection to {app} removed: {request}"),
+            lines: vec![
+                format!("{requester} removed the connection to {app} that you authorized for the credential request “{request}”; its secret was destroyed.", ),
+                format!("{app} is pending again: you can authorize it anew from the request if you are asked to."),
+            ],
+            links: vec![("Open the request".into(), received_page.clone())],
+        },
+        "credential.reauthorization_requested" => Content {
+            subject: format!("Please reauthorize {app}: {request}"),
+            lines: vec![
+                format!("{requester} asks you to authorize {app} again for the credential request “{request}”: the connection no longer works."),
+                if reason.is_empty() { String::new() } else { format!("What happened: {reason}") },
+                "Open the request and reauthorize the app, or decline it.".into(),
+            ],
+            links: vec![("Reauthorize".into(), received_page.clone())],
+        },
+        "connection.invalid" => Content {
+            subject: format!("Connection to {app} stopped working: {request}"),
+            lines: vec![
+                format!("The connection to {app} given for the credential request “{request}” stopped working; Credence marked it invalid."),
+                if reason.is_empty() { String::new() } else { format!("What the app said: {reason}") },
+                "The recipient can reauthorize the app from the request; the requesting team can ask them to.".into(),
+            ],
+            links: vec![("Open the request".into(), received_page.clone())],
+        },
+        "feature.granted" => Content {
+            subject: format!("{} may now send credential requests", person(&text(payload, "userName"), &text(payload, "userEmail"))),
+            lines: vec![
+                format!("{} of {organization} was given the credential-requests feature: they can now ask people inside and outside {organization} for access to their app accounts.", person(&text(payload, "userName"), &text(payload, "userEmail"))),
+                "As an owner of the organization you are told of every grant. The audit log lists them.".into(),
+            ],
+            links: vec![],
+        },
+        other => return Err(UnknownKind(other.to_string())),
+    };
+    Ok(Content {
+        lines: content
+            .lines
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .collect(),
+        links: content
+            .links
+            .into_iter()
+            .filter(|(_, url)| !url.is_empty())
+            .collect(),
+        ..content
+    })
+}
+
+/// Renders the email of `kind` for `payload`.
+pub fn render(kind: &str, payload: &Value, public_url: &str) -> Result<Email, UnknownKind> {
+    let content = content(kind, payload, public_url)?;
+    let mut text = String::new();
+    for line in &content.lines {
+        text.push_str(line);
+        text.push_str("\n\n");
+    }
+    for (label, url) in &content.links {
+        text.push_str(&format!("{label}: {url}\n"));
+    }
+    text.push_str("\n-- \nCredence\n");
+    let html = page(&content).into_string();
+    Ok(Email {
+        subject: content.subject.replace(['\r', '\n'], " "),
+        text,
+        html,
+    })
+}
+
+fn page(content: &Content) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (content.subject) }
+            }
+            body style="font-family: -apple-system, 'Segoe UI', Roboto, sans-serif; color: #1f2937; background: #f3f4f6; margin: 0; padding: 24px;" {
+                div style="max-width: 560px; margin: 0 auto; background: #ffffff; border-radius: 8px; padding: 32px;" {
+                    @for line in &content.lines {
+                        p style="font-size: 15px; line-height: 1.5;" { (line) }
+                    }
+                    @for (label, url) in &content.links {
+                        p {
+                            a href=(url) style="display: inline-block; background: #4f46e5; color: #ffffff; padding: 10px 18px; border-radius: 6px; text-decoration: none;" { (label) }
+                        }
+                        p style="font-size: 12px; color: #6b7280; word-break: break-all;" { (url) }
+                    }
+                    p style="font-size: 12px; color: #6b7280;" { (PreEscaped("&mdash; ")) "Credence" }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_kind_renders_and_values_are_escaped_in_html() {
+        let payload = json!({
+            "requestName": "<script>alert(1)</script>",
+            "requesterName": "Ann & Co",
+            "requesterEmail": "ann@agency.test",
+            "apps": ["Acme CRM"],
+            "link": "http://credence.test/requests/abc",
+            "invitationLink": "http://credence.test/invitations/def",
+            "requestId": "r1",
+            "app": "acme",
+            "reason": "no",
+            "userName": "Bo",
+            "organizationName": "Org",
+        });
+        for kind in KINDS {
+            let email = render(kind, &payload, "http://credence.test").unwrap();
+            assert!(!email.subject.is_empty(), "{kind}");
+            assert!(!email.html.contains("<script>"), "{kind}: {}", email.html);
+        }
+        let received = render("credential_request.received", &payload, "http://x").unwrap();
+        assert!(received.text.contains("http://credence.test/requests/abc"));
+        assert!(received
+            .html
+            .contains("href=\"http://credence.test/requests/abc\""));
+        assert!(received.text.contains("Acme CRM"));
+        assert!(received.html.contains("Ann &amp; Co"));
+        assert!(render("nobody.knows", &payload, "http://x").is_err());
+    }
+}
