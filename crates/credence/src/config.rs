@@ -124,6 +124,48 @@ pub fn parse_trusted_proxies(values: &[String]) -> anyhow::Result<Vec<ipnet::IpN
         .collect()
 }
 
+/// Where mail goes: the file's `[smtp]` and `mail_from`, each key overridden
+/// by the environment (`CREDENCE_SMTP_*`, `CREDENCE_MAIL_FROM`) or a flag.
+fn mail_settings(
+    file: &FileConfig,
+    overrides: &Overrides,
+    password: Option<String>,
+) -> anyhow::Result<credence_jobs::MailSettings> {
+    let mut mail = credence_jobs::MailSettings::default();
+    if let Some(from) = overrides.mail_from.clone().or(file.mail_from.clone()) {
+        mail.from = from;
+    }
+    let smtp = file.smtp.clone().unwrap_or_default();
+    let Some(host) = overrides.smtp_host.clone().or(smtp.host) else {
+        if smtp.port.is_some() || smtp.user.is_some() || overrides.smtp_port.is_some() {
+            bail!("the SMTP server has a port or user but no host; set smtp host (CREDENCE_SMTP_HOST)");
+        }
+        return Ok(mail);
+    };
+    let security = overrides
+        .smtp_security
+        .or(smtp.security)
+        .unwrap_or(credence_jobs::Security::Starttls);
+    let port = overrides.smtp_port.or(smtp.port).unwrap_or(match security {
+        credence_jobs::Security::Starttls => 587,
+        credence_jobs::Security::Tls => 465,
+        credence_jobs::Security::None => 25,
+    });
+    let user = overrides.smtp_user.clone().or(smtp.user);
+    let password = password.or(smtp.password);
+    if password.is_some() && user.is_none() {
+        bail!("an SMTP password is set but no user; set smtp user (CREDENCE_SMTP_USER)");
+    }
+    mail.smtp = Some(credence_jobs::SmtpSettings {
+        host,
+        port,
+        security,
+        user,
+        password: password.map(SecretString::from),
+    });
+    Ok(mail)
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -170,6 +212,23 @@ pub struct FileConfig {
     /// `trusted_proxies = ["10.0.0.0/8", "192.0.2.7"]`.
     pub trusted_proxies: Option<Vec<String>>,
     pub forwarded_header: Option<ForwardedHeader>,
+    /// `[smtp] host = "…", port = 587, security = "starttls", user = "…", password = "…"`.
+    pub smtp: Option<SmtpFile>,
+    /// The `From` of every email.
+    pub mail_from: Option<String>,
+    /// Seconds between two passes of the outbox runner; 0 turns it off.
+    pub jobs_every: Option<u64>,
+}
+
+/// The SMTP server, as the file gives it; the environment overrides each key.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFile {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub security: Option<credence_jobs::Security>,
+    pub user: Option<String>,
+    pub password: Option<String>,
 }
 
 impl FileConfig {
@@ -226,6 +285,24 @@ pub struct Overrides {
             .try_map(|name| name.parse::<ForwardedHeader>())
     )]
     pub forwarded_header: Option<ForwardedHeader>,
+    /// The SMTP server mail is sent through; without one, mail stays in the
+    /// local mailbox (`credence mail list`).
+    #[arg(long, env = "CREDENCE_SMTP_HOST", global = true)]
+    pub smtp_host: Option<String>,
+    /// Default: 587 for starttls, 465 for tls, 25 for none.
+    #[arg(long, env = "CREDENCE_SMTP_PORT", global = true)]
+    pub smtp_port: Option<u16>,
+    /// starttls (default), tls or none.
+    #[arg(long, env = "CREDENCE_SMTP_SECURITY", global = true)]
+    pub smtp_security: Option<credence_jobs::Security>,
+    #[arg(long, env = "CREDENCE_SMTP_USER", global = true)]
+    pub smtp_user: Option<String>,
+    /// Only from the environment or the file, never a flag (it would show in `ps`).
+    #[arg(skip)]
+    pub smtp_password: Option<String>,
+    /// The `From` of every email, e.g. "Credence <credence@example.com>".
+    #[arg(long, env = "CREDENCE_MAIL_FROM", global = true)]
+    pub mail_from: Option<String>,
 }
 
 impl Config {
@@ -294,6 +371,14 @@ impl Config {
         if let Some(v) = overrides.forwarded_header {
             config.forwarded_header = v;
         }
+        if let Some(seconds) = file.jobs_every {
+            config.jobs.every = (seconds > 0).then(|| std::time::Duration::from_secs(seconds));
+        }
+        let password = overrides
+            .smtp_password
+            .clone()
+            .or_else(|| std::env::var("CREDENCE_SMTP_PASSWORD").ok());
+        config.jobs.mail = mail_settings(&file, overrides, password)?;
         config.validate()?;
         Ok(config)
     }
