@@ -621,6 +621,53 @@ mod tests {
     }
 
     #[test]
+    fn smtp_comes_from_the_file_with_a_port_for_its_security_and_flags_win() {
+        let file = write(
+            "mail_from = \"Credence <c@example.com>\"\njobs_every = 0\n[smtp]\nhost = \"smtp.example.com\"\nsecurity = \"tls\"\nuser = \"credence\"\npassword = \"from-the-file\"\n",
+        );
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.jobs.every, None);
+        assert_eq!(config.jobs.mail.from, "Credence <c@example.com>");
+        let shown = format!("{:?}", config.jobs);
+        let smtp = config.jobs.mail.smtp.unwrap();
+        assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 465));
+        assert_eq!(smtp.security, credence_jobs::Security::Tls);
+        assert_eq!(smtp.user.as_deref(), Some("credence"));
+        assert!(smtp.password.is_some());
+        assert!(!shown.contains("from-the-file"), "the password is redacted");
+
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            smtp_port: Some(2525),
+            smtp_security: Some(credence_jobs::Security::Starttls),
+            ..Default::default()
+        })
+        .unwrap();
+        let smtp = config.jobs.mail.smtp.unwrap();
+        assert_eq!(
+            (smtp.port, smtp.security),
+            (2525, credence_jobs::Security::Starttls)
+        );
+    }
+
+    #[test]
+    fn without_an_smtp_host_mail_stays_local_and_a_lone_port_is_an_error() {
+        let config = Config::load(&Overrides::default()).unwrap();
+        assert!(config.jobs.mail.smtp.is_none());
+        let file = write("[smtp]\nport = 587\n");
+        let error = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("no host"), "{error:#}");
+    }
+
+    #[test]
     fn the_file_sets_the_timeouts_in_seconds() {
         let file = write("header_read_timeout = 5\nrequest_timeout = 120\n");
         let config = Config::load(&Overrides {
