@@ -162,6 +162,7 @@ fn mail_settings(
         security,
         user,
         password: password.map(SecretString::from),
+        ca_file: overrides.smtp_ca_file.clone().or(smtp.ca_file),
     });
     Ok(mail)
 }
@@ -229,6 +230,7 @@ pub struct SmtpFile {
     pub security: Option<credence_jobs::Security>,
     pub user: Option<String>,
     pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -297,6 +299,10 @@ pub struct Overrides {
     pub smtp_security: Option<credence_jobs::Security>,
     #[arg(long, env = "CREDENCE_SMTP_USER", global = true)]
     pub smtp_user: Option<String>,
+    /// A PEM file of the CA that signed the SMTP server's certificate, when
+    /// it is not a public one.
+    #[arg(long, env = "CREDENCE_SMTP_CA_FILE", global = true)]
+    pub smtp_ca_file: Option<PathBuf>,
     /// Only from the environment or the file, never a flag (it would show in `ps`).
     #[arg(skip)]
     pub smtp_password: Option<String>,

@@ -8,7 +8,7 @@ use crate::{Failure, MailSettings};
 use credence_store::{OutboxJob, Store};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -46,6 +46,9 @@ pub struct SmtpSettings {
     pub security: Security,
     pub user: Option<String>,
     pub password: Option<SecretString>,
+    /// A PEM file of the certificate authority that signed the server's
+    /// certificate, trusted besides the public ones (a relay with a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -68,7 +71,22 @@ impl Transport {
                 settings.from
             )
         })?;
-        let tls = || TlsParameters::new(smtp.host.clone());
+        let tls = || -> anyhow::Result<TlsParameters> {
+            let mut builder = TlsParameters::builder(smtp.host.clone());
+            if let Some(path) = &smtp.ca_file {
+                let pem = std::fs::read(path).map_err(|error| {
+                    anyhow::anyhow!("cannot read the smtp ca_file {}: {error}", path.display())
+                })?;
+                let certificate = Certificate::from_pem(&pem).map_err(|_| {
+                    anyhow::anyhow!(
+                        "the smtp ca_file {} is not a PEM certificate",
+                        path.display()
+                    )
+                })?;
+                builder = builder.add_root_certificate(certificate);
+            }
+            Ok(builder.build_rustls()?)
+        };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
             .port(smtp.port)
             .timeout(Some(std::time::Duration::from_secs(30)));
@@ -135,7 +153,7 @@ impl Transport {
                     })?;
                 match mailer.send(message).await {
                     Ok(_) => Ok("smtp"),
-                    Err(error) if error.is_permanent() => Err(Failure::Permanent(format!(
+                    Err(error) if refuses_the_message(&error) => Err(Failure::Permanent(format!(
                         "the SMTP server refused the message: {}",
                         first_line(&error.to_string())
                     ))),
@@ -147,6 +165,15 @@ impl Transport {
             }
         }
     }
+}
+
+/// Whether the server refused this message for good (a 5xx about the
+/// recipient or the content), rather than refusing Credence itself: a
+/// rejected login (530, 534, 535, 538) is the operator's to fix, and every
+/// message waits for it rather than being dead-lettered.
+fn refuses_the_message(error: &lettre::transport::smtp::Error) -> bool {
+    let code = error.status().map(u16::from);
+    error.is_permanent() && !matches!(code, Some(530 | 534 | 535 | 538))
 }
 
 /// An error's first line, bounded: what a server answers is kept as the

@@ -146,6 +146,7 @@ async fn a_failing_delivery_backs_off_is_dead_lettered_and_retried_by_the_operat
                 security: credence::jobs::Security::None,
                 user: None,
                 password: None,
+                ca_file: None,
             }),
             ..Default::default()
         },

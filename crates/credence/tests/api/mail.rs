@@ -253,7 +253,114 @@ async fn without_smtp_mail_stays_in_the_local_mailbox(backend: Backend) {
     agency.app.stop().await;
 }
 
+async fn three_instances_send_each_email_once_through_smtp(backend: Backend) {
+    let count = 150;
+    let maildev = Maildev::start().await;
+    let smtp = maildev.smtp();
+    let app = crate::support::spawn_app_with(backend, move |config| {
+        config.jobs = credence::jobs::Settings {
+            mail: credence::jobs::MailSettings {
+                from: "Credence <credence@agency.example>".into(),
+                smtp: Some(smtp),
+            },
+            ..fast(Clock::system())
+        };
+    })
+    .await;
+    let second = crate::support::Instance::start(&app, |_| {}).await;
+    let third = crate::support::Instance::start(&app, |_| {}).await;
+    app.write_notifications("credential.authorized", count, 5)
+        .await;
+    app.wait_for_outbox_delivered().await;
+
+    let emails = maildev.emails().await;
+    let mut ids: Vec<&str> = emails.iter().map(|e| e.message_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(emails.len(), count, "one email per notification");
+    assert_eq!(ids.len(), count, "no message sent twice");
+    second.stop().await;
+    third.stop().await;
+    app.stop().await;
+}
+
+async fn mail_goes_over_tls_with_a_password_and_a_wrong_one_is_retried_not_leaked(
+    backend: Backend,
+) {
+    let password = "smtp-pass-4c1e9b7d20";
+    register_secret(password);
+    let tls = crate::support::MaildevTls::new("credence", password);
+    let maildev = Maildev::start_with(Some(&tls)).await;
+    let app = crate::support::spawn_app_with(backend, |_| {}).await;
+    app.write_notifications("credential.authorized", 2, 1).await;
+    let smtp = |password: &str| credence::jobs::SmtpSettings {
+        host: "127.0.0.1".into(),
+        port: maildev.smtp_port,
+        security: credence::jobs::Security::Tls,
+        user: Some(tls.user.clone()),
+        password: Some(password.to_string().into()),
+        ca_file: Some(tls.ca_file.clone()),
+    };
+    let settings = |smtp| credence::jobs::Settings {
+        every: None,
+        mail: credence::jobs::MailSettings {
+            from: "Credence <credence@agency.example>".into(),
+            smtp: Some(smtp),
+        },
+        ..fast(Clock::system())
+    };
+
+    // A wrong password: refused, kept for a retry, the error names no password.
+    let wrong = "not-the-smtp-pass-77";
+    register_secret(wrong);
+    let pass = crate::support::runner(&app, settings(smtp(wrong)))
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(pass.claimed, 2, "{pass:?}");
+    assert_eq!(
+        pass.retried, 2,
+        "a refused login waits, it is not dead-lettered: {pass:?}"
+    );
+    for job in app
+        .outbox_jobs(credence_store::OutboxSelection::Unsent)
+        .await
+    {
+        let error = job.last_error.unwrap_or_default();
+        assert!(error.contains("SMTP"), "{error}");
+        assert!(
+            !error.contains(wrong) && !error.contains(password),
+            "{error}"
+        );
+    }
+    assert!(maildev.emails().await.is_empty());
+
+    // The right one, over TLS checked against the private CA.
+    let jobs = crate::support::runner(&app, settings(smtp(password)));
+    let outbox = app
+        .outbox_jobs(credence_store::OutboxSelection::Unsent)
+        .await;
+    for job in &outbox {
+        jobs_retry(&app, job.id).await;
+    }
+    let pass = jobs.run_once().await.unwrap();
+    assert_eq!(pass.sent, 2, "{pass:?}");
+    let emails = maildev.emails().await;
+    assert_eq!(emails.len(), 2);
+    for email in emails {
+        assert!(!email.raw.to_string().contains(password));
+    }
+    app.stop().await;
+}
+
+/// The operator's retry (`credence jobs retry`), through the library it calls.
+async fn jobs_retry(app: &crate::support::TestApp, id: i64) {
+    credence::jobs::retry(&app.store, id).await.unwrap();
+}
+
 on_both_backends!(
+    mail_goes_over_tls_with_a_password_and_a_wrong_one_is_retried_not_leaked,
+    three_instances_send_each_email_once_through_smtp,
     an_external_recipient_follows_the_emailed_link_to_their_request,
     each_change_emails_who_did_what_and_no_email_holds_a_secret,
     without_smtp_mail_stays_in_the_local_mailbox,

@@ -28,9 +28,56 @@ pub struct ReceivedEmail {
     pub raw: Value,
 }
 
+/// How a [`Maildev`] receives: plain SMTP, or TLS from the first byte with a
+/// certificate of a private CA, requiring a user and password.
+pub struct MaildevTls {
+    /// The CA's certificate (PEM): what Credence's `ca_file` names.
+    pub ca_file: std::path::PathBuf,
+    pub user: String,
+    pub password: String,
+    cert_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl MaildevTls {
+    /// A new CA, and a certificate it signs for 127.0.0.1.
+    pub fn new(user: &str, password: &str) -> MaildevTls {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        MaildevTls {
+            ca_file: write("ca.pem", ca.pem()),
+            cert_file: write("cert.pem", leaf.pem()),
+            key_file: write("key.pem", key.serialize_pem()),
+            user: user.into(),
+            password: password.into(),
+            _dir: dir,
+        }
+    }
+}
+
 impl Maildev {
     /// Starts MailDev; panics saying how to install it when it cannot.
     pub async fn start() -> Maildev {
+        Self::start_with(None).await
+    }
+
+    /// Starts MailDev receiving over TLS with authentication (`tls`), or plain.
+    pub async fn start_with(tls: Option<&MaildevTls>) -> Maildev {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let dir = root.join("tests/maildev");
         assert!(
@@ -38,7 +85,15 @@ impl Maildev {
             "MailDev is not installed in {}: run scripts/test, which installs it (npm ci --prefix tests/maildev)",
             dir.display()
         );
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        if let Some(tls) = tls {
+            command
+                .env("INCOMING_CERT", &tls.cert_file)
+                .env("INCOMING_KEY", &tls.key_file)
+                .env("INCOMING_USER", &tls.user)
+                .env("INCOMING_PASS", &tls.password);
+        }
+        let mut child = command
             .arg(dir.join("run.mjs"))
             .current_dir(&dir)
             .env_remove("NODE_OPTIONS")
@@ -87,6 +142,7 @@ impl Maildev {
             security: credence::jobs::Security::None,
             user: None,
             password: None,
+            ca_file: None,
         }
     }
 

@@ -29,7 +29,7 @@ pub use browser::{
     no_redirects, set_cookie, sign_in, signed_in,
 };
 pub use jobs::{fast, runner, Instance, ManualClock};
-pub use maildev::{Maildev, ReceivedEmail};
+pub use maildev::{Maildev, MaildevTls, ReceivedEmail};
 pub use oauth::{context_at, oauth_app, world, world_with, World, APP};
 pub use oidc::{OidcOptions, OidcProvider, Rotation};
 pub use sql::Sql;
