@@ -44,6 +44,13 @@ pub struct Settings {
     pub lease: Duration,
     /// Messages claimed at once.
     pub batch: i64,
+    /// Deliveries of a batch under way at once.
+    pub concurrency: usize,
+    /// The longest one delivery may take; then it counts as failed (and may
+    /// have reached the server: it is retried, at least once). A message whose
+    /// lease would end within this is given back untried, so that a lease
+    /// always covers its delivery.
+    pub delivery_timeout: Duration,
     /// Claims before a message that keeps failing is dead-lettered.
     pub max_attempts: i64,
     /// The wait after the first failure; doubled at each further one.
@@ -61,6 +68,8 @@ impl Default for Settings {
             every: Some(Duration::from_secs(2)),
             lease: Duration::from_secs(120),
             batch: 50,
+            concurrency: 8,
+            delivery_timeout: Duration::from_secs(60),
             max_attempts: 10,
             backoff_base: Duration::from_secs(30),
             backoff_cap: Duration::from_secs(6 * 3600),
@@ -115,6 +124,19 @@ pub struct Pass {
     /// Delivered, but the lease had run out before the mark: another worker
     /// may send it again.
     pub lease_lost: usize,
+    /// Given back untried: too little of the lease was left to deliver it.
+    pub released: usize,
+}
+
+impl std::ops::AddAssign for Pass {
+    fn add_assign(&mut self, other: Pass) {
+        self.claimed += other.claimed;
+        self.sent += other.sent;
+        self.retried += other.retried;
+        self.dead_lettered += other.dead_lettered;
+        self.lease_lost += other.lease_lost;
+        self.released += other.released;
+    }
 }
 
 /// The outbox runner of one instance. Cheap to clone.
@@ -172,57 +194,88 @@ impl Jobs {
         let mut total = Pass::default();
         loop {
             let pass = self.run_once().await?;
-            total.claimed += pass.claimed;
-            total.sent += pass.sent;
-            total.retried += pass.retried;
-            total.dead_lettered += pass.dead_lettered;
-            total.lease_lost += pass.lease_lost;
-            if (pass.claimed as i64) < self.settings.batch {
+            total += pass;
+            if (pass.claimed as i64) < self.settings.batch || pass.released > 0 {
                 return Ok(total);
             }
         }
     }
 
-    /// One pass: claim a batch, deliver each, mark each.
+    /// One pass: claim a batch, deliver each (`concurrency` at once), mark each.
     pub async fn run_once(&self) -> anyhow::Result<Pass> {
+        use futures_util::StreamExt;
         let claim = self.claim().await?;
+        let claimed = claim.jobs.len();
+        let token = claim.token.as_str();
+        // Owned jobs: a stream of borrowed ones makes the spawned runner's
+        // future not `Send` for every lifetime (a known rustc limitation).
+        let outcomes: Vec<anyhow::Result<Pass>> = futures_util::stream::iter(claim.jobs)
+            .map(|job| async move { self.process(&job, token).await })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
         let mut pass = Pass {
-            claimed: claim.jobs.len(),
+            claimed,
             ..Pass::default()
         };
-        for job in &claim.jobs {
-            let delivered = self.deliver(job).await;
-            let now = self.settings.clock.now();
-            let mut db = self.store.db().await?;
-            match delivered {
-                Ok(via) => {
-                    if db.mark_outbox_sent(job.id, &claim.token, now, via).await? {
-                        pass.sent += 1;
-                    } else {
-                        pass.lease_lost += 1;
-                        tracing::warn!(outbox_id = job.id, kind = %job.kind, "delivered after the lease ran out; another worker may deliver it again");
-                    }
+        for outcome in outcomes {
+            pass += outcome?;
+        }
+        Ok(pass)
+    }
+
+    /// Delivers one claimed message and marks it; answers what it did.
+    async fn process(&self, job: &OutboxJob, token: &str) -> anyhow::Result<Pass> {
+        let mut done = Pass::default();
+        let timeout = self.settings.delivery_timeout;
+        let lease_left = job
+            .lease_until
+            .map(|until| until - self.settings.clock.now())
+            .unwrap_or_default();
+        if lease_left <= chrono::Duration::from_std(timeout)? {
+            // Delivering now could outlast the lease and let another
+            // instance send it too: give it back for the next claim.
+            self.store.db().await?.release_outbox(job.id, token).await?;
+            done.released += 1;
+            return Ok(done);
+        }
+        let delivered = match tokio::time::timeout(timeout, self.deliver(job)).await {
+            Ok(delivered) => delivered,
+            Err(_) => Err(Failure::Transient(format!(
+                "the delivery took longer than {} s",
+                timeout.as_secs()
+            ))),
+        };
+        let now = self.settings.clock.now();
+        let mut db = self.store.db().await?;
+        match delivered {
+            Ok(via) => {
+                if db.mark_outbox_sent(job.id, token, now, via).await? {
+                    done.sent += 1;
+                } else {
+                    done.lease_lost += 1;
+                    tracing::warn!(outbox_id = job.id, kind = %job.kind, "delivered after the lease ran out; another worker may deliver it again");
                 }
-                Err(failure) => {
-                    let retry_at = self.retry_at(job, &failure);
-                    let marked = db
-                        .mark_outbox_failed(job.id, &claim.token, now, failure.reason(), retry_at)
-                        .await?;
-                    match (marked, retry_at) {
-                        (false, _) => pass.lease_lost += 1,
-                        (true, Some(at)) => {
-                            pass.retried += 1;
-                            tracing::info!(outbox_id = job.id, kind = %job.kind, attempts = job.attempts, retry_at = %at, reason = %failure.reason(), "a notification was not delivered; retrying later");
-                        }
-                        (true, None) => {
-                            pass.dead_lettered += 1;
-                            tracing::warn!(outbox_id = job.id, kind = %job.kind, attempts = job.attempts, reason = %failure.reason(), "a notification was dead-lettered; `credence jobs retry` sends it again");
-                        }
+            }
+            Err(failure) => {
+                let retry_at = self.retry_at(job, &failure);
+                let marked = db
+                    .mark_outbox_failed(job.id, token, now, failure.reason(), retry_at)
+                    .await?;
+                match (marked, retry_at) {
+                    (false, _) => done.lease_lost += 1,
+                    (true, Some(at)) => {
+                        done.retried += 1;
+                        tracing::info!(outbox_id = job.id, kind = %job.kind, attempts = job.attempts, retry_at = %at, reason = %failure.reason(), "a notification was not delivered; retrying later");
+                    }
+                    (true, None) => {
+                        done.dead_lettered += 1;
+                        tracing::warn!(outbox_id = job.id, kind = %job.kind, attempts = job.attempts, reason = %failure.reason(), "a notification was dead-lettered; `credence jobs retry` sends it again");
                     }
                 }
             }
         }
-        Ok(pass)
+        Ok(done)
     }
 
     /// Claims a batch of due messages under a new lease.

@@ -156,6 +156,18 @@ impl Db {
         )
     }
 
+    /// The holder of the lease `token` gives message `id` back untried: the
+    /// lease goes and its attempt is not counted.
+    pub async fn release_outbox(&mut self, id: i64, token: &str) -> Result<bool> {
+        let sql =
+            "UPDATE outbox SET lease_until = NULL, lease_token = NULL, attempts = attempts - 1 \
+                   WHERE id = $1 AND lease_token = $2 AND sent_at IS NULL";
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(id).bind(token).execute(c).await.map(|r| r.rows_affected()))?
+                == 1,
+        )
+    }
+
     /// Makes an unsent message due at once with a fresh count of attempts
     /// (an operator's retry, dead-lettered or not); false when there is no
     /// unsent message `id`. A live lease is left alone: its holder finishes.

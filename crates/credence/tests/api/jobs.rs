@@ -241,7 +241,42 @@ async fn a_notification_without_a_template_is_dead_lettered_at_once(backend: Bac
     app.stop().await;
 }
 
+async fn a_message_whose_lease_cannot_cover_its_delivery_is_given_back_untried(backend: Backend) {
+    let clock = ManualClock::starting_now();
+    let app = spawn_app_with(backend, |_| {}).await;
+    app.write_notifications("credential.authorized", 3, 3).await;
+    let cramped = runner(
+        &app,
+        credence::jobs::Settings {
+            every: None,
+            lease: Duration::from_secs(10),
+            delivery_timeout: Duration::from_secs(30),
+            ..fast(clock.clock())
+        },
+    );
+    let pass = cramped.run_once().await.unwrap();
+    assert_eq!(
+        (pass.claimed, pass.released, pass.sent),
+        (3, 3, 0),
+        "{pass:?}"
+    );
+    for job in app.outbox_jobs(OutboxSelection::Unsent).await {
+        assert_eq!((job.attempts, job.lease_until), (0, None), "{job:?}");
+    }
+    let roomy = runner(
+        &app,
+        credence::jobs::Settings {
+            every: None,
+            ..fast(clock.clock())
+        },
+    );
+    assert_eq!(roomy.drain().await.unwrap().sent, 3);
+    assert_eq!(app.mailbox_deliveries().await.len(), 3);
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_message_whose_lease_cannot_cover_its_delivery_is_given_back_untried,
     a_change_that_rolls_back_sends_nothing,
     three_instances_deliver_every_notification_exactly_once,
     a_worker_that_dies_between_send_and_mark_causes_one_resend,
