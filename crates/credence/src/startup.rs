@@ -230,10 +230,12 @@ impl Application {
             self.background.heartbeat_every,
         ));
         // Every instance delivers the outbox; claims keep them apart.
+        let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
         let jobs = self.background.jobs.settings().every.map(|every| {
             let jobs = self.background.jobs.clone();
-            tokio::spawn(jobs.run(every))
+            tokio::spawn(jobs.run(every, jobs_stopping))
         });
+        let jobs_finish_within = self.background.jobs.settings().delivery_timeout;
         let header_read_timeout = self.background.header_read_timeout;
         let app = http::router(self.state);
         let result = serve(self.listener, app, header_read_timeout, shutdown).await;
@@ -242,8 +244,17 @@ impl Application {
             refresher.abort();
         }
         heartbeat.abort();
+        // The outbox pass under way finishes, so that what it sent is marked
+        // sent and not sent again by another instance after its lease.
+        let _ = stop_jobs.send(true);
         if let Some(jobs) = jobs {
-            jobs.abort();
+            let abort = jobs.abort_handle();
+            if tokio::time::timeout(jobs_finish_within, jobs)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
         let _ = heartbeat.await;
         // Stopped: no longer sealing, so no longer holding `keys retire` back.

@@ -176,15 +176,36 @@ impl Jobs {
         &self.settings
     }
 
-    /// Every `every`, a pass; runs until the task is aborted. A pass cut short
-    /// leaves its messages to their leases (see the crate's invariant).
-    pub async fn run(self, every: Duration) {
+    /// Every `every`, passes until nothing is due, until `stop` turns true:
+    /// then the pass under way finishes (its deliveries are marked) and no
+    /// other starts. A task aborted mid-pass leaves its messages to their
+    /// leases instead (see the crate's invariant).
+    pub async fn run(self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
-            if let Err(error) = self.drain().await {
-                tracing::warn!(error = %error, "could not deliver the outbox");
+            tokio::select! {
+                _ = ticks.tick() => {}
+                changed = stop.changed() => {
+                    // The sender is gone: nobody can stop this any more, so stop now.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                match self.run_once().await {
+                    Ok(pass)
+                        if pass.claimed as i64 >= self.settings.batch && pass.released == 0 => {}
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "could not deliver the outbox");
+                        break;
+                    }
+                }
             }
         }
     }
