@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod connections;
 mod key_rotation;
+mod listing;
 mod oauth;
 mod oidc;
 mod operations;
