@@ -155,13 +155,22 @@ pub fn router(state: AppState) -> Router {
 /// no content sniffing, no `Referer` (link pages carry one-time tokens in their
 /// paths, and the callback a code in its query), and nothing is cached (every
 /// page is someone's own, or carries a CSRF token). A handler's own value wins.
+///
+/// The Content-Security-Policy allows no script at all, styles and images only
+/// from Credence itself, and no `<base>`: injected markup can neither run nor
+/// load anything. It sets no `form-action`: browsers apply it to the redirect
+/// after a post too, and the consent form's post redirects to the provider.
 pub const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
     (header::X_FRAME_OPTIONS, "DENY"),
-    (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::CACHE_CONTROL, "no-store"),
 ];
+
+/// See [`SECURITY_HEADERS`].
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 async fn fallback(request: Request) -> error::ApiError {
     error::ApiError::NotFound(format!(

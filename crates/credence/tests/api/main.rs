@@ -9,6 +9,7 @@ mod cli;
 mod connections;
 mod jobs;
 mod key_rotation;
+mod listing;
 mod mail;
 mod oauth;
 mod oidc;

@@ -174,7 +174,10 @@ async fn renewing_a_connection_takes_our_pages_csrf_checked_post_not_a_cross_sit
 /// The headers every answer must carry, and their values.
 const EXPECTED_HEADERS: [(&str, &str); 5] = [
     ("x-frame-options", "DENY"),
-    ("content-security-policy", "frame-ancestors 'none'"),
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
     ("cache-control", "no-store"),
@@ -208,6 +211,7 @@ async fn every_page_and_api_answer_forbids_framing_sniffing_referrers_and_cachin
         "/readyz",
         "/metrics",
         "/no/such/route",
+        "/assets/credence.css",
     ];
     let posts = [
         "/sign-in",
@@ -249,6 +253,11 @@ async fn every_page_and_api_answer_forbids_framing_sniffing_referrers_and_cachin
     answers.push(("GET /api/v2/users/me with a token".into(), api));
     for (what, response) in &answers {
         for (name, value) in EXPECTED_HEADERS {
+            // The stylesheet is the same for everyone: the one answer cached.
+            if name == "cache-control" && what.starts_with("GET /assets/") {
+                assert_eq!(response.headers()[name], "public, max-age=3600");
+                continue;
+            }
             assert_eq!(
                 response.headers().get(name).and_then(|v| v.to_str().ok()),
                 Some(value),
@@ -263,6 +272,46 @@ async fn every_page_and_api_answer_forbids_framing_sniffing_referrers_and_cachin
     for status in [200, 303, 403, 404] {
         assert!(statuses.contains(&status), "no {status} among {statuses:?}");
     }
+    // No page holds what the policy would refuse: no script, no inline style,
+    // no event handler attribute; the stylesheet is a file of our own.
+    let mut pages = 0;
+    for (what, response) in answers {
+        let html = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        let body = response.text().await.unwrap().to_ascii_lowercase();
+        if !html {
+            continue;
+        }
+        pages += 1;
+        for refused in [
+            "<script",
+            "<style",
+            " style=",
+            " onclick=",
+            " onload=",
+            " onsubmit=",
+        ] {
+            assert!(!body.contains(refused), "{what} holds {refused:?}");
+        }
+        if body.contains("<head>") {
+            assert!(
+                body.contains(r#"<link rel="stylesheet" href="/assets/credence.css">"#),
+                "{what}"
+            );
+        }
+    }
+    assert!(pages >= 8, "only {pages} pages were read");
+    let css = client
+        .get(app.url("/assets/credence.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), StatusCode::OK);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(css.text().await.unwrap().contains("font-family"));
     agency.app.stop().await;
 }
 

@@ -41,6 +41,7 @@ pub const KNOWN_BROWSER_COOKIE: &str = "credence_browser";
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
+        .route(pages::STYLESHEET_PATH, get(pages::stylesheet))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", axum::routing::post(sign_out))
         .route("/setup/{token}", get(setup_page).post(setup))
