@@ -79,6 +79,30 @@ fn apps_of(payload: &Value) -> String {
     }
 }
 
+/// "Acme CRM: Search contacts, Create a contact" per requested app, when the
+/// payload names the modules.
+fn modules_of(payload: &Value) -> Vec<String> {
+    payload
+        .get("appModules")
+        .and_then(Value::as_array)
+        .map(|apps| {
+            apps.iter()
+                .filter_map(|entry| {
+                    let app = entry.get("app")?.as_str()?;
+                    let modules: Vec<String> = entry
+                        .get("modules")?
+                        .as_array()?
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect();
+                    (!modules.is_empty()).then(|| format!("{app}: {}", modules.join(", ")))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// "Ann Smith (ann@agency.test)", or whichever part is known.
 fn person(name: &str, email: &str) -> String {
     match (name.is_empty(), email.is_empty()) {
@@ -122,11 +146,18 @@ fn content(kind: &str, payload: &Value, public_url: &str) -> Result<Content, Unk
             recipient.clone()
         }
     };
+    let modules = modules_of(payload);
+    let what_for = if modules.is_empty() {
+        String::new()
+    } else {
+        format!("Modules asked for — {}.", modules.join("; "))
+    };
     let content = match kind {
         "credential_request.received" => Content {
             subject: format!("{requester} asks you for access: {request}"),
             lines: vec![
                 format!("{requester}{from_where} asks you for access to {} with the credential request “{request}”.", apps_of(payload)),
+                what_for.clone(),
                 "Open the request to see what each app is for and which modules and permissions it includes; then authorize or decline each app. You can revoke access at any time later.".into(),
                 "Nobody at the requesting side ever sees the secrets you enter.".into(),
             ],
@@ -136,6 +167,7 @@ fn content(kind: &str, payload: &Value, public_url: &str) -> Result<Content, Unk
             subject: format!("{requester} asks you for access: {request}"),
             lines: vec![
                 format!("{requester}{from_where} asks you for access to {} with the credential request “{request}”.", apps_of(payload)),
+                what_for.clone(),
                 "You do not have a Credence account yet: accept the invitation to create a guest account (it only lets you answer requests made to you), then open the request to authorize or decline each app. You can revoke access at any time later.".into(),
                 "Nobody at the requesting side ever sees the secrets you enter.".into(),
             ],
@@ -286,6 +318,7 @@ mod tests {
             "requesterName": "Ann & Co",
             "requesterEmail": "ann@agency.test",
             "apps": ["Acme CRM"],
+            "appModules": [{ "app": "Acme CRM", "modules": ["Search contacts", "<b>Bold</b>"] }],
             "link": "http://credence.test/requests/abc",
             "invitationLink": "http://credence.test/invitations/def",
             "requestId": "r1",
@@ -305,6 +338,10 @@ mod tests {
             .html
             .contains("href=\"http://credence.test/requests/abc\""));
         assert!(received.text.contains("Acme CRM"));
+        assert!(received
+            .text
+            .contains("Acme CRM: Search contacts, <b>Bold</b>"));
+        assert!(received.html.contains("&lt;b&gt;Bold&lt;/b&gt;"));
         assert!(received.html.contains("Ann &amp; Co"));
         assert!(render("nobody.knows", &payload, "http://x").is_err());
     }

@@ -480,6 +480,28 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
                 .unwrap_or_default()
         })
         .collect();
+    // What the email names for each app: its modules ("*": all of them).
+    let app_modules: Vec<Value> = parsed
+        .iter()
+        .zip(&app_labels)
+        .map(|(c, label)| {
+            let version = ctx
+                .catalog
+                .get(&c.app_key)
+                .and_then(|app| app.version(c.app_version));
+            let modules: Vec<String> = version
+                .map(|version| {
+                    version
+                        .modules
+                        .iter()
+                        .filter(|m| c.modules.iter().any(|k| k == "*" || *k == m.key))
+                        .map(|m| m.label.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({ "app": label, "modules": modules })
+        })
+        .collect();
     let new = NewRequest {
         id: request_id,
         organization_id: organization.id,
@@ -557,6 +579,7 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
         "organizationName": organization.name,
         "teamName": team.name,
         "apps": app_labels,
+        "appModules": app_modules,
         "link": public_uri,
     });
     match &recipient {

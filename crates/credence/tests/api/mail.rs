@@ -68,6 +68,10 @@ async fn an_external_recipient_follows_the_emailed_link_to_their_request(backend
     );
     for body in [&email.text, &email.html] {
         assert!(body.contains("Acme CRM"), "the apps are named: {body}");
+        assert!(
+            body.contains("Acme CRM: Search contacts"),
+            "and their modules: {body}"
+        );
         assert!(body.contains(&agency.app.admin_email), "who asks: {body}");
         assert!(body.contains("guest account"), "what to do: {body}");
     }
