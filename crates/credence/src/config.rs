@@ -135,6 +135,10 @@ fn mail_settings(
     if let Some(from) = overrides.mail_from.clone().or(file.mail_from.clone()) {
         mail.from = from;
     }
+    mail.templates_dir = overrides
+        .mail_templates_dir
+        .clone()
+        .or(file.mail_templates_dir.clone());
     let smtp = file.smtp.clone().unwrap_or_default();
     let Some(host) = overrides.smtp_host.clone().or(smtp.host) else {
         if smtp.port.is_some() || smtp.user.is_some() || overrides.smtp_port.is_some() {
@@ -217,6 +221,8 @@ pub struct FileConfig {
     pub smtp: Option<SmtpFile>,
     /// The `From` of every email.
     pub mail_from: Option<String>,
+    /// A directory of the operator's email templates (`<kind>.subject|txt|html`).
+    pub mail_templates_dir: Option<PathBuf>,
     /// Seconds between two passes of the outbox runner; 0 turns it off.
     pub jobs_every: Option<u64>,
 }
@@ -309,6 +315,9 @@ pub struct Overrides {
     /// The `From` of every email, e.g. "Credence <credence@example.com>".
     #[arg(long, env = "CREDENCE_MAIL_FROM", global = true)]
     pub mail_from: Option<String>,
+    /// A directory of email templates overriding the built-in ones.
+    #[arg(long, env = "CREDENCE_MAIL_TEMPLATES_DIR", global = true)]
+    pub mail_templates_dir: Option<PathBuf>,
 }
 
 impl Config {

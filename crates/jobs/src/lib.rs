@@ -24,8 +24,10 @@
 //! kind, never a payload or an address's mail.
 
 pub mod mail;
+pub mod templates;
 mod transport;
 
+pub use templates::Templates;
 pub use transport::{Security, SmtpSettings};
 
 use credence_service::clock::Clock;
@@ -86,6 +88,8 @@ pub struct MailSettings {
     pub from: String,
     /// `None`: mail stays in the local mailbox (`credence mail list`).
     pub smtp: Option<SmtpSettings>,
+    /// The operator's templates (`templates.rs`), overriding the built-in ones.
+    pub templates_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for MailSettings {
@@ -93,6 +97,7 @@ impl Default for MailSettings {
         MailSettings {
             from: "Credence <credence@localhost>".into(),
             smtp: None,
+            templates_dir: None,
         }
     }
 }
@@ -147,6 +152,7 @@ pub struct Jobs {
     public_url: Arc<str>,
     settings: Settings,
     transport: transport::Transport,
+    templates: Templates,
 }
 
 /// A claim held by this runner: the messages and the lease's token.
@@ -163,12 +169,14 @@ impl Jobs {
         settings: Settings,
     ) -> anyhow::Result<Jobs> {
         let transport = transport::Transport::new(&settings.mail)?;
+        let templates = Templates::load(settings.mail.templates_dir.as_deref())?;
         Ok(Jobs {
             store,
             vault,
             public_url,
             settings,
             transport,
+            templates,
         })
     }
 
@@ -322,7 +330,9 @@ impl Jobs {
                     job.id
                 ))
             })?;
-        let email = mail::render(&job.kind, &payload, &self.public_url)
+        let email = self
+            .templates
+            .render(&job.kind, &payload, &self.public_url)
             .map_err(|error| Failure::Permanent(error.to_string()))?;
         self.transport
             .send(&self.store, job, &email, self.settings.clock.now())
@@ -440,6 +450,7 @@ pub struct Delivered {
 pub async fn mailbox(
     store: &Store,
     vault: &Vault,
+    templates: &Templates,
     public_url: &str,
     recipient: Option<&str>,
     limit: i64,
@@ -447,7 +458,7 @@ pub async fn mailbox(
     let entries = store.db().await?.list_mailbox(recipient, limit).await?;
     entries
         .into_iter()
-        .map(|entry| open_delivered(vault, public_url, entry))
+        .map(|entry| open_delivered(vault, templates, public_url, entry))
         .collect()
 }
 
@@ -455,6 +466,7 @@ pub async fn mailbox(
 pub async fn mailbox_email(
     store: &Store,
     vault: &Vault,
+    templates: &Templates,
     public_url: &str,
     id: i64,
 ) -> anyhow::Result<Delivered> {
@@ -463,11 +475,12 @@ pub async fn mailbox_email(
             "there is no email {id} in the local mailbox; `credence mail list` shows them"
         )
     })?;
-    open_delivered(vault, public_url, entry)
+    open_delivered(vault, templates, public_url, entry)
 }
 
 fn open_delivered(
     vault: &Vault,
+    templates: &Templates,
     public_url: &str,
     entry: credence_store::MailboxEntry,
 ) -> anyhow::Result<Delivered> {
@@ -477,6 +490,6 @@ fn open_delivered(
             entry.outbox_id
         )
     })?;
-    let email = mail::render(&entry.kind, &payload, public_url)?;
+    let email = templates.render(&entry.kind, &payload, public_url)?;
     Ok(Delivered { entry, email })
 }

@@ -113,6 +113,45 @@ fn person(name: &str, email: &str) -> String {
     }
 }
 
+/// The values a template's placeholders take (`templates::PLACEHOLDERS`).
+pub(crate) fn values(
+    payload: &Value,
+    public_url: &str,
+) -> std::collections::BTreeMap<&'static str, String> {
+    let app = match text(payload, "appLabel") {
+        label if label.is_empty() => text(payload, "app"),
+        label => label,
+    };
+    let request_id = text(payload, "requestId");
+    std::collections::BTreeMap::from([
+        (
+            "requester",
+            person(
+                &text(payload, "requesterName"),
+                &text(payload, "requesterEmail"),
+            ),
+        ),
+        ("recipient", text(payload, "recipientEmail")),
+        ("request", text(payload, "requestName")),
+        ("apps", apps_of(payload)),
+        ("modules", modules_of(payload).join("; ")),
+        ("app", app),
+        ("reason", text(payload, "reason")),
+        ("organization", text(payload, "organizationName")),
+        ("team", text(payload, "teamName")),
+        (
+            "user",
+            person(&text(payload, "userName"), &text(payload, "userEmail")),
+        ),
+        ("link", text(payload, "link")),
+        ("invitation_link", text(payload, "invitationLink")),
+        (
+            "request_page",
+            format!("{public_url}/received/{request_id}"),
+        ),
+    ])
+}
+
 /// What the email of `kind` says about `payload`; links are built on `public_url`.
 fn content(kind: &str, payload: &Value, public_url: &str) -> Result<Content, UnknownKind> {
     let request = text(payload, "requestName");

@@ -105,10 +105,18 @@ pub async fn mail(command: MailCommand, config: &Config) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     let vault = open_vault(config)?;
     let public_url = config.public_url(config.listen);
+    let templates = credence_jobs::Templates::load(config.jobs.mail.templates_dir.as_deref())?;
     match command {
         MailCommand::List { to, limit } => {
-            let emails =
-                credence_jobs::mailbox(&store, &vault, &public_url, to.as_deref(), limit).await?;
+            let emails = credence_jobs::mailbox(
+                &store,
+                &vault,
+                &templates,
+                &public_url,
+                to.as_deref(),
+                limit,
+            )
+            .await?;
             if emails.is_empty() {
                 println!("the local mailbox is empty");
             }
@@ -124,7 +132,8 @@ pub async fn mail(command: MailCommand, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
         MailCommand::Show { id, html } => {
-            let delivered = credence_jobs::mailbox_email(&store, &vault, &public_url, id).await?;
+            let delivered =
+                credence_jobs::mailbox_email(&store, &vault, &templates, &public_url, id).await?;
             println!("From: {}", config.jobs.mail.from);
             println!("To: {}", delivered.entry.recipient_email);
             println!("Date: {}", time(Some(delivered.entry.delivered_at)));

@@ -20,6 +20,7 @@ async fn agency_mailing_to(backend: Backend, maildev: &Maildev) -> Agency {
             mail: credence::jobs::MailSettings {
                 from: "Credence <credence@agency.example>".into(),
                 smtp: Some(smtp),
+                ..Default::default()
             },
             ..fast(Clock::system())
         };
@@ -254,6 +255,54 @@ async fn without_smtp_mail_stays_in_the_local_mailbox(backend: Backend) {
         ok && listed.contains("the local mailbox is empty"),
         "{listed}"
     );
+
+    // The operator's templates replace the built-in ones, values escaped in HTML.
+    let templates = agency.app.dir.path().join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(
+        templates.join("credential_request.received.subject"),
+        "{{requester}} needs {{apps}} for {{request}}",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("credential_request.received.html"),
+        "<p>{{request}} <a href=\"{{link}}\">answer</a></p>",
+    )
+    .unwrap();
+    let dir = templates.to_str().unwrap();
+    let (ok, listed, stderr) = agency
+        .app
+        .operator(&["mail", "list", "--mail-templates-dir", dir])
+        .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        listed.contains(&format!(
+            "({}) needs Acme CRM for Onboarding Acme",
+            agency.requester.email
+        )),
+        "{listed}"
+    );
+    let (ok, html, _) = agency
+        .app
+        .operator(&["mail", "show", &id, "--html", "--mail-templates-dir", dir])
+        .await;
+    assert!(
+        ok && html.contains("<p>Onboarding Acme <a href=\"http://"),
+        "{html}"
+    );
+    std::fs::write(
+        templates.join("credential_request.received.txt"),
+        "{{nope}}",
+    )
+    .unwrap();
+    let (ok, _, stderr) = agency
+        .app
+        .operator(&["mail", "list", "--mail-templates-dir", dir])
+        .await;
+    assert!(
+        !ok && stderr.contains("{{nope}}"),
+        "a typo is refused: {stderr}"
+    );
     agency.app.stop().await;
 }
 
@@ -266,6 +315,7 @@ async fn three_instances_send_each_email_once_through_smtp(backend: Backend) {
             mail: credence::jobs::MailSettings {
                 from: "Credence <credence@agency.example>".into(),
                 smtp: Some(smtp),
+                ..Default::default()
             },
             ..fast(Clock::system())
         };
@@ -310,6 +360,7 @@ async fn mail_goes_over_tls_with_a_password_and_a_wrong_one_is_retried_not_leake
         mail: credence::jobs::MailSettings {
             from: "Credence <credence@agency.example>".into(),
             smtp: Some(smtp),
+            ..Default::default()
         },
         ..fast(Clock::system())
     };
