@@ -142,6 +142,14 @@ impl Application {
             public_url.clone(),
             config.jobs.clone(),
         )?;
+        match &config.jobs.mail.smtp {
+            Some(smtp) => {
+                tracing::info!(host = %smtp.host, port = smtp.port, security = ?smtp.security, "mail goes through SMTP")
+            }
+            None => tracing::info!(
+                "no SMTP server configured: mail stays in the local mailbox (credence mail list)"
+            ),
+        }
         let state = AppState {
             store,
             vault,
