@@ -206,11 +206,6 @@ impl Application {
         self.state.vault.clone()
     }
 
-    /// This instance's outbox runner (tests drive passes through it).
-    pub fn jobs(&self) -> &credence_jobs::Jobs {
-        &self.background.jobs
-    }
-
     /// Serves until SIGTERM or Ctrl-C; in-flight requests finish first.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await

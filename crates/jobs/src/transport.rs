@@ -186,3 +186,34 @@ fn first_line(text: &str) -> String {
         .take(300)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_from_that_is_not_an_address_is_refused_at_start() {
+        let settings = MailSettings {
+            from: "Credence".into(),
+            smtp: Some(SmtpSettings {
+                host: "smtp.example.com".into(),
+                port: 587,
+                security: Security::Starttls,
+                user: None,
+                password: None,
+                ca_file: None,
+            }),
+            templates_dir: None,
+        };
+        let error = Transport::new(&settings)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains("mail from \"Credence\""), "{error}");
+        assert_eq!("STARTTLS".parse::<Security>(), Ok(Security::Starttls));
+        assert!("ssl"
+            .parse::<Security>()
+            .unwrap_err()
+            .contains("starttls, tls, none"));
+    }
+}
