@@ -216,8 +216,12 @@ impl Application {
             self.background.heartbeat_every,
         ));
         let header_read_timeout = self.background.header_read_timeout;
-        let app = http::router(self.state);
+        let (usage, usage_writer) = credence_broker::usage::start(store.clone());
+        let app = http::router_with(self.state, credence_broker::routes(usage));
         let result = serve(self.listener, app, header_read_timeout, shutdown).await;
+        // The router is gone with its last connection: the usage writer stores
+        // what is left and ends.
+        usage_writer.finish().await;
         sweeper.abort();
         if let Some(refresher) = refresher {
             refresher.abort();
