@@ -43,9 +43,7 @@ pub async fn usable(
     id: i64,
 ) -> Result<(Connection, Option<String>), Result<Refusal, Error>> {
     let mut db = ctx.store.db().await.map_err(|e| Err(e.into()))?;
-    let connection = access::connection(&mut db, caller, id)
-        .await
-        .map_err(Err)?;
+    let connection = access::connection(&mut db, caller, id).await.map_err(Err)?;
     let credentials = db
         .credentials_using_connection(id)
         .await
@@ -130,9 +128,7 @@ pub fn operation<'a>(
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                ModuleSelection::Only(keys) => {
-                    keys.iter().cloned().collect::<Vec<_>>().join(", ")
-                }
+                ModuleSelection::Only(keys) => keys.iter().cloned().collect::<Vec<_>>().join(", "),
             };
             let error = Error::Forbidden(format!(
                 "{method} {} is not an operation of the modules granted to connection {} ({modules}); ask for a module that includes it",
@@ -183,9 +179,7 @@ pub fn forwardable(path: &str) -> Result<(), String> {
         ));
     }
     let dots = path.split('/').any(|segment| {
-        let decoded = segment
-            .to_ascii_lowercase()
-            .replace("%2e", ".");
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
         let before_parameters = decoded.split(';').next().unwrap_or_default().to_string();
         decoded == "." || decoded == ".." || before_parameters == "." || before_parameters == ".."
     });

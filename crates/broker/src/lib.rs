@@ -22,10 +22,7 @@ use credence_http::AppState;
 /// The broker's routes, full paths, for `http::router_with`.
 pub fn routes(usage: usage::UsageLog) -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/v2/connections/{id}/proxy/{*path}",
-            any(proxy::proxy),
-        )
+        .route("/api/v2/connections/{id}/proxy/{*path}", any(proxy::proxy))
         .route("/api/v2/connections/{id}/usage", get(usage::of_connection))
         .route(
             "/api/v2/credential-requests/credentials/{id}/usage",

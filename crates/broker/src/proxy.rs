@@ -109,9 +109,7 @@ fn consumer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     if length > CONSUMER_LIMIT {
         return Err(ApiError::invalid(
             "X-Credence-Consumer",
-            format!(
-                "X-Credence-Consumer is {length} characters; the limit is {CONSUMER_LIMIT}"
-            ),
+            format!("X-Credence-Consumer is {length} characters; the limit is {CONSUMER_LIMIT}"),
         ));
     }
     Ok((!text.is_empty()).then(|| text.to_string()))
@@ -245,7 +243,11 @@ fn error_status(error: &ApiError) -> u16 {
     }
 }
 
-async fn forward(state: &AppState, usage: &UsageLog, request: Request) -> Result<Response, ApiError> {
+async fn forward(
+    state: &AppState,
+    usage: &UsageLog,
+    request: Request,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let (mut parts, body) = request.into_parts();
     let caller = caller(&mut parts, state).await?;
@@ -263,8 +265,13 @@ async fn forward(state: &AppState, usage: &UsageLog, request: Request) -> Result
         Err(Err(error)) => return Err(error.into()),
         Err(Ok(refusal)) => return Err(record.refused(refusal, None).await),
     };
-    let permit = match check::operation(&ctx, connection, credential_id, parts.method.as_str(), &path)
-    {
+    let permit = match check::operation(
+        &ctx,
+        connection,
+        credential_id,
+        parts.method.as_str(),
+        &path,
+    ) {
         Ok(permit) => permit,
         Err(refusal) => return Err(record.refused(refusal, None).await),
     };
@@ -276,7 +283,8 @@ async fn forward(state: &AppState, usage: &UsageLog, request: Request) -> Result
             .token_expires_at
             .is_some_and(|at| at <= ctx.clock.now() + refresh::EXPIRY_MARGIN);
         if due {
-            if let Err(refusal) = refreshed(&ctx, &permit, refresh::refresh_if_due(&ctx, id).await) {
+            if let Err(refusal) = refreshed(&ctx, &permit, refresh::refresh_if_due(&ctx, id).await)
+            {
                 return Err(record.refused(refusal, template).await);
             }
         }
@@ -300,11 +308,19 @@ async fn forward(state: &AppState, usage: &UsageLog, request: Request) -> Result
         body,
     };
     let body = with_body.then(|| reqwest::Body::wrap_stream(body.into_data_stream()));
-    let mut sent = call::send(&ctx.http, permit.app, permit.version, &values, proxied(body)).await;
+    let mut sent = call::send(
+        &ctx.http,
+        permit.app,
+        permit.version,
+        &values,
+        proxied(body),
+    )
+    .await;
     drop(values);
     // An OAuth token the app no longer takes: refresh once and try once more,
     // when there was no body (a streamed body is spent).
-    let unauthorized = matches!(&sent, Ok(response) if response.status() == StatusCode::UNAUTHORIZED);
+    let unauthorized =
+        matches!(&sent, Ok(response) if response.status() == StatusCode::UNAUTHORIZED);
     if oauth && unauthorized && !with_body {
         if let Err(refusal) = refreshed(&ctx, &permit, refresh::refresh_now(&ctx, id).await) {
             return Err(record.refused(refusal, template).await);
@@ -313,7 +329,14 @@ async fn forward(state: &AppState, usage: &UsageLog, request: Request) -> Result
             Ok(values) => values,
             Err(refusal) => return Err(record.refused(refusal, template).await),
         };
-        sent = call::send(&ctx.http, permit.app, permit.version, &values, proxied(None)).await;
+        sent = call::send(
+            &ctx.http,
+            permit.app,
+            permit.version,
+            &values,
+            proxied(None),
+        )
+        .await;
     }
     let response = match sent {
         Ok(response) => response,
@@ -326,7 +349,13 @@ async fn forward(state: &AppState, usage: &UsageLog, request: Request) -> Result
             };
             let status = error_status(&error);
             record
-                .write(&permit.connection, permit.credential_id.clone(), template, status, None)
+                .write(
+                    &permit.connection,
+                    permit.credential_id.clone(),
+                    template,
+                    status,
+                    None,
+                )
                 .await;
             return Err(error);
         }
@@ -350,9 +379,9 @@ async fn forward(state: &AppState, usage: &UsageLog, request: Request) -> Result
     } else {
         Body::from_stream(response.bytes_stream())
     };
-    answer
-        .body(body)
-        .map_err(|error| ApiError::Internal(anyhow::anyhow!("cannot answer a proxied call: {error}")))
+    answer.body(body).map_err(|error| {
+        ApiError::Internal(anyhow::anyhow!("cannot answer a proxied call: {error}"))
+    })
 }
 
 /// A refresh's outcome as the proxy sees it: a refusal made the connection

@@ -95,7 +95,10 @@ async fn write_batch(store: &Store, batch: &[NewUsage]) {
             }
         }
     }
-    tracing::error!(records = batch.len(), "usage records lost: the database refused them five times");
+    tracing::error!(
+        records = batch.len(),
+        "usage records lost: the database refused them five times"
+    );
 }
 
 fn usage_json(usage: &Usage) -> Value {
@@ -150,6 +153,8 @@ pub async fn of_credential(
     let id = CredentialId::parse("credentialId", &id)?;
     let mut db = state.store.db().await?;
     access::credential(&mut db, &caller.user, id).await?;
-    let entries = db.list_usage_of_credential(&id.to_string(), READ_LIMIT).await?;
+    let entries = db
+        .list_usage_of_credential(&id.to_string(), READ_LIMIT)
+        .await?;
     Ok(list_json(&entries))
 }

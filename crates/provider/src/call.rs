@@ -31,7 +31,12 @@ pub fn build(
     if version.auth.kind() == AuthKind::Oauth2 {
         return Err("OAuth 2.0 connections are called with their access token".into());
     }
-    let request = inject(http.request(method, url), version, values)?;
+    let request = inject(
+        http.request(method, url),
+        version,
+        values,
+        &reqwest::header::HeaderMap::new(),
+    )?;
     Ok(request.timeout(Duration::from_secs(15)))
 }
 
@@ -81,16 +86,20 @@ pub async fn verify(
     }
 }
 
-/// The app's fixed headers, then the credential as the app says (header,
-/// query, basic; an OAuth 2.0 connection's access token as a bearer token).
-/// Every header carrying the credential is marked sensitive.
+/// The app's fixed headers (those of them the caller did not set: `given`),
+/// then the credential as the app says (header, query, basic; an OAuth 2.0
+/// connection's access token as a bearer token). Every header carrying the
+/// credential is marked sensitive.
 fn inject(
     mut request: reqwest::RequestBuilder,
     version: &AppVersion,
     values: &FieldValues,
+    given: &reqwest::header::HeaderMap,
 ) -> Result<reqwest::RequestBuilder, String> {
     for (name, value) in &version.headers {
-        request = request.header(name, value);
+        if !given.contains_key(name.as_str()) {
+            request = request.header(name, value);
+        }
     }
     let value_of = |name: &str| values.get(name);
     match &version.auth {
@@ -133,15 +142,12 @@ fn sensitive(value: &str, name: &str) -> Result<reqwest::header::HeaderValue, St
     Ok(value)
 }
 
-/// The request headers the app sets itself (its fixed headers, the headers
-/// its credential goes in, `Authorization` for basic and OAuth 2.0): the
-/// broker drops a caller's header of any of these names.
+/// The request headers the credential goes in (`Authorization` always, for
+/// basic and OAuth 2.0 and whatever the caller meant by it): the broker drops
+/// a caller's header of any of these names. (The app's fixed headers are sent
+/// unless the caller set them, as the catalog's format says.)
 pub fn injected_headers(version: &AppVersion) -> Vec<reqwest::header::HeaderName> {
-    let mut names: Vec<_> = version
-        .headers
-        .keys()
-        .filter_map(|name| reqwest::header::HeaderName::from_bytes(name.as_bytes()).ok())
-        .collect();
+    let mut names = Vec::new();
     for injection in version.auth.injections() {
         if let InjectionTarget::Header(name) = &injection.target {
             names.extend(reqwest::header::HeaderName::from_bytes(name.as_bytes()).ok());
@@ -264,15 +270,21 @@ pub async fn send(
     values: &FieldValues,
     call: Proxied,
 ) -> Result<reqwest::Response, SendError> {
-    let url = url_for(version, values, &call.path, call.query.as_deref())
-        .map_err(SendError::Refused)?;
+    let url =
+        url_for(version, values, &call.path, call.query.as_deref()).map_err(SendError::Refused)?;
     check_literal(app, &url).map_err(SendError::Refused)?;
     let host = url.host_str().unwrap_or_default().to_string();
-    let mut request = http.request(call.method, url).headers(call.headers);
+    let request = inject(
+        http.request(call.method, url),
+        version,
+        values,
+        &call.headers,
+    )
+    .map_err(SendError::Refused)?;
+    let mut request = request.headers(call.headers);
     if let Some(body) = call.body {
         request = request.body(body);
     }
-    let request = inject(request, version, values).map_err(SendError::Refused)?;
     match request.send().await {
         Ok(response) => Ok(response),
         Err(error) => Err(match private_address_in(&error) {

@@ -73,7 +73,9 @@ impl Db {
             "SELECT {USAGE_COLUMNS} FROM connection_usage WHERE connection_id = $1 \
              ORDER BY occurred_at DESC, id DESC LIMIT $2"
         );
-        Ok(on_conn!(self, c => sqlx::query_as::<_, Usage>(&sql).bind(id).bind(limit).fetch_all(c).await)?)
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, Usage>(&sql).bind(id).bind(limit).fetch_all(c).await)?,
+        )
     }
 
     /// The calls made with the connections of requested credential `id`
@@ -83,6 +85,8 @@ impl Db {
             "SELECT {USAGE_COLUMNS} FROM connection_usage WHERE credential_id = $1 \
              ORDER BY occurred_at DESC, id DESC LIMIT $2"
         );
-        Ok(on_conn!(self, c => sqlx::query_as::<_, Usage>(&sql).bind(id).bind(limit).fetch_all(c).await)?)
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, Usage>(&sql).bind(id).bind(limit).fetch_all(c).await)?,
+        )
     }
 }

@@ -11,6 +11,7 @@
 mod agency;
 mod app;
 mod browser;
+mod contacts;
 mod oauth;
 mod oidc;
 mod sql;
@@ -26,6 +27,7 @@ pub use browser::{
     accept_invitation_in, accept_invitation_link, browser, csrf_of, field_of, form_page, location,
     no_redirects, set_cookie, sign_in, signed_in,
 };
+pub use contacts::{contacts_app, ContactsApi};
 pub use oauth::{context_at, oauth_app, world, world_with, World, APP};
 pub use oidc::{OidcOptions, OidcProvider, Rotation};
 pub use sql::Sql;

@@ -1,0 +1,503 @@
+//! The broker (SPEC §8) against a real local app: a requesting team lists a
+//! client's contacts with the client's key and never sees it; calls outside
+//! the granted modules, unsafe paths and unusable connections are refused,
+//! each naming why; redirects come back unfollowed; a revoke on one instance
+//! stops the next call on another; every call lands in the usage log that the
+//! team and the recipient read.
+
+use crate::support::{
+    assert_error, assert_no_secret, captured_logs, contacts_app, credential_path, signed_in,
+    wait_until, Agency, ContactsApi,
+};
+use credence_store::Backend;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A request for Contacts (search and create, not delete) from Rita's team
+/// to Tom, authorized with the app's key; Rita's token may use connections.
+struct Scene {
+    agency: Agency,
+    api: ContactsApi,
+    connection: i64,
+    credential: String,
+    use_token: String,
+}
+
+async fn scene(backend: Backend) -> Scene {
+    let api = ContactsApi::start().await;
+    let agency = Agency::start_with(
+        backend,
+        &[("contacts", contacts_app("contacts", &api))],
+        |_| {},
+    )
+    .await;
+    let body = json!({
+        "name": "Contacts sync",
+        "teamId": agency.app.team,
+        "credentials": [{ "appName": "contacts", "appModules": ["searchContacts", "createContact"] }],
+        "provider": { "providerMakeUserId": agency.teammate.id },
+    });
+    let (status, created) = agency
+        .post(
+            "/api/v2/credential-requests/requests/v2",
+            &agency.requester_token,
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let credential = created["request"]["credentials"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = agency
+        .authorize_with(&credential, "authorize", &api.key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let connection = agency
+        .app
+        .team_connections()
+        .await
+        .into_iter()
+        .find(|c| c.app_key == "contacts")
+        .expect("the authorized connection")
+        .id;
+    let use_token = agency
+        .app
+        .token(agency.requester.id, "connections:use")
+        .await;
+    Scene {
+        agency,
+        api,
+        connection,
+        credential,
+        use_token,
+    }
+}
+
+impl Scene {
+    fn proxy_url(&self, path: &str) -> String {
+        self.agency.app.url(&format!(
+            "/api/v2/connections/{}/proxy{path}",
+            self.connection
+        ))
+    }
+
+    /// `method path` through the proxy with `token`; status, headers, body text.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let response = self
+            .agency
+            .app
+            .client
+            .request(method.clone(), self.proxy_url(path))
+            .header("Authorization", format!("Token {token}"))
+            .send()
+            .await
+            .unwrap();
+        read(response, &format!("{method} {path}")).await
+    }
+
+    /// The usage entries of the connection, as its team reads them.
+    async fn usage(&self) -> Vec<Value> {
+        let token = self
+            .agency
+            .app
+            .token(self.agency.requester.id, "connections:read")
+            .await;
+        let (status, body) = self
+            .agency
+            .app
+            .get_json(
+                &format!("/api/v2/connections/{}/usage", self.connection),
+                &token,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["usage"].as_array().unwrap().clone()
+    }
+}
+
+/// Status, headers and body of a proxied answer, checked for the suite's secrets.
+async fn read(
+    response: reqwest::Response,
+    what: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap();
+    assert_no_secret(&format!("the answer to {what}"), &body);
+    assert_no_secret(
+        &format!("the headers of the answer to {what}"),
+        &format!("{headers:?}"),
+    );
+    (status, headers, body)
+}
+
+async fn a_teammate_lists_contacts_through_the_proxy_without_seeing_the_key(backend: Backend) {
+    let scene = scene(backend).await;
+    let response = scene
+        .agency
+        .app
+        .client
+        .get(scene.proxy_url("/v1/contacts?q=jane&limit=5"))
+        .header("Authorization", format!("Token {}", scene.use_token))
+        .header("Cookie", "credence_session=caller-cookie")
+        .header("Proxy-Authorization", "Basic Y2FsbGVyOnNlY3JldA==")
+        .header("Connection", "x-hop")
+        .header("X-Hop", "1")
+        .header("X-Credence-Consumer", "weekly-sync agent")
+        .header("X-Forwarded-For", "10.9.9.9")
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, body) = read(response, "GET /v1/contacts").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["contacts"][0]["name"], "Jane Roe");
+    assert!(
+        headers.get("set-cookie").is_none(),
+        "the app's cookie stays behind"
+    );
+    assert_eq!(headers["x-request-id"], "upstream-1");
+
+    let seen = scene.api.seen();
+    let call = seen.last().unwrap();
+    assert_eq!(call.method, "GET");
+    assert_eq!(call.path_and_query, "/v1/contacts?q=jane&limit=5");
+    assert_eq!(
+        call.headers["authorization"],
+        format!("Bearer {}", scene.api.key).as_str()
+    );
+    assert_eq!(call.headers["x-api-version"], "2", "the app's fixed header");
+    assert_eq!(call.headers["accept"], "application/json");
+    for dropped in [
+        "cookie",
+        "proxy-authorization",
+        "x-hop",
+        "x-credence-consumer",
+        "x-forwarded-for",
+    ] {
+        assert!(
+            call.headers.get(dropped).is_none(),
+            "{dropped} reached the app"
+        );
+    }
+
+    // A large body streams through (within the API's declared body limit,
+    // which the router enforces on every route).
+    let upload = vec![b'x'; 900 * 1024 + 17];
+    let response = scene
+        .agency
+        .app
+        .client
+        .post(scene.proxy_url("/v1/contacts"))
+        .header("Authorization", format!("Token {}", scene.use_token))
+        .header("Content-Type", "application/octet-stream")
+        .body(upload.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = read(response, "POST /v1/contacts").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["received"], upload.len());
+
+    // A signed-in member of the team may use it too; another site may not.
+    let rita = signed_in(&scene.agency.app, &scene.agency.requester).await;
+    let response = rita
+        .get(scene.proxy_url("/v1/contacts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = rita
+        .get(scene.proxy_url("/v1/contacts"))
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    assert_no_secret("the logs", &captured_logs());
+    scene.agency.app.stop().await;
+}
+
+async fn calls_outside_the_grant_unsafe_paths_and_strangers_are_refused_naming_why(
+    backend: Backend,
+) {
+    let scene = scene(backend).await;
+    let token = scene.use_token.clone();
+    let before = scene.api.seen().len();
+
+    let (status, _, body) = scene
+        .call(reqwest::Method::DELETE, "/v1/contacts/7", &token)
+        .await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let detail = assert_error(status, &body, StatusCode::FORBIDDEN)["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for part in [
+        "DELETE",
+        "/v1/contacts/7",
+        "createContact",
+        "searchContacts",
+    ] {
+        assert!(detail.contains(part), "{detail} names {part}");
+    }
+    let (status, _, _) = scene.call(reqwest::Method::GET, "/v1/me", &token).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "verify is no granted operation"
+    );
+
+    for path in [
+        "/v1/contacts/..%2F..%2Fadmin",
+        "/v1/%2e%2e/contacts",
+        "/v1/contacts/a%2Fb",
+        "/v1/contacts/a%5cb",
+        "//evil.example/v1/contacts",
+        "/http://evil.example/v1/contacts",
+    ] {
+        let (status, _, body) = scene.call(reqwest::Method::GET, path, &token).await;
+        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::FORBIDDEN,
+            "{path}: {status} {body}"
+        );
+    }
+    assert_eq!(
+        scene.api.seen().len(),
+        before,
+        "nothing refused reached the app"
+    );
+
+    // Not of the team: a 404 that says nothing; no scope: 403; nobody: 401.
+    let stranger = scene
+        .agency
+        .app
+        .token(scene.agency.outsider.id, "connections:use")
+        .await;
+    let (status, _, _) = scene
+        .call(reqwest::Method::GET, "/v1/contacts", &stranger)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = scene
+        .call(
+            reqwest::Method::GET,
+            "/v1/contacts",
+            &scene.agency.requester_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("connections:use"), "{body}");
+    let response = scene
+        .agency
+        .app
+        .client
+        .get(scene.proxy_url("/v1/contacts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // A consumer label over 100 characters.
+    let response = scene
+        .agency
+        .app
+        .client
+        .get(scene.proxy_url("/v1/contacts"))
+        .header("Authorization", format!("Token {token}"))
+        .header("X-Credence-Consumer", "a".repeat(101))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = read(response, "a long label").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("X-Credence-Consumer") && body.contains("100"),
+        "{body}"
+    );
+
+    // The key stops working; the requester asks for a new authorization:
+    // the credential is reauthorizing and the connection refuses, naming it.
+    let (status, body) = scene
+        .agency
+        .post(
+            &credential_path(&scene.credential, "request-reauthorize"),
+            &scene.agency.requester_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "the key still works: {body}");
+    scene
+        .agency
+        .app
+        .sql()
+        .await
+        .execute(&format!(
+            "UPDATE requested_credentials SET state = 'reauthorizing' WHERE id = '{}'",
+            scene.credential
+        ))
+        .await;
+    let (status, _, body) = scene
+        .call(reqwest::Method::GET, "/v1/contacts", &token)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("reauthorizing"), "{body}");
+    scene.agency.app.stop().await;
+}
+
+async fn redirects_come_back_as_they_are_and_are_not_followed(backend: Backend) {
+    let scene = scene(backend).await;
+    let (status, headers, _) = scene
+        .call(reqwest::Method::GET, "/v1/contacts/moved", &scene.use_token)
+        .await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(
+        headers["location"],
+        format!("http://127.0.0.1:{}/v1/elsewhere", scene.api.port).as_str()
+    );
+    assert!(headers.get("set-cookie").is_none());
+    assert!(
+        scene
+            .api
+            .seen()
+            .iter()
+            .all(|c| c.path_and_query != "/v1/elsewhere"),
+        "the redirect was not followed with the key"
+    );
+    scene.agency.app.stop().await;
+}
+
+async fn a_revoke_on_one_instance_stops_the_next_call_on_another(backend: Backend) {
+    let scene = scene(backend).await;
+    let mut config = scene.agency.app.config.clone();
+    config.listen = ([127, 0, 0, 1], 0).into();
+    let other = credence::Application::build(config)
+        .await
+        .expect("a second instance builds");
+    let other_url = format!("http://127.0.0.1:{}", other.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(other.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let call_other = || async {
+        scene
+            .agency
+            .app
+            .client
+            .get(format!(
+                "{other_url}/api/v2/connections/{}/proxy/v1/contacts",
+                scene.connection
+            ))
+            .header("Authorization", format!("Token {}", scene.use_token))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(call_other().await, StatusCode::OK);
+    let (status, body) = scene
+        .agency
+        .post(
+            &credential_path(&scene.credential, "revoke"),
+            &scene.agency.teammate_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The very next call on the other instance fails: nothing is cached.
+    assert_eq!(call_other().await, StatusCode::NOT_FOUND);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    scene.agency.app.stop().await;
+}
+
+async fn every_call_is_in_the_usage_log_for_the_team_and_the_recipient(backend: Backend) {
+    let scene = scene(backend).await;
+    let response = scene
+        .agency
+        .app
+        .client
+        .get(scene.proxy_url("/v1/contacts/42?secret-looking=query"))
+        .header("Authorization", format!("Token {}", scene.use_token))
+        .header("X-Credence-Consumer", "crm-sync")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _, _) = scene
+        .call(reqwest::Method::DELETE, "/v1/contacts/42", &scene.use_token)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    wait_until("both calls are in the usage log", || async {
+        scene.usage().await.len() == 2
+    })
+    .await;
+    let usage = scene.usage().await;
+    let (refused, forwarded) = (&usage[0], &usage[1]);
+    assert_eq!(forwarded["method"], "GET");
+    assert_eq!(forwarded["pathTemplate"], "/v1/contacts/{id}");
+    assert_eq!(forwarded["status"], 200);
+    assert_eq!(forwarded["upstreamStatus"], 200);
+    assert_eq!(forwarded["consumer"], "crm-sync");
+    assert_eq!(forwarded["credentialId"], scene.credential.as_str());
+    assert_eq!(forwarded["userId"], scene.agency.requester.id.0);
+    assert!(forwarded["caller"].as_str().unwrap().contains("test token"));
+    assert!(forwarded["latencyMs"].as_i64().unwrap() >= 0);
+    assert_eq!(refused["method"], "DELETE");
+    assert_eq!(refused["status"], 403);
+    assert_eq!(refused["upstreamStatus"], Value::Null);
+    assert!(
+        !usage
+            .iter()
+            .any(|u| u.to_string().contains("secret-looking")),
+        "the raw query is never recorded"
+    );
+
+    // The recipient reads it too, and keeps reading it after revoking.
+    let (status, body) = scene
+        .agency
+        .post(
+            &credential_path(&scene.credential, "revoke"),
+            &scene.agency.teammate_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = scene
+        .agency
+        .app
+        .get_json(
+            &credential_path(&scene.credential, "usage"),
+            &scene.agency.teammate_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["usage"].as_array().unwrap().len(), 2, "{body}");
+    let (status, _) = scene
+        .agency
+        .app
+        .get_json(
+            &credential_path(&scene.credential, "usage"),
+            &scene.agency.outsider_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    scene.agency.app.stop().await;
+}
+
+crate::on_both_backends!(
+    a_teammate_lists_contacts_through_the_proxy_without_seeing_the_key,
+    calls_outside_the_grant_unsafe_paths_and_strangers_are_refused_naming_why,
+    redirects_come_back_as_they_are_and_are_not_followed,
+    a_revoke_on_one_instance_stops_the_next_call_on_another,
+    every_call_is_in_the_usage_log_for_the_team_and_the_recipient,
+);
