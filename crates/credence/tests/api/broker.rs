@@ -494,7 +494,114 @@ async fn every_call_is_in_the_usage_log_for_the_team_and_the_recipient(backend: 
     scene.agency.app.stop().await;
 }
 
+async fn the_usage_of_calls_answered_before_a_graceful_stop_is_stored(backend: Backend) {
+    let scene = scene(backend).await;
+    // An instance of its own, stopped while the test's keeps the database.
+    let mut config = scene.agency.app.config.clone();
+    config.listen = ([127, 0, 0, 1], 0).into();
+    let other = credence::Application::build(config)
+        .await
+        .expect("a second instance builds");
+    let url = format!(
+        "http://127.0.0.1:{}/api/v2/connections/{}/proxy/v1/contacts",
+        other.port(),
+        scene.connection
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(other.run_until(async move {
+        let _ = stopped.await;
+    }));
+    for _ in 0..20 {
+        let response = scene
+            .agency
+            .app
+            .client
+            .get(&url)
+            .header("Authorization", format!("Token {}", scene.use_token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    let mut sql = scene.agency.app.sql().await;
+    let stored = sql
+        .column::<i64>("SELECT COUNT(*) FROM connection_usage")
+        .await;
+    assert_eq!(stored, vec![20], "every call answered is recorded");
+    assert!(
+        sql.try_execute("UPDATE connection_usage SET status = 200")
+            .await
+            .is_err(),
+        "the usage log is append-only"
+    );
+    scene.agency.app.stop().await;
+}
+
+/// The broker's send path refuses what the app file does not vouch for: a
+/// name that resolves to a private address (with the resolver the running
+/// server uses, fed a rebinding answer), and any path that would leave the
+/// catalog's host. Nothing reaches the local app.
+#[tokio::test]
+async fn the_broker_sends_a_credential_only_to_the_catalogs_public_host() {
+    use credence::provider::call::{self, Proxied, SendError};
+    use credence::provider::destination::{client_with, Lookup};
+    use credence::provider::FieldValues;
+    let api = ContactsApi::start().await;
+    let apps = tempfile::tempdir().unwrap();
+    let file = contacts_app("public-contacts", &api)
+        .replace("allow_private_hosts = true\n", "")
+        .replace(
+            &format!("http://127.0.0.1:{}", api.port),
+            &format!("https://contacts.rebind.example:{}", api.port),
+        );
+    std::fs::write(apps.path().join("public-contacts.toml"), file).unwrap();
+    let catalog = credence_catalog::Catalog::load(Some(apps.path())).unwrap();
+    let app = catalog.get("public-contacts").unwrap();
+    let version = app.latest();
+    let values = FieldValues(
+        [(
+            "apiKey".to_string(),
+            secrecy::SecretString::from(api.key.clone()),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let to_localhost: Lookup =
+        std::sync::Arc::new(|_| Box::pin(async { Ok(vec!["127.0.0.1:0".parse().unwrap()]) }));
+    let client = client_with(to_localhost, &catalog).unwrap();
+    let get = |path: &str| Proxied {
+        method: reqwest::Method::GET,
+        path: path.to_string(),
+        query: Some("q=1".into()),
+        headers: Default::default(),
+        body: None,
+    };
+    match call::send(&client, app, version, &values, get("/v1/contacts")).await {
+        Err(SendError::Refused(reason)) => assert_eq!(
+            reason,
+            "contacts.rebind.example resolves to a private address; credentials are not sent there"
+        ),
+        other => panic!(
+            "a private address must be refused: {:?}",
+            other.map(|r| r.status())
+        ),
+    }
+    for path in [
+        "//evil.example/v1/contacts",
+        "/http://evil.example/",
+        "v1/contacts",
+        "/v1/contacts#x",
+    ] {
+        let refused = call::url_for(version, &values, path, None);
+        assert!(refused.is_err(), "{path} left the host: {refused:?}");
+    }
+    assert!(api.seen().is_empty(), "nothing reached the app");
+}
+
 crate::on_both_backends!(
+    the_usage_of_calls_answered_before_a_graceful_stop_is_stored,
     a_teammate_lists_contacts_through_the_proxy_without_seeing_the_key,
     calls_outside_the_grant_unsafe_paths_and_strangers_are_refused_naming_why,
     redirects_come_back_as_they_are_and_are_not_followed,
