@@ -29,7 +29,8 @@ pub struct Permit<'a> {
 /// Why a call was refused after the caller was found allowed to use the
 /// connection; the connection is known, so the refusal is recorded as usage.
 pub struct Refusal {
-    pub connection: Connection,
+    /// Boxed: a refusal travels in `Err`, which should stay small.
+    pub connection: Box<Connection>,
     pub credential_id: Option<String>,
     pub error: Error,
 }
@@ -52,7 +53,7 @@ pub async fn usable(
     let credential_id = credentials.first().map(|c| c.id.to_string());
     let refuse = |error: Error| {
         Err(Ok(Refusal {
-            connection: connection.clone(),
+            connection: Box::new(connection.clone()),
             credential_id: credential_id.clone(),
             error,
         }))
@@ -88,7 +89,7 @@ pub fn operation<'a>(
     path: &str,
 ) -> Result<Permit<'a>, Refusal> {
     let refuse = |connection: Connection, credential_id: Option<String>, error: Error| Refusal {
-        connection,
+        connection: Box::new(connection),
         credential_id,
         error,
     };

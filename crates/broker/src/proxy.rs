@@ -401,7 +401,7 @@ fn refreshed(
         Err(error) => error,
     };
     Err(Refusal {
-        connection: permit.connection.clone(),
+        connection: Box::new(permit.connection.clone()),
         credential_id: permit.credential_id.clone(),
         error,
     })
@@ -411,7 +411,7 @@ fn refreshed(
 /// refresh, the new tokens).
 async fn open(ctx: &Context, permit: &Permit<'_>) -> Result<FieldValues, Refusal> {
     let refusal = |error: credence_service::Error| Refusal {
-        connection: permit.connection.clone(),
+        connection: Box::new(permit.connection.clone()),
         credential_id: permit.credential_id.clone(),
         error,
     };

@@ -7,7 +7,7 @@
 
 use crate::support::{
     assert_error, assert_no_secret, captured_logs, contacts_app, credential_path, signed_in,
-    wait_until, Agency, ContactsApi,
+    wait_until, world, Agency, ContactsApi, World,
 };
 use credence_store::Backend;
 use reqwest::StatusCode;
@@ -600,7 +600,134 @@ async fn the_broker_sends_a_credential_only_to_the_catalogs_public_host() {
     assert!(api.seen().is_empty(), "nothing reached the app");
 }
 
+/// Replaces the stored tokens of OAuth connection `connection` by `tokens`
+/// with `changes` applied (as a refresh would seal them).
+async fn reseal_tokens(
+    world: &World,
+    connection: &credence_store::Connection,
+    changes: &[(&str, &str)],
+) {
+    let mut tokens = world.tokens(connection).await;
+    for (name, value) in changes {
+        tokens[*name] = json!(value);
+    }
+    let values = credence::provider::FieldValues(
+        tokens
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.clone(),
+                    secrecy::SecretString::from(value.as_str().unwrap().to_string()),
+                )
+            })
+            .collect(),
+    );
+    let secret = connection.secret_id.clone().unwrap();
+    let sealed = credence::service::secrets::seal_connection_values(
+        &world.agency.app.vault(),
+        connection.id,
+        connection.team_id,
+        &secret,
+        &values,
+    )
+    .unwrap();
+    let mut db = world.agency.app.db().await;
+    db.replace_secret(&secret, sealed.as_str()).await.unwrap();
+}
+
+async fn oauth_calls_refresh_an_expired_token_first_and_retry_once_on_401(backend: Backend) {
+    let world = world(backend, true).await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let connection = world.connection().await;
+    let token = world
+        .agency
+        .app
+        .token(world.agency.requester.id, "connections:use")
+        .await;
+    let me = || async {
+        let response = world
+            .agency
+            .app
+            .client
+            .get(
+                world
+                    .agency
+                    .app
+                    .url(&format!("/api/v2/connections/{}/proxy/me", connection.id)),
+            )
+            .header("Authorization", format!("Token {token}"))
+            .send()
+            .await
+            .unwrap();
+        read(response, "GET /me").await
+    };
+    let (status, _, body) = me().await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the provider took the access token: {body}"
+    );
+    assert!(body.contains("\"sub\""), "{body}");
+
+    // The app no longer takes the stored access token: one refresh, one retry.
+    let refreshes = world.provider.token_requests("refresh_token").await;
+    reseal_tokens(
+        &world,
+        &connection,
+        &[("access_token", "stale-access-token")],
+    )
+    .await;
+    let (status, _, body) = me().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        world.provider.token_requests("refresh_token").await,
+        refreshes + 1
+    );
+
+    // An access token past its expiry is refreshed before the call (the
+    // token it replaces would still work: only the refresh counts).
+    let past = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+    reseal_tokens(&world, &connection, &[("expires_at", &past)]).await;
+    let mut sql = world.agency.app.sql().await;
+    let set_past = match world.agency.app.backend {
+        Backend::Sqlite => format!(
+            "UPDATE connections SET token_expires_at = '{past}' WHERE id = {}",
+            connection.id
+        ),
+        Backend::Postgres => format!(
+            "UPDATE connections SET token_expires_at = '{past}'::timestamptz WHERE id = {}",
+            connection.id
+        ),
+    };
+    sql.execute(&set_past).await;
+    let (status, _, body) = me().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        world.provider.token_requests("refresh_token").await,
+        refreshes + 2
+    );
+
+    // The grant revoked at the provider: the refresh is refused for good, the
+    // connection is invalid, and the call answers 409 naming it.
+    let tokens = world.tokens(&world.connection().await).await;
+    world
+        .provider
+        .revoke(tokens["access_token"].as_str().unwrap())
+        .await;
+    let (status, _, body) = me().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("invalid"), "{body}");
+    assert_eq!(world.connection_by_id(connection.id).await.state, "invalid");
+    let (status, _, body) = me().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    world.agency.app.stop().await;
+}
+
 crate::on_both_backends!(
+    oauth_calls_refresh_an_expired_token_first_and_retry_once_on_401,
     the_usage_of_calls_answered_before_a_graceful_stop_is_stored,
     a_teammate_lists_contacts_through_the_proxy_without_seeing_the_key,
     calls_outside_the_grant_unsafe_paths_and_strangers_are_refused_naming_why,

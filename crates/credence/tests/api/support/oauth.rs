@@ -38,7 +38,9 @@ label = "Search contacts"
 kind = "search"
 access = "read"
 scopes = ["contacts.read"]
-operations = ["GET /v1/contacts"]
+# /me is the provider's userinfo endpoint: a real API that takes the access
+# token, for the broker's tests.
+operations = ["GET /v1/contacts", "GET /me"]
 
 [[versions.modules]]
 key = "createContact"
