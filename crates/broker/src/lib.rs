@@ -12,6 +12,7 @@
 
 pub mod check;
 mod headers;
+pub mod limit;
 pub mod proxy;
 pub mod usage;
 
@@ -20,7 +21,7 @@ use axum::{Extension, Router};
 use credence_http::AppState;
 
 /// The broker's routes, full paths, for `http::router_with`.
-pub fn routes(usage: usage::UsageLog) -> Router<AppState> {
+pub fn routes(usage: usage::UsageLog, limit: std::sync::Arc<limit::CallLimit>) -> Router<AppState> {
     Router::new()
         .route("/api/v2/connections/{id}/proxy/{*path}", any(proxy::proxy))
         .route("/api/v2/connections/{id}/usage", get(usage::of_connection))
@@ -29,4 +30,5 @@ pub fn routes(usage: usage::UsageLog) -> Router<AppState> {
             get(usage::of_credential),
         )
         .layer(Extension(usage))
+        .layer(Extension(limit))
 }

@@ -7,6 +7,7 @@
 
 use crate::check::{self, Permit, Refusal};
 use crate::headers;
+use crate::limit::CallLimit;
 use crate::usage::UsageLog;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -24,6 +25,7 @@ use credence_provider::FieldValues;
 use credence_service::refresh::{self, RefreshOutcome};
 use credence_service::{auth, secrets, Context};
 use credence_store::{NewUsage, User};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The header a caller names its workflow or agent in.
@@ -40,9 +42,10 @@ struct Caller {
 pub async fn proxy(
     State(state): State<AppState>,
     Extension(usage): Extension<UsageLog>,
+    Extension(limit): Extension<Arc<CallLimit>>,
     request: Request,
 ) -> Response {
-    match forward(&state, &usage, request).await {
+    match forward(&state, &usage, &limit, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -246,6 +249,7 @@ fn error_status(error: &ApiError) -> u16 {
 async fn forward(
     state: &AppState,
     usage: &UsageLog,
+    limit: &CallLimit,
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -265,6 +269,13 @@ async fn forward(
         Err(Err(error)) => return Err(error.into()),
         Err(Ok(refusal)) => return Err(record.refused(refusal, None).await),
     };
+    if let Err(seconds) = limit.admit(id) {
+        let error = ApiError::TooManyRequests(seconds);
+        record
+            .write(&connection, credential_id, None, 429, None)
+            .await;
+        return Err(error);
+    }
     let permit = match check::operation(
         &ctx,
         connection,

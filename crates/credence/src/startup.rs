@@ -26,6 +26,7 @@ struct Background {
     oauth_refresh_every: Option<std::time::Duration>,
     heartbeat_every: std::time::Duration,
     header_read_timeout: std::time::Duration,
+    proxy_calls_per_minute: u32,
 }
 
 /// Connects to the configured database and applies migrations. The default
@@ -154,6 +155,7 @@ impl Application {
                 oauth_refresh_every: config.oauth_refresh_every,
                 heartbeat_every: config.heartbeat_every,
                 header_read_timeout: config.header_read_timeout,
+                proxy_calls_per_minute: config.proxy_calls_per_minute,
             },
         })
     }
@@ -217,7 +219,9 @@ impl Application {
         ));
         let header_read_timeout = self.background.header_read_timeout;
         let (usage, usage_writer) = credence_broker::usage::start(store.clone());
-        let app = http::router_with(self.state, credence_broker::routes(usage));
+        let limit =
+            credence_broker::limit::CallLimit::per_minute(self.background.proxy_calls_per_minute);
+        let app = http::router_with(self.state, credence_broker::routes(usage, limit));
         let result = serve(self.listener, app, header_read_timeout, shutdown).await;
         // The router is gone with its last connection: the usage writer stores
         // what is left and ends.

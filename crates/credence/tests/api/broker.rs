@@ -24,11 +24,15 @@ struct Scene {
 }
 
 async fn scene(backend: Backend) -> Scene {
+    scene_with(backend, |_| {}).await
+}
+
+async fn scene_with(backend: Backend, adjust: impl FnOnce(&mut credence::config::Config)) -> Scene {
     let api = ContactsApi::start().await;
     let agency = Agency::start_with(
         backend,
         &[("contacts", contacts_app("contacts", &api))],
-        |_| {},
+        adjust,
     )
     .await;
     let body = json!({
@@ -726,7 +730,41 @@ async fn oauth_calls_refresh_an_expired_token_first_and_retry_once_on_401(backen
     world.agency.app.stop().await;
 }
 
+async fn a_connection_past_its_calls_per_minute_is_answered_429(backend: Backend) {
+    let scene = scene_with(backend, |config| config.proxy_calls_per_minute = 3).await;
+    // The app's own 429 comes back as it is, with its Retry-After.
+    let (status, headers, _) = scene
+        .call(reqwest::Method::GET, "/v1/contacts/busy", &scene.use_token)
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["retry-after"], "7");
+    for _ in 0..2 {
+        let (status, _, _) = scene
+            .call(reqwest::Method::GET, "/v1/contacts", &scene.use_token)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let before = scene.api.seen().len();
+    let (status, headers, body) = scene
+        .call(reqwest::Method::GET, "/v1/contacts", &scene.use_token)
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(scene.api.seen().len(), before, "the call was not sent");
+    wait_until("the refused call is in the usage log", || async {
+        scene
+            .usage()
+            .await
+            .iter()
+            .any(|u| u["status"] == 429 && u["upstreamStatus"].is_null())
+    })
+    .await;
+    scene.agency.app.stop().await;
+}
+
 crate::on_both_backends!(
+    a_connection_past_its_calls_per_minute_is_answered_429,
     oauth_calls_refresh_an_expired_token_first_and_retry_once_on_401,
     the_usage_of_calls_answered_before_a_graceful_stop_is_stored,
     a_teammate_lists_contacts_through_the_proxy_without_seeing_the_key,

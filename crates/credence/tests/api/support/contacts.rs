@@ -98,6 +98,13 @@ async fn serve(request: Request, key: &str, log: &Mutex<Vec<SeenCall>>, port: u1
                 .body(Body::empty())
                 .unwrap();
         }
+        ("GET", "/v1/contacts/busy") => {
+            return Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header(header::RETRY_AFTER, "7")
+                .body(Body::from(r#"{"error":"slow down"}"#))
+                .unwrap();
+        }
         ("POST", _) => (StatusCode::CREATED, json!({ "received": body_bytes })),
         _ => (
             StatusCode::OK,
