@@ -89,4 +89,18 @@ impl Db {
             on_conn!(self, c => sqlx::query_as::<_, Usage>(&sql).bind(id).bind(limit).fetch_all(c).await)?,
         )
     }
+
+    /// Who used connection `id` since `since` (the consumer label, else the
+    /// caller), sorted, at most 50.
+    pub async fn consumers_of_connection(
+        &mut self,
+        id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        let sql = "SELECT DISTINCT COALESCE(consumer, actor_label) FROM connection_usage \
+                   WHERE connection_id = $1 AND occurred_at >= $2 ORDER BY 1 LIMIT 50";
+        Ok(
+            on_conn!(self, c => sqlx::query_scalar::<_, String>(sql).bind(id).bind(since).fetch_all(c).await)?,
+        )
+    }
 }

@@ -19,6 +19,7 @@ struct Scene {
     agency: Agency,
     api: ContactsApi,
     connection: i64,
+    request: String,
     credential: String,
     use_token: String,
 }
@@ -49,6 +50,7 @@ async fn scene_with(backend: Backend, adjust: impl FnOnce(&mut credence::config:
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
+    let request = created["request"]["id"].as_str().unwrap().to_string();
     let credential = created["request"]["credentials"][0]["id"]
         .as_str()
         .unwrap()
@@ -73,6 +75,7 @@ async fn scene_with(backend: Backend, adjust: impl FnOnce(&mut credence::config:
         agency,
         api,
         connection,
+        request,
         credential,
         use_token,
     }
@@ -465,6 +468,40 @@ async fn every_call_is_in_the_usage_log_for_the_team_and_the_recipient(backend: 
             .any(|u| u.to_string().contains("secret-looking")),
         "the raw query is never recorded"
     );
+
+    // Deleting the request or the connection first names who used it.
+    let (status, body) = scene
+        .agency
+        .delete(
+            &format!("/api/v2/credential-requests/requests/{}", scene.request),
+            &scene.agency.requester_token,
+        )
+        .await;
+    let detail = assert_error(status, &body, StatusCode::CONFLICT)["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("used in the last 90 days by: crm-sync, rita@agency.example"),
+        "{detail}"
+    );
+    let writer = scene
+        .agency
+        .app
+        .token(scene.agency.requester.id, "connections:write")
+        .await;
+    let (status, body) = scene
+        .agency
+        .delete(
+            &format!("/api/v2/connections/{}", scene.connection),
+            &writer,
+        )
+        .await;
+    let detail = assert_error(status, &body, StatusCode::CONFLICT)["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detail.contains("crm-sync"), "{detail}");
 
     // The recipient reads it too, and keeps reading it after revoking.
     let (status, body) = scene
