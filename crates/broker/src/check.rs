@@ -201,3 +201,34 @@ pub fn shorten(text: &str) -> String {
         short
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_are_forwarded() {
+        assert!(forwardable("/v1/contacts/42").is_ok());
+        assert!(forwardable("/v1/files/report..pdf").is_ok());
+        for path in [
+            "v1/contacts",
+            "//evil.example/x",
+            "/https://evil.example/x",
+            "/v1/../admin",
+            "/v1/%2e%2E/admin",
+            "/v1/..;/admin",
+            "/v1/./x",
+            "/v1/a%2Fb",
+            "/v1/a%5cb",
+            "/v1/a\\b",
+            "/v1/a b",
+            "/v1/é",
+        ] {
+            assert!(forwardable(path).is_err(), "{path} must not be forwarded");
+        }
+        let long = format!("/{}", "a".repeat(3000));
+        assert!(forwardable(&long)
+            .unwrap_err()
+            .contains("the limit is 2048"));
+    }
+}

@@ -437,3 +437,38 @@ async fn open(ctx: &Context, permit: &Permit<'_>) -> Result<FieldValues, Refusal
         )))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parameters_the_credential_goes_in_are_taken_out_of_the_callers_query() {
+        let injected = vec!["api_key".to_string()];
+        assert_eq!(
+            query_without(Some("q=jane&api_key=mine&%61pi_key=x&limit=5"), &injected).as_deref(),
+            Some("q=jane&limit=5")
+        );
+        assert_eq!(
+            query_without(Some("q=a%26b"), &[]).as_deref(),
+            Some("q=a%26b")
+        );
+        assert_eq!(query_without(None, &injected), None);
+    }
+
+    #[test]
+    fn the_upstream_path_is_read_raw_after_proxy() {
+        let parts = |uri: &str| {
+            axum::http::Request::builder()
+                .uri(uri)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let (id, path) =
+            target(&parts("/api/v2/connections/42/proxy/v1/contacts/a%2Fb?q=1")).unwrap();
+        assert_eq!((id, path.as_str()), (42, "/v1/contacts/a%2Fb"));
+        assert!(target(&parts("/api/v2/connections/x/proxy/v1")).is_err());
+    }
+}
