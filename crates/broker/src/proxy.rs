@@ -161,11 +161,7 @@ fn query_without(query: Option<&str>, injected: &[String]) -> Option<String> {
 /// Whether the request carries a body (a declared non-zero length, or a
 /// chunked one).
 fn has_body(headers: &HeaderMap) -> bool {
-    let length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    match length {
+    match declared_length(headers) {
         Some(length) => length > 0,
         None => headers.contains_key(header::TRANSFER_ENCODING),
     }
@@ -318,21 +314,49 @@ async fn forward(
         headers: upstream_headers.clone(),
         body,
     };
-    let body = with_body.then(|| reqwest::Body::wrap_stream(body.into_data_stream()));
+    // An OAuth call with a small declared body keeps a copy, so that it can
+    // be sent again after a refresh; any other body streams through once.
+    let replayable = match (with_body, declared_length(&parts.headers)) {
+        (false, _) => Some(bytes::Bytes::new()),
+        (true, Some(length)) if oauth && length <= REPLAYABLE_BODY => Some(
+            axum::body::to_bytes(body, REPLAYABLE_BODY as usize)
+                .await
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "the request body did not match its Content-Length of {length} bytes"
+                    ))
+                })?,
+        ),
+        (true, _) => {
+            let streamed = reqwest::Body::wrap_stream(body.into_data_stream());
+            let sent = call::send(
+                &ctx.http,
+                permit.app,
+                permit.version,
+                &values,
+                proxied(Some(streamed)),
+            )
+            .await;
+            return answer(sent, &record, &permit, template, &parts.method).await;
+        }
+    };
+    let as_body =
+        |bytes: &bytes::Bytes| (!bytes.is_empty()).then(|| reqwest::Body::from(bytes.clone()));
+    let replayable = replayable.unwrap_or_default();
     let mut sent = call::send(
         &ctx.http,
         permit.app,
         permit.version,
         &values,
-        proxied(body),
+        proxied(as_body(&replayable)),
     )
     .await;
     drop(values);
-    // An OAuth token the app no longer takes: refresh once and try once more,
-    // when there was no body (a streamed body is spent).
+    // An OAuth token the app no longer takes: refresh once and try once more
+    // (the body, if any, was kept; a streamed one never gets here).
     let unauthorized =
         matches!(&sent, Ok(response) if response.status() == StatusCode::UNAUTHORIZED);
-    if oauth && unauthorized && !with_body {
+    if oauth && unauthorized {
         if let Err(refusal) = refreshed(&ctx, &permit, refresh::refresh_now(&ctx, id).await) {
             return Err(record.refused(refusal, template).await);
         }
@@ -345,10 +369,32 @@ async fn forward(
             permit.app,
             permit.version,
             &values,
-            proxied(None),
+            proxied(as_body(&replayable)),
         )
         .await;
     }
+    answer(sent, &record, &permit, template, &parts.method).await
+}
+
+/// The largest body an OAuth call keeps a copy of, to send it again after a
+/// refresh.
+const REPLAYABLE_BODY: u64 = 64 * 1024;
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+}
+
+/// The app's answer (or why there is none) as the caller gets it, recorded.
+async fn answer(
+    sent: Result<reqwest::Response, SendError>,
+    record: &Record<'_>,
+    permit: &Permit<'_>,
+    template: Option<String>,
+    method: &Method,
+) -> Result<Response, ApiError> {
     let response = match sent {
         Ok(response) => response,
         Err(error) => {
@@ -385,7 +431,7 @@ async fn forward(
             Some(status.as_u16()),
         )
         .await;
-    let body = if parts.method == Method::HEAD {
+    let body = if method == Method::HEAD {
         Body::empty()
     } else {
         Body::from_stream(response.bytes_stream())

@@ -728,6 +728,36 @@ async fn oauth_calls_refresh_an_expired_token_first_and_retry_once_on_401(backen
         refreshes + 1
     );
 
+    // A small body is kept, and sent again after the refresh.
+    reseal_tokens(
+        &world,
+        &connection,
+        &[("access_token", "stale-access-token")],
+    )
+    .await;
+    let response = world
+        .agency
+        .app
+        .client
+        .post(
+            world
+                .agency
+                .app
+                .url(&format!("/api/v2/connections/{}/proxy/me", connection.id)),
+        )
+        .header("Authorization", format!("Token {token}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("claims=none")
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = read(response, "POST /me").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        world.provider.token_requests("refresh_token").await,
+        refreshes + 2
+    );
+
     // An access token past its expiry is refreshed before the call (the
     // token it replaces would still work: only the refresh counts).
     let past = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
@@ -748,7 +778,7 @@ async fn oauth_calls_refresh_an_expired_token_first_and_retry_once_on_401(backen
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         world.provider.token_requests("refresh_token").await,
-        refreshes + 2
+        refreshes + 3
     );
 
     // The grant revoked at the provider: the refresh is refused for good, the

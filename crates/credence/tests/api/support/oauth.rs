@@ -48,7 +48,7 @@ label = "Create a contact"
 kind = "action"
 access = "write"
 scopes = ["contacts.write"]
-operations = ["POST /v1/contacts"]
+operations = ["POST /v1/contacts", "POST /me"]
 "#,
         issuer = provider.issuer,
         authorize = provider.authorization_endpoint,
