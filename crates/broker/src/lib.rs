@@ -13,6 +13,7 @@
 pub mod check;
 mod headers;
 pub mod limit;
+pub mod mcp;
 pub mod proxy;
 pub mod usage;
 
@@ -25,6 +26,7 @@ pub fn routes(usage: usage::UsageLog, limit: std::sync::Arc<limit::CallLimit>) -
     Router::new()
         .route("/api/v2/connections/{id}/proxy/{*path}", any(proxy::proxy))
         .route("/api/v2/connections/{id}/usage", get(usage::of_connection))
+        .route("/mcp", any(mcp::endpoint))
         .route(
             "/api/v2/credential-requests/credentials/{id}/usage",
             get(usage::of_credential),

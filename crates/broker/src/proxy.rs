@@ -242,7 +242,8 @@ fn error_status(error: &ApiError) -> u16 {
     }
 }
 
-async fn forward(
+/// The proxy's whole work on one request; also the MCP tool's.
+pub(crate) async fn forward(
     state: &AppState,
     usage: &UsageLog,
     limit: &CallLimit,

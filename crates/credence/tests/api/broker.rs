@@ -830,7 +830,113 @@ async fn a_connection_past_its_calls_per_minute_is_answered_429(backend: Backend
     scene.agency.app.stop().await;
 }
 
+/// The Python of the MCP client's venv (`scripts/test` makes it).
+fn mcp_python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join("tests/mcp/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test, which installs the MCP client (tests/mcp/requirements.txt)",
+        python.display()
+    );
+    python
+}
+
+async fn an_agent_lists_and_calls_connections_through_mcp_within_the_grant(backend: Backend) {
+    let scene = scene(backend).await;
+    let response = scene
+        .agency
+        .app
+        .client
+        .post(scene.agency.app.url("/mcp"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "no token, no MCP"
+    );
+
+    let calls = json!([
+        { "name": "list_connections" },
+        { "name": "call_connection", "arguments": {
+            "connectionId": scene.connection, "method": "GET", "path": "/v1/contacts",
+            "query": "q=jane", "consumer": "support-agent" } },
+        { "name": "call_connection", "arguments": {
+            "connectionId": scene.connection, "method": "DELETE", "path": "/v1/contacts/1" } },
+    ]);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run = tokio::process::Command::new(mcp_python())
+        .arg(root.join("tests/mcp/client.py"))
+        .arg(scene.agency.app.url("/mcp"))
+        .arg(&scene.use_token)
+        .arg(calls.to_string())
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the MCP client ends")
+        .expect("the MCP client runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "MCP client failed: {stderr}");
+    assert_no_secret("the MCP client's output", &stdout);
+    assert_no_secret("the MCP client's errors", &stderr);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["tools"],
+        json!(["call_connection", "list_connections"])
+    );
+
+    let listed: Value = serde_json::from_str(lines[1]["text"].as_str().unwrap()).unwrap();
+    let connection = listed["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == scene.connection)
+        .expect("the connection is listed");
+    let granted: Vec<&str> = connection["grantedModules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(granted, ["searchContacts", "createContact"]);
+
+    assert_eq!(lines[2]["isError"], false, "{}", lines[2]);
+    let answer: Value = serde_json::from_str(lines[2]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["status"], 200);
+    assert_eq!(answer["body"]["contacts"][0]["name"], "Jane Roe");
+    let seen = scene.api.seen();
+    assert_eq!(seen.last().unwrap().path_and_query, "/v1/contacts?q=jane");
+
+    assert_eq!(lines[3]["isError"], true, "{}", lines[3]);
+    let refused = lines[3]["text"].as_str().unwrap();
+    assert!(
+        refused.contains("403") && refused.contains("DELETE") && refused.contains("searchContacts"),
+        "{refused}"
+    );
+    assert_eq!(
+        scene.api.seen().len(),
+        seen.len(),
+        "the refused call was not sent"
+    );
+    wait_until("the agent's calls are in the usage log", || async {
+        let usage = scene.usage().await;
+        usage.len() == 2 && usage.iter().any(|u| u["consumer"] == "support-agent")
+    })
+    .await;
+    scene.agency.app.stop().await;
+}
+
 crate::on_both_backends!(
+    an_agent_lists_and_calls_connections_through_mcp_within_the_grant,
     a_connection_past_its_calls_per_minute_is_answered_429,
     oauth_calls_refresh_an_expired_token_first_and_retry_once_on_401,
     the_usage_of_calls_answered_before_a_graceful_stop_is_stored,
