@@ -58,6 +58,9 @@ pub struct Config {
     /// How long a client may take to send a request's header block (and how
     /// long an idle keep-alive connection stays open); then it is disconnected.
     pub header_read_timeout: std::time::Duration,
+    /// How many proxied calls one connection may take per minute on one
+    /// instance (the broker); past that 429 with `Retry-After`.
+    pub proxy_calls_per_minute: u32,
     /// How long a request may take, body and handler included; then it is
     /// answered 408.
     pub request_timeout: std::time::Duration,
@@ -189,6 +192,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::default(),
             header_read_timeout: std::time::Duration::from_secs(10),
+            proxy_calls_per_minute: 600,
             request_timeout: std::time::Duration::from_secs(60),
             jobs: credence_jobs::Settings::default(),
         }
@@ -210,6 +214,7 @@ pub struct FileConfig {
     pub apps_dir: Option<PathBuf>,
     /// Seconds.
     pub header_read_timeout: Option<u64>,
+    pub proxy_calls_per_minute: Option<u32>,
     /// Seconds.
     pub request_timeout: Option<u64>,
     /// `[oauth.<app-key>] client_id = "…", client_secret = "…"`.
@@ -340,6 +345,7 @@ impl Config {
         take!(admin_email);
         take!(log_format);
         take!(body_limit);
+        take!(proxy_calls_per_minute);
         take!(forwarded_header);
         if let Some(proxies) = &file.trusted_proxies {
             config.trusted_proxies = parse_trusted_proxies(proxies)?;
@@ -412,6 +418,9 @@ impl Config {
                 "body_limit {} is too small; use at least 1024 bytes",
                 self.body_limit
             );
+        }
+        if self.proxy_calls_per_minute == 0 {
+            bail!("proxy_calls_per_minute 0 is too small; use at least 1");
         }
         for (name, value) in [
             ("header_read_timeout", self.header_read_timeout),

@@ -27,6 +27,7 @@ struct Background {
     heartbeat_every: std::time::Duration,
     header_read_timeout: std::time::Duration,
     jobs: credence_jobs::Jobs,
+    proxy_calls_per_minute: u32,
 }
 
 /// Connects to the configured database and applies migrations. The default
@@ -171,6 +172,7 @@ impl Application {
                 heartbeat_every: config.heartbeat_every,
                 header_read_timeout: config.header_read_timeout,
                 jobs,
+                proxy_calls_per_minute: config.proxy_calls_per_minute,
             },
         })
     }
@@ -240,8 +242,14 @@ impl Application {
         });
         let jobs_finish_within = self.background.jobs.settings().delivery_timeout;
         let header_read_timeout = self.background.header_read_timeout;
-        let app = http::router(self.state);
+        let (usage, usage_writer) = credence_broker::usage::start(store.clone());
+        let limit =
+            credence_broker::limit::CallLimit::per_minute(self.background.proxy_calls_per_minute);
+        let app = http::router_with(self.state, credence_broker::routes(usage, limit));
         let result = serve(self.listener, app, header_read_timeout, shutdown).await;
+        // The router is gone with its last connection: the usage writer stores
+        // what is left and ends.
+        usage_writer.finish().await;
         sweeper.abort();
         if let Some(refresher) = refresher {
             refresher.abort();

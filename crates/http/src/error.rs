@@ -44,6 +44,13 @@ pub enum ApiError {
     /// 429: too many attempts; retry after the given seconds.
     #[error("too many attempts; try again in {0} seconds")]
     TooManyRequests(u64),
+    /// 502: the app a proxied call went to could not be reached, or its
+    /// destination was refused (the reason names the host, never a secret).
+    #[error("{0}")]
+    BadGateway(String),
+    /// 504: the app a proxied call went to did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// 500: a fault of ours; logged, not described.
     #[error(transparent)]
     Internal(anyhow::Error),
@@ -95,6 +102,12 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "Too many requests",
+            ),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway", "Bad gateway"),
+            ApiError::GatewayTimeout(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "Gateway timeout",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -118,10 +118,17 @@ impl AppState {
 
 /// The whole application's routes and middleware.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with more routes (full paths) under the same middleware: the
+/// broker's, which `credence` mounts so that this crate need not know it.
+pub fn router_with(state: AppState, more: Router<AppState>) -> Router {
     let body_limit = state.settings.body_limit;
     let request_timeout = state.settings.request_timeout;
     let mut routes = Router::new()
         .nest("/api/v2", api::router())
+        .merge(more)
         .merge(web::router())
         .merge(ops::router())
         .fallback(fallback)

@@ -206,6 +206,32 @@ pub async fn check_destination(app: &App, url: &reqwest::Url) -> Result<(), Stri
     Ok(())
 }
 
+/// The checks of [`check_destination`] that need no lookup: https, and no
+/// private IP literal (the client's resolver never sees a literal), unless
+/// the operator's app allows private hosts. A name is checked by
+/// [`CheckedResolver`] on the addresses the client connects to, so a proxied
+/// call costs no extra lookup.
+pub fn check_literal(app: &App, url: &reqwest::Url) -> Result<(), String> {
+    if app.allow_private_hosts {
+        return Ok(());
+    }
+    let host = url.host_str().unwrap_or("the app");
+    if url.scheme() != "https" {
+        return Err(format!("{host} must be reached over https"));
+    }
+    // An IPv6 literal comes bracketed.
+    let literal = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>();
+    if literal.is_ok_and(is_private) {
+        return Err(format!(
+            "{host} is a private address; credentials are not sent there"
+        ));
+    }
+    Ok(())
+}
+
 /// The client for calls to apps: no redirects (a credential must never follow
 /// one to another host), bounded time, and a resolver that connects only to
 /// the addresses it checked (private ones only for the operator's apps with

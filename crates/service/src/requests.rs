@@ -6,7 +6,7 @@ use super::access::{self, Viewer};
 use super::apps::{pick_version, shorten};
 use super::audit::{self, Actor, Event};
 use super::endings::{self, Revocations};
-use super::{invitations, random_token, token_hash, Context, Error, Result};
+use super::{connections, invitations, random_token, token_hash, Context, Error, Result};
 use chrono::{DateTime, Utc};
 use credence_catalog::ModuleSelection;
 use credence_domain::{
@@ -702,8 +702,9 @@ pub async fn delete(
     let credentials = tx.lock_credentials_of_request(id).await?;
     let connections: Vec<i64> = credentials.iter().filter_map(|c| c.connection_id).collect();
     if !connections.is_empty() && !confirmed {
+        let consumers = connections::recent_consumers(&mut tx, &connections).await?;
         return Err(Error::Conflict(format!(
-            "request {id} has {} live connection(s) ({}); repeat with confirmed=true to delete them with it",
+            "request {id} has {} live connection(s) ({}){consumers}; repeat with confirmed=true to delete them with it",
             connections.len(),
             connections.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
         )));

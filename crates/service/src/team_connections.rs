@@ -367,8 +367,9 @@ pub async fn delete(ctx: &Context, caller: &User, id: i64, confirmed: bool) -> R
         } else {
             String::new()
         };
+        let consumers = connections::recent_consumers(&mut tx, &[id]).await?;
         return Err(Error::Conflict(format!(
-            "deleting connection {id} destroys its stored access{from_requests}; repeat with confirmed=true"
+            "deleting connection {id} destroys its stored access{from_requests}{consumers}; repeat with confirmed=true"
         )));
     }
     let actor = Actor::user(caller);

@@ -55,6 +55,7 @@ mod outbox;
 mod requests;
 mod secrets;
 mod sign_in;
+mod usage;
 
 pub use audit::{AuditEntry, AuditFilter, AuditFilterValues, NewAuditEntry, OutboxMessage};
 pub use connections::{Connection, NewConnection};
@@ -71,6 +72,7 @@ pub use requests::{
 };
 pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
 pub use sign_in::CountedAttempt;
+pub use usage::{NewUsage, Usage};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;

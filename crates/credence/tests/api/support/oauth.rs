@@ -38,7 +38,9 @@ label = "Search contacts"
 kind = "search"
 access = "read"
 scopes = ["contacts.read"]
-operations = ["GET /v1/contacts"]
+# /me is the provider's userinfo endpoint: a real API that takes the access
+# token, for the broker's tests.
+operations = ["GET /v1/contacts", "GET /me"]
 
 [[versions.modules]]
 key = "createContact"
@@ -46,7 +48,7 @@ label = "Create a contact"
 kind = "action"
 access = "write"
 scopes = ["contacts.write"]
-operations = ["POST /v1/contacts"]
+operations = ["POST /v1/contacts", "POST /me"]
 "#,
         issuer = provider.issuer,
         authorize = provider.authorization_endpoint,

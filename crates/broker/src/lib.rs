@@ -1,0 +1,36 @@
+//! The broker (SPEC §8): a team uses an authorized connection through
+//! Credence, never by reading it. A call names the connection and a path on
+//! its app; the broker checks who calls, the connection's state and the
+//! granted modules ([`check`]), opens the credential at the moment of the call
+//! (`service::secrets`), sends it only through `credence-provider` (the host
+//! from the catalog, the checked resolver, no redirects), streams the answer
+//! back with clean headers ([`headers`]), and records the call ([`usage`]).
+//!
+//! It calls `credence-service` and `credence-provider`, and mounts its routes
+//! into `credence-http`'s router from `credence` (`http::router_with`), so the
+//! HTTP crate does not know it.
+
+pub mod check;
+mod headers;
+pub mod limit;
+pub mod mcp;
+pub mod proxy;
+pub mod usage;
+
+use axum::routing::{any, get};
+use axum::{Extension, Router};
+use credence_http::AppState;
+
+/// The broker's routes, full paths, for `http::router_with`.
+pub fn routes(usage: usage::UsageLog, limit: std::sync::Arc<limit::CallLimit>) -> Router<AppState> {
+    Router::new()
+        .route("/api/v2/connections/{id}/proxy/{*path}", any(proxy::proxy))
+        .route("/api/v2/connections/{id}/usage", get(usage::of_connection))
+        .route("/mcp", any(mcp::endpoint))
+        .route(
+            "/api/v2/credential-requests/credentials/{id}/usage",
+            get(usage::of_credential),
+        )
+        .layer(Extension(usage))
+        .layer(Extension(limit))
+}

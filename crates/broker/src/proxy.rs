@@ -1,0 +1,521 @@
+//! `ANY /api/v2/connections/{id}/proxy/{*path}`: a call to the connection's
+//! app, made by Credence with the connection's credential. The caller (an API
+//! token with `connections:use`, or a signed-in member of the team) never
+//! sees the credential; the upstream host comes from the catalog only; bodies
+//! stream both ways; redirects come back as they are; every call that passed
+//! the access check is recorded as usage.
+
+use crate::check::{self, Permit, Refusal};
+use crate::headers;
+use crate::limit::CallLimit;
+use crate::usage::UsageLog;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, request::Parts, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use axum_extra::extract::cookie::CookieJar;
+use credence_catalog::AuthKind;
+use credence_domain::Scope;
+use credence_http::error::ApiError;
+use credence_http::extract::ApiCaller;
+use credence_http::AppState;
+use credence_provider::call::{self, Proxied, SendError};
+use credence_provider::FieldValues;
+use credence_service::refresh::{self, RefreshOutcome};
+use credence_service::{auth, secrets, Context};
+use credence_store::{NewUsage, User};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The header a caller names its workflow or agent in.
+pub const CONSUMER_HEADER: &str = "x-credence-consumer";
+/// The longest consumer label, in characters.
+pub const CONSUMER_LIMIT: usize = 100;
+
+/// Who is calling: the user, and how usage names them.
+struct Caller {
+    user: User,
+    label: String,
+}
+
+pub async fn proxy(
+    State(state): State<AppState>,
+    Extension(usage): Extension<UsageLog>,
+    Extension(limit): Extension<Arc<CallLimit>>,
+    request: Request,
+) -> Response {
+    match forward(&state, &usage, &limit, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The caller from an API token with `connections:use`, or from a session
+/// cookie of a browser that is not on another site.
+async fn caller(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        let api = ApiCaller::from_request_parts(parts, state).await?;
+        api.require(Scope::ConnectionsUse)?;
+        let label = format!("{} (API token {})", api.user.email, api.token.name);
+        return Ok(Caller {
+            user: api.user,
+            label,
+        });
+    }
+    let jar = CookieJar::from_headers(&parts.headers);
+    let name = credence_http::web::session_cookie_name(state);
+    let user = match jar.get(&name) {
+        Some(cookie) if cookie.value().len() <= 128 => {
+            auth::session_user(&state.store, cookie.value()).await?
+        }
+        _ => None,
+    };
+    let Some(user) = user else {
+        return Err(ApiError::Unauthenticated(
+            "send an API token with the scope connections:use as Authorization: Token <token>, or sign in".into(),
+        ));
+    };
+    // The session cookie is SameSite=Lax: a page of another site can still
+    // make a browser navigate here. Browsers say so; such calls are refused.
+    let site = parts
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|value| value.to_str().ok());
+    if site == Some("cross-site") {
+        return Err(ApiError::Forbidden(
+            "a signed-in session may not use a connection from another site; use an API token"
+                .into(),
+        ));
+    }
+    let label = user.email.clone();
+    Ok(Caller { user, label })
+}
+
+/// The consumer label, if the caller gave one: visible text, at most
+/// [`CONSUMER_LIMIT`] characters.
+fn consumer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(CONSUMER_HEADER) else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(value.as_bytes())
+        .ok()
+        .filter(|text| !text.chars().any(char::is_control))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "X-Credence-Consumer",
+                "X-Credence-Consumer is not readable text; send a short UTF-8 label",
+            )
+        })?
+        .trim();
+    let length = text.chars().count();
+    if length > CONSUMER_LIMIT {
+        return Err(ApiError::invalid(
+            "X-Credence-Consumer",
+            format!("X-Credence-Consumer is {length} characters; the limit is {CONSUMER_LIMIT}"),
+        ));
+    }
+    Ok((!text.is_empty()).then(|| text.to_string()))
+}
+
+/// The connection id and the upstream path of `/api/v2/connections/{id}/proxy/{*path}`,
+/// read from the raw path (the matched `{*path}` is percent-decoded, and the
+/// upstream must get, and the checks see, exactly what the caller sent).
+fn target(parts: &Parts) -> Result<(i64, String), ApiError> {
+    let raw = parts.uri.path();
+    let mut pieces = raw.splitn(7, '/');
+    let id = pieces.nth(4).unwrap_or_default();
+    let id = id.parse::<i64>().map_err(|_| {
+        ApiError::invalid(
+            "id",
+            format!("connection id {} is not a number", check::shorten(id)),
+        )
+    })?;
+    // After "proxy".
+    let rest = pieces.nth(1).unwrap_or_default();
+    Ok((id, format!("/{rest}")))
+}
+
+/// The caller's query without the parameters the credential goes in.
+fn query_without(query: Option<&str>, injected: &[String]) -> Option<String> {
+    let query = query?;
+    if injected.is_empty() {
+        return Some(query.to_string());
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            let decoded: Vec<(String, String)> =
+                serde_urlencoded::from_str(name).unwrap_or_default();
+            let name = decoded
+                .first()
+                .map(|(name, _)| name.as_str())
+                .unwrap_or(name);
+            !injected.iter().any(|injected| injected == name)
+        })
+        .collect();
+    Some(kept.join("&"))
+}
+
+/// Whether the request carries a body (a declared non-zero length, or a
+/// chunked one).
+fn has_body(headers: &HeaderMap) -> bool {
+    match declared_length(headers) {
+        Some(length) => length > 0,
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+/// What every usage record of one call shares.
+struct Record<'a> {
+    usage: &'a UsageLog,
+    caller: &'a Caller,
+    consumer: Option<String>,
+    method: String,
+    started: Instant,
+}
+
+impl Record<'_> {
+    async fn write(
+        &self,
+        connection: &credence_store::Connection,
+        credential_id: Option<String>,
+        path_template: Option<String>,
+        status: u16,
+        upstream_status: Option<u16>,
+    ) {
+        let latency_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        tracing::info!(
+            connection = connection.id,
+            method = %self.method,
+            path_template = path_template.as_deref().unwrap_or("none"),
+            status,
+            upstream_status,
+            latency_ms,
+            "proxied call"
+        );
+        self.usage
+            .record(NewUsage {
+                occurred_at: credence_store::now(),
+                organization_id: connection.organization_id,
+                team_id: connection.team_id,
+                connection_id: connection.id,
+                credential_id,
+                consumer: self.consumer.clone(),
+                actor_user_id: Some(self.caller.user.id.0),
+                actor_label: self.caller.label.clone(),
+                method: self.method.clone(),
+                path_template,
+                status: i64::from(status),
+                upstream_status: upstream_status.map(i64::from),
+                latency_ms,
+            })
+            .await;
+    }
+
+    /// Records a refusal and answers its error.
+    async fn refused(&self, refusal: Refusal, path_template: Option<String>) -> ApiError {
+        let error = ApiError::from(refusal.error);
+        let status = error_status(&error);
+        self.write(
+            &refusal.connection,
+            refusal.credential_id,
+            path_template,
+            status,
+            None,
+        )
+        .await;
+        error
+    }
+}
+
+fn error_status(error: &ApiError) -> u16 {
+    match error {
+        ApiError::Invalid(_) | ApiError::BadRequest(_) => 400,
+        ApiError::Forbidden(_) => 403,
+        ApiError::NotFound(_) => 404,
+        ApiError::Conflict(_) => 409,
+        ApiError::BadGateway(_) => 502,
+        ApiError::GatewayTimeout(_) => 504,
+        _ => 500,
+    }
+}
+
+/// The proxy's whole work on one request; also the MCP tool's.
+pub(crate) async fn forward(
+    state: &AppState,
+    usage: &UsageLog,
+    limit: &CallLimit,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (mut parts, body) = request.into_parts();
+    let caller = caller(&mut parts, state).await?;
+    let record = Record {
+        usage,
+        caller: &caller,
+        consumer: consumer(&parts.headers)?,
+        method: parts.method.to_string(),
+        started,
+    };
+    let (id, path) = target(&parts)?;
+    let ctx = state.ctx();
+    let (connection, credential_id) = match check::usable(&ctx, &caller.user, id).await {
+        Ok(usable) => usable,
+        Err(Err(error)) => return Err(error.into()),
+        Err(Ok(refusal)) => return Err(record.refused(refusal, None).await),
+    };
+    if let Err(seconds) = limit.admit(id) {
+        let error = ApiError::TooManyRequests(seconds);
+        record
+            .write(&connection, credential_id, None, 429, None)
+            .await;
+        return Err(error);
+    }
+    let permit = match check::operation(
+        &ctx,
+        connection,
+        credential_id,
+        parts.method.as_str(),
+        &path,
+    ) {
+        Ok(permit) => permit,
+        Err(refusal) => return Err(record.refused(refusal, None).await),
+    };
+    let template = Some(permit.path_template.clone());
+    let oauth = permit.version.auth.kind() == AuthKind::Oauth2;
+    if oauth {
+        let due = permit
+            .connection
+            .token_expires_at
+            .is_some_and(|at| at <= ctx.clock.now() + refresh::EXPIRY_MARGIN);
+        if due {
+            if let Err(refusal) = refreshed(&ctx, &permit, refresh::refresh_if_due(&ctx, id).await)
+            {
+                return Err(record.refused(refusal, template).await);
+            }
+        }
+    }
+    let values = match open(&ctx, &permit).await {
+        Ok(values) => values,
+        Err(refusal) => return Err(record.refused(refusal, template).await),
+    };
+    let injected = call::injected_headers(permit.version);
+    let upstream_headers = headers::to_upstream(&parts.headers, &injected);
+    let query = query_without(
+        parts.uri.query(),
+        &call::injected_query_names(permit.version),
+    );
+    let with_body = has_body(&parts.headers);
+    let proxied = |body: Option<reqwest::Body>| Proxied {
+        method: parts.method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        headers: upstream_headers.clone(),
+        body,
+    };
+    // An OAuth call with a small declared body keeps a copy, so that it can
+    // be sent again after a refresh; any other body streams through once.
+    let replayable = match (with_body, declared_length(&parts.headers)) {
+        (false, _) => Some(bytes::Bytes::new()),
+        (true, Some(length)) if oauth && length <= REPLAYABLE_BODY => Some(
+            axum::body::to_bytes(body, REPLAYABLE_BODY as usize)
+                .await
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "the request body did not match its Content-Length of {length} bytes"
+                    ))
+                })?,
+        ),
+        (true, _) => {
+            let streamed = reqwest::Body::wrap_stream(body.into_data_stream());
+            let sent = call::send(
+                &ctx.http,
+                permit.app,
+                permit.version,
+                &values,
+                proxied(Some(streamed)),
+            )
+            .await;
+            return answer(sent, &record, &permit, template, &parts.method).await;
+        }
+    };
+    let as_body =
+        |bytes: &bytes::Bytes| (!bytes.is_empty()).then(|| reqwest::Body::from(bytes.clone()));
+    let replayable = replayable.unwrap_or_default();
+    let mut sent = call::send(
+        &ctx.http,
+        permit.app,
+        permit.version,
+        &values,
+        proxied(as_body(&replayable)),
+    )
+    .await;
+    drop(values);
+    // An OAuth token the app no longer takes: refresh once and try once more
+    // (the body, if any, was kept; a streamed one never gets here).
+    let unauthorized =
+        matches!(&sent, Ok(response) if response.status() == StatusCode::UNAUTHORIZED);
+    if oauth && unauthorized {
+        if let Err(refusal) = refreshed(&ctx, &permit, refresh::refresh_now(&ctx, id).await) {
+            return Err(record.refused(refusal, template).await);
+        }
+        let values = match open(&ctx, &permit).await {
+            Ok(values) => values,
+            Err(refusal) => return Err(record.refused(refusal, template).await),
+        };
+        sent = call::send(
+            &ctx.http,
+            permit.app,
+            permit.version,
+            &values,
+            proxied(as_body(&replayable)),
+        )
+        .await;
+    }
+    answer(sent, &record, &permit, template, &parts.method).await
+}
+
+/// The largest body an OAuth call keeps a copy of, to send it again after a
+/// refresh.
+const REPLAYABLE_BODY: u64 = 64 * 1024;
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+}
+
+/// The app's answer (or why there is none) as the caller gets it, recorded.
+async fn answer(
+    sent: Result<reqwest::Response, SendError>,
+    record: &Record<'_>,
+    permit: &Permit<'_>,
+    template: Option<String>,
+    method: &Method,
+) -> Result<Response, ApiError> {
+    let response = match sent {
+        Ok(response) => response,
+        Err(error) => {
+            let error = match error {
+                SendError::Refused(reason) | SendError::Unreachable(reason) => {
+                    ApiError::BadGateway(reason)
+                }
+                SendError::Timeout(reason) => ApiError::GatewayTimeout(reason),
+            };
+            let status = error_status(&error);
+            record
+                .write(
+                    &permit.connection,
+                    permit.credential_id.clone(),
+                    template,
+                    status,
+                    None,
+                )
+                .await;
+            return Err(error);
+        }
+    };
+    let status = response.status();
+    let mut answer = Response::builder().status(status);
+    if let Some(headers) = answer.headers_mut() {
+        *headers = headers::to_caller(response.headers());
+    }
+    record
+        .write(
+            &permit.connection,
+            permit.credential_id.clone(),
+            template,
+            status.as_u16(),
+            Some(status.as_u16()),
+        )
+        .await;
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from_stream(response.bytes_stream())
+    };
+    answer.body(body).map_err(|error| {
+        ApiError::Internal(anyhow::anyhow!("cannot answer a proxied call: {error}"))
+    })
+}
+
+/// A refresh's outcome as the proxy sees it: a refusal made the connection
+/// invalid (409); an outage is a conflict to retry.
+fn refreshed(
+    ctx: &Context,
+    permit: &Permit<'_>,
+    outcome: credence_service::Result<RefreshOutcome>,
+) -> Result<(), Refusal> {
+    let _ = ctx;
+    let error = match outcome {
+        Ok(RefreshOutcome::Refreshed | RefreshOutcome::StillValid) => return Ok(()),
+        Ok(RefreshOutcome::Refused { reason }) => credence_service::Error::Conflict(format!(
+            "connection {} cannot be used: {} refused to refresh its token ({reason}); it is invalid now and needs a new authorization",
+            permit.connection.id, permit.app.label
+        )),
+        Err(error) => error,
+    };
+    Err(Refusal {
+        connection: Box::new(permit.connection.clone()),
+        credential_id: permit.credential_id.clone(),
+        error,
+    })
+}
+
+/// The connection's values, opened at the moment of the call (after a
+/// refresh, the new tokens).
+async fn open(ctx: &Context, permit: &Permit<'_>) -> Result<FieldValues, Refusal> {
+    let refusal = |error: credence_service::Error| Refusal {
+        connection: Box::new(permit.connection.clone()),
+        credential_id: permit.credential_id.clone(),
+        error,
+    };
+    let mut db = ctx.store.db().await.map_err(|e| refusal(e.into()))?;
+    let opened = secrets::read_connection_values(&mut db, &ctx.vault, &permit.connection)
+        .await
+        .map_err(refusal)?;
+    opened.ok_or_else(|| {
+        refusal(credence_service::Error::Conflict(format!(
+            "connection {} cannot be used: it holds no credentials",
+            permit.connection.id
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parameters_the_credential_goes_in_are_taken_out_of_the_callers_query() {
+        let injected = vec!["api_key".to_string()];
+        assert_eq!(
+            query_without(Some("q=jane&api_key=mine&%61pi_key=x&limit=5"), &injected).as_deref(),
+            Some("q=jane&limit=5")
+        );
+        assert_eq!(
+            query_without(Some("q=a%26b"), &[]).as_deref(),
+            Some("q=a%26b")
+        );
+        assert_eq!(query_without(None, &injected), None);
+    }
+
+    #[test]
+    fn the_upstream_path_is_read_raw_after_proxy() {
+        let parts = |uri: &str| {
+            axum::http::Request::builder()
+                .uri(uri)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let (id, path) =
+            target(&parts("/api/v2/connections/42/proxy/v1/contacts/a%2Fb?q=1")).unwrap();
+        assert_eq!((id, path.as_str()), (42, "/v1/contacts/a%2Fb"));
+        assert!(target(&parts("/api/v2/connections/x/proxy/v1")).is_err());
+    }
+}

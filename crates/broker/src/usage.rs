@@ -1,0 +1,160 @@
+//! The usage log: every proxied call that passed the access check is recorded
+//! (connection, credential, consumer, caller, method, path template, status,
+//! upstream status, latency, time). The proxy hands a record to [`UsageLog`]
+//! once the answer's head is known and goes on streaming; one writer task
+//! stores records in batches. When the server stops, the router (and with it
+//! every sender) is dropped once the last request is done, the writer drains
+//! what is left and ends, and `credence` waits for it ([`UsageWriter::finish`])
+//! before closing the store: a graceful shutdown loses nothing.
+//!
+//! Also the two reads: the connection's team (`GET /api/v2/connections/{id}/usage`)
+//! and the credential's recipient or sending team
+//! (`GET /api/v2/credential-requests/credentials/{id}/usage`).
+
+use axum::extract::State;
+use axum::Json;
+use credence_domain::{CredentialId, Scope};
+use credence_http::error::ApiError;
+use credence_http::extract::{ApiCaller, AppPath};
+use credence_http::AppState;
+use credence_service::access;
+use credence_store::{NewUsage, Store, Usage};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// How many records the writer stores in one transaction at most.
+const BATCH: usize = 256;
+/// How many records may wait for the writer; past that a call waits for room
+/// (the database is behind), rather than a record being dropped.
+const QUEUE: usize = 10_000;
+/// How many usage entries a read answers, newest first.
+pub const READ_LIMIT: i64 = 1_000;
+
+/// Where the proxy hands its records. Cheap to clone.
+#[derive(Clone)]
+pub struct UsageLog {
+    sender: mpsc::Sender<NewUsage>,
+}
+
+/// The writer task; [`UsageWriter::finish`] waits until every record handed
+/// to a [`UsageLog`] (all of them dropped) is stored.
+pub struct UsageWriter(tokio::task::JoinHandle<()>);
+
+impl UsageWriter {
+    pub async fn finish(self) {
+        if let Err(error) = self.0.await {
+            tracing::error!(error = %error, "the usage writer stopped");
+        }
+    }
+}
+
+/// Starts the writer on `store`.
+pub fn start(store: Store) -> (UsageLog, UsageWriter) {
+    let (sender, receiver) = mpsc::channel(QUEUE);
+    let writer = tokio::spawn(write(store, receiver));
+    (UsageLog { sender }, UsageWriter(writer))
+}
+
+impl UsageLog {
+    /// Hands `usage` to the writer.
+    pub async fn record(&self, usage: NewUsage) {
+        if self.sender.send(usage).await.is_err() {
+            // Only after the writer ended, which it does once every sender is gone.
+            tracing::error!("a usage record came after the usage writer ended");
+        }
+    }
+}
+
+async fn write(store: Store, mut receiver: mpsc::Receiver<NewUsage>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        write_batch(&store, &batch).await;
+        batch.clear();
+    }
+}
+
+/// Stores `batch` in one transaction, trying a few times over a database
+/// outage; what still fails is logged with its count (never its content).
+async fn write_batch(store: &Store, batch: &[NewUsage]) {
+    let mut wait = std::time::Duration::from_millis(100);
+    for attempt in 1..=5 {
+        let written: Result<(), credence_store::Error> = async {
+            let mut tx = store.begin().await?;
+            for usage in batch {
+                tx.insert_usage(usage).await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        match written {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(error = %error, attempt, records = batch.len(), "could not store usage records");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+    tracing::error!(
+        records = batch.len(),
+        "usage records lost: the database refused them five times"
+    );
+}
+
+fn usage_json(usage: &Usage) -> Value {
+    json!({
+        "id": usage.id,
+        "occurredAt": usage.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "connectionId": usage.connection_id,
+        "credentialId": usage.credential_id,
+        "teamId": usage.team_id,
+        "consumer": usage.consumer,
+        "userId": usage.actor_user_id,
+        "caller": usage.actor_label,
+        "method": usage.method,
+        "pathTemplate": usage.path_template,
+        "status": usage.status,
+        "upstreamStatus": usage.upstream_status,
+        "latencyMs": usage.latency_ms,
+    })
+}
+
+fn list_json(entries: &[Usage]) -> Json<Value> {
+    Json(json!({
+        "usage": entries.iter().map(usage_json).collect::<Vec<_>>(),
+        "pg": { "sortBy": "occurredAt", "sortDir": "desc", "offset": 0, "limit": READ_LIMIT },
+    }))
+}
+
+/// `GET /api/v2/connections/{id}/usage`: the connection's team (and the
+/// organization's owners and admins), with `connections:read`.
+pub async fn of_connection(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::ConnectionsRead)?;
+    let mut db = state.store.db().await?;
+    access::connection(&mut db, &caller.user, id).await?;
+    let entries = db.list_usage_of_connection(id, READ_LIMIT).await?;
+    Ok(list_json(&entries))
+}
+
+/// `GET /api/v2/credential-requests/credentials/{id}/usage`: what was done
+/// with a requested credential's connections — for its recipient above all,
+/// and the sending team, with `credential-requests:read`. It stays readable
+/// after the credential was revoked and its connection destroyed.
+pub async fn of_credential(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::CredentialRequestsRead)?;
+    let id = CredentialId::parse("credentialId", &id)?;
+    let mut db = state.store.db().await?;
+    access::credential(&mut db, &caller.user, id).await?;
+    let entries = db
+        .list_usage_of_credential(&id.to_string(), READ_LIMIT)
+        .await?;
+    Ok(list_json(&entries))
+}
