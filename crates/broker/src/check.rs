@@ -6,9 +6,10 @@
 //! operation of a granted module (a 403 naming the method, the path and the
 //! modules granted). No HTTP types here.
 //!
-//! Everything is read from the database on every call — no cache — so a
-//! revocation, a decline, a delete-remote or a deletion on any instance stops
-//! the very next call on every instance.
+//! Everything is read from the database on every call — no cache — in one
+//! query (connection, roles, credential states and sealed secret joined), so
+//! a revocation, a decline, a delete-remote or a deletion on any instance
+//! stops the very next call on every instance.
 
 use credence_catalog::{App, AppVersion, ModuleSelection};
 use credence_service::{access, apps, Context, Error};
@@ -20,6 +21,9 @@ pub struct Permit<'a> {
     /// The requested credential the connection was authorized for; `None`
     /// for a connection the team added itself.
     pub credential_id: Option<String>,
+    /// The connection's sealed secret as the checks read it: opened for the
+    /// first send unless a refresh wrote new tokens first.
+    pub sealed: Option<String>,
     pub app: &'a App,
     pub version: &'a AppVersion,
     /// The matched operation's path pattern: what usage records.
@@ -35,22 +39,30 @@ pub struct Refusal {
     pub error: Error,
 }
 
-/// The checks before a connection is touched: who, which state. `Err(Ok(_))`
-/// is a refusal to record; `Err(Err(_))` a 404 or a fault (nothing recorded:
-/// the caller may not know the connection exists).
+/// What [`usable`] read and passed: the connection, its credential, and the
+/// sealed secret read in the same query (opened just before the call).
+pub struct Usable {
+    pub connection: Connection,
+    pub credential_id: Option<String>,
+    pub sealed: Option<String>,
+}
+
+/// The checks before a connection is touched: who, which state, from one
+/// query (`access::connection_for_call`). `Err(Ok(_))` is a refusal to
+/// record; `Err(Err(_))` a 404 or a fault (nothing recorded: the caller may
+/// not know the connection exists).
 pub async fn usable(
     ctx: &Context,
     caller: &User,
     id: i64,
-) -> Result<(Connection, Option<String>), Result<Refusal, Error>> {
+) -> Result<Usable, Result<Refusal, Error>> {
     let mut db = ctx.store.db().await.map_err(|e| Err(e.into()))?;
-    let connection = access::connection(&mut db, caller, id).await.map_err(Err)?;
-    let credentials = db
-        .credentials_using_connection(id)
+    let found = access::connection_for_call(&mut db, caller, id)
         .await
-        .map_err(|e| Err(e.into()))?;
+        .map_err(Err)?;
     drop(db);
-    let credential_id = credentials.first().map(|c| c.id.to_string());
+    let connection = found.connection;
+    let credential_id = found.credentials.first().map(|(id, _)| id.to_string());
     let refuse = |error: Error| {
         Err(Ok(Refusal {
             connection: Box::new(connection.clone()),
@@ -58,10 +70,13 @@ pub async fn usable(
             error,
         }))
     };
-    if let Some(credential) = credentials.iter().find(|c| !c.state.is_usable()) {
+    if let Some((credential, state)) = found
+        .credentials
+        .iter()
+        .find(|(_, state)| !state.is_usable())
+    {
         return refuse(Error::Conflict(format!(
-            "connection {id} cannot be used: its credential {} is {}; it must be authorized",
-            credential.id, credential.state
+            "connection {id} cannot be used: its credential {credential} is {state}; it must be authorized"
         )));
     }
     if connection.state != "valid" {
@@ -70,12 +85,16 @@ pub async fn usable(
             connection.state
         )));
     }
-    if connection.secret_id.is_none() {
+    if connection.secret_id.is_none() || found.sealed.is_none() {
         return refuse(Error::Conflict(format!(
             "connection {id} cannot be used: it holds no credentials"
         )));
     }
-    Ok((connection, credential_id))
+    Ok(Usable {
+        connection,
+        credential_id,
+        sealed: found.sealed,
+    })
 }
 
 /// The operation checks, once [`usable`] passed: the path is forwardable and
@@ -83,11 +102,15 @@ pub async fn usable(
 /// itself may use every module of its app version.
 pub fn operation<'a>(
     ctx: &'a Context,
-    connection: Connection,
-    credential_id: Option<String>,
+    usable: Usable,
     method: &str,
     path: &str,
 ) -> Result<Permit<'a>, Refusal> {
+    let Usable {
+        connection,
+        credential_id,
+        sealed,
+    } = usable;
     let refuse = |connection: Connection, credential_id: Option<String>, error: Error| Refusal {
         connection: Box::new(connection),
         credential_id,
@@ -114,6 +137,7 @@ pub fn operation<'a>(
             path_template: operation.path.as_str().to_string(),
             connection,
             credential_id,
+            sealed,
             app,
             version,
         }),

@@ -261,7 +261,7 @@ pub(crate) async fn forward(
     };
     let (id, path) = target(&parts)?;
     let ctx = state.ctx();
-    let (connection, credential_id) = match check::usable(&ctx, &caller.user, id).await {
+    let usable = match check::usable(&ctx, &caller.user, id).await {
         Ok(usable) => usable,
         Err(Err(error)) => return Err(error.into()),
         Err(Ok(refusal)) => return Err(record.refused(refusal, None).await),
@@ -269,22 +269,19 @@ pub(crate) async fn forward(
     if let Err(seconds) = limit.admit(id) {
         let error = ApiError::TooManyRequests(seconds);
         record
-            .write(&connection, credential_id, None, 429, None)
+            .write(&usable.connection, usable.credential_id, None, 429, None)
             .await;
         return Err(error);
     }
-    let permit = match check::operation(
-        &ctx,
-        connection,
-        credential_id,
-        parts.method.as_str(),
-        &path,
-    ) {
+    let permit = match check::operation(&ctx, usable, parts.method.as_str(), &path) {
         Ok(permit) => permit,
         Err(refusal) => return Err(record.refused(refusal, None).await),
     };
     let template = Some(permit.path_template.clone());
     let oauth = permit.version.auth.kind() == AuthKind::Oauth2;
+    // The secret the checks read is the one to open, unless a refresh has
+    // just written new tokens.
+    let mut read = permit.sealed.as_deref();
     if oauth {
         let due = permit
             .connection
@@ -295,9 +292,10 @@ pub(crate) async fn forward(
             {
                 return Err(record.refused(refusal, template).await);
             }
+            read = None;
         }
     }
-    let values = match open(&ctx, &permit).await {
+    let values = match open(&ctx, &permit, read).await {
         Ok(values) => values,
         Err(refusal) => return Err(record.refused(refusal, template).await),
     };
@@ -361,7 +359,7 @@ pub(crate) async fn forward(
         if let Err(refusal) = refreshed(&ctx, &permit, refresh::refresh_now(&ctx, id).await) {
             return Err(record.refused(refusal, template).await);
         }
-        let values = match open(&ctx, &permit).await {
+        let values = match open(&ctx, &permit, None).await {
             Ok(values) => values,
             Err(refusal) => return Err(record.refused(refusal, template).await),
         };
@@ -465,14 +463,23 @@ fn refreshed(
     })
 }
 
-/// The connection's values, opened at the moment of the call (after a
-/// refresh, the new tokens).
-async fn open(ctx: &Context, permit: &Permit<'_>) -> Result<FieldValues, Refusal> {
+/// The connection's values, opened at the moment of the call: from `read`,
+/// the sealed secret the checks read in the same query, or else (after a
+/// refresh, the new tokens) read again.
+async fn open(
+    ctx: &Context,
+    permit: &Permit<'_>,
+    read: Option<&str>,
+) -> Result<FieldValues, Refusal> {
     let refusal = |error: credence_service::Error| Refusal {
         connection: Box::new(permit.connection.clone()),
         credential_id: permit.credential_id.clone(),
         error,
     };
+    if let (Some(sealed), Some(secret)) = (read, permit.connection.secret_id.as_deref()) {
+        return secrets::open_connection_values(&ctx.vault, &permit.connection, secret, sealed)
+            .map_err(refusal);
+    }
     let mut db = ctx.store.db().await.map_err(|e| refusal(e.into()))?;
     let opened = secrets::read_connection_values(&mut db, &ctx.vault, &permit.connection)
         .await

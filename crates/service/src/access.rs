@@ -9,7 +9,9 @@
 
 use super::{Error, Result};
 use credence_domain::{CredentialId, OrgRole, OrganizationId, RequestId, TeamId, TeamRole};
-use credence_store::{Connection, CredentialRequest, Db, RequestedCredential, User};
+use credence_store::{
+    Connection, ConnectionForCall, CredentialRequest, Db, RequestedCredential, User,
+};
 
 /// How the caller relates to a request, which decides what they may see and do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,16 +75,24 @@ pub async fn may_see_team(db: &mut Db, caller: &User, team: TeamId) -> Result<bo
     let Some(found) = db.get_team(team).await? else {
         return Ok(false);
     };
-    Ok(
-        match db
-            .organization_role(found.organization_id, caller.id)
-            .await?
-        {
-            Some(OrgRole::Owner | OrgRole::Admin) => true,
-            Some(OrgRole::Member) => db.team_role(team, caller.id).await?.is_some(),
-            _ => false,
-        },
-    )
+    let role = db
+        .organization_role(found.organization_id, caller.id)
+        .await?;
+    let team_role = match role {
+        Some(OrgRole::Member) => db.team_role(team, caller.id).await?,
+        _ => None,
+    };
+    Ok(sees_team(role, team_role))
+}
+
+/// The one rule of who sees a team: an owner or admin of its organization,
+/// or a member of the organization who is in the team (guests never).
+fn sees_team(role: Option<OrgRole>, team_role: Option<TeamRole>) -> bool {
+    match role {
+        Some(OrgRole::Owner | OrgRole::Admin) => true,
+        Some(OrgRole::Member) => team_role.is_some(),
+        _ => false,
+    }
 }
 
 /// A sender who acts on a request must be a member of the sending team or an
@@ -164,6 +174,22 @@ pub async fn connection(db: &mut Db, caller: &User, id: i64) -> Result<Connectio
     let connection = db.get_connection(id).await?.ok_or_else(not_found)?;
     if may_see_team(db, caller, TeamId(connection.team_id)).await? {
         Ok(connection)
+    } else {
+        Err(not_found())
+    }
+}
+
+/// What a proxied call needs, read in one query (`Db::connection_for_call`):
+/// the connection if `caller` may see it (else a 404 that says nothing), its
+/// credentials' states and its sealed secret. Read fresh on every call.
+pub async fn connection_for_call(db: &mut Db, caller: &User, id: i64) -> Result<ConnectionForCall> {
+    let not_found = || Error::NotFound(format!("connection {id} not found"));
+    let found = db
+        .connection_for_call(id, caller.id)
+        .await?
+        .ok_or_else(not_found)?;
+    if found.team_found && sees_team(found.organization_role, found.team_role) {
+        Ok(found)
     } else {
         Err(not_found())
     }

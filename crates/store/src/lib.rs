@@ -44,6 +44,7 @@ macro_rules! bind_all {
 
 mod audit;
 mod auth;
+mod broker;
 mod connections;
 mod error;
 mod features;
@@ -58,6 +59,7 @@ mod sign_in;
 mod usage;
 
 pub use audit::{AuditEntry, AuditFilter, AuditFilterValues, NewAuditEntry, OutboxMessage};
+pub use broker::ConnectionForCall;
 pub use connections::{Connection, NewConnection};
 pub use error::Error;
 pub use features::FeatureRequest;
