@@ -295,6 +295,22 @@ async fn calls_outside_the_grant_unsafe_paths_and_strangers_are_refused_naming_w
         .call(reqwest::Method::GET, "/v1/contacts", &stranger)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The roles come from the same query as the connection: a member of the
+    // organization in no team and a guest are strangers too; an admin of the
+    // organization in no team may call.
+    for (email, role, expected) in [
+        ("nadia@agency.example", "member", StatusCode::NOT_FOUND),
+        ("gus@agency.example", "guest", StatusCode::NOT_FOUND),
+        ("ada@agency.example", "admin", StatusCode::OK),
+    ] {
+        let app = &scene.agency.app;
+        let person = app.add_person(email, app.organization, role, None).await;
+        let token = app.token(person.id, "connections:use").await;
+        let (status, _, body) = scene
+            .call(reqwest::Method::GET, "/v1/contacts", &token)
+            .await;
+        assert_eq!(status, expected, "{role}: {body}");
+    }
     let (status, _, body) = scene
         .call(
             reqwest::Method::GET,
