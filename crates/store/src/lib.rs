@@ -159,8 +159,13 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
+                // No ping before each acquire: a connection to a local file
+                // does not go stale, and the ping is one more hop to the
+                // connection's worker thread on every checkout (the
+                // broker's hot path checks out twice per call).
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 Pool::Sqlite(pool)
