@@ -18,12 +18,18 @@ pub mod proxy;
 pub mod usage;
 
 use axum::routing::{any, get};
-use axum::{Extension, Router};
-use credence_http::AppState;
+use axum::Extension;
+use credence_http::routes::Routes;
 
 /// The broker's routes, full paths, for `http::router_with`.
-pub fn routes(usage: usage::UsageLog, limit: std::sync::Arc<limit::CallLimit>) -> Router<AppState> {
-    Router::new()
+pub fn routes(usage: usage::UsageLog, limit: std::sync::Arc<limit::CallLimit>) -> Routes {
+    endpoints().layer(Extension(usage)).layer(Extension(limit))
+}
+
+/// [`routes`] without the state they share: what lists their paths
+/// (`http::api_paths`) without starting the usage writer.
+pub fn endpoints() -> Routes {
+    Routes::new()
         .route("/api/v2/connections/{id}/proxy/{*path}", any(proxy::proxy))
         .route("/api/v2/connections/{id}/usage", get(usage::of_connection))
         .route("/mcp", any(mcp::endpoint))
@@ -31,6 +37,4 @@ pub fn routes(usage: usage::UsageLog, limit: std::sync::Arc<limit::CallLimit>) -
             "/api/v2/credential-requests/credentials/{id}/usage",
             get(usage::of_credential),
         )
-        .layer(Extension(usage))
-        .layer(Extension(limit))
 }

@@ -30,6 +30,12 @@ struct Background {
     proxy_calls_per_minute: u32,
 }
 
+/// The path of every JSON API route the application serves (credence-http's
+/// and the broker's), for the authorization matrix test.
+pub fn api_paths() -> Vec<String> {
+    http::api_paths(&credence_broker::endpoints())
+}
+
 /// Connects to the configured database and applies migrations. The default
 /// embedded database's directory is created (0700) when missing.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -245,7 +251,11 @@ impl Application {
         let (usage, usage_writer) = credence_broker::usage::start(store.clone());
         let limit =
             credence_broker::limit::CallLimit::per_minute(self.background.proxy_calls_per_minute);
-        let app = http::router_with(self.state, credence_broker::routes(usage, limit));
+        let mounted = credence_broker::routes(usage, limit);
+        // What `api_paths` lists must be what is served: a crate mounted here
+        // and not there would be missing from the authorization matrix.
+        debug_assert_eq!(http::api_paths(&mounted), api_paths());
+        let app = http::router_with(self.state, mounted);
         let result = serve(self.listener, app, header_read_timeout, shutdown).await;
         // The router is gone with its last connection: the usage writer stores
         // what is left and ends.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod error;
 pub mod extract;
 mod ops;
+pub mod routes;
 pub mod web;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -118,17 +119,37 @@ impl AppState {
 
 /// The whole application's routes and middleware.
 pub fn router(state: AppState) -> Router {
-    router_with(state, Router::new())
+    router_with(state, routes::Routes::new())
+}
+
+/// Where the JSON API is mounted.
+pub const API_PREFIX: &str = "/api/v2";
+
+/// The path of every JSON API route [`router_with`] serves with `more`: this
+/// crate's under [`API_PREFIX`], and those of `more` that start with it.
+pub fn api_paths(more: &routes::Routes) -> Vec<String> {
+    api::routes()
+        .paths()
+        .iter()
+        .map(|path| format!("{API_PREFIX}{path}"))
+        .chain(
+            more.paths()
+                .iter()
+                .filter(|path| path.starts_with(API_PREFIX))
+                .map(|path| path.to_string()),
+        )
+        .collect()
 }
 
 /// [`router`] with more routes (full paths) under the same middleware: the
 /// broker's, which `credence` mounts so that this crate need not know it.
-pub fn router_with(state: AppState, more: Router<AppState>) -> Router {
+/// They come as [`routes::Routes`], so that [`api_paths`] lists them too.
+pub fn router_with(state: AppState, more: routes::Routes) -> Router {
     let body_limit = state.settings.body_limit;
     let request_timeout = state.settings.request_timeout;
     let mut routes = Router::new()
-        .nest("/api/v2", api::router())
-        .merge(more)
+        .nest(API_PREFIX, api::router())
+        .merge(more.into_router())
         .merge(web::router())
         .merge(ops::router())
         .fallback(fallback)

@@ -4,6 +4,7 @@
 mod support;
 
 mod audit;
+mod authz_matrix;
 mod bad_input;
 mod broker;
 mod cli;

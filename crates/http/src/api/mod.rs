@@ -12,6 +12,7 @@ mod tokens;
 mod users;
 
 use super::error::ApiError;
+use super::routes::Routes;
 use super::AppState;
 use axum::routing::{get, post};
 use axum::Router;
@@ -19,7 +20,14 @@ use credence_domain::{OrgRole, OrganizationId, TeamId, TeamRole, UserId};
 use credence_store::{Db, Team};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
+    routes()
+        .into_router()
+        .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
+}
+
+/// Every route of the API, its paths relative to `/api/v2` (see [`Routes`]).
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/users/me", get(users::me))
         .route(
             "/users/me/current-authorization",
@@ -123,7 +131,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/connections/{id}/test", post(connections::test))
         .route("/connections/{id}/scoped", post(connections::scoped))
-        .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
 }
 
 /// The caller's role in `organization`; a 404 when they are not a member, so
