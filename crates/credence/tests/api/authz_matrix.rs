@@ -79,6 +79,7 @@ const KEY: &str = "ledger-matrix-key-5c1e";
 const NEW_REQUEST: &str = r#"{"name":"Matrix","teamId":{team},"credentials":[{"appName":"ledger","appModules":["*"]}],"provider":{"providerMakeUserId":{nadia}}}"#;
 const NEW_ACTION: &str = r#"{"teamId":{team},"credentials":[{"appName":"ledger","appModules":["*"]}],"provider":{"providerMakeUserId":{nadia}}}"#;
 const NEW_BY_CREDENTIALS: &str = r#"{"teamId":{team},"keys":[{"type":"keychain:ledger"}],"provider":{"providerMakeUserId":{nadia}}}"#;
+const OTHER_TEAM_REQUEST: &str = r#"{"name":"Matrix","teamId":{other_team},"credentials":[{"appName":"ledger","appModules":["*"]}],"provider":{"providerMakeUserId":{nadia}}}"#;
 const API_KEY: &str = r#"{"data":{"apiKey":"ledger-matrix-key-5c1e"}}"#;
 const NEW_CONNECTION: &str =
     r#"{"accountName":"Matrix ledger","accountType":"ledger","apiKey":"ledger-matrix-key-5c1e"}"#;
@@ -90,7 +91,11 @@ const NEW_CONNECTION: &str =
 /// (authorized, its key since refused by the app), `{reauthorizing}`
 /// (reauthorization requested) credentials, `{fresh_connection}` (the team's
 /// own), `{own_token}` (another token of the caller) and `{member_token}` (one
-/// of the team member's).
+/// of the team member's). The organization's other team: `{other_team}`, its
+/// request `{other_request}` (pending, sent by the owner to Nadia) with
+/// `{other_credential}`, its own connection `{other_connection}`, and anew
+/// for each call `{other_fresh_request}` and `{other_fresh_connection}`; and
+/// `{org_audit}`, an entry of the organization without a team.
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
     //  method    route                                                              call                                                                    body                scope                        owner admin t-adm t-mem guest other anon  lacking
@@ -143,6 +148,32 @@ const MATRIX: &[Row] = &[
     row("POST",   "/api/v2/connections/{id}/scoped",                                 "/api/v2/connections/{connection}/scoped",                              r#"{"scope":[]}"#,  "connections:read",          [200, 200, 200, 200, 404, 404, 401, 403]),
     row("GET",    "/api/v2/connections/{id}/usage",                                  "/api/v2/connections/{connection}/usage",                               "",                 "connections:read",          [200, 200, 200, 200, 404, 404, 401, 403]),
     row("GET",    "/api/v2/connections/{id}/proxy/{*path}",                          "/api/v2/connections/{connection}/proxy/v1/me",                         "",                 "connections:use",           [200, 200, 200, 200, 404, 404, 401, 403]),
+    // The organization's other team: its requests, connections and log are
+    // its own and its organization's managers'; the first team sees nothing.
+    row("GET",    "/api/v2/teams/{id}",                                              "/api/v2/teams/{other_team}",                                           "",                 "teams:read",                [200, 200, 403, 403, 403, 404, 401, 403]),
+    row("GET",    "/api/v2/users",                                                   "/api/v2/users?teamId={other_team}",                                    "",                 "teams:read",                [200, 200, 403, 403, 403, 404, 401, 403]),
+    row("GET",    "/api/v2/credential-requests/requests",                            "/api/v2/credential-requests/requests?teamId={other_team}",             "",                 "credential-requests:read",  [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/credential-requests/requests/v2",                         "/api/v2/credential-requests/requests/v2",                              OTHER_TEAM_REQUEST, "credential-requests:write", [201, 201, 403, 403, 403, 404, 401, 403]),
+    row("GET",    "/api/v2/credential-requests/requests/{id}",                       "/api/v2/credential-requests/requests/{other_request}",                 "",                 "credential-requests:read",  [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/credential-requests/requests/{id}/detail",                "/api/v2/credential-requests/requests/{other_request}/detail",          "",                 "credential-requests:read",  [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("DELETE", "/api/v2/credential-requests/requests/{id}",                       "/api/v2/credential-requests/requests/{other_fresh_request}?confirmed=true", "",            "credential-requests:write", [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/credential-requests/credentials/{id}",                    "/api/v2/credential-requests/credentials/{other_credential}",           "",                 "credential-requests:read",  [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/credential-requests/credentials/{id}/decline",            "/api/v2/credential-requests/credentials/{other_credential}/decline",   "",                 "credential-requests:write", [403, 403, 404, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/credential-requests/credentials/{id}/usage",              "/api/v2/credential-requests/credentials/{other_credential}/usage",     "",                 "credential-requests:read",  [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/credential-requests/actions/extend",                      "/api/v2/credential-requests/actions/extend",                           r#"{"connectionId":{other_connection},"scopes":["extra"]}"#, "credential-requests:write", [400, 400, 404, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/audit-logs/team/{id}",                                    "/api/v2/audit-logs/team/{other_team}",                                 "",                 "organization:read",         [200, 200, 403, 403, 403, 404, 401, 403]),
+    row("GET",    "/api/v2/audit-logs/organization/{id}",                            "/api/v2/audit-logs/organization/{org}?team={other_team}",              "",                 "organization:read",         [200, 200, 403, 403, 403, 404, 401, 403]),
+    row("GET",    "/api/v2/connections",                                             "/api/v2/connections?teamId={other_team}",                              "",                 "connections:read",          [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/connections",                                             "/api/v2/connections?teamId={other_team}",                              NEW_CONNECTION,     "connections:write",         [201, 201, 404, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/connections/{id}",                                        "/api/v2/connections/{other_connection}",                               "",                 "connections:read",          [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("PATCH",  "/api/v2/connections/{id}",                                        "/api/v2/connections/{other_connection}",                               r#"{"name":"Renamed"}"#, "connections:write",   [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("DELETE", "/api/v2/connections/{id}",                                        "/api/v2/connections/{other_fresh_connection}?confirmed=true",          "",                 "connections:write",         [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/connections/{id}/test",                                   "/api/v2/connections/{other_connection}/test",                          "",                 "connections:write",         [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/connections/{id}/scoped",                                 "/api/v2/connections/{other_connection}/scoped",                        r#"{"scope":[]}"#,  "connections:read",          [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/connections/{id}/usage",                                  "/api/v2/connections/{other_connection}/usage",                         "",                 "connections:read",          [200, 200, 404, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/connections/{id}/proxy/{*path}",                          "/api/v2/connections/{other_connection}/proxy/v1/me",                   "",                 "connections:use",           [200, 200, 404, 404, 404, 404, 401, 403]),
+    // An entry of the organization's own (no team): not a team admin's.
+    row("GET",    "/api/v2/audit-logs/{id}",                                         "/api/v2/audit-logs/{org_audit}",                                       "",                 "organization:read",         [200, 200, 403, 403, 403, 404, 401, 403]),
 ];
 
 /// An API-key app served by `upstream` whose modules may call `GET /v1/me`,
@@ -168,6 +199,9 @@ struct Scene {
     member_token: String,
     /// The guest, who receives them.
     guest_token: String,
+    /// The organization's owner, who sends the other team's requests.
+    owner_token: String,
+    other_team: Option<credence_domain::TeamId>,
     /// The owner's tokens lacking one scope each, by scope ("" for none).
     lacking: BTreeMap<&'static str, String>,
     fixed: BTreeMap<&'static str, String>,
@@ -251,6 +285,7 @@ async fn scene(backend: Backend) -> Scene {
     }
     let member_token = tokens[3].clone().unwrap();
     let guest_token = tokens[4].clone().unwrap();
+    let tokens_owner = tokens[0].clone().unwrap();
     let mut scene = Scene {
         app,
         upstream,
@@ -259,6 +294,8 @@ async fn scene(backend: Backend) -> Scene {
         member,
         member_token,
         guest_token,
+        owner_token: tokens_owner,
+        other_team: None,
         lacking,
         fixed: BTreeMap::new(),
     };
@@ -277,14 +314,36 @@ async fn scene(backend: Backend) -> Scene {
         })
         .await
         .unwrap();
+    let other_team = identity::create_team(&scene.app.store, org, "Other")
+        .await
+        .unwrap()
+        .id;
+    scene.other_team = Some(other_team);
     scene.fixed = BTreeMap::from([
         ("org", org.to_string()),
         ("team", team.to_string()),
+        ("other_team", other_team.to_string()),
         ("nadia", nadia.id.to_string()),
         ("request", request),
         ("credential", credential),
         ("connection", connection),
         ("audit", entries[0].id.to_string()),
+    ]);
+    let (other_request, other_credential) = scene.new_other_request().await;
+    let other_connection = scene.new_connection(other_team, &scene.owner_token).await;
+    let org_audit = scene
+        .app
+        .audit_entries(&[])
+        .await
+        .into_iter()
+        .find(|entry| entry.organization_id == org.0 && entry.team_id.is_none())
+        .expect("an entry of the organization without a team (the feature grants)")
+        .id;
+    scene.fixed.extend([
+        ("other_request", other_request),
+        ("other_credential", other_credential),
+        ("other_connection", other_connection),
+        ("org_audit", org_audit.to_string()),
     ]);
     scene
 }
@@ -315,6 +374,44 @@ impl Scene {
                 .unwrap()
                 .to_string(),
         )
+    }
+
+    /// A pending request of the other team, sent by the owner to Nadia:
+    /// (request id, credential id).
+    async fn new_other_request(&self) -> (String, String) {
+        let body = OTHER_TEAM_REQUEST
+            .replace("{other_team}", &self.fixed["other_team"])
+            .replace("{nadia}", &self.fixed["nadia"]);
+        let (status, body) = self
+            .app
+            .post(
+                "/api/v2/credential-requests/requests/v2",
+                &self.owner_token,
+                Some(serde_json::from_str(&body).unwrap()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["request"]["id"].as_str().unwrap().to_string(),
+            body["request"]["credentials"][0]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    }
+
+    /// A new own connection of `team`, added with `token`, by id.
+    async fn new_connection(&self, team: credence_domain::TeamId, token: &str) -> String {
+        let (status, body) = self
+            .app
+            .post(
+                &format!("/api/v2/connections?teamId={team}"),
+                token,
+                Some(serde_json::from_str(NEW_CONNECTION).unwrap()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["connection"]["id"].to_string()
     }
 
     /// The guest authorizes `credential` with `key`.
@@ -376,17 +473,11 @@ impl Scene {
                 }
                 credential
             }
-            "fresh_connection" => {
-                let (status, body) = self
-                    .app
-                    .post(
-                        &format!("/api/v2/connections?teamId={}", self.app.team),
-                        &self.member_token,
-                        Some(serde_json::from_str(NEW_CONNECTION).unwrap()),
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::CREATED, "{body}");
-                body["connection"]["id"].to_string()
+            "fresh_connection" => self.new_connection(self.app.team, &self.member_token).await,
+            "other_fresh_request" => self.new_other_request().await.0,
+            "other_fresh_connection" => {
+                self.new_connection(self.other_team.unwrap(), &self.owner_token)
+                    .await
             }
             "own_token" => {
                 let owner = self.callers[caller].as_ref().or(self.callers[0].as_ref());
