@@ -32,6 +32,13 @@ impl Routes {
         self
     }
 
+    /// [`Router::merge`]: another crate's routes beside these, paths and all.
+    pub fn merge(mut self, other: Routes) -> Routes {
+        self.router = self.router.merge(other.router);
+        self.paths.extend(other.paths);
+        self
+    }
+
     /// [`Router::layer`]: applies to the routes added so far; the paths stay.
     pub fn layer<L>(mut self, layer: L) -> Routes
     where
