@@ -528,6 +528,7 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
         project: project.map(|p| p.as_str().to_string()),
         owner_id: owner,
         expires_at: input.expires_at,
+        created_at: created,
         next_nudge_at: policy.first_nudge(created),
         sla_due_at: Some(policy.sla_due(created)),
         credentials: parsed

@@ -214,6 +214,9 @@ pub struct NewRequest {
     pub project: Option<String>,
     pub owner_id: Option<UserId>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it is created (`crate::now()`): the reminder schedule and the SLA
+    /// deadline count from it.
+    pub created_at: DateTime<Utc>,
     /// The first reminder (from the team's policy); `None`: no reminders.
     pub next_nudge_at: Option<DateTime<Utc>>,
     /// The SLA deadline (from the team's policy).
@@ -404,7 +407,7 @@ pub struct CredentialChange {
 impl Db {
     /// Stores a request and its credentials (call inside a transaction).
     pub async fn insert_request(&mut self, new: &NewRequest) -> Result<()> {
-        let at = now();
+        let at = new.created_at;
         let status = derive_status(
             &vec![CredentialState::Pending; new.credentials.len()],
             false,
