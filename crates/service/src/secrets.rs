@@ -105,9 +105,6 @@ pub async fn open_unowned_in(
     let Some(stored) = db.get_secret(id).await? else {
         return Err(Error::NotFound(format!("secret {id} not found")));
     };
-    if stored.purpose != purpose {
-        return Err(Error::NotFound(format!("secret {id} not found")));
-    }
     Ok(vault.open_string(
         &Sealed::from_stored(stored.sealed),
         &row_context(id, purpose),
