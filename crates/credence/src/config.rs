@@ -405,8 +405,7 @@ impl Config {
             config.jobs.every = (seconds > 0).then(|| std::time::Duration::from_secs(seconds));
         }
         if let Some(seconds) = file.reminders_every {
-            config.reminders.every =
-                (seconds > 0).then(|| std::time::Duration::from_secs(seconds));
+            config.reminders.every = (seconds > 0).then(|| std::time::Duration::from_secs(seconds));
         }
         if let Some(allow) = file.reminders_allow_private_hosts {
             config.reminders.allow_private_hosts = allow;

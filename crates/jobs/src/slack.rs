@@ -48,9 +48,16 @@ impl Slack {
     }
 
     /// Posts `email` (subject and text) to the webhook `url`.
-    pub(crate) async fn send(&self, id: i64, url: &str, email: &Email) -> Result<&'static str, Failure> {
+    pub(crate) async fn send(
+        &self,
+        id: i64,
+        url: &str,
+        email: &Email,
+    ) -> Result<&'static str, Failure> {
         let url = reqwest::Url::parse(url).map_err(|_| {
-            Failure::Permanent(format!("the Slack webhook of outbox message {id} is not a URL"))
+            Failure::Permanent(format!(
+                "the Slack webhook of outbox message {id} is not a URL"
+            ))
         })?;
         if !self.allow_private_hosts {
             if url.scheme() != "https" {
@@ -66,7 +73,15 @@ impl Slack {
                 )));
             }
         }
-        let text = format!("*{}*\n{}", email.subject, email.text.trim_end().trim_end_matches("-- \nCredence").trim_end());
+        let text = format!(
+            "*{}*\n{}",
+            email.subject,
+            email
+                .text
+                .trim_end()
+                .trim_end_matches("-- \nCredence")
+                .trim_end()
+        );
         let answer = self
             .client
             .post(url)
@@ -91,8 +106,12 @@ impl Slack {
                 )))
             }
             // The error's text may hold the URL: only its kind is kept.
-            Err(error) if error.is_timeout() => Err(Failure::Transient("the Slack webhook did not answer in time".into())),
-            Err(_) => Err(Failure::Transient("the Slack webhook could not be reached".into())),
+            Err(error) if error.is_timeout() => Err(Failure::Transient(
+                "the Slack webhook did not answer in time".into(),
+            )),
+            Err(_) => Err(Failure::Transient(
+                "the Slack webhook could not be reached".into(),
+            )),
         }
     }
 }

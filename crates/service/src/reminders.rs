@@ -83,7 +83,12 @@ impl Policy {
     /// When the nudge after one due at `due` and sent at `sent` (number
     /// `number`) is due: on the schedule, unless the scan was so late that
     /// it already passed (then a full interval after this one).
-    pub fn next_after(&self, number: i64, due: DateTime<Utc>, sent: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next_after(
+        &self,
+        number: i64,
+        due: DateTime<Utc>,
+        sent: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         if number >= self.max_count {
             return None;
         }
@@ -181,7 +186,10 @@ fn in_range(
 /// hosts — https to a host that is not (and does not resolve to) a private,
 /// loopback or link-local address. The delivery checks the addresses again
 /// as it connects (`credence_jobs`'s Slack client).
-pub async fn check_slack_url(raw: &str, allow_private: bool) -> Result<reqwest::Url, ValidationError> {
+pub async fn check_slack_url(
+    raw: &str,
+    allow_private: bool,
+) -> Result<reqwest::Url, ValidationError> {
     let field = "slackWebhookUrl";
     let length = raw.chars().count();
     if length > SLACK_URL_MAX {
@@ -228,10 +236,16 @@ pub async fn check_slack_url(raw: &str, allow_private: bool) -> Result<reqwest::
 
 /// Whether `caller` may change `team`'s policy: an admin of the team, or an
 /// owner or admin of its organization. Whoever may not see the team gets 404.
-async fn require_team_admin(db: &mut Db, caller: &User, team: TeamId) -> Result<credence_store::Team> {
+async fn require_team_admin(
+    db: &mut Db,
+    caller: &User,
+    team: TeamId,
+) -> Result<credence_store::Team> {
     let not_found = || Error::NotFound(format!("team {team} not found"));
     let found = db.get_team(team).await?.ok_or_else(not_found)?;
-    let role = db.organization_role(found.organization_id, caller.id).await?;
+    let role = db
+        .organization_role(found.organization_id, caller.id)
+        .await?;
     let team_role = db.team_role(team, caller.id).await?;
     match (role, team_role) {
         (Some(OrgRole::Owner | OrgRole::Admin), _) => Ok(found),
@@ -269,10 +283,34 @@ pub async fn put_policy(
         policy_of(&mut db, team).await?
     };
     let mut problems = Vec::new();
-    let first_after_hours = in_range(&mut problems, "firstAfterHours", input.first_after_hours, current.first_after_hours, 1..=720);
-    let every_hours = in_range(&mut problems, "everyHours", input.every_hours, current.every_hours, 1..=720);
-    let max_count = in_range(&mut problems, "maxCount", input.max_count, current.max_count, 0..=20);
-    let sla_hours = in_range(&mut problems, "slaHours", input.sla_hours, current.sla_hours, 1..=2160);
+    let first_after_hours = in_range(
+        &mut problems,
+        "firstAfterHours",
+        input.first_after_hours,
+        current.first_after_hours,
+        1..=720,
+    );
+    let every_hours = in_range(
+        &mut problems,
+        "everyHours",
+        input.every_hours,
+        current.every_hours,
+        1..=720,
+    );
+    let max_count = in_range(
+        &mut problems,
+        "maxCount",
+        input.max_count,
+        current.max_count,
+        0..=20,
+    );
+    let sla_hours = in_range(
+        &mut problems,
+        "slaHours",
+        input.sla_hours,
+        current.sla_hours,
+        1..=2160,
+    );
     let sponsor_cc = match &input.sponsor_cc {
         None => current.sponsor_cc.clone(),
         Some(None) => None,
@@ -312,7 +350,9 @@ pub async fn put_policy(
                 tx.delete_secret(old).await?;
             }
             match replacement {
-                Some(url) => Some(secrets::put_unowned_in(&mut tx, &ctx.vault, SLACK_PURPOSE, &url).await?),
+                Some(url) => {
+                    Some(secrets::put_unowned_in(&mut tx, &ctx.vault, SLACK_PURPOSE, &url).await?)
+                }
                 None => None,
             }
         }
@@ -334,8 +374,12 @@ pub async fn put_policy(
     let policy = Policy::from_row(row);
     for id in tx.active_requests_of_team(team).await? {
         if let Some(request) = tx.get_request(id).await? {
-            tx.reschedule_request(id, policy.next_of(&request), policy.sla_due(request.created_at))
-                .await?;
+            tx.reschedule_request(
+                id,
+                policy.next_of(&request),
+                policy.sla_due(request.created_at),
+            )
+            .await?;
         }
     }
     audit::record(
@@ -395,7 +439,12 @@ pub struct Scan {
 /// and left for the next pass.
 pub async fn scan(ctx: &Context, at: DateTime<Utc>, batch: i64) -> Result<Scan> {
     let mut done = Scan::default();
-    let due = ctx.store.db().await?.requests_due_for_nudge(at, batch).await?;
+    let due = ctx
+        .store
+        .db()
+        .await?
+        .requests_due_for_nudge(at, batch)
+        .await?;
     done.more |= due.len() as i64 >= batch;
     for due in due {
         if let Err(error) = nudge(ctx, due, at, &mut done).await {
@@ -403,7 +452,12 @@ pub async fn scan(ctx: &Context, at: DateTime<Utc>, batch: i64) -> Result<Scan> 
             tracing::warn!(request_id = %due.request, error = %error, "could not nudge a recipient");
         }
     }
-    let due = ctx.store.db().await?.requests_due_for_sla(at, batch).await?;
+    let due = ctx
+        .store
+        .db()
+        .await?
+        .requests_due_for_sla(at, batch)
+        .await?;
     done.more |= due.len() as i64 >= batch;
     for due in due {
         if let Err(error) = check_sla(ctx, due, at, &mut done).await {
@@ -469,7 +523,14 @@ async fn notify_slack(
     };
     let url = secrets::open_unowned_in(db, &ctx.vault, secret, SLACK_PURPOSE).await?;
     payload["webhookUrl"] = json!(url.expose_secret());
-    audit::notify(db, &ctx.vault, &format!("slack.{kind}"), &slack_recipient(team), payload).await?;
+    audit::notify(
+        db,
+        &ctx.vault,
+        &format!("slack.{kind}"),
+        &slack_recipient(team),
+        payload,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -502,7 +563,10 @@ async fn nudge(ctx: &Context, due: Due, at: DateTime<Utc>, done: &mut Scan) -> R
     }
     let number = request.nudge_count + 1;
     let next = policy.next_after(number, due.at, at);
-    if !tx.claim_nudge(request.id, due.at, request.nudge_count, at, next).await? {
+    if !tx
+        .claim_nudge(request.id, due.at, request.nudge_count, at, next)
+        .await?
+    {
         done.lost += 1;
         return Ok(());
     }
@@ -529,7 +593,14 @@ async fn nudge(ctx: &Context, due: Due, at: DateTime<Utc>, done: &mut Scan) -> R
     }
     let mut channels = Vec::new();
     if policy.email {
-        audit::notify(&mut tx, &ctx.vault, kind, &request.recipient_email, payload.clone()).await?;
+        audit::notify(
+            &mut tx,
+            &ctx.vault,
+            kind,
+            &request.recipient_email,
+            payload.clone(),
+        )
+        .await?;
         channels.push("email");
     }
     if notify_slack(&mut tx, ctx, &policy, request.team_id, kind, payload).await? {
@@ -589,11 +660,26 @@ async fn check_sla(ctx: &Context, due: Due, at: DateTime<Utc>, done: &mut Scan) 
     if let Some(owner) = &owner {
         payload["ownerName"] = json!(owner.name);
         payload["ownerEmail"] = json!(owner.email);
-        audit::notify(&mut tx, &ctx.vault, "credential_request.sla_breach", &owner.email, payload.clone())
-            .await?;
+        audit::notify(
+            &mut tx,
+            &ctx.vault,
+            "credential_request.sla_breach",
+            &owner.email,
+            payload.clone(),
+        )
+        .await?;
         channels.push("email");
     }
-    if notify_slack(&mut tx, ctx, &policy, request.team_id, "credential_request.sla_breach", payload).await? {
+    if notify_slack(
+        &mut tx,
+        ctx,
+        &policy,
+        request.team_id,
+        "credential_request.sla_breach",
+        payload,
+    )
+    .await?
+    {
         channels.push("slack");
     }
     audit::record(

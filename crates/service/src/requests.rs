@@ -6,7 +6,9 @@ use super::access::{self, Viewer};
 use super::apps::{pick_version, shorten};
 use super::audit::{self, Actor, Event};
 use super::endings::{self, Revocations};
-use super::{connections, invitations, random_token, reminders, token_hash, Context, Error, Result};
+use super::{
+    connections, invitations, random_token, reminders, token_hash, Context, Error, Result,
+};
 use chrono::{DateTime, Utc};
 use credence_catalog::ModuleSelection;
 use credence_domain::{

@@ -35,11 +35,7 @@ pub struct TrackingInput {
 }
 
 /// A label of a tracking field, parsed (`None`: absent or cleared).
-fn label(
-    problems: &mut Vec<ValidationError>,
-    field: &str,
-    raw: Option<&str>,
-) -> Option<String> {
+fn label(problems: &mut Vec<ValidationError>, field: &str, raw: Option<&str>) -> Option<String> {
     match TrackingField::parse_optional(field, raw) {
         Ok(value) => value.map(|v| v.as_str().to_string()),
         Err(error) => {
@@ -81,7 +77,8 @@ pub async fn update(
         Some(Some(raw)) => {
             let owner = UserId(raw);
             if let Some(problem) =
-                access::check_owner(&mut tx, request.team_id, request.organization_id, owner).await?
+                access::check_owner(&mut tx, request.team_id, request.organization_id, owner)
+                    .await?
             {
                 problems.push(problem);
             }
@@ -151,7 +148,11 @@ pub fn rollup_json(rollup: &ProjectRollup) -> Value {
 
 /// The rollups per team and project of the requests `filter` selects, with
 /// breaches counted at `at`.
-pub async fn rollups(ctx: &Context, filter: &RequestFilter, at: DateTime<Utc>) -> Result<Vec<ProjectRollup>> {
+pub async fn rollups(
+    ctx: &Context,
+    filter: &RequestFilter,
+    at: DateTime<Utc>,
+) -> Result<Vec<ProjectRollup>> {
     Ok(ctx.store.db().await?.project_rollups(filter, at).await?)
 }
 

@@ -126,7 +126,11 @@ impl Db {
 
     /// Up to `limit` requests whose reminder is due at `at`, earliest first
     /// (index `credential_requests_nudge_due`).
-    pub async fn requests_due_for_nudge(&mut self, at: DateTime<Utc>, limit: i64) -> Result<Vec<Due>> {
+    pub async fn requests_due_for_nudge(
+        &mut self,
+        at: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Due>> {
         let sql = "SELECT id, next_nudge_at AS due_at FROM credential_requests \
                    WHERE next_nudge_at IS NOT NULL AND next_nudge_at <= $1 ORDER BY next_nudge_at LIMIT $2";
         let rows = on_conn!(self, c => sqlx::query_as::<_, DueRow>(sql).bind(at).bind(limit).fetch_all(c).await)?;
@@ -135,7 +139,11 @@ impl Db {
 
     /// Up to `limit` requests whose SLA deadline passed at `at` and was not
     /// looked at yet (index `credential_requests_sla_due`).
-    pub async fn requests_due_for_sla(&mut self, at: DateTime<Utc>, limit: i64) -> Result<Vec<Due>> {
+    pub async fn requests_due_for_sla(
+        &mut self,
+        at: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Due>> {
         let sql = "SELECT id, sla_due_at AS due_at FROM credential_requests \
                    WHERE sla_checked_at IS NULL AND sla_due_at IS NOT NULL AND sla_due_at <= $1 \
                    ORDER BY sla_due_at LIMIT $2";
@@ -157,30 +165,41 @@ impl Db {
     ) -> Result<bool> {
         let sql = "UPDATE credential_requests SET nudge_count = nudge_count + 1, last_nudge_at = $1, next_nudge_at = $2 \
                    WHERE id = $3 AND next_nudge_at = $4 AND nudge_count = $5";
-        Ok(on_conn!(self, c => sqlx::query(sql).bind(at).bind(next).bind(id.to_string())
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(at).bind(next).bind(id.to_string())
             .bind(seen_next).bind(seen_count).execute(c).await.map(|r| r.rows_affected()))?
-            == 1)
+                == 1,
+        )
     }
 
     /// Ends the reminders of request `id` (nothing pending, or the maximum
     /// reached), if its schedule is still the one seen.
     pub async fn stop_nudges(&mut self, id: RequestId, seen_next: DateTime<Utc>) -> Result<bool> {
         let sql = "UPDATE credential_requests SET next_nudge_at = NULL WHERE id = $1 AND next_nudge_at = $2";
-        Ok(on_conn!(self, c => sqlx::query(sql).bind(id.to_string()).bind(seen_next)
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(id.to_string()).bind(seen_next)
             .execute(c).await.map(|r| r.rows_affected()))?
-            == 1)
+                == 1,
+        )
     }
 
     /// Claims the look at request `id`'s SLA deadline (once ever): notes `at`,
     /// and as the time the owner was told when `breached`. False when another
     /// claimer looked first.
-    pub async fn claim_sla_check(&mut self, id: RequestId, at: DateTime<Utc>, breached: bool) -> Result<bool> {
+    pub async fn claim_sla_check(
+        &mut self,
+        id: RequestId,
+        at: DateTime<Utc>,
+        breached: bool,
+    ) -> Result<bool> {
         let sql = "UPDATE credential_requests SET sla_checked_at = $1, \
                    sla_notified_at = CASE WHEN $2 THEN $1 ELSE NULL END \
                    WHERE id = $3 AND sla_checked_at IS NULL";
-        Ok(on_conn!(self, c => sqlx::query(sql).bind(at).bind(breached).bind(id.to_string())
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(at).bind(breached).bind(id.to_string())
             .execute(c).await.map(|r| r.rows_affected()))?
-            == 1)
+                == 1,
+        )
     }
 
     /// The rollups per team and project of the requests `filter` selects

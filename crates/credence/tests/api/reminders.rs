@@ -7,9 +7,7 @@
 //! Slack incoming webhook.
 
 use crate::on_both_backends;
-use crate::support::{
-    assert_error, fast, wait_until, Agency, Maildev, ManualClock,
-};
+use crate::support::{assert_error, fast, wait_until, Agency, Maildev, ManualClock};
 use credence::jobs::reminders::{Reminders, Settings};
 use credence::service::reminders::Scan;
 use credence_store::Backend;
@@ -91,7 +89,9 @@ async fn a_pending_request_is_reminded_at_24_h_and_escalated_at_72_h_with_the_ow
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (id, _, _) = agency.create_request(agency.teammate.id, &["acme-crm"]).await;
+    let (id, _, _) = agency
+        .create_request(agency.teammate.id, &["acme-crm"])
+        .await;
     let created = request_json(&agency, &id).await;
     assert_eq!(
         at(&created["nextNudgeAt"]) - at(&created["createdAt"]),
@@ -104,7 +104,9 @@ async fn a_pending_request_is_reminded_at_24_h_and_escalated_at_72_h_with_the_ow
 
     clock.advance(23 * HOUR + 59 * MINUTE);
     assert_eq!(scan.scan().await.unwrap(), Scan::default(), "not yet");
-    assert!(queued(&agency, "credential_request.reminder").await.is_empty());
+    assert!(queued(&agency, "credential_request.reminder")
+        .await
+        .is_empty());
 
     clock.advance(2 * MINUTE);
     let first = scan.scan().await.unwrap();
@@ -115,7 +117,10 @@ async fn a_pending_request_is_reminded_at_24_h_and_escalated_at_72_h_with_the_ow
     assert_eq!(to, &agency.teammate.email);
     assert_eq!(payload["requestId"], json!(id));
     assert_eq!(payload["apps"], json!(["Acme CRM"]));
-    assert!(payload.get("cc").is_none(), "the friendly one copies nobody: {payload}");
+    assert!(
+        payload.get("cc").is_none(),
+        "the friendly one copies nobody: {payload}"
+    );
     let read = request_json(&agency, &id).await;
     assert_eq!(read["nudgeCount"], json!(1));
     assert_eq!(at(&read["lastNudgeAt"]), clock.now());
@@ -147,7 +152,10 @@ async fn a_pending_request_is_reminded_at_24_h_and_escalated_at_72_h_with_the_ow
     assert_eq!(read["nudgeCount"], json!(2));
     assert!(read["slaNotifiedAt"].is_string(), "{read}");
 
-    let nudges = agency.app.audit_entries(&["credential_request.nudged"]).await;
+    let nudges = agency
+        .app
+        .audit_entries(&["credential_request.nudged"])
+        .await;
     assert_eq!(nudges.len(), 2);
     let details: Value = serde_json::from_str(&nudges[1].details).unwrap();
     assert_eq!(details["kind"], "escalation");
@@ -169,18 +177,26 @@ async fn no_reminder_follows_an_authorization_and_none_once_nothing_is_pending(b
     let scan = scanner(&agency, &clock);
     let key = "sk-reminders-auth-5e1b";
     agency.upstream.accept(key);
-    let (authorized, credentials, _) =
-        agency.create_request(agency.teammate.id, &["acme-crm"]).await;
-    let (status, body) = agency.authorize_with(&credentials[0], "authorize", key).await;
+    let (authorized, credentials, _) = agency
+        .create_request(agency.teammate.id, &["acme-crm"])
+        .await;
+    let (status, body) = agency
+        .authorize_with(&credentials[0], "authorize", key)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(request_json(&agency, &authorized).await["nextNudgeAt"], Value::Null);
+    assert_eq!(
+        request_json(&agency, &authorized).await["nextNudgeAt"],
+        Value::Null
+    );
 
     // Two apps, one authorized: the other is still pending, and only it is
     // named in the reminder.
     let (partial, credentials, _) = agency
         .create_request(agency.teammate.id, &["acme-crm", "beta-desk"])
         .await;
-    let (status, body) = agency.authorize_with(&credentials[0], "authorize", key).await;
+    let (status, body) = agency
+        .authorize_with(&credentials[0], "authorize", key)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     clock.advance(24 * HOUR + MINUTE);
@@ -194,17 +210,25 @@ async fn no_reminder_follows_an_authorization_and_none_once_nothing_is_pending(b
     // The last pending app is declined: nothing is pending, no more nudges.
     let (status, body) = agency
         .post(
-            &format!("/api/v2/credential-requests/credentials/{}/decline", credentials[1]),
+            &format!(
+                "/api/v2/credential-requests/credentials/{}/decline",
+                credentials[1]
+            ),
             &agency.teammate_token,
             None,
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(request_json(&agency, &partial).await["nextNudgeAt"], Value::Null);
+    assert_eq!(
+        request_json(&agency, &partial).await["nextNudgeAt"],
+        Value::Null
+    );
     clock.advance(48 * HOUR);
     let pass = scan.scan().await.unwrap();
     assert_eq!((pass.reminded, pass.escalated), (0, 0), "{pass:?}");
-    assert!(queued(&agency, "credential_request.escalation").await.is_empty());
+    assert!(queued(&agency, "credential_request.escalation")
+        .await
+        .is_empty());
     // The authorized request met its SLA; the other breached it (told once).
     assert_eq!((pass.met, pass.breaches), (1, 1), "{pass:?}");
     let breaches = queued(&agency, "credential_request.sla_breach").await;
@@ -225,7 +249,9 @@ async fn reminders_stop_at_the_policys_maximum(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["reminderPolicy"]["maxCount"], json!(3));
-    let (id, _, _) = agency.create_request(agency.teammate.id, &["acme-crm"]).await;
+    let (id, _, _) = agency
+        .create_request(agency.teammate.id, &["acme-crm"])
+        .await;
     clock.advance(2 * HOUR + MINUTE);
     let mut sent = Vec::new();
     for _ in 0..6 {
@@ -237,14 +263,25 @@ async fn reminders_stop_at_the_policys_maximum(backend: Backend) {
     let read = request_json(&agency, &id).await;
     assert_eq!(read["nudgeCount"], json!(3));
     assert_eq!(read["nextNudgeAt"], Value::Null);
-    assert_eq!(queued(&agency, "credential_request.reminder").await.len(), 1);
-    assert_eq!(queued(&agency, "credential_request.escalation").await.len(), 2);
+    assert_eq!(
+        queued(&agency, "credential_request.reminder").await.len(),
+        1
+    );
+    assert_eq!(
+        queued(&agency, "credential_request.escalation").await.len(),
+        2
+    );
 
     // A policy of no reminders schedules none.
     let (status, body) = put_policy(&agency, &agency.admin_token, json!({ "maxCount": 0 })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (quiet, _, _) = agency.create_request(agency.teammate.id, &["beta-desk"]).await;
-    assert_eq!(request_json(&agency, &quiet).await["nextNudgeAt"], Value::Null);
+    let (quiet, _, _) = agency
+        .create_request(agency.teammate.id, &["beta-desk"])
+        .await;
+    assert_eq!(
+        request_json(&agency, &quiet).await["nextNudgeAt"],
+        Value::Null
+    );
     agency.app.stop().await;
 }
 
@@ -253,7 +290,12 @@ async fn two_instances_scanning_one_database_nudge_each_request_once(backend: Ba
     let clock = ManualClock::starting_now();
     let mut ids = Vec::new();
     for _ in 0..12 {
-        ids.push(agency.create_request(agency.teammate.id, &["acme-crm"]).await.0);
+        ids.push(
+            agency
+                .create_request(agency.teammate.id, &["acme-crm"])
+                .await
+                .0,
+        );
     }
     // A second instance: its own pool on the same database.
     let other = credence_store::Store::connect(&agency.app.database_url, false)
@@ -331,14 +373,16 @@ async fn the_reminder_policy_is_read_by_the_team_and_changed_by_its_admins(backe
     assert_eq!(policy["channels"], json!({ "email": true, "slack": false }));
 
     // A member may read but not change it; another team sees nothing.
-    let (status, body) = put_policy(&agency, &agency.requester_token, json!({ "maxCount": 1 })).await;
+    let (status, body) =
+        put_policy(&agency, &agency.requester_token, json!({ "maxCount": 1 })).await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
     let (status, body) = agency
         .app
         .get_json(&policy_path(&agency), &agency.outsider_token)
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
-    let (status, body) = put_policy(&agency, &agency.outsider_token, json!({ "maxCount": 1 })).await;
+    let (status, body) =
+        put_policy(&agency, &agency.outsider_token, json!({ "maxCount": 1 })).await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
 
     // Bad values: each named with its limit, all at once, nothing changed.
@@ -372,11 +416,18 @@ async fn the_reminder_policy_is_read_by_the_team_and_changed_by_its_admins(backe
         ("https://localhost/hook", "private address"),
         ("hooks.slack.com/services/x", "not a URL"),
     ] {
-        let (status, body) =
-            put_policy(&agency, &agency.admin_token, json!({ "slackWebhookUrl": url })).await;
+        let (status, body) = put_policy(
+            &agency,
+            &agency.admin_token,
+            json!({ "slackWebhookUrl": url }),
+        )
+        .await;
         assert_error(status, &body, StatusCode::BAD_REQUEST);
         assert!(body["suberrors"].to_string().contains(why), "{url}: {body}");
-        assert!(body["suberrors"].to_string().contains("slackWebhookUrl"), "{body}");
+        assert!(
+            body["suberrors"].to_string().contains("slackWebhookUrl"),
+            "{body}"
+        );
     }
     let (status, body) = put_policy(
         &agency,
@@ -385,18 +436,27 @@ async fn the_reminder_policy_is_read_by_the_team_and_changed_by_its_admins(backe
     )
     .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST);
-    assert!(body["suberrors"].to_string().contains("the limit is 2048"), "{body}");
+    assert!(
+        body["suberrors"].to_string().contains("the limit is 2048"),
+        "{body}"
+    );
     let (status, body) = put_policy(&agency, &agency.admin_token, json!({ "maxCuont": 2 })).await;
     assert!(status.is_client_error(), "{status} {body}");
     let (_, body) = agency
         .app
         .get_json(&policy_path(&agency), &agency.requester_token)
         .await;
-    assert_eq!(body["reminderPolicy"]["maxCount"], json!(4), "nothing changed");
+    assert_eq!(
+        body["reminderPolicy"]["maxCount"],
+        json!(4),
+        "nothing changed"
+    );
     assert_eq!(body["reminderPolicy"]["updatedAt"], Value::Null);
 
     // A change applies to the requests already waiting, and is audited.
-    let (id, _, _) = agency.create_request(agency.teammate.id, &["acme-crm"]).await;
+    let (id, _, _) = agency
+        .create_request(agency.teammate.id, &["acme-crm"])
+        .await;
     let (status, body) = put_policy(
         &agency,
         &agency.admin_token,
@@ -416,7 +476,11 @@ async fn the_reminder_policy_is_read_by_the_team_and_changed_by_its_admins(backe
     );
     let entries = agency.app.audit_entries(&["reminder_policy.changed"]).await;
     assert_eq!(entries.len(), 1);
-    assert!(entries[0].details.contains("\"slaHours\":12"), "{}", entries[0].details);
+    assert!(
+        entries[0].details.contains("\"slaHours\":12"),
+        "{}",
+        entries[0].details
+    );
     agency.app.stop().await;
 }
 
@@ -436,16 +500,25 @@ async fn a_reminder_and_an_escalation_arrive_by_email_with_the_owner_copied(back
     .await;
     let clock = ManualClock::starting_now();
     let scan = scanner(&agency, &clock);
-    let (id, _, _) = agency.create_request(agency.teammate.id, &["acme-crm"]).await;
+    let (id, _, _) = agency
+        .create_request(agency.teammate.id, &["acme-crm"])
+        .await;
     clock.advance(24 * HOUR + MINUTE);
     assert_eq!(scan.scan().await.unwrap().reminded, 1);
     let email = maildev
         .wait_for_email(&agency.teammate.email, "Reminder:")
         .await;
-    assert!(email.subject.contains("Onboarding Acme"), "{}", email.subject);
+    assert!(
+        email.subject.contains("Onboarding Acme"),
+        "{}",
+        email.subject
+    );
     let page = format!("{}/received/{id}", agency.app.address);
     for body in [&email.text, &email.html] {
-        assert!(body.contains(&page), "the recipient's page of the request: {body}");
+        assert!(
+            body.contains(&page),
+            "the recipient's page of the request: {body}"
+        );
         assert!(body.contains("Acme CRM"), "{body}");
         assert!(body.contains(&agency.requester.email), "who asks: {body}");
     }
@@ -469,7 +542,11 @@ async fn a_reminder_and_an_escalation_arrive_by_email_with_the_owner_copied(back
         })
         .unwrap_or_default();
     assert_eq!(cc, [agency.requester.email.clone()], "{:?}", escalation.raw);
-    assert!(escalation.text.contains("copied on this email"), "{}", escalation.text);
+    assert!(
+        escalation.text.contains("copied on this email"),
+        "{}",
+        escalation.text
+    );
     maildev
         .wait_for_email(&agency.requester.email, "SLA breached")
         .await;
@@ -511,16 +588,25 @@ async fn reminders_reach_a_slack_webhook_whose_url_is_never_shown(backend: Backe
     .await;
     let clock = ManualClock::starting_now();
     let scan = scanner(&agency, &clock);
-    let (status, body) =
-        put_policy(&agency, &agency.admin_token, json!({ "slackWebhookUrl": url })).await;
+    let (status, body) = put_policy(
+        &agency,
+        &agency.admin_token,
+        json!({ "slackWebhookUrl": url }),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["reminderPolicy"]["slackWebhookConfigured"], json!(true));
+    assert_eq!(
+        body["reminderPolicy"]["slackWebhookConfigured"],
+        json!(true)
+    );
     let (_, body) = agency
         .app
         .get_json(&policy_path(&agency), &agency.requester_token)
         .await;
     assert_eq!(body["reminderPolicy"]["channels"]["slack"], json!(true));
-    let (_id, _, _) = agency.create_request(agency.teammate.id, &["acme-crm"]).await;
+    let (_id, _, _) = agency
+        .create_request(agency.teammate.id, &["acme-crm"])
+        .await;
     clock.advance(24 * HOUR + MINUTE);
     assert_eq!(scan.scan().await.unwrap().reminded, 1);
     wait_until("the Slack webhook got the reminder", || async {
@@ -531,18 +617,31 @@ async fn reminders_reach_a_slack_webhook_whose_url_is_never_shown(backend: Backe
     let posted = received.lock().unwrap().clone();
     assert_eq!(posted.len(), 1, "{posted:?}");
     let text = posted[0]["text"].as_str().unwrap();
-    assert!(text.contains("Onboarding Acme") && text.contains("Reminder"), "{text}");
+    assert!(
+        text.contains("Onboarding Acme") && text.contains("Reminder"),
+        "{text}"
+    );
     // The URL acts as a key: it is in no audit entry and no column in plain text.
     let audit = agency.app.audit_entries(&[]).await;
     assert!(audit.iter().all(|e| !e.details.contains(&url)));
     let everything = agency.app.database_text().await;
-    assert!(!everything.contains(&url), "the webhook URL is stored sealed");
-    let nudged = agency.app.audit_entries(&["credential_request.nudged"]).await;
+    assert!(
+        !everything.contains(&url),
+        "the webhook URL is stored sealed"
+    );
+    let nudged = agency
+        .app
+        .audit_entries(&["credential_request.nudged"])
+        .await;
     assert!(nudged[0].details.contains("slack"), "{}", nudged[0].details);
 
     // Cleared, it is destroyed.
-    let (status, body) =
-        put_policy(&agency, &agency.admin_token, json!({ "slackWebhookUrl": null })).await;
+    let (status, body) = put_policy(
+        &agency,
+        &agency.admin_token,
+        json!({ "slackWebhookUrl": null }),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["reminderPolicy"]["channels"]["slack"], json!(false));
     let mut sql = agency.app.sql().await;

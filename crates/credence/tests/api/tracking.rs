@@ -31,7 +31,11 @@ async fn create_tracked(agency: &Agency, apps: &[&str], extra: Value) -> Value {
         body[key] = value.clone();
     }
     let (status, created) = agency
-        .post(&format!("{REQUESTS}/v2"), &agency.requester_token, Some(body))
+        .post(
+            &format!("{REQUESTS}/v2"),
+            &agency.requester_token,
+            Some(body),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     created["request"].clone()
@@ -40,7 +44,12 @@ async fn create_tracked(agency: &Agency, apps: &[&str], extra: Value) -> Value {
 async fn patch(agency: &Agency, id: &str, token: &str, body: Value) -> (StatusCode, Value) {
     agency
         .app
-        .send(Method::PATCH, &format!("{REQUESTS}/{id}"), token, Some(body))
+        .send(
+            Method::PATCH,
+            &format!("{REQUESTS}/{id}"),
+            token,
+            Some(body),
+        )
         .await
 }
 
@@ -116,12 +125,22 @@ async fn tracking_is_set_at_creation_changed_later_and_audited(backend: Backend)
     assert_eq!(body["request"]["project"], Value::Null);
     assert_eq!(body["request"]["ownerId"], json!(agency.requester.id));
     // An absent field keeps its value.
-    let (status, body) = patch(&agency, id, &agency.requester_token, json!({ "project": "Q3" })).await;
+    let (status, body) = patch(
+        &agency,
+        id,
+        &agency.requester_token,
+        json!({ "project": "Q3" }),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let read = get_request(&agency, id).await;
     assert_eq!(
         (&read["client"], &read["project"], &read["ownerId"]),
-        (&json!("Client Two"), &json!("Q3"), &json!(agency.requester.id))
+        (
+            &json!("Client Two"),
+            &json!("Q3"),
+            &json!(agency.requester.id)
+        )
     );
 
     let entries = agency
@@ -130,15 +149,36 @@ async fn tracking_is_set_at_creation_changed_later_and_audited(backend: Backend)
         .await;
     assert_eq!(entries.len(), 2, "{entries:?}");
     let details: Value = serde_json::from_str(&entries[0].details).unwrap();
-    assert_eq!(details["client"], json!({ "from": "Client Co", "to": "Client Two" }));
-    assert_eq!(details["project"], json!({ "from": "Onboarding", "to": null }));
-    assert_eq!(details["ownerId"], json!({ "from": paula.id, "to": agency.requester.id }));
+    assert_eq!(
+        details["client"],
+        json!({ "from": "Client Co", "to": "Client Two" })
+    );
+    assert_eq!(
+        details["project"],
+        json!({ "from": "Onboarding", "to": null })
+    );
+    assert_eq!(
+        details["ownerId"],
+        json!({ "from": paula.id, "to": agency.requester.id })
+    );
     assert_eq!(entries[0].target_id, id);
 
     // The recipient may not track it; another team does not see it.
-    let (status, body) = patch(&agency, id, &agency.teammate_token, json!({ "client": "X" })).await;
+    let (status, body) = patch(
+        &agency,
+        id,
+        &agency.teammate_token,
+        json!({ "client": "X" }),
+    )
+    .await;
     assert_error(status, &body, StatusCode::FORBIDDEN);
-    let (status, body) = patch(&agency, id, &agency.outsider_token, json!({ "client": "X" })).await;
+    let (status, body) = patch(
+        &agency,
+        id,
+        &agency.outsider_token,
+        json!({ "client": "X" }),
+    )
+    .await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
     assert_eq!(get_request(&agency, id).await["client"], "Client Two");
     agency.app.stop().await;
@@ -173,7 +213,9 @@ async fn bad_tracking_input_is_refused_naming_the_field_and_the_limit(backend: B
         .post(
             &format!("{REQUESTS}/v2"),
             &agency.requester_token,
-            Some(body(json!({ "client": long, "project": "ok", "owner": agency.outsider.id }))),
+            Some(body(
+                json!({ "client": long, "project": "ok", "owner": agency.outsider.id }),
+            )),
         )
         .await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST);
@@ -208,7 +250,11 @@ async fn bad_tracking_input_is_refused_naming_the_field_and_the_limit(backend: B
         );
     }
     // Shapes that do not fit: an unknown field, an owner that is not a number.
-    for change in [json!({ "clent": "typo" }), json!({ "owner": "paula" }), json!([1])] {
+    for change in [
+        json!({ "clent": "typo" }),
+        json!({ "owner": "paula" }),
+        json!([1]),
+    ] {
         let (status, answer) = patch(&agency, id, &agency.requester_token, change.clone()).await;
         assert!(status.is_client_error(), "{change}: {status} {answer}");
         assert!(answer["message"].is_string(), "{answer}");
@@ -272,27 +318,51 @@ async fn the_sent_list_filters_by_client_owner_project_and_tracking_views(backen
     .await;
     let gamma = create_tracked(&agency, &["acme-crm"], json!({ "client": "Acme" })).await;
 
-    assert_eq!(sent_ids(&agency, "client=Acme").await, sorted(&[&acme, &gamma]));
-    assert_eq!(sent_ids(&agency, "project=Launch").await, sorted(&[&acme, &beta]));
-    assert_eq!(sent_ids(&agency, &format!("ownerId={}", paula.id)).await, sorted(&[&beta]));
+    assert_eq!(
+        sent_ids(&agency, "client=Acme").await,
+        sorted(&[&acme, &gamma])
+    );
+    assert_eq!(
+        sent_ids(&agency, "project=Launch").await,
+        sorted(&[&acme, &beta])
+    );
+    assert_eq!(
+        sent_ids(&agency, &format!("ownerId={}", paula.id)).await,
+        sorted(&[&beta])
+    );
     assert_eq!(
         sent_ids(&agency, "client=Acme&project=Launch").await,
         sorted(&[&acme])
     );
-    assert_eq!(sent_ids(&agency, "view=active").await, sorted(&[&acme, &beta, &gamma]));
+    assert_eq!(
+        sent_ids(&agency, "view=active").await,
+        sorted(&[&acme, &beta, &gamma])
+    );
     assert!(sent_ids(&agency, "view=due-for-nudge").await.is_empty());
     assert!(sent_ids(&agency, "view=sla-breach").await.is_empty());
-    assert!(sent_ids(&agency, "view=authorized-this-week").await.is_empty());
+    assert!(sent_ids(&agency, "view=authorized-this-week")
+        .await
+        .is_empty());
 
     // Acme's one app is authorized: no longer active, authorized this week.
     let credential = acme["credentials"][0]["id"].as_str().unwrap();
     let (status, body) = agency.authorize_with(credential, "authorize", key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(sent_ids(&agency, "view=active").await, sorted(&[&beta, &gamma]));
-    assert_eq!(sent_ids(&agency, "view=authorized-this-week").await, sorted(&[&acme]));
+    assert_eq!(
+        sent_ids(&agency, "view=active").await,
+        sorted(&[&beta, &gamma])
+    );
+    assert_eq!(
+        sent_ids(&agency, "view=authorized-this-week").await,
+        sorted(&[&acme])
+    );
     let read = get_request(&agency, acme["id"].as_str().unwrap()).await;
     assert!(read["authorizedAt"].is_string(), "{read}");
-    assert_eq!(read["nextNudgeAt"], Value::Null, "nothing pending, no reminder: {read}");
+    assert_eq!(
+        read["nextNudgeAt"],
+        Value::Null,
+        "nothing pending, no reminder: {read}"
+    );
 
     // Deadlines as if time had passed: Beta's reminder is due, and it and
     // Acme are past their SLA; the authorized one is not in breach.
@@ -310,7 +380,10 @@ async fn the_sent_list_filters_by_client_owner_project_and_tracking_views(backen
     ))
     .await;
     sql.close().await;
-    assert_eq!(sent_ids(&agency, "view=due-for-nudge").await, sorted(&[&beta]));
+    assert_eq!(
+        sent_ids(&agency, "view=due-for-nudge").await,
+        sorted(&[&beta])
+    );
     assert_eq!(sent_ids(&agency, "view=sla-breach").await, sorted(&[&beta]));
     assert_eq!(
         sent_ids(&agency, "view=sla-breach&client=Acme").await,
@@ -334,7 +407,12 @@ async fn rollups_per_project_count_total_authorized_pending_breaches_and_rate(ba
     let launch = [
         create_tracked(&agency, &["acme-crm"], json!({ "project": "Launch" })).await,
         create_tracked(&agency, &["acme-crm"], json!({ "project": "Launch" })).await,
-        create_tracked(&agency, &["beta-desk"], json!({ "project": "Launch", "client": "Beta" })).await,
+        create_tracked(
+            &agency,
+            &["beta-desk"],
+            json!({ "project": "Launch", "client": "Beta" }),
+        )
+        .await,
         create_tracked(&agency, &["acme-crm"], json!({ "project": "Launch" })).await,
     ];
     create_tracked(&agency, &["acme-crm"], json!({ "project": "Audit" })).await;
@@ -381,7 +459,11 @@ async fn rollups_per_project_count_total_authorized_pending_breaches_and_rate(ba
         of(json!("Audit")),
         json!({ "teamId": team, "project": "Audit", "total": 1, "authorized": 0, "pending": 1, "breaches": 0, "slaRate": 0.0 })
     );
-    assert_eq!(of(Value::Null)["total"], json!(1), "requests without a project are rolled up too");
+    assert_eq!(
+        of(Value::Null)["total"],
+        json!(1),
+        "requests without a project are rolled up too"
+    );
     assert_eq!(all.len(), 3, "{all:?}");
 
     // The Sent list's filters narrow the rollups.
@@ -393,14 +475,20 @@ async fn rollups_per_project_count_total_authorized_pending_breaches_and_rate(ba
     // Another team sees none of them.
     let (status, body) = agency
         .app
-        .get_json("/api/v2/credential-requests/projects", &agency.outsider_token)
+        .get_json(
+            "/api/v2/credential-requests/projects",
+            &agency.outsider_token,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["projects"], json!([]));
     let (status, body) = agency
         .app
         .get_json(
-            &format!("/api/v2/credential-requests/projects?teamId={}", agency.app.team),
+            &format!(
+                "/api/v2/credential-requests/projects?teamId={}",
+                agency.app.team
+            ),
             &agency.outsider_token,
         )
         .await;

@@ -31,7 +31,9 @@ pub async fn update(
     let updated = tracking::update(&state.ctx(), &caller.user, id, input).await?;
     let mut db = state.store.db().await?;
     let mut items = requests_json(&mut db, std::slice::from_ref(&updated)).await?;
-    Ok(Json(json!({ "request": items.pop().unwrap_or(Value::Null) })))
+    Ok(Json(
+        json!({ "request": items.pop().unwrap_or(Value::Null) }),
+    ))
 }
 
 /// `GET /credential-requests/projects`: per team and project of the requests
