@@ -721,4 +721,24 @@ mod tests {
         );
         assert_eq!(config.request_timeout, std::time::Duration::from_secs(120));
     }
+
+    #[test]
+    fn the_file_sets_the_reminder_scan_and_private_webhook_hosts() {
+        let defaults = Config::load(&Overrides::default()).unwrap();
+        assert_eq!(
+            defaults.reminders.every,
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert!(!defaults.reminders.allow_private_hosts);
+        assert!(!defaults.http_settings().reminders_allow_private_hosts);
+        let file = write("reminders_every = 0\nreminders_allow_private_hosts = true\n");
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.reminders.every, None);
+        assert!(config.reminders.allow_private_hosts);
+        assert!(config.http_settings().reminders_allow_private_hosts);
+    }
 }

@@ -457,4 +457,44 @@ mod tests {
         assert!(received.html.contains("Ann &amp; Co"));
         assert!(render("nobody.knows", &payload, "http://x").is_err());
     }
+
+    #[test]
+    fn reminders_link_to_the_recipients_page_and_an_escalation_copies_the_owner() {
+        let payload = json!({
+            "requestId": "r1",
+            "requestName": "Onboarding",
+            "requesterName": "Rita",
+            "apps": ["Acme CRM"],
+            "recipientJoined": false,
+            "nudgeNumber": 2,
+            "ownerName": "Olive",
+            "ownerEmail": "olive@agency.test",
+            "cc": ["olive@agency.test", "bad\r\nBcc: x@evil.test", ""],
+        });
+        let mut friendly = payload.clone();
+        friendly.as_object_mut().unwrap().remove("cc");
+        let reminder = render("credential_request.reminder", &friendly, "http://c.test").unwrap();
+        assert!(
+            reminder.text.contains("http://c.test/received/r1"),
+            "{}",
+            reminder.text
+        );
+        assert!(reminder
+            .text
+            .contains("accept the invitation in the first email"));
+        assert!(reminder.cc.is_empty());
+        let escalation =
+            render("credential_request.escalation", &payload, "http://c.test").unwrap();
+        assert!(
+            escalation.subject.starts_with("Reminder 2:"),
+            "{}",
+            escalation.subject
+        );
+        assert!(escalation.text.contains("Olive (olive@agency.test)"));
+        assert_eq!(
+            escalation.cc,
+            ["olive@agency.test"],
+            "a header break is never copied"
+        );
+    }
 }
