@@ -333,7 +333,7 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
                 store_users,
             ),
             (
-                "reminder scan  store: requests_due_for_nudge (batch of 200)",
+                "reminders    store: requests_due_for_nudge (200)",
                 reminder_scan,
             ),
         ],
