@@ -541,7 +541,12 @@ async fn a_reminder_and_an_escalation_arrive_by_email_with_the_owner_copied(back
                 .collect()
         })
         .unwrap_or_default();
-    assert_eq!(cc, [agency.requester.email.clone()], "{:?}", escalation.raw);
+    assert_eq!(
+        cc,
+        std::slice::from_ref(&agency.requester.email),
+        "{:?}",
+        escalation.raw
+    );
     assert!(
         escalation.text.contains("copied on this email"),
         "{}",
