@@ -265,6 +265,20 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
         })
         .await?
     };
+    // The reminder scan's query as every instance runs it: the first batch
+    // of what is due an hour into the seeded schedules (about 1% of them).
+    let reminder_scan = {
+        let store = store.clone();
+        let at = credence_store::now() + chrono::Duration::hours(25);
+        measure::run("store requests_due_for_nudge", read, move |_| {
+            let store = store.clone();
+            async move {
+                store.db().await?.requests_due_for_nudge(at, 200).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
     let healthz_rate = {
         let api = api.clone();
         measure::run("GET /healthz throughput", write, move |_| {
@@ -317,6 +331,10 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
             (
                 "  store: get_users (the page's recipients, one query)",
                 store_users,
+            ),
+            (
+                "reminders    store: requests_due_for_nudge (200)",
+                reminder_scan,
             ),
         ],
         healthz_rate,

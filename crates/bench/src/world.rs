@@ -383,6 +383,13 @@ fn new_request(n: usize, id: RequestId, organization: OrganizationId, team: &Tea
         project: None,
         owner_id: Some(team.requester),
         expires_at: None,
+        created_at: credence_store::now(),
+        // Reminders spread over the next four days, as a running
+        // deployment's would be: the reminder scan finds few due at once.
+        next_nudge_at: Some(
+            credence_store::now() + chrono::Duration::minutes(60 * 24 + (n % 5760) as i64),
+        ),
+        sla_due_at: Some(credence_store::now() + chrono::Duration::hours(72)),
         credentials,
     }
 }

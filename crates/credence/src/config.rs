@@ -66,6 +66,9 @@ pub struct Config {
     pub request_timeout: std::time::Duration,
     /// The outbox runner (its period, retries, clock) and where mail goes.
     pub jobs: credence_jobs::Settings,
+    /// The reminder scan (its period, clock) and whether Slack webhooks may
+    /// be on private hosts.
+    pub reminders: credence_jobs::reminders::Settings,
 }
 
 /// The OAuth clients the environment names. An app key is recovered from the
@@ -195,6 +198,7 @@ impl Default for Config {
             proxy_calls_per_minute: 600,
             request_timeout: std::time::Duration::from_secs(60),
             jobs: credence_jobs::Settings::default(),
+            reminders: credence_jobs::reminders::Settings::default(),
         }
     }
 }
@@ -230,6 +234,11 @@ pub struct FileConfig {
     pub mail_templates_dir: Option<PathBuf>,
     /// Seconds between two passes of the outbox runner; 0 turns it off.
     pub jobs_every: Option<u64>,
+    /// Seconds between two reminder scans; 0 turns them off in this instance.
+    pub reminders_every: Option<u64>,
+    /// Whether a team's Slack webhook may be on a private, loopback or
+    /// link-local address, or plain http (default false).
+    pub reminders_allow_private_hosts: Option<bool>,
 }
 
 /// The SMTP server, as the file gives it; the environment overrides each key.
@@ -395,6 +404,12 @@ impl Config {
         if let Some(seconds) = file.jobs_every {
             config.jobs.every = (seconds > 0).then(|| std::time::Duration::from_secs(seconds));
         }
+        if let Some(seconds) = file.reminders_every {
+            config.reminders.every = (seconds > 0).then(|| std::time::Duration::from_secs(seconds));
+        }
+        if let Some(allow) = file.reminders_allow_private_hosts {
+            config.reminders.allow_private_hosts = allow;
+        }
         let password = overrides
             .smtp_password
             .clone()
@@ -488,6 +503,7 @@ impl Config {
             trusted_proxies: self.trusted_proxies.clone(),
             forwarded_header: self.forwarded_header,
             secure_cookies: self.secure_cookies(),
+            reminders_allow_private_hosts: self.reminders.allow_private_hosts,
         }
     }
 }
@@ -704,5 +720,25 @@ mod tests {
             std::time::Duration::from_secs(5)
         );
         assert_eq!(config.request_timeout, std::time::Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_file_sets_the_reminder_scan_and_private_webhook_hosts() {
+        let defaults = Config::load(&Overrides::default()).unwrap();
+        assert_eq!(
+            defaults.reminders.every,
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert!(!defaults.reminders.allow_private_hosts);
+        assert!(!defaults.http_settings().reminders_allow_private_hosts);
+        let file = write("reminders_every = 0\nreminders_allow_private_hosts = true\n");
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.reminders.every, None);
+        assert!(config.reminders.allow_private_hosts);
+        assert!(config.http_settings().reminders_allow_private_hosts);
     }
 }

@@ -27,6 +27,7 @@ struct Background {
     heartbeat_every: std::time::Duration,
     header_read_timeout: std::time::Duration,
     jobs: credence_jobs::Jobs,
+    reminders: credence_jobs::reminders::Reminders,
     proxy_calls_per_minute: u32,
 }
 
@@ -143,11 +144,13 @@ impl Application {
             .map_err(|e| anyhow::anyhow!(e))?;
         let http = http_client(&catalog)?;
         let public_url: Arc<str> = config.public_url(address).into();
+        let mut jobs_settings = config.jobs.clone();
+        jobs_settings.slack_allow_private_hosts |= config.reminders.allow_private_hosts;
         let jobs = credence_jobs::Jobs::new(
             store.clone(),
             vault.clone(),
             public_url.clone(),
-            config.jobs.clone(),
+            jobs_settings,
         )?;
         match &config.jobs.mail.smtp {
             Some(smtp) => {
@@ -168,6 +171,8 @@ impl Application {
             catalog: Arc::new(catalog),
             http,
         };
+        let reminders =
+            credence_jobs::reminders::Reminders::new(state.ctx(), config.reminders.clone());
         Ok(Application {
             listener,
             address,
@@ -178,6 +183,7 @@ impl Application {
                 heartbeat_every: config.heartbeat_every,
                 header_read_timeout: config.header_read_timeout,
                 jobs,
+                reminders,
                 proxy_calls_per_minute: config.proxy_calls_per_minute,
             },
         })
@@ -246,6 +252,11 @@ impl Application {
             let jobs = self.background.jobs.clone();
             tokio::spawn(jobs.run(every, jobs_stopping))
         });
+        // Every instance scans for due reminders; guarded claims keep them apart.
+        let reminders = self.background.reminders.settings().every.map(|every| {
+            let reminders = self.background.reminders.clone();
+            tokio::spawn(reminders.run(every, stop_jobs.subscribe()))
+        });
         let jobs_finish_within = self.background.jobs.settings().delivery_timeout;
         let header_read_timeout = self.background.header_read_timeout;
         let (usage, usage_writer) = credence_broker::usage::start(store.clone());
@@ -268,6 +279,11 @@ impl Application {
         // The outbox pass under way finishes, so that what it sent is marked
         // sent and not sent again by another instance after its lease.
         let _ = stop_jobs.send(true);
+        if let Some(reminders) = reminders {
+            // A scan's nudges are each one transaction: stopping mid-scan
+            // loses none.
+            reminders.abort();
+        }
         if let Some(jobs) = jobs {
             let abort = jobs.abort_handle();
             if tokio::time::timeout(jobs_finish_within, jobs)

@@ -39,6 +39,9 @@ pub struct Settings {
     pub forwarded_header: ForwardedHeader,
     /// Whether cookies must be `Secure` (the public URL is https).
     pub secure_cookies: bool,
+    /// Whether a team's reminder policy may name a Slack webhook on a
+    /// private, loopback or link-local address (or over plain http).
+    pub reminders_allow_private_hosts: bool,
 }
 
 impl Settings {

@@ -24,6 +24,8 @@
 //! kind, never a payload or an address's mail.
 
 pub mod mail;
+pub mod reminders;
+pub mod slack;
 pub mod templates;
 mod transport;
 
@@ -62,6 +64,9 @@ pub struct Settings {
     /// Where the time comes from (tests move it instead of waiting).
     pub clock: Clock,
     pub mail: MailSettings,
+    /// Whether Slack messages may go to private, loopback or link-local
+    /// hosts, or over plain http (`reminders_allow_private_hosts`).
+    pub slack_allow_private_hosts: bool,
 }
 
 impl Default for Settings {
@@ -77,6 +82,7 @@ impl Default for Settings {
             backoff_cap: Duration::from_secs(6 * 3600),
             clock: Clock::system(),
             mail: MailSettings::default(),
+            slack_allow_private_hosts: false,
         }
     }
 }
@@ -152,6 +158,7 @@ pub struct Jobs {
     public_url: Arc<str>,
     settings: Settings,
     transport: transport::Transport,
+    slack: slack::Slack,
     templates: Templates,
 }
 
@@ -170,12 +177,14 @@ impl Jobs {
     ) -> anyhow::Result<Jobs> {
         let transport = transport::Transport::new(&settings.mail)?;
         let templates = Templates::load(settings.mail.templates_dir.as_deref())?;
+        let slack = slack::Slack::new(settings.slack_allow_private_hosts)?;
         Ok(Jobs {
             store,
             vault,
             public_url,
             settings,
             transport,
+            slack,
             templates,
         })
     }
@@ -330,6 +339,17 @@ impl Jobs {
                     job.id
                 ))
             })?;
+        if let Some(kind) = job.kind.strip_prefix(slack::PREFIX) {
+            let email = self
+                .templates
+                .render(kind, &payload, &self.public_url)
+                .map_err(|error| Failure::Permanent(error.to_string()))?;
+            let url = payload
+                .get("webhookUrl")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            return self.slack.send(job.id, url, &email).await;
+        }
         let email = self
             .templates
             .render(&job.kind, &payload, &self.public_url)

@@ -14,6 +14,8 @@ pub struct Email {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// Copied (`Cc`): the payload's `cc` (an escalation's owner and sponsor).
+    pub cc: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,9 @@ pub const KINDS: &[&str] = &[
     "credential.reauthorization_requested",
     "connection.invalid",
     "feature.granted",
+    "credential_request.reminder",
+    "credential_request.escalation",
+    "credential_request.sla_breach",
 ];
 
 /// What an email says, before it is laid out as text and as HTML.
@@ -149,6 +154,12 @@ pub(crate) fn values(
             "request_page",
             format!("{public_url}/received/{request_id}"),
         ),
+        (
+            "owner",
+            person(&text(payload, "ownerName"), &text(payload, "ownerEmail")),
+        ),
+        ("nudge_number", text(payload, "nudgeNumber")),
+        ("sla_hours", text(payload, "slaHours")),
     ])
 }
 
@@ -282,6 +293,39 @@ fn content(kind: &str, payload: &Value, public_url: &str) -> Result<Content, Unk
             ],
             links: vec![],
         },
+        "credential_request.reminder" => Content {
+            subject: format!("Reminder: {requester} is waiting for your answer: {request}"),
+            lines: vec![
+                format!("{requester}{from_where} asked you for access to {} with the credential request “{request}”, and is still waiting for your answer.", apps_of(payload)),
+                what_to_do(payload),
+                "You can authorize or decline each app; if something is unclear, reply to the person who asked. You can revoke access at any time later.".into(),
+            ],
+            links: vec![("Open the request".into(), received_page.clone())],
+        },
+        "credential_request.escalation" => {
+            let owner = person(&text(payload, "ownerName"), &text(payload, "ownerEmail"));
+            Content {
+                subject: format!("Reminder {}: {requester} still needs your answer: {request}", text(payload, "nudgeNumber")),
+                lines: vec![
+                    format!("{requester}{from_where} asked you for access to {} with the credential request “{request}”. This is reminder {} and the request is still not answered.", apps_of(payload), text(payload, "nudgeNumber")),
+                    what_to_do(payload),
+                    format!("{owner} follows this request up and is copied on this email: reply to them if you cannot answer, or decline the apps you will not give access to."),
+                ],
+                links: vec![("Open the request".into(), received_page.clone())],
+            }
+        }
+        "credential_request.sla_breach" => {
+            let recipient = person(&text(payload, "recipientName"), &text(payload, "recipientEmail"));
+            Content {
+                subject: format!("SLA breached: {request} is not authorized after {} h", text(payload, "slaHours")),
+                lines: vec![
+                    format!("The credential request “{request}” asked of {recipient} is not authorized {} hours after it was sent (status: {}).", text(payload, "slaHours"), text(payload, "status")),
+                    if apps_of(payload) == "the apps it lists" { String::new() } else { format!("Still pending: {}.", apps_of(payload)) },
+                    "You own this request: contact the recipient, or change the request. Credence goes on reminding them as the team's policy says.".into(),
+                ],
+                links: vec![],
+            }
+        }
         other => return Err(UnknownKind(other.to_string())),
     };
     Ok(Content {
@@ -297,6 +341,34 @@ fn content(kind: &str, payload: &Value, public_url: &str) -> Result<Content, Unk
             .collect(),
         ..content
     })
+}
+
+/// What a reminder asks the recipient to do: open their page of the
+/// request, after accepting the invitation when they have no account yet.
+/// (The request's own link is stored only as a hash: a reminder cannot send
+/// it again, and the invitation's link stays in the first email.)
+fn what_to_do(payload: &Value) -> String {
+    if payload.get("recipientJoined").and_then(Value::as_bool) == Some(false) {
+        "You do not have a Credence account yet: accept the invitation in the first email we sent you (it creates a guest account that only answers requests made to you), then open the request below.".into()
+    } else {
+        "Sign in and open the request below to see what each app is for and which modules and permissions it includes.".into()
+    }
+}
+
+/// The addresses a payload copies (`cc`), each one a single line.
+fn cc_of(payload: &Value) -> Vec<String> {
+    payload
+        .get("cc")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::trim)
+                .filter(|address| !address.is_empty() && !address.contains(['\r', '\n']))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Renders the email of `kind` for `payload`.
@@ -316,6 +388,7 @@ pub fn render(kind: &str, payload: &Value, public_url: &str) -> Result<Email, Un
         subject: content.subject.replace(['\r', '\n'], " "),
         text,
         html,
+        cc: cc_of(payload),
     })
 }
 
@@ -383,5 +456,45 @@ mod tests {
         assert!(received.html.contains("&lt;b&gt;Bold&lt;/b&gt;"));
         assert!(received.html.contains("Ann &amp; Co"));
         assert!(render("nobody.knows", &payload, "http://x").is_err());
+    }
+
+    #[test]
+    fn reminders_link_to_the_recipients_page_and_an_escalation_copies_the_owner() {
+        let payload = json!({
+            "requestId": "r1",
+            "requestName": "Onboarding",
+            "requesterName": "Rita",
+            "apps": ["Acme CRM"],
+            "recipientJoined": false,
+            "nudgeNumber": 2,
+            "ownerName": "Olive",
+            "ownerEmail": "olive@agency.test",
+            "cc": ["olive@agency.test", "bad\r\nBcc: x@evil.test", ""],
+        });
+        let mut friendly = payload.clone();
+        friendly.as_object_mut().unwrap().remove("cc");
+        let reminder = render("credential_request.reminder", &friendly, "http://c.test").unwrap();
+        assert!(
+            reminder.text.contains("http://c.test/received/r1"),
+            "{}",
+            reminder.text
+        );
+        assert!(reminder
+            .text
+            .contains("accept the invitation in the first email"));
+        assert!(reminder.cc.is_empty());
+        let escalation =
+            render("credential_request.escalation", &payload, "http://c.test").unwrap();
+        assert!(
+            escalation.subject.starts_with("Reminder 2:"),
+            "{}",
+            escalation.subject
+        );
+        assert!(escalation.text.contains("Olive (olive@agency.test)"));
+        assert_eq!(
+            escalation.cc,
+            ["olive@agency.test"],
+            "a header break is never copied"
+        );
     }
 }

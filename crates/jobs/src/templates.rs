@@ -29,6 +29,15 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
     ("link", "the request's link (request received, invitation)"),
     ("invitation_link", "the invitation's link (invitation)"),
     ("request_page", "the recipient's page of the request"),
+    (
+        "owner",
+        "reminders: who follows the request up: name (email)",
+    ),
+    (
+        "nudge_number",
+        "reminders: which reminder this is (1, 2, …)",
+    ),
+    ("sla_hours", "SLA breach: the threshold in hours"),
 ];
 
 /// One part of a template: literal text and placeholders, in order.

@@ -134,9 +134,17 @@ impl Transport {
                         job.id
                     ))
                 })?;
-                let message = Message::builder()
-                    .from(from.clone())
-                    .to(to)
+                let mut builder = Message::builder().from(from.clone()).to(to);
+                for address in &email.cc {
+                    let copied: Mailbox = address.parse().map_err(|_| {
+                        Failure::Permanent(format!(
+                            "a copied address of outbox message {} is not an email address",
+                            job.id
+                        ))
+                    })?;
+                    builder = builder.cc(copied);
+                }
+                let message = builder
                     // One id per outbox row: a resend after a crash carries the
                     // same id, so receivers can tell it is the same message.
                     .message_id(Some(format!("<outbox-{}@{}>", job.id, from.email.domain())))

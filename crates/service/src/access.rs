@@ -8,7 +8,7 @@
 //! requests and its connections, and may change its connections.
 
 use super::{Error, Result};
-use credence_domain::{CredentialId, OrgRole, OrganizationId, RequestId, TeamId, TeamRole};
+use credence_domain::{CredentialId, OrgRole, OrganizationId, RequestId, TeamId, TeamRole, UserId};
 use credence_store::{
     Connection, ConnectionForCall, CredentialRequest, Db, RequestedCredential, User,
 };
@@ -116,6 +116,25 @@ pub async fn require_sender(db: &mut Db, caller: &User, request: &CredentialRequ
             request.id
         ))),
     }
+}
+
+/// Checks that `owner` may own a request of `team`: a member of the team
+/// (an admin or member of it, never a guest of the organization).
+pub async fn check_owner(
+    db: &mut Db,
+    team: TeamId,
+    organization: credence_domain::OrganizationId,
+    owner: UserId,
+) -> Result<Option<credence_domain::ValidationError>> {
+    let role = db.organization_role(organization, owner).await?;
+    let in_team = db.team_role(team, owner).await?.is_some();
+    Ok(match role {
+        Some(OrgRole::Owner | OrgRole::Admin | OrgRole::Member) if in_team => None,
+        _ => Some(credence_domain::ValidationError::new(
+            "owner",
+            format!("user {owner} is not a member of team {team}; the owner must be one"),
+        )),
+    })
 }
 
 /// The credential and its request, if the caller may see them.

@@ -39,8 +39,10 @@ pub mod refresh;
 pub mod checks;
 // The use cases.
 pub mod credentials;
+pub mod reminders;
 pub mod requests;
 pub mod team_connections;
+pub mod tracking;
 // The provider sent the browser back: dispatch to the owner of the flow.
 pub mod callback;
 

@@ -6,7 +6,9 @@ use super::access::{self, Viewer};
 use super::apps::{pick_version, shorten};
 use super::audit::{self, Actor, Event};
 use super::endings::{self, Revocations};
-use super::{connections, invitations, random_token, token_hash, Context, Error, Result};
+use super::{
+    connections, invitations, random_token, reminders, token_hash, Context, Error, Result,
+};
 use chrono::{DateTime, Utc};
 use credence_catalog::ModuleSelection;
 use credence_domain::{
@@ -398,20 +400,14 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
         }
         None => None,
     };
+    // The owner follows the request up (SPEC §9): a member of the team;
+    // by default the requester.
     let owner = match (input.owner, &team) {
         (Some(owner), Some(team)) => {
-            if tx
-                .organization_role(team.organization_id, UserId(owner))
-                .await?
-                .is_none()
+            if let Some(problem) =
+                access::check_owner(&mut tx, team.id, team.organization_id, UserId(owner)).await?
             {
-                problems.push(
-                    "owner",
-                    format!(
-                        "user {owner} is not a member of organization {}",
-                        team.organization_id
-                    ),
-                );
+                problems.0.push(problem);
             }
             Some(UserId(owner))
         }
@@ -471,6 +467,9 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
 
     let link = random_token();
     let request_id = RequestId::from(uuid::Uuid::new_v4());
+    // The schedule of reminders and the SLA deadline, from the team's policy.
+    let policy = reminders::policy_of(&mut tx, team.id).await?;
+    let created = credence_store::now();
     let app_labels: Vec<String> = parsed
         .iter()
         .map(|c| {
@@ -531,6 +530,9 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
         project: project.map(|p| p.as_str().to_string()),
         owner_id: owner,
         expires_at: input.expires_at,
+        created_at: created,
+        next_nudge_at: policy.first_nudge(created),
+        sla_due_at: Some(policy.sla_due(created)),
         credentials: parsed
             .iter()
             .zip(&app_labels)

@@ -59,7 +59,7 @@ fn refuse_owned(purpose: &str) -> Result<()> {
 }
 
 /// Seals `value` and stores it under a new id, which is returned. For secrets
-/// with no owner record (none in the server today: see the module docs); a
+/// with no owner record (a team's Slack webhook URL for reminders); a
 /// connection's secret is sealed by `connections::create` and refused here.
 pub async fn put_unowned(
     store: &Store,
@@ -67,14 +67,20 @@ pub async fn put_unowned(
     purpose: &str,
     value: &SecretString,
 ) -> Result<String> {
+    put_unowned_in(&mut store.db().await?, vault, purpose, value).await
+}
+
+/// [`put_unowned`] inside the caller's transaction.
+pub async fn put_unowned_in(
+    db: &mut Db,
+    vault: &Vault,
+    purpose: &str,
+    value: &SecretString,
+) -> Result<String> {
     refuse_owned(purpose)?;
     let id = uuid::Uuid::new_v4().to_string();
     let sealed = vault.seal_str(value, &row_context(&id, purpose))?;
-    store
-        .db()
-        .await?
-        .insert_secret(&id, purpose, sealed.as_str())
-        .await?;
+    db.insert_secret(&id, purpose, sealed.as_str()).await?;
     Ok(id)
 }
 
@@ -85,8 +91,18 @@ pub async fn open_unowned(
     id: &str,
     purpose: &str,
 ) -> Result<SecretString> {
+    open_unowned_in(&mut store.db().await?, vault, id, purpose).await
+}
+
+/// [`open_unowned`] inside the caller's transaction.
+pub async fn open_unowned_in(
+    db: &mut Db,
+    vault: &Vault,
+    id: &str,
+    purpose: &str,
+) -> Result<SecretString> {
     refuse_owned(purpose)?;
-    let Some(stored) = store.db().await?.get_secret(id).await? else {
+    let Some(stored) = db.get_secret(id).await? else {
         return Err(Error::NotFound(format!("secret {id} not found")));
     };
     Ok(vault.open_string(

@@ -56,6 +56,7 @@ mod outbox;
 mod requests;
 mod secrets;
 mod sign_in;
+mod tracking;
 mod usage;
 
 pub use audit::{AuditEntry, AuditFilter, AuditFilterValues, NewAuditEntry, OutboxMessage};
@@ -70,10 +71,11 @@ pub use oauth::{NewOAuthFlow, OAuthFlow};
 pub use outbox::{MailboxEntry, OutboxJob, OutboxSelection};
 pub use requests::{
     CredentialChange, CredentialRequest, NewCredential, NewRequest, RequestFilter, RequestScope,
-    RequestedCredential,
+    RequestedCredential, TrackingView,
 };
 pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
 pub use sign_in::CountedAttempt;
+pub use tracking::{Due, ProjectRollup, ReminderPolicyRow};
 pub use usage::{NewUsage, Usage};
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -33,6 +33,18 @@ pub struct CredentialRequest {
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Reminders sent so far (SPEC §9).
+    pub nudge_count: i64,
+    pub last_nudge_at: Option<DateTime<Utc>>,
+    /// When the next reminder is due; `None` when none is (the maximum was
+    /// reached, or nothing is pending).
+    pub next_nudge_at: Option<DateTime<Utc>>,
+    /// Not authorized by then, the request is in breach of its SLA.
+    pub sla_due_at: Option<DateTime<Utc>>,
+    /// When the owner was told of the breach (once).
+    pub sla_notified_at: Option<DateTime<Utc>>,
+    /// When it last became authorized; `None` while it is not.
+    pub authorized_at: Option<DateTime<Utc>>,
 }
 
 #[derive(FromRow)]
@@ -56,6 +68,12 @@ struct RequestRow {
     expires_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    nudge_count: i64,
+    last_nudge_at: Option<DateTime<Utc>>,
+    next_nudge_at: Option<DateTime<Utc>>,
+    sla_due_at: Option<DateTime<Utc>>,
+    sla_notified_at: Option<DateTime<Utc>>,
+    authorized_at: Option<DateTime<Utc>>,
 }
 
 fn corrupt(what: &str, value: &str) -> Error {
@@ -87,13 +105,20 @@ impl TryFrom<RequestRow> for CredentialRequest {
             expires_at: row.expires_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            nudge_count: row.nudge_count,
+            last_nudge_at: row.last_nudge_at,
+            next_nudge_at: row.next_nudge_at,
+            sla_due_at: row.sla_due_at,
+            sla_notified_at: row.sla_notified_at,
+            authorized_at: row.authorized_at,
         })
     }
 }
 
 const REQUEST_COLUMNS: &str = "id, organization_id, team_id, requester_id, name, description, recipient_kind, \
     recipient_user_id, recipient_name, recipient_email, client, project, owner_id, status, terms_accepted_at, \
-    opened_at, expires_at, created_at, updated_at";
+    opened_at, expires_at, created_at, updated_at, nudge_count, last_nudge_at, next_nudge_at, sla_due_at, \
+    sla_notified_at, authorized_at";
 
 /// One requested credential (one app of a request).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +214,13 @@ pub struct NewRequest {
     pub project: Option<String>,
     pub owner_id: Option<UserId>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it is created (`crate::now()`): the reminder schedule and the SLA
+    /// deadline count from it.
+    pub created_at: DateTime<Utc>,
+    /// The first reminder (from the team's policy); `None`: no reminders.
+    pub next_nudge_at: Option<DateTime<Utc>>,
+    /// The SLA deadline (from the team's policy).
+    pub sla_due_at: Option<DateTime<Utc>>,
     pub credentials: Vec<NewCredential>,
 }
 
@@ -226,6 +258,12 @@ pub struct RequestFilter {
     pub requester: Option<UserId>,
     pub status: Option<RequestStatus>,
     pub name_contains: Option<String>,
+    /// Tracking (SPEC §9): exact client, project and owner.
+    pub client: Option<String>,
+    pub project: Option<String>,
+    pub owner: Option<UserId>,
+    /// A tracking view, narrowing further.
+    pub view: Option<TrackingView>,
     /// One of `created_at`, `name`, `status`.
     pub sort_by: &'static str,
     pub descending: bool,
@@ -241,6 +279,10 @@ impl RequestFilter {
             requester: None,
             status: None,
             name_contains: None,
+            client: None,
+            project: None,
+            owner: None,
+            view: None,
             sort_by: "created_at",
             descending: true,
             offset: 0,
@@ -277,6 +319,82 @@ impl RequestFilter {
     }
 }
 
+/// The tracking views of the Sent list (SPEC §9), each at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackingView {
+    /// Something is still awaited from the recipient (`pending`, `incomplete`).
+    Active,
+    /// A reminder is due at the time.
+    DueForNudge(DateTime<Utc>),
+    /// Past the SLA deadline at the time and not authorized.
+    SlaBreach(DateTime<Utc>),
+    /// Authorized (and still so) since the time.
+    AuthorizedSince(DateTime<Utc>),
+}
+
+impl RequestFilter {
+    /// The whole `WHERE` clause: the scope first, then the narrowing filters.
+    pub(crate) fn where_clause(&self, binds: &mut Vec<Bind>) -> String {
+        let mut clauses = self.scope_clause(binds);
+        if let Some(requester) = self.requester {
+            binds.push(Bind::Int(requester.0));
+            clauses.push(format!("requester_id = ${}", binds.len()));
+        }
+        if let Some(status) = self.status {
+            binds.push(Bind::Text(status.as_str().to_string()));
+            clauses.push(format!("status = ${}", binds.len()));
+        }
+        if let Some(name) = &self.name_contains {
+            let escaped = name
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            binds.push(Bind::Text(format!("%{}%", escaped.to_lowercase())));
+            clauses.push(format!("lower(name) LIKE ${} ESCAPE '\\'", binds.len()));
+        }
+        if let Some(client) = &self.client {
+            binds.push(Bind::Text(client.clone()));
+            clauses.push(format!("client = ${}", binds.len()));
+        }
+        if let Some(project) = &self.project {
+            binds.push(Bind::Text(project.clone()));
+            clauses.push(format!("project = ${}", binds.len()));
+        }
+        if let Some(owner) = self.owner {
+            binds.push(Bind::Int(owner.0));
+            clauses.push(format!("owner_id = ${}", binds.len()));
+        }
+        match self.view {
+            None => {}
+            Some(TrackingView::Active) => {
+                clauses.push("status IN ('pending', 'incomplete')".to_string())
+            }
+            Some(TrackingView::DueForNudge(at)) => {
+                binds.push(Bind::Time(at));
+                clauses.push(format!(
+                    "next_nudge_at IS NOT NULL AND next_nudge_at <= ${}",
+                    binds.len()
+                ));
+            }
+            Some(TrackingView::SlaBreach(at)) => {
+                binds.push(Bind::Time(at));
+                clauses.push(format!(
+                    "status <> 'authorized' AND sla_due_at IS NOT NULL AND sla_due_at <= ${}",
+                    binds.len()
+                ));
+            }
+            Some(TrackingView::AuthorizedSince(at)) => {
+                binds.push(Bind::Time(at));
+                clauses.push(format!(
+                    "status = 'authorized' AND authorized_at >= ${}",
+                    binds.len()
+                ));
+            }
+        }
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
 /// A credential change to apply, guarded by the action's accepted states.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialChange {
@@ -289,20 +407,21 @@ pub struct CredentialChange {
 impl Db {
     /// Stores a request and its credentials (call inside a transaction).
     pub async fn insert_request(&mut self, new: &NewRequest) -> Result<()> {
-        let at = now();
+        let at = new.created_at;
         let status = derive_status(
             &vec![CredentialState::Pending; new.credentials.len()],
             false,
         );
         let sql = "INSERT INTO credential_requests (id, organization_id, team_id, requester_id, name, description, \
                    recipient_kind, recipient_user_id, recipient_name, recipient_email, link_hash, client, project, owner_id, \
-                   status, terms_accepted_at, expires_at, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $16, $16)";
+                   status, terms_accepted_at, expires_at, created_at, updated_at, next_nudge_at, sla_due_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $16, $16, $18, $19)";
         on_conn!(self, c => sqlx::query(sql)
             .bind(new.id.to_string()).bind(new.organization_id.0).bind(new.team_id.0).bind(new.requester_id.0)
             .bind(&new.name).bind(&new.description).bind(new.recipient_kind).bind(new.recipient_user_id.map(|u| u.0))
             .bind(&new.recipient_name).bind(&new.recipient_email).bind(&new.link_hash).bind(&new.client)
             .bind(&new.project).bind(new.owner_id.map(|u| u.0)).bind(status.as_str()).bind(at).bind(new.expires_at)
+            .bind(new.next_nudge_at).bind(new.sla_due_at)
             .execute(c).await.map(|r| r.rows_affected()))?;
         let sql = "INSERT INTO requested_credentials (id, request_id, position, app_key, app_version, modules, scopes, \
                    note, connection_name, state, created_at, updated_at) \
@@ -549,8 +668,15 @@ impl Db {
         let opened = on_conn!(self, c => sqlx::query_scalar::<_, bool>(opened_sql).bind(id.to_string()).fetch_optional(c).await)?;
         let Some(opened) = opened else { return Ok(()) };
         let status = derive_status(&states, opened);
-        let sql = "UPDATE credential_requests SET status = $1, updated_at = $2 WHERE id = $3";
-        on_conn!(self, c => sqlx::query(sql).bind(status.as_str()).bind(now()).bind(id.to_string()).execute(c).await.map(|r| r.rows_affected()))?;
+        // The reminders stop the moment nothing is pending (SPEC §9);
+        // `authorized_at` is when it last became authorized.
+        let pending = states.contains(&CredentialState::Pending);
+        let sql = "UPDATE credential_requests SET status = $1, updated_at = $2, \
+                   authorized_at = CASE WHEN $1 = 'authorized' THEN COALESCE(authorized_at, $2) ELSE NULL END, \
+                   next_nudge_at = CASE WHEN $4 THEN next_nudge_at ELSE NULL END \
+                   WHERE id = $3";
+        on_conn!(self, c => sqlx::query(sql).bind(status.as_str()).bind(now()).bind(id.to_string()).bind(pending)
+            .execute(c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -561,24 +687,7 @@ impl Db {
         filter: &RequestFilter,
     ) -> Result<(Vec<CredentialRequest>, i64)> {
         let mut binds = Vec::new();
-        let mut clauses = filter.scope_clause(&mut binds);
-        if let Some(requester) = filter.requester {
-            binds.push(Bind::Int(requester.0));
-            clauses.push(format!("requester_id = ${}", binds.len()));
-        }
-        if let Some(status) = filter.status {
-            binds.push(Bind::Text(status.as_str().to_string()));
-            clauses.push(format!("status = ${}", binds.len()));
-        }
-        if let Some(name) = &filter.name_contains {
-            let escaped = name
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            binds.push(Bind::Text(format!("%{}%", escaped.to_lowercase())));
-            clauses.push(format!("lower(name) LIKE ${} ESCAPE '\\'", binds.len()));
-        }
-        let where_sql = format!("WHERE {}", clauses.join(" AND "));
+        let where_sql = filter.where_clause(&mut binds);
         let sort = match filter.sort_by {
             "name" => "name",
             "status" => "status",

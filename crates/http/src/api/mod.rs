@@ -9,6 +9,7 @@ mod organizations;
 mod requests;
 mod teams;
 mod tokens;
+mod tracking;
 mod users;
 
 use super::error::ApiError;
@@ -62,7 +63,14 @@ pub fn routes() -> Routes {
         .route("/credential-requests/requests/v2", post(requests::create))
         .route(
             "/credential-requests/requests/{id}",
-            get(requests::get).delete(requests::delete),
+            get(requests::get)
+                .delete(requests::delete)
+                .patch(tracking::update),
+        )
+        .route("/credential-requests/projects", get(tracking::projects))
+        .route(
+            "/credential-requests/teams/{id}/reminder-policy",
+            get(tracking::get_policy).put(tracking::put_policy),
         )
         .route(
             "/credential-requests/requests/{id}/detail",

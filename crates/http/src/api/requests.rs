@@ -16,7 +16,7 @@ use credence_service::access::{self, Viewer};
 use credence_service::requests::{self, CreateRequestInput};
 use credence_service::{credentials, features};
 use credence_store::{
-    CredentialRequest, Db, RequestFilter, RequestScope, RequestedCredential, User,
+    CredentialRequest, Db, RequestFilter, RequestScope, RequestedCredential, TrackingView, User,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -137,8 +137,14 @@ fn request_json(
         },
         "client": request.client,
         "project": request.project,
-        "ownerId": request.owner_id,
+        "ownerId": request.owner_id.unwrap_or(request.requester_id),
         "openedAt": request.opened_at,
+        "nudgeCount": request.nudge_count,
+        "lastNudgeAt": request.last_nudge_at,
+        "nextNudgeAt": request.next_nudge_at,
+        "slaDueAt": request.sla_due_at,
+        "slaNotifiedAt": request.sla_notified_at,
+        "authorizedAt": request.authorized_at,
     })
 }
 
@@ -164,10 +170,16 @@ const REQUEST_COLUMNS: &[&str] = &[
     "project",
     "ownerId",
     "openedAt",
+    "nudgeCount",
+    "lastNudgeAt",
+    "nextNudgeAt",
+    "slaDueAt",
+    "slaNotifiedAt",
+    "authorizedAt",
 ];
 
 /// Renders a page of requests with their credentials (one query for all).
-async fn requests_json(
+pub(super) async fn requests_json(
     db: &mut Db,
     requests: &[CredentialRequest],
 ) -> Result<Vec<Value>, ApiError> {
@@ -214,8 +226,50 @@ fn columns(params: &ListParams) -> Vec<String> {
     }
 }
 
+/// A tracking label to filter on (`client`, `project`): at most as long as
+/// a label may be.
+fn label_filter(query: &QueryPairs, field: &str) -> Result<Option<String>, ApiError> {
+    match query.get(field) {
+        None => Ok(None),
+        Some(raw) => {
+            let length = raw.chars().count();
+            if length > credence_domain::TrackingField::MAX {
+                return Err(ApiError::invalid(
+                    field,
+                    format!(
+                        "{field} filter is {length} characters; the limit is {}",
+                        credence_domain::TrackingField::MAX
+                    ),
+                ));
+            }
+            Ok(Some(raw.trim().to_string()))
+        }
+    }
+}
+
+/// The tracking view a list asks for (`view=`), at the current time.
+fn tracking_view(query: &QueryPairs) -> Result<Option<TrackingView>, ApiError> {
+    let now = credence_store::now();
+    match query.get("view") {
+        None => Ok(None),
+        Some("active") => Ok(Some(TrackingView::Active)),
+        Some("due-for-nudge") => Ok(Some(TrackingView::DueForNudge(now))),
+        Some("sla-breach") => Ok(Some(TrackingView::SlaBreach(now))),
+        Some("authorized-this-week") => Ok(Some(TrackingView::AuthorizedSince(
+            credence_service::tracking::start_of_week(now),
+        ))),
+        Some(other) => Err(ApiError::invalid(
+            "view",
+            format!(
+                "view {:?} is not one of active, due-for-nudge, sla-breach, authorized-this-week",
+                other.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
 /// The filter of a list within `scope`: Make's filters only narrow the scope.
-fn list_filter(
+pub(super) fn list_filter(
     query: &QueryPairs,
     params: &ListParams,
     scope: RequestScope,
@@ -236,6 +290,10 @@ fn list_filter(
         scope,
         status,
         name_contains: name,
+        client: label_filter(query, "client")?,
+        project: label_filter(query, "project")?,
+        owner: query.id("ownerId")?.map(UserId),
+        view: tracking_view(query)?,
         requester: query.id("userId")?.map(UserId),
         sort_by: match sort_by {
             "name" => "name",
@@ -283,11 +341,22 @@ pub async fn list(
         })?)),
         None => None,
     };
-    let team = query.id("teamId")?.map(TeamId);
     let mut db = state.store.db().await?;
-    let teams = match team {
+    let teams = sent_teams(&mut db, &caller, &query).await?;
+    let filter = list_filter(&query, &params, RequestScope::Sent { teams, recipient })?;
+    list_answer(&mut db, &filter, &params).await
+}
+
+/// The teams whose sent requests a list shows: `teamId`'s (when the caller
+/// sees it), else every team the caller sees as sender.
+pub(super) async fn sent_teams(
+    db: &mut Db,
+    caller: &ApiCaller,
+    query: &QueryPairs,
+) -> Result<Vec<TeamId>, ApiError> {
+    Ok(match query.id("teamId")?.map(TeamId) {
         Some(team) => {
-            if !access::may_see_team(&mut db, &caller.user, team).await? {
+            if !access::may_see_team(db, &caller.user, team).await? {
                 return Err(ApiError::NotFound(format!("team {team} not found")));
             }
             vec![team]
@@ -296,14 +365,12 @@ pub async fn list(
             let mut teams = Vec::new();
             for membership in db.list_memberships(caller.user.id).await? {
                 teams.extend(
-                    access::sender_teams(&mut db, &caller.user, membership.organization.id).await?,
+                    access::sender_teams(db, &caller.user, membership.organization.id).await?,
                 );
             }
             teams
         }
-    };
-    let filter = list_filter(&query, &params, RequestScope::Sent { teams, recipient })?;
-    list_answer(&mut db, &filter, &params).await
+    })
 }
 
 /// One page of requests matching `filter`, as Make lists them.

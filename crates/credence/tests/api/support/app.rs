@@ -117,6 +117,8 @@ pub async fn spawn_app_with_limits(
     // The outbox runner is off unless a test turns it on (tests/api/jobs.rs):
     // the others read the undelivered notifications.
     config.jobs.every = None;
+    // Nor the reminder scan: tests move a clock and drive its passes.
+    config.reminders.every = None;
     adjust(&mut config);
     let kept = config.clone();
     let app = match take_reserved_port(config.listen.port()) {

@@ -1,0 +1,125 @@
+//! Intake tracking and reminders (SPEC §9), in the conventions of Make's
+//! API: changing a request's client, project and owner
+//! (`PATCH /credential-requests/requests/{id}`), the rollups per project
+//! (`GET /credential-requests/projects`), and a team's reminder policy
+//! (`GET|PUT /credential-requests/teams/{teamId}/reminder-policy`). The
+//! tracking views are filters of the Sent list (`requests.rs`).
+
+use super::requests::{list_filter, requests_json, sent_teams};
+use crate::error::ApiError;
+use crate::extract::{ApiCaller, AppJson, AppPath, ListParams, QueryPairs};
+use crate::AppState;
+use axum::extract::State;
+use axum::Json;
+use credence_domain::{RequestId, Scope, TeamId};
+use credence_service::reminders::{self, PolicyInput};
+use credence_service::tracking::{self, TrackingInput};
+use credence_store::RequestScope;
+use serde_json::{json, Value};
+
+/// `PATCH /credential-requests/requests/{id}`: `{"client", "project",
+/// "owner"}`, each optional (absent keeps, `null` clears; a cleared owner is
+/// the requester again). Answers the request.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<String>,
+    AppJson(input): AppJson<TrackingInput>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::CredentialRequestsWrite)?;
+    let id = RequestId::parse("requestId", &id)?;
+    let updated = tracking::update(&state.ctx(), &caller.user, id, input).await?;
+    let mut db = state.store.db().await?;
+    let mut items = requests_json(&mut db, std::slice::from_ref(&updated)).await?;
+    Ok(Json(
+        json!({ "request": items.pop().unwrap_or(Value::Null) }),
+    ))
+}
+
+/// `GET /credential-requests/projects`: per team and project of the requests
+/// the caller sees as sender (`teamId`, `client`, `ownerId`, `view` narrow
+/// them as on the Sent list): total, authorized, pending, breaches and the
+/// SLA rate (authorized ÷ total, 1 when empty).
+pub async fn projects(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    query: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::CredentialRequestsRead)?;
+    let params = ListParams::parse(&query.0)?;
+    let mut db = state.store.db().await?;
+    let teams = sent_teams(&mut db, &caller, &query).await?;
+    drop(db);
+    let filter = list_filter(
+        &query,
+        &params,
+        RequestScope::Sent {
+            teams,
+            recipient: None,
+        },
+    )?;
+    let rollups = tracking::rollups(&state.ctx(), &filter, credence_store::now()).await?;
+    let projects: Vec<Value> = rollups.iter().map(tracking::rollup_json).collect();
+    Ok(Json(json!({ "projects": projects })))
+}
+
+fn team_id(raw: &str) -> Result<TeamId, ApiError> {
+    raw.parse::<i64>().map(TeamId).map_err(|_| {
+        ApiError::invalid(
+            "teamId",
+            format!(
+                "teamId {:?} is not an integer id",
+                raw.chars().take(40).collect::<String>()
+            ),
+        )
+    })
+}
+
+fn policy_answer(team: TeamId, policy: &reminders::Policy) -> Json<Value> {
+    let mut body = reminders::policy_json(policy);
+    body["teamId"] = json!(team);
+    body["channels"] = json!({
+        "email": policy.email,
+        "slack": policy.slack_secret_id.is_some(),
+    });
+    body["updatedAt"] = json!(policy.updated_at);
+    body["updatedBy"] = json!(policy.updated_by);
+    Json(json!({ "reminderPolicy": body }))
+}
+
+/// `GET /credential-requests/teams/{teamId}/reminder-policy`: the team's
+/// policy (the defaults until an admin sets one). The Slack URL is a key to
+/// the channel: it is never shown, only whether there is one.
+pub async fn get_policy(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(team): AppPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::CredentialRequestsRead)?;
+    let team = team_id(&team)?;
+    let policy = reminders::get_policy(&state.ctx(), &caller.user, team).await?;
+    Ok(policy_answer(team, &policy))
+}
+
+/// `PUT /credential-requests/teams/{teamId}/reminder-policy` (team admins,
+/// organization owners and admins): `firstAfterHours`, `everyHours`,
+/// `maxCount`, `slaHours`, `email`, `sponsorCc`, `slackWebhookUrl`; an
+/// absent field keeps its value.
+pub async fn put_policy(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(team): AppPath<String>,
+    AppJson(input): AppJson<PolicyInput>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::CredentialRequestsWrite)?;
+    let team = team_id(&team)?;
+    let policy = reminders::put_policy(
+        &state.ctx(),
+        &caller.user,
+        team,
+        input,
+        state.settings.reminders_allow_private_hosts,
+    )
+    .await?;
+    Ok(policy_answer(team, &policy))
+}
