@@ -230,6 +230,9 @@ pub struct FileConfig {
     pub mail_templates_dir: Option<PathBuf>,
     /// Seconds between two passes of the outbox runner; 0 turns it off.
     pub jobs_every: Option<u64>,
+    /// Whether webhook endpoints may be private, loopback or link-local
+    /// addresses, and plain http (default false: https to public hosts only).
+    pub webhooks_allow_private_hosts: Option<bool>,
 }
 
 /// The SMTP server, as the file gives it; the environment overrides each key.
@@ -323,6 +326,10 @@ pub struct Overrides {
     /// A directory of email templates overriding the built-in ones.
     #[arg(long, env = "CREDENCE_MAIL_TEMPLATES_DIR", global = true)]
     pub mail_templates_dir: Option<PathBuf>,
+    /// Let webhook endpoints be private, loopback or link-local addresses,
+    /// and plain http (a receiver on the operator's own network).
+    #[arg(long, env = "CREDENCE_WEBHOOKS_ALLOW_PRIVATE_HOSTS", global = true)]
+    pub webhooks_allow_private_hosts: Option<bool>,
 }
 
 impl Config {
@@ -400,6 +407,12 @@ impl Config {
             .clone()
             .or_else(|| std::env::var("CREDENCE_SMTP_PASSWORD").ok());
         config.jobs.mail = mail_settings(&file, overrides, password)?;
+        if let Some(allow) = overrides
+            .webhooks_allow_private_hosts
+            .or(file.webhooks_allow_private_hosts)
+        {
+            config.jobs.webhooks.allow_private_hosts = allow;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -488,6 +501,7 @@ impl Config {
             trusted_proxies: self.trusted_proxies.clone(),
             forwarded_header: self.forwarded_header,
             secure_cookies: self.secure_cookies(),
+            webhooks_allow_private_hosts: self.jobs.webhooks.allow_private_hosts,
         }
     }
 }

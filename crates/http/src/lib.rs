@@ -38,6 +38,9 @@ pub struct Settings {
     pub forwarded_header: ForwardedHeader,
     /// Whether cookies must be `Secure` (the public URL is https).
     pub secure_cookies: bool,
+    /// Whether webhook endpoints may be private, loopback or link-local
+    /// addresses, or plain http (the operator's `webhooks_allow_private_hosts`).
+    pub webhooks_allow_private_hosts: bool,
 }
 
 impl Settings {

@@ -1,4 +1,5 @@
-//! Credence's background jobs: delivering the notifications of the outbox.
+//! Credence's background jobs: delivering the notifications of the outbox,
+//! and the webhook messages (`webhooks.rs`).
 //!
 //! Every change that tells someone writes its message to the `outbox` table in
 //! its own transaction (`service::audit::notify`), so a change that rolls back
@@ -26,9 +27,11 @@
 pub mod mail;
 pub mod templates;
 mod transport;
+pub mod webhooks;
 
 pub use templates::Templates;
 pub use transport::{Security, SmtpSettings};
+pub use webhooks::{WebhookPass, WebhookSettings};
 
 use credence_service::clock::Clock;
 use credence_store::{Db, OutboxJob, OutboxSelection, Store};
@@ -62,6 +65,8 @@ pub struct Settings {
     /// Where the time comes from (tests move it instead of waiting).
     pub clock: Clock,
     pub mail: MailSettings,
+    /// How webhook messages are delivered (`webhooks.rs`).
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -77,6 +82,7 @@ impl Default for Settings {
             backoff_cap: Duration::from_secs(6 * 3600),
             clock: Clock::system(),
             mail: MailSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -153,6 +159,7 @@ pub struct Jobs {
     settings: Settings,
     transport: transport::Transport,
     templates: Templates,
+    webhook_client: reqwest::Client,
 }
 
 /// A claim held by this runner: the messages and the lease's token.
@@ -170,6 +177,10 @@ impl Jobs {
     ) -> anyhow::Result<Jobs> {
         let transport = transport::Transport::new(&settings.mail)?;
         let templates = Templates::load(settings.mail.templates_dir.as_deref())?;
+        let webhook_client = credence_provider::destination::webhook_client(
+            settings.webhooks.allow_private_hosts,
+            settings.webhooks.timeout,
+        )?;
         Ok(Jobs {
             store,
             vault,
@@ -177,6 +188,7 @@ impl Jobs {
             settings,
             transport,
             templates,
+            webhook_client,
         })
     }
 
@@ -205,14 +217,22 @@ impl Jobs {
                 if *stop.borrow() {
                     return;
                 }
-                match self.run_once().await {
-                    Ok(pass)
-                        if pass.claimed as i64 >= self.settings.batch && pass.released == 0 => {}
-                    Ok(_) => break,
+                let more_mail = match self.run_once().await {
+                    Ok(pass) => pass.claimed as i64 >= self.settings.batch && pass.released == 0,
                     Err(error) => {
                         tracing::warn!(error = %error, "could not deliver the outbox");
-                        break;
+                        false
                     }
+                };
+                let more_webhooks = match self.run_webhooks_once().await {
+                    Ok(pass) => pass.claimed as i64 >= self.settings.batch,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "could not deliver the webhooks");
+                        false
+                    }
+                };
+                if !more_mail && !more_webhooks {
+                    break;
                 }
             }
         }

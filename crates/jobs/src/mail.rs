@@ -32,6 +32,7 @@ pub const KINDS: &[&str] = &[
     "credential.reauthorization_requested",
     "connection.invalid",
     "feature.granted",
+    "webhook.disabled",
 ];
 
 /// What an email says, before it is laid out as text and as HTML.
@@ -282,6 +283,19 @@ fn content(kind: &str, payload: &Value, public_url: &str) -> Result<Content, Unk
             ],
             links: vec![],
         },
+        "webhook.disabled" => {
+            let host = text(payload, "webhookHost");
+            let owner = if team.is_empty() { format!("the organization {organization}") } else { format!("the team {team} of {organization}") };
+            Content {
+                subject: format!("Webhook endpoint {host} was disabled"),
+                lines: vec![
+                    format!("Credence disabled the webhook endpoint at {host} of {owner}: every delivery to it has failed since {}.", text(payload, "failingSince")),
+                    "No more events are sent to it. Fix the receiver, then enable the endpoint again (PATCH /api/v2/webhooks/{id} with \"enabled\": true); its delivery log shows what it answered, and each failed delivery can be replayed.".replace("{id}", &text(payload, "webhookId")),
+                    "You are told as an owner of the organization, or because you created the endpoint.".into(),
+                ],
+                links: vec![],
+            }
+        }
         other => return Err(UnknownKind(other.to_string())),
     };
     Ok(Content {

@@ -78,6 +78,38 @@ pub async fn put_unowned(
     Ok(id)
 }
 
+/// [`put_unowned`] inside the caller's transaction (a webhook endpoint's
+/// signing secret is stored with the endpoint, or not at all).
+pub async fn put_unowned_in(
+    db: &mut Db,
+    vault: &Vault,
+    purpose: &str,
+    value: &SecretString,
+) -> Result<String> {
+    refuse_owned(purpose)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let sealed = vault.seal_str(value, &row_context(&id, purpose))?;
+    db.insert_secret(&id, purpose, sealed.as_str()).await?;
+    Ok(id)
+}
+
+/// [`open_unowned`] through the caller's connection or transaction.
+pub async fn open_unowned_in(
+    db: &mut Db,
+    vault: &Vault,
+    id: &str,
+    purpose: &str,
+) -> Result<SecretString> {
+    refuse_owned(purpose)?;
+    let Some(stored) = db.get_secret(id).await? else {
+        return Err(Error::NotFound(format!("secret {id} not found")));
+    };
+    Ok(vault.open_string(
+        &Sealed::from_stored(stored.sealed),
+        &row_context(id, purpose),
+    )?)
+}
+
 /// Opens the secret `id` that has no owner record, stored for `purpose`.
 pub async fn open_unowned(
     store: &Store,

@@ -57,6 +57,7 @@ mod requests;
 mod secrets;
 mod sign_in;
 mod usage;
+mod webhooks;
 
 pub use audit::{AuditEntry, AuditFilter, AuditFilterValues, NewAuditEntry, OutboxMessage};
 pub use broker::ConnectionForCall;
@@ -75,6 +76,7 @@ pub use requests::{
 pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
 pub use sign_in::CountedAttempt;
 pub use usage::{NewUsage, Usage};
+pub use webhooks::{NewWebhookEndpoint, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;

@@ -29,3 +29,4 @@ mod sign_in_limits;
 mod token_hygiene;
 mod tokens;
 mod web_security;
+mod webhooks;

@@ -10,6 +10,7 @@ mod requests;
 mod teams;
 mod tokens;
 mod users;
+mod webhooks;
 
 use super::error::ApiError;
 use super::AppState;
@@ -123,6 +124,23 @@ pub fn router() -> Router<AppState> {
         )
         .route("/connections/{id}/test", post(connections::test))
         .route("/connections/{id}/scoped", post(connections::scoped))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery}",
+            get(webhooks::delivery),
+        )
+        .route(
+            "/webhooks/{id}/deliveries/{delivery}/replay",
+            post(webhooks::replay),
+        )
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
 }
 
