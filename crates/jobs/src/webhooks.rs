@@ -151,7 +151,8 @@ impl Outcome {
     }
 
     fn delivered(&self) -> bool {
-        self.status.is_some_and(|status| (200..300).contains(&status))
+        self.status
+            .is_some_and(|status| (200..300).contains(&status))
     }
 }
 
@@ -237,7 +238,10 @@ impl Jobs {
             .await?
         {
             done.lease_lost += 1;
-            tracing::warn!(webhook_delivery = delivery.id, "a webhook attempt ended after its lease ran out; it may be sent again");
+            tracing::warn!(
+                webhook_delivery = delivery.id,
+                "a webhook attempt ended after its lease ran out; it may be sent again"
+            );
             return Ok(done);
         }
         if delivered {
@@ -252,7 +256,12 @@ impl Jobs {
             }
             None => {
                 done.failed += 1;
-                tracing::warn!(webhook_delivery = delivery.id, webhook_endpoint = endpoint.id, attempts = delivery.attempts, "a webhook delivery was given up after its last attempt");
+                tracing::warn!(
+                    webhook_delivery = delivery.id,
+                    webhook_endpoint = endpoint.id,
+                    attempts = delivery.attempts,
+                    "a webhook delivery was given up after its last attempt"
+                );
             }
         }
         let since = db
@@ -269,7 +278,9 @@ impl Jobs {
                 now,
             )
             .await
-            .map_err(|error| anyhow::anyhow!("cannot disable webhook endpoint {}: {error}", endpoint.id))?;
+            .map_err(|error| {
+                anyhow::anyhow!("cannot disable webhook endpoint {}: {error}", endpoint.id)
+            })?;
             if disabled {
                 done.disabled += 1;
                 tracing::warn!(webhook_endpoint = endpoint.id, failing_since = %since, "a webhook endpoint failing for too long was disabled; its owners are told");
@@ -307,9 +318,7 @@ impl Jobs {
         .await
         {
             Ok(secrets) => secrets,
-            Err(_) => {
-                return Outcome::failed("the endpoint's signing secret does not open".into())
-            }
+            Err(_) => return Outcome::failed("the endpoint's signing secret does not open".into()),
         };
         let timestamp = now.timestamp();
         let mut signatures = Vec::new();
@@ -405,7 +414,10 @@ mod tests {
     #[test]
     fn an_excerpt_is_at_most_a_kibibyte_cut_at_a_character_and_blanks_secrets() {
         let secret = SecretString::from("whsec_c2VjcmV0LWtleQ==".to_string());
-        let echoed = format!("got whsec_c2VjcmV0LWtleQ== and c2VjcmV0LWtleQ== {}", "é".repeat(600));
+        let echoed = format!(
+            "got whsec_c2VjcmV0LWtleQ== and c2VjcmV0LWtleQ== {}",
+            "é".repeat(600)
+        );
         let text = excerpt(echoed.as_bytes(), std::slice::from_ref(&secret));
         assert!(text.len() <= EXCERPT_LIMIT, "{}", text.len());
         assert!(!text.contains("c2VjcmV0LWtleQ"), "{text}");

@@ -445,9 +445,7 @@ pub async fn signing_secrets(
         (&endpoint.previous_secret_id, endpoint.previous_secret_until)
     {
         if until > now {
-            found.push(
-                secrets::open_unowned_in(&mut db, vault, previous, SIGNING_PURPOSE).await?,
-            );
+            found.push(secrets::open_unowned_in(&mut db, vault, previous, SIGNING_PURPOSE).await?);
         }
     }
     Ok(found)

@@ -102,7 +102,8 @@ const ENDPOINT_COLUMNS: &str = "id, organization_id, team_id, url, events, enabl
      previous_secret_id, previous_secret_until, created_by, created_at, updated_at, failing_since, \
      disabled_at, disabled_reason";
 
-const DELIVERY_COLUMNS: &str = "id, endpoint_id, message_id, event, payload, created_at, replay_of, \
+const DELIVERY_COLUMNS: &str =
+    "id, endpoint_id, message_id, event, payload, created_at, replay_of, \
      attempts, next_attempt_at, lease_until, last_attempt_at, last_status, last_latency_ms, \
      last_response, last_error, delivered_at, failed_at";
 
@@ -124,10 +125,12 @@ impl Db {
              created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
              RETURNING {ENDPOINT_COLUMNS}"
         );
-        Ok(on_conn!(self, c => sqlx::query_as::<_, WebhookEndpoint>(&sql)
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, WebhookEndpoint>(&sql)
             .bind(new.organization.0).bind(new.team).bind(new.url).bind(new.events)
             .bind(new.enabled).bind(new.secret_id).bind(new.created_by).bind(at)
-            .fetch_one(c).await)?)
+            .fetch_one(c).await)?,
+        )
     }
 
     pub async fn get_webhook_endpoint(&mut self, id: i64) -> Result<Option<WebhookEndpoint>> {
@@ -148,8 +151,10 @@ impl Db {
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE organization_id = $1 \
              AND ((CAST($2 AS BIGINT) IS NULL AND team_id IS NULL) OR team_id = $2) ORDER BY id"
         );
-        Ok(on_conn!(self, c => sqlx::query_as::<_, WebhookEndpoint>(&sql)
-            .bind(organization.0).bind(team).fetch_all(c).await)?)
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, WebhookEndpoint>(&sql)
+            .bind(organization.0).bind(team).fetch_all(c).await)?,
+        )
     }
 
     /// The enabled endpoints an event of `organization` (and `team`) goes
@@ -163,8 +168,10 @@ impl Db {
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE organization_id = $1 AND enabled \
              AND (team_id IS NULL OR team_id = $2) ORDER BY id"
         );
-        Ok(on_conn!(self, c => sqlx::query_as::<_, WebhookEndpoint>(&sql)
-            .bind(organization.0).bind(team).fetch_all(c).await)?)
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, WebhookEndpoint>(&sql)
+            .bind(organization.0).bind(team).fetch_all(c).await)?,
+        )
     }
 
     /// Changes what an endpoint is set to; re-enabling it forgets its failures.
@@ -244,9 +251,11 @@ impl Db {
     ) -> Result<Option<DateTime<Utc>>> {
         let sql = "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) \
                    WHERE id = $2 RETURNING failing_since";
-        Ok(on_conn!(self, c => sqlx::query_scalar::<_, Option<DateTime<Utc>>>(sql)
+        Ok(
+            on_conn!(self, c => sqlx::query_scalar::<_, Option<DateTime<Utc>>>(sql)
             .bind(at).bind(id).fetch_optional(c).await)?
-        .flatten())
+            .flatten(),
+        )
     }
 
     /// Disables endpoint `id` for `reason`, if it is still enabled; answers
@@ -257,11 +266,14 @@ impl Db {
         at: DateTime<Utc>,
         reason: &str,
     ) -> Result<bool> {
-        let sql = "UPDATE webhook_endpoints SET enabled = $1, disabled_at = $2, disabled_reason = $3, \
+        let sql =
+            "UPDATE webhook_endpoints SET enabled = $1, disabled_at = $2, disabled_reason = $3, \
                    updated_at = $2 WHERE id = $4 AND enabled";
-        Ok(on_conn!(self, c => sqlx::query(sql).bind(false).bind(at).bind(reason).bind(id)
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(false).bind(at).bind(reason).bind(id)
             .execute(c).await.map(|r| r.rows_affected()))?
-            == 1)
+                == 1,
+        )
     }
 
     /// Queues `payload` (event `event`, `webhook-id` `message_id`) for
@@ -278,9 +290,11 @@ impl Db {
             "INSERT INTO webhook_deliveries (endpoint_id, message_id, event, payload, created_at, replay_of) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {DELIVERY_COLUMNS}"
         );
-        Ok(on_conn!(self, c => sqlx::query_as::<_, WebhookDelivery>(&sql)
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, WebhookDelivery>(&sql)
             .bind(endpoint).bind(message_id).bind(event).bind(payload).bind(crate::now()).bind(replay_of)
-            .fetch_one(c).await)?)
+            .fetch_one(c).await)?,
+        )
     }
 
     pub async fn get_webhook_delivery(&mut self, id: i64) -> Result<Option<WebhookDelivery>> {

@@ -76,12 +76,19 @@ async fn some_change(agency: &Agency) -> String {
 /// The secret must be nowhere but in the answer that made it: not in the
 /// logs, not in a stored column in plain text.
 async fn assert_secret_kept(agency: &Agency, secret: &str, endpoint: i64) {
-    assert!(!captured_logs().contains(secret), "the secret is in a log line");
+    assert!(
+        !captured_logs().contains(secret),
+        "the secret is in a log line"
+    );
     let mut db = agency.app.db().await;
     let stored = db.get_webhook_endpoint(endpoint).await.unwrap().unwrap();
     assert!(!format!("{stored:?}").contains(secret));
     let sealed = db.get_secret(&stored.secret_id).await.unwrap().unwrap();
-    assert!(sealed.sealed.starts_with("cv1."), "not sealed: {}", sealed.purpose);
+    assert!(
+        sealed.sealed.starts_with("cv1."),
+        "not sealed: {}",
+        sealed.purpose
+    );
     assert!(!sealed.sealed.contains(secret.trim_start_matches("whsec_")));
 }
 
@@ -143,8 +150,13 @@ async fn a_recipient_authorizing_delivers_a_signed_credential_authorized_event(b
         .await
         .is_err());
     let mut tampered = message.clone();
-    tampered.body = tampered.body.replace("credential.authorized", "credential.revoked");
-    assert!(tampered.verify_with_official_library(&secret).await.is_err());
+    tampered.body = tampered
+        .body
+        .replace("credential.authorized", "credential.revoked");
+    assert!(tampered
+        .verify_with_official_library(&secret)
+        .await
+        .is_err());
 
     // The delivery log.
     let log = deliveries(&agency, &admin, id).await;
@@ -168,13 +180,19 @@ async fn a_recipient_authorizing_delivers_a_signed_credential_authorized_event(b
     assert!(read["webhook"].get("secret").is_none(), "{read}");
     let (_, listed) = agency
         .app
-        .get_json(&format!("/api/v2/webhooks?teamId={}", agency.app.team), &admin)
+        .get_json(
+            &format!("/api/v2/webhooks?teamId={}", agency.app.team),
+            &admin,
+        )
         .await;
     assert_eq!(listed["webhooks"].as_array().unwrap().len(), 1);
     assert!(!listed.to_string().contains("whsec_"), "{listed}");
     assert_secret_kept(&agency, &secret, id).await;
     let events = agency.audit_events().await;
-    assert!(events.contains(&"webhook.created".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"webhook.created".to_string()),
+        "{events:?}"
+    );
     agency.app.stop().await;
 }
 
@@ -202,7 +220,10 @@ async fn a_failing_endpoint_is_retried_with_backoff_and_a_delivery_can_be_replay
     assert_eq!(log[0]["state"], "retrying", "{}", log[0]);
     assert_eq!(log[0]["status"], 500);
     assert_eq!(log[0]["attempts"], 1);
-    assert!(log[0]["response"].as_str().unwrap().starts_with("sink answered 500"));
+    assert!(log[0]["response"]
+        .as_str()
+        .unwrap()
+        .starts_with("sink answered 500"));
     let next = |entry: &Value| {
         entry["nextAttemptAt"]
             .as_str()
@@ -230,12 +251,17 @@ async fn a_failing_endpoint_is_retried_with_backoff_and_a_delivery_can_be_replay
     let log = deliveries(&agency, &admin, id).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["state"], "delivered");
-    assert_eq!((log[0]["attempts"].clone(), log[0]["status"].clone()), (json!(3), json!(200)));
+    assert_eq!(
+        (log[0]["attempts"].clone(), log[0]["status"].clone()),
+        (json!(3), json!(200))
+    );
     assert!(log[0]["nextAttemptAt"].is_null());
     let received = sink.received();
     assert_eq!(received.len(), 3);
     // Every attempt is the same message, signed afresh for its own time.
-    assert!(received.iter().all(|m| m.id == received[0].id && m.body == received[0].body));
+    assert!(received
+        .iter()
+        .all(|m| m.id == received[0].id && m.body == received[0].body));
     assert_ne!(received[0].timestamp, received[2].timestamp);
     received[0]
         .verify_with_official_library(&secret)
@@ -262,10 +288,16 @@ async fn a_failing_endpoint_is_retried_with_backoff_and_a_delivery_can_be_replay
     assert_eq!(deliveries(&agency, &admin, id).await.len(), 2);
     let (status, one) = agency
         .app
-        .get_json(&format!("/api/v2/webhooks/{id}/deliveries/{delivery}"), &admin)
+        .get_json(
+            &format!("/api/v2/webhooks/{id}/deliveries/{delivery}"),
+            &admin,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(one["delivery"]["payload"]["type"], "credential_request.created");
+    assert_eq!(
+        one["delivery"]["payload"]["type"],
+        "credential_request.created"
+    );
     assert_secret_kept(&agency, &secret, id).await;
     agency.app.stop().await;
 }
@@ -285,14 +317,21 @@ async fn rotating_the_secret_signs_with_both_secrets_during_the_overlap(backend:
     let id = endpoint["id"].as_i64().unwrap();
 
     let (status, rotated) = agency
-        .post(&format!("/api/v2/webhooks/{id}/rotate-secret"), &admin, None)
+        .post(
+            &format!("/api/v2/webhooks/{id}/rotate-secret"),
+            &admin,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     let new_secret = rotated["webhook"]["secret"].as_str().unwrap().to_string();
     register_secret(&new_secret);
     assert!(new_secret.starts_with("whsec_"));
     assert_ne!(new_secret, old_secret);
-    assert!(rotated["webhook"]["previousSecretValidUntil"].is_string(), "{rotated}");
+    assert!(
+        rotated["webhook"]["previousSecretValidUntil"].is_string(),
+        "{rotated}"
+    );
 
     some_change(&agency).await;
     assert_eq!(jobs.run_webhooks_once().await.unwrap().delivered, 1);
@@ -314,9 +353,17 @@ async fn rotating_the_secret_signs_with_both_secrets_during_the_overlap(backend:
     some_change(&agency).await;
     assert_eq!(jobs.run_webhooks_once().await.unwrap().delivered, 1);
     let message = sink.received().pop().unwrap();
-    assert_eq!(message.signature.split(' ').count(), 1, "{}", message.signature);
+    assert_eq!(
+        message.signature.split(' ').count(),
+        1,
+        "{}",
+        message.signature
+    );
     let events = agency.audit_events().await;
-    assert!(events.contains(&"webhook.secret_rotated".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"webhook.secret_rotated".to_string()),
+        "{events:?}"
+    );
     assert_secret_kept(&agency, &new_secret, id).await;
     assert!(!captured_logs().contains(&old_secret));
     agency.app.stop().await;
@@ -377,12 +424,19 @@ async fn an_endpoint_failing_for_three_days_is_disabled_and_its_owners_are_email
         .collect();
     let owners: Vec<&str> = mails.iter().map(|(_, to, _)| to.as_str()).collect();
     assert_eq!(owners, vec![agency.app.admin_email.as_str()], "{mails:?}");
-    let email = credence::jobs::mail::render("webhook.disabled", &mails[0].2, &agency.app.address)
-        .unwrap();
+    let email =
+        credence::jobs::mail::render("webhook.disabled", &mails[0].2, &agency.app.address).unwrap();
     assert!(email.subject.contains("127.0.0.1"), "{}", email.subject);
-    assert!(email.text.contains("enable the endpoint again"), "{}", email.text);
+    assert!(
+        email.text.contains("enable the endpoint again"),
+        "{}",
+        email.text
+    );
     let events = agency.audit_events().await;
-    assert!(events.contains(&"webhook.disabled".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"webhook.disabled".to_string()),
+        "{events:?}"
+    );
 
     // Disabled: nothing more is queued or sent to it.
     let before = deliveries(&agency, &admin, id).await.len();
@@ -436,16 +490,25 @@ async fn private_loopback_and_link_local_urls_are_refused_unless_the_operator_al
         assert_error(status, &body, StatusCode::BAD_REQUEST);
         assert_eq!(body["suberrors"][0]["field"], "url", "{body}");
         assert!(
-            body["detail"].as_str().unwrap().contains("webhooks_allow_private_hosts"),
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("webhooks_allow_private_hosts"),
             "{url}: {body}"
         );
     }
     let (_, listed) = agency
         .app
-        .get_json(&format!("/api/v2/webhooks?teamId={}", agency.app.team), &admin)
+        .get_json(
+            &format!("/api/v2/webhooks?teamId={}", agency.app.team),
+            &admin,
+        )
         .await;
     assert_eq!(listed["webhooks"], json!([]));
-    assert!(!agency.audit_events().await.contains(&"webhook.created".to_string()));
+    assert!(!agency
+        .audit_events()
+        .await
+        .contains(&"webhook.created".to_string()));
 
     // At delivery too: an endpoint stored while private hosts were allowed
     // gets nothing from a runner that does not allow them — neither an IP
@@ -482,7 +545,10 @@ async fn private_loopback_and_link_local_urls_are_refused_unless_the_operator_al
     }
     some_change(&agency).await;
     let clock = ManualClock::starting_now();
-    let pass = driven(&agency, &clock, false).run_webhooks_once().await.unwrap();
+    let pass = driven(&agency, &clock, false)
+        .run_webhooks_once()
+        .await
+        .unwrap();
     assert_eq!((pass.claimed, pass.retried), (2, 2), "{pass:?}");
     assert!(sink.received().is_empty());
     for id in endpoints {
@@ -501,7 +567,11 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing(backend: 
     let admin = admin_token(&agency).await;
     let team = agency.app.team;
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({ "teamId": team, "url": sink.url(), "events": [] }), "events", "at least one"),
+        (
+            json!({ "teamId": team, "url": sink.url(), "events": [] }),
+            "events",
+            "at least one",
+        ),
         (
             json!({ "teamId": team, "url": sink.url(), "events": ["credential.authorised"] }),
             "events",
@@ -512,8 +582,16 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing(backend: 
             "events",
             "the limit is 64",
         ),
-        (json!({ "teamId": team, "url": "", "events": ["*"] }), "url", "required"),
-        (json!({ "teamId": team, "url": "not a url", "events": ["*"] }), "url", "not an absolute URL"),
+        (
+            json!({ "teamId": team, "url": "", "events": ["*"] }),
+            "url",
+            "required",
+        ),
+        (
+            json!({ "teamId": team, "url": "not a url", "events": ["*"] }),
+            "url",
+            "not an absolute URL",
+        ),
         (
             json!({ "teamId": team, "url": format!("{}?{}", sink.url(), "x".repeat(2100)), "events": ["*"] }),
             "url",
@@ -534,13 +612,22 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing(backend: 
             "teamId",
             "not both",
         ),
-        (json!({ "url": sink.url(), "events": ["*"] }), "teamId", "required"),
+        (
+            json!({ "url": sink.url(), "events": ["*"] }),
+            "teamId",
+            "required",
+        ),
     ];
     for (body, field, says) in cases {
-        let (status, answer) = agency.post("/api/v2/webhooks", &admin, Some(body.clone())).await;
+        let (status, answer) = agency
+            .post("/api/v2/webhooks", &admin, Some(body.clone()))
+            .await;
         assert_error(status, &answer, StatusCode::BAD_REQUEST);
         assert_eq!(answer["suberrors"][0]["field"], field, "{body}: {answer}");
-        assert!(answer["detail"].as_str().unwrap().contains(says), "{body}: {answer}");
+        assert!(
+            answer["detail"].as_str().unwrap().contains(says),
+            "{body}: {answer}"
+        );
     }
     // Shapes serde refuses: still a JSON 400.
     for body in [
@@ -602,11 +689,24 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing(backend: 
         )
         .await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST);
-    let (_, read) = agency.app.get_json(&format!("/api/v2/webhooks/{id}"), &admin).await;
-    assert_eq!(read["webhook"]["events"], json!(["*"]), "the refused change was kept");
+    let (_, read) = agency
+        .app
+        .get_json(&format!("/api/v2/webhooks/{id}"), &admin)
+        .await;
+    assert_eq!(
+        read["webhook"]["events"],
+        json!(["*"]),
+        "the refused change was kept"
+    );
     for (method, path) in [
-        (Method::GET, format!("/api/v2/webhooks/{id}/deliveries?limit=0")),
-        (Method::GET, format!("/api/v2/webhooks/{id}/deliveries?limit=lots")),
+        (
+            Method::GET,
+            format!("/api/v2/webhooks/{id}/deliveries?limit=0"),
+        ),
+        (
+            Method::GET,
+            format!("/api/v2/webhooks/{id}/deliveries?limit=lots"),
+        ),
         (Method::GET, "/api/v2/webhooks".to_string()),
         (Method::GET, "/api/v2/webhooks?teamId=abc".to_string()),
     ] {
@@ -616,9 +716,18 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing(backend: 
     for (method, path) in [
         (Method::GET, "/api/v2/webhooks/424242".to_string()),
         (Method::DELETE, "/api/v2/webhooks/424242".to_string()),
-        (Method::POST, "/api/v2/webhooks/424242/rotate-secret".to_string()),
-        (Method::GET, format!("/api/v2/webhooks/{id}/deliveries/424242")),
-        (Method::POST, format!("/api/v2/webhooks/{id}/deliveries/424242/replay")),
+        (
+            Method::POST,
+            "/api/v2/webhooks/424242/rotate-secret".to_string(),
+        ),
+        (
+            Method::GET,
+            format!("/api/v2/webhooks/{id}/deliveries/424242"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v2/webhooks/{id}/deliveries/424242/replay"),
+        ),
     ] {
         let (status, answer) = agency.app.send(method, &path, &admin, None).await;
         assert_error(status, &answer, StatusCode::NOT_FOUND);
@@ -629,11 +738,19 @@ async fn bad_input_is_refused_with_the_field_named_and_changes_nothing(backend: 
         .get_json(&format!("/api/v2/webhooks/{id}"), &member)
         .await;
     assert_error(status, &answer, StatusCode::NOT_FOUND);
-    let (status, answer) = agency.delete(&format!("/api/v2/webhooks/{id}"), &admin).await;
+    let (status, answer) = agency
+        .delete(&format!("/api/v2/webhooks/{id}"), &admin)
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (status, _) = agency.app.get_json(&format!("/api/v2/webhooks/{id}"), &admin).await;
+    let (status, _) = agency
+        .app
+        .get_json(&format!("/api/v2/webhooks/{id}"), &admin)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(agency.audit_events().await.contains(&"webhook.deleted".to_string()));
+    assert!(agency
+        .audit_events()
+        .await
+        .contains(&"webhook.deleted".to_string()));
     agency.app.stop().await;
 }
 
@@ -673,7 +790,10 @@ async fn a_change_that_rolls_back_queues_no_delivery(backend: Backend) {
     assert_eq!(jobs.drain_webhooks().await.unwrap().delivered, 1);
     let received = sink.received();
     assert_eq!(received.len(), 1);
-    assert_eq!(received[0].payload()["data"]["details"]["note"], "feature.requested");
+    assert_eq!(
+        received[0].payload()["data"]["details"]["note"],
+        "feature.requested"
+    );
     agency.app.stop().await;
 }
 

@@ -131,7 +131,10 @@ pub fn router() -> Router<AppState> {
                 .patch(webhooks::update)
                 .delete(webhooks::delete),
         )
-        .route("/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route(
             "/webhooks/{id}/deliveries/{delivery}",

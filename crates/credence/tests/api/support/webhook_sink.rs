@@ -52,18 +52,13 @@ impl ReceivedWebhook {
         {
             use tokio::io::AsyncWriteExt;
             let mut stdin = child.stdin.take().unwrap();
-            stdin
-                .write_all(input.to_string().as_bytes())
-                .await
-                .unwrap();
+            stdin.write_all(input.to_string().as_bytes()).await.unwrap();
         }
-        let output = tokio::time::timeout(
-            std::time::Duration::from_secs(60),
-            child.wait_with_output(),
-        )
-        .await
-        .expect("the verifier ends")
-        .unwrap();
+        let output =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("the verifier ends")
+                .unwrap();
         assert!(output.status.success(), "verify.py failed: {output:?}");
         let answer: Value = serde_json::from_slice(&output.stdout).expect("verify.py answers JSON");
         if answer["ok"] == json!(true) {
