@@ -693,6 +693,28 @@ mod tests {
     }
 
     #[test]
+    fn private_webhook_hosts_are_refused_unless_the_file_or_a_flag_allows_them() {
+        let config = Config::load(&Overrides::default()).unwrap();
+        assert!(!config.jobs.webhooks.allow_private_hosts);
+        assert!(!config.http_settings().webhooks_allow_private_hosts);
+        let file = write("webhooks_allow_private_hosts = true\n");
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(config.jobs.webhooks.allow_private_hosts);
+        assert!(config.http_settings().webhooks_allow_private_hosts);
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            webhooks_allow_private_hosts: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!config.jobs.webhooks.allow_private_hosts);
+    }
+
+    #[test]
     fn without_an_smtp_host_mail_stays_local_and_a_lone_port_is_an_error() {
         let config = Config::load(&Overrides::default()).unwrap();
         assert!(config.jobs.mail.smtp.is_none());
