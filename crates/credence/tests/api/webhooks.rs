@@ -797,6 +797,48 @@ async fn a_change_that_rolls_back_queues_no_delivery(backend: Backend) {
     agency.app.stop().await;
 }
 
+async fn two_runners_deliver_each_message_once(backend: Backend) {
+    let clock = ManualClock::starting_now();
+    let agency = agency(backend, &clock, false).await;
+    let (first, second) = (driven(&agency, &clock, true), driven(&agency, &clock, true));
+    let sink = WebhookSink::start().await;
+    let admin = admin_token(&agency).await;
+    create_endpoint(
+        &agency,
+        &admin,
+        json!({ "organizationId": agency.app.organization, "url": sink.url(), "events": ["feature.requested"] }),
+    )
+    .await;
+    let count = 60;
+    for i in 0..count {
+        let mut tx = agency.app.store.begin().await.unwrap();
+        credence::service::audit::record(
+            &mut tx,
+            &credence::service::audit::Actor::system(),
+            credence::service::audit::Event {
+                organization: agency.app.organization,
+                team: None,
+                name: "feature.requested",
+                target_kind: "user",
+                target_id: i.to_string(),
+                details: json!({ "n": i }),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let (a, b) = tokio::join!(first.drain_webhooks(), second.drain_webhooks());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.delivered + b.delivered, count, "{a:?} {b:?}");
+    let mut ids: Vec<String> = sink.received().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), count, "a message was sent twice or not at all");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), count);
+    agency.app.stop().await;
+}
+
 on_both_backends!(
     a_recipient_authorizing_delivers_a_signed_credential_authorized_event,
     a_failing_endpoint_is_retried_with_backoff_and_a_delivery_can_be_replayed,
@@ -805,4 +847,5 @@ on_both_backends!(
     private_loopback_and_link_local_urls_are_refused_unless_the_operator_allows_them,
     bad_input_is_refused_with_the_field_named_and_changes_nothing,
     a_change_that_rolls_back_queues_no_delivery,
+    two_runners_deliver_each_message_once,
 );
