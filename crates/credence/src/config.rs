@@ -239,6 +239,9 @@ pub struct FileConfig {
     /// Whether a team's Slack webhook may be on a private, loopback or
     /// link-local address, or plain http (default false).
     pub reminders_allow_private_hosts: Option<bool>,
+    /// Whether webhook endpoints may be private, loopback or link-local
+    /// addresses, and plain http (default false: https to public hosts only).
+    pub webhooks_allow_private_hosts: Option<bool>,
 }
 
 /// The SMTP server, as the file gives it; the environment overrides each key.
@@ -332,6 +335,10 @@ pub struct Overrides {
     /// A directory of email templates overriding the built-in ones.
     #[arg(long, env = "CREDENCE_MAIL_TEMPLATES_DIR", global = true)]
     pub mail_templates_dir: Option<PathBuf>,
+    /// Let webhook endpoints be private, loopback or link-local addresses,
+    /// and plain http (a receiver on the operator's own network).
+    #[arg(long, env = "CREDENCE_WEBHOOKS_ALLOW_PRIVATE_HOSTS", global = true)]
+    pub webhooks_allow_private_hosts: Option<bool>,
 }
 
 impl Config {
@@ -415,6 +422,12 @@ impl Config {
             .clone()
             .or_else(|| std::env::var("CREDENCE_SMTP_PASSWORD").ok());
         config.jobs.mail = mail_settings(&file, overrides, password)?;
+        if let Some(allow) = overrides
+            .webhooks_allow_private_hosts
+            .or(file.webhooks_allow_private_hosts)
+        {
+            config.jobs.webhooks.allow_private_hosts = allow;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -504,6 +517,7 @@ impl Config {
             forwarded_header: self.forwarded_header,
             secure_cookies: self.secure_cookies(),
             reminders_allow_private_hosts: self.reminders.allow_private_hosts,
+            webhooks_allow_private_hosts: self.jobs.webhooks.allow_private_hosts,
         }
     }
 }
@@ -692,6 +706,28 @@ mod tests {
             (smtp.port, smtp.security),
             (2525, credence_jobs::Security::Starttls)
         );
+    }
+
+    #[test]
+    fn private_webhook_hosts_are_refused_unless_the_file_or_a_flag_allows_them() {
+        let config = Config::load(&Overrides::default()).unwrap();
+        assert!(!config.jobs.webhooks.allow_private_hosts);
+        assert!(!config.http_settings().webhooks_allow_private_hosts);
+        let file = write("webhooks_allow_private_hosts = true\n");
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(config.jobs.webhooks.allow_private_hosts);
+        assert!(config.http_settings().webhooks_allow_private_hosts);
+        let config = Config::load(&Overrides {
+            config: Some(file.path().into()),
+            webhooks_allow_private_hosts: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!config.jobs.webhooks.allow_private_hosts);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Settings {
     /// Whether a team's reminder policy may name a Slack webhook on a
     /// private, loopback or link-local address (or over plain http).
     pub reminders_allow_private_hosts: bool,
+    /// Whether webhook endpoints may be private, loopback or link-local
+    /// addresses, or plain http (the operator's `webhooks_allow_private_hosts`).
+    pub webhooks_allow_private_hosts: bool,
 }
 
 impl Settings {

@@ -1,4 +1,5 @@
-//! Credence's background jobs: delivering the notifications of the outbox.
+//! Credence's background jobs: delivering the notifications of the outbox,
+//! and the webhook messages (`webhooks.rs`).
 //!
 //! Every change that tells someone writes its message to the `outbox` table in
 //! its own transaction (`service::audit::notify`), so a change that rolls back
@@ -28,9 +29,11 @@ pub mod reminders;
 pub mod slack;
 pub mod templates;
 mod transport;
+pub mod webhooks;
 
 pub use templates::Templates;
 pub use transport::{Security, SmtpSettings};
+pub use webhooks::{WebhookPass, WebhookSettings};
 
 use credence_service::clock::Clock;
 use credence_store::{Db, OutboxJob, OutboxSelection, Store};
@@ -67,6 +70,8 @@ pub struct Settings {
     /// Whether Slack messages may go to private, loopback or link-local
     /// hosts, or over plain http (`reminders_allow_private_hosts`).
     pub slack_allow_private_hosts: bool,
+    /// How webhook messages are delivered (`webhooks.rs`).
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -83,6 +88,7 @@ impl Default for Settings {
             clock: Clock::system(),
             mail: MailSettings::default(),
             slack_allow_private_hosts: false,
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -160,6 +166,7 @@ pub struct Jobs {
     transport: transport::Transport,
     slack: slack::Slack,
     templates: Templates,
+    webhook_client: reqwest::Client,
 }
 
 /// A claim held by this runner: the messages and the lease's token.
@@ -178,6 +185,10 @@ impl Jobs {
         let transport = transport::Transport::new(&settings.mail)?;
         let templates = Templates::load(settings.mail.templates_dir.as_deref())?;
         let slack = slack::Slack::new(settings.slack_allow_private_hosts)?;
+        let webhook_client = credence_provider::destination::webhook_client(
+            settings.webhooks.allow_private_hosts,
+            settings.webhooks.timeout,
+        )?;
         Ok(Jobs {
             store,
             vault,
@@ -186,6 +197,7 @@ impl Jobs {
             transport,
             slack,
             templates,
+            webhook_client,
         })
     }
 
@@ -214,14 +226,22 @@ impl Jobs {
                 if *stop.borrow() {
                     return;
                 }
-                match self.run_once().await {
-                    Ok(pass)
-                        if pass.claimed as i64 >= self.settings.batch && pass.released == 0 => {}
-                    Ok(_) => break,
+                let more_mail = match self.run_once().await {
+                    Ok(pass) => pass.claimed as i64 >= self.settings.batch && pass.released == 0,
                     Err(error) => {
                         tracing::warn!(error = %error, "could not deliver the outbox");
-                        break;
+                        false
                     }
+                };
+                let more_webhooks = match self.run_webhooks_once().await {
+                    Ok(pass) => pass.claimed as i64 >= self.settings.batch,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "could not deliver the webhooks");
+                        false
+                    }
+                };
+                if !more_mail && !more_webhooks {
+                    break;
                 }
             }
         }

@@ -37,6 +37,7 @@ pub const KINDS: &[&str] = &[
     "credential_request.reminder",
     "credential_request.escalation",
     "credential_request.sla_breach",
+    "webhook.disabled",
 ];
 
 /// What an email says, before it is laid out as text and as HTML.
@@ -322,6 +323,19 @@ fn content(kind: &str, payload: &Value, public_url: &str) -> Result<Content, Unk
                     format!("The credential request “{request}” asked of {recipient} is not authorized {} hours after it was sent (status: {}).", text(payload, "slaHours"), text(payload, "status")),
                     if apps_of(payload) == "the apps it lists" { String::new() } else { format!("Still pending: {}.", apps_of(payload)) },
                     "You own this request: contact the recipient, or change the request. Credence goes on reminding them as the team's policy says.".into(),
+                ],
+                links: vec![],
+            }
+        }
+        "webhook.disabled" => {
+            let host = text(payload, "webhookHost");
+            let owner = if team.is_empty() { format!("the organization {organization}") } else { format!("the team {team} of {organization}") };
+            Content {
+                subject: format!("Webhook endpoint {host} was disabled"),
+                lines: vec![
+                    format!("Credence disabled the webhook endpoint at {host} of {owner}: every delivery to it has failed since {}.", text(payload, "failingSince")),
+                    "No more events are sent to it. Fix the receiver, then enable the endpoint again (PATCH /api/v2/webhooks/{id} with \"enabled\": true); its delivery log shows what it answered, and each failed delivery can be replayed.".replace("{id}", &text(payload, "webhookId")),
+                    "You are told as an owner of the organization, or because you created the endpoint.".into(),
                 ],
                 links: vec![],
             }

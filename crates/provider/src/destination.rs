@@ -67,6 +67,8 @@ pub fn is_private(address: IpAddr) -> bool {
 pub struct PrivateHosts {
     hosts: BTreeSet<String>,
     suffixes: BTreeSet<String>,
+    /// Every host may be private (webhooks, when the operator allows it).
+    any: bool,
 }
 
 impl PrivateHosts {
@@ -98,10 +100,20 @@ impl PrivateHosts {
         allowed
     }
 
+    /// Every host may resolve to a private address (the operator's
+    /// `webhooks_allow_private_hosts`).
+    pub fn any() -> PrivateHosts {
+        PrivateHosts {
+            any: true,
+            ..PrivateHosts::default()
+        }
+    }
+
     /// Whether `host` (a name, as the HTTP client resolves it) may be private.
     pub fn allows(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.hosts.contains(&host)
+        self.any
+            || self.hosts.contains(&host)
             || self
                 .suffixes
                 .iter()
@@ -245,9 +257,91 @@ pub fn client_with(
     lookup: Lookup,
     catalog: &credence_catalog::Catalog,
 ) -> reqwest::Result<reqwest::Client> {
+    checked_builder(lookup, PrivateHosts::of(catalog))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+}
+
+/// The client that delivers webhooks: the same checks as [`client`] (no
+/// redirect, no proxy, the resolver refusing private addresses unless
+/// `allow_private_hosts`), with `timeout` for a whole delivery.
+pub fn webhook_client(
+    allow_private_hosts: bool,
+    timeout: std::time::Duration,
+) -> reqwest::Result<reqwest::Client> {
+    let private_hosts = if allow_private_hosts {
+        PrivateHosts::any()
+    } else {
+        PrivateHosts::default()
+    };
+    checked_builder(system_lookup(), private_hosts)
+        .timeout(timeout)
+        .build()
+}
+
+/// Checks a webhook URL before it is stored and before each delivery: https
+/// (plain http only when the operator allows private hosts, for a receiver on
+/// their own network), a host, no user name or password in it, and unless
+/// allowed no private IP literal; with `resolve`, a name must resolve, and
+/// only to public addresses (the client's resolver checks again at every
+/// connection).
+pub async fn check_webhook_url(
+    url: &reqwest::Url,
+    allow_private_hosts: bool,
+    resolve: bool,
+) -> Result<(), String> {
+    let allowed_schemes: &[&str] = if allow_private_hosts {
+        &["https", "http"]
+    } else {
+        &["https"]
+    };
+    if !allowed_schemes.contains(&url.scheme()) {
+        return Err(format!(
+            "url must start with https:// (it starts with {}://); plain http is accepted only when the operator sets webhooks_allow_private_hosts",
+            url.scheme()
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| "url names no host".to_string())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("url must not carry a user name or password".into());
+    }
+    if allow_private_hosts {
+        return Ok(());
+    }
+    let refusal = || {
+        format!("{host} is a private, loopback or link-local address; webhooks are not sent there unless the operator sets webhooks_allow_private_hosts")
+    };
+    let literal = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>();
+    match literal {
+        Ok(address) if is_private(address) => return Err(refusal()),
+        Ok(_) => return Ok(()),
+        Err(_) => {}
+    }
+    if resolve {
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addresses = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|_| format!("cannot resolve {host}; check the url"))?;
+        for address in addresses {
+            if is_private(address.ip()) {
+                return Err(refusal());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A client builder with [`CheckedResolver`] over `lookup`, no redirects, no
+/// proxy and a bounded connect time.
+fn checked_builder(lookup: Lookup, private_hosts: PrivateHosts) -> reqwest::ClientBuilder {
     let resolver = CheckedResolver {
         lookup,
-        private_hosts: Arc::new(PrivateHosts::of(catalog)),
+        private_hosts: Arc::new(private_hosts),
     };
     reqwest::Client::builder()
         .dns_resolver(Arc::new(resolver))
@@ -256,9 +350,7 @@ pub fn client_with(
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(std::time::Duration::from_secs(30))
         .user_agent(concat!("Credence/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 #[cfg(test)]
@@ -325,11 +417,37 @@ mod tests {
         let allowed = PrivateHosts {
             hosts: ["localhost".to_string()].into(),
             suffixes: ["corp.example".to_string()].into(),
+            any: false,
         };
         assert!(allowed.allows("localhost"));
         assert!(allowed.allows("LOCALHOST."));
         assert!(allowed.allows("crm.corp.example"));
         assert!(!allowed.allows("evilcorp.example"));
         assert!(!allowed.allows("api.example.com"));
+    }
+
+    #[tokio::test]
+    async fn a_webhook_url_must_be_https_public_and_without_credentials() {
+        let check = |url: &str, allow: bool| {
+            let url = reqwest::Url::parse(url).unwrap();
+            async move { check_webhook_url(&url, allow, true).await }
+        };
+        for refused in [
+            "http://hooks.example.com/in",
+            "https://127.0.0.1/in",
+            "https://10.0.0.8/in",
+            "https://169.254.169.254/latest",
+            "https://[::1]/in",
+            "https://localhost/in",
+            "https://user:pw@hooks.example.com/in",
+            "ftp://hooks.example.com/in",
+        ] {
+            assert!(check(refused, false).await.is_err(), "{refused} accepted");
+        }
+        assert!(check("https://93.184.215.14/in", false).await.is_ok());
+        assert!(check("http://127.0.0.1:9/in", true).await.is_ok());
+        assert!(check("https://localhost/in", true).await.is_ok());
+        assert!(check("ftp://127.0.0.1/in", true).await.is_err());
+        assert!(check("http://user@127.0.0.1/in", true).await.is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Writing audit entries and notifications, always inside the caller's
 //! transaction (SPEC §4.5, §10): if either cannot be written, the change does
-//! not happen.
+//! not happen. Each entry is also queued for the webhook endpoints that want
+//! it (`webhook_events`), in the same transaction.
 //!
 //! Notification payloads may carry links that act as keys (a request link, an
 //! invitation), so the outbox keeps them sealed by the vault.
@@ -63,6 +64,21 @@ pub async fn record(db: &mut Db, actor: &Actor, event: Event<'_>) -> Result<()> 
         target_id: &event.target_id,
         details: &details,
     })
+    .await?;
+    // The same change, told to the webhook endpoints that want it.
+    super::webhook_events::enqueue(
+        db,
+        &super::webhook_events::Entry {
+            organization: event.organization,
+            team: event.team,
+            event: event.name,
+            actor: actor.user,
+            actor_label: &actor.label,
+            target_kind: event.target_kind,
+            target_id: &event.target_id,
+            details: &event.details,
+        },
+    )
     .await?;
     Ok(())
 }

@@ -13,6 +13,8 @@
 //
 // Time, as the services read it.
 pub mod clock;
+// Audited changes as webhook messages (queued by `audit::record`).
+pub mod webhook_events;
 // Hashing, and the audit log.
 pub mod audit;
 pub mod audit_log;
@@ -45,6 +47,8 @@ pub mod team_connections;
 pub mod tracking;
 // The provider sent the browser back: dispatch to the owner of the flow.
 pub mod callback;
+// Webhook endpoints: managed by their owners, their deliveries' log and replay.
+pub mod webhooks;
 
 use credence_catalog::Catalog;
 use credence_domain::ValidationError;

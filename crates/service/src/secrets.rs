@@ -84,17 +84,7 @@ pub async fn put_unowned_in(
     Ok(id)
 }
 
-/// Opens the secret `id` that has no owner record, stored for `purpose`.
-pub async fn open_unowned(
-    store: &Store,
-    vault: &Vault,
-    id: &str,
-    purpose: &str,
-) -> Result<SecretString> {
-    open_unowned_in(&mut store.db().await?, vault, id, purpose).await
-}
-
-/// [`open_unowned`] inside the caller's transaction.
+/// [`open_unowned`] through the caller's connection or transaction.
 pub async fn open_unowned_in(
     db: &mut Db,
     vault: &Vault,
@@ -109,6 +99,16 @@ pub async fn open_unowned_in(
         &Sealed::from_stored(stored.sealed),
         &row_context(id, purpose),
     )?)
+}
+
+/// Opens the secret `id` that has no owner record, stored for `purpose`.
+pub async fn open_unowned(
+    store: &Store,
+    vault: &Vault,
+    id: &str,
+    purpose: &str,
+) -> Result<SecretString> {
+    open_unowned_in(&mut store.db().await?, vault, id, purpose).await
 }
 
 /// The one place a connection's sealed values become plain: opens `sealed`,

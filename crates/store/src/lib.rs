@@ -58,6 +58,7 @@ mod secrets;
 mod sign_in;
 mod tracking;
 mod usage;
+mod webhooks;
 
 pub use audit::{AuditEntry, AuditFilter, AuditFilterValues, NewAuditEntry, OutboxMessage};
 pub use broker::ConnectionForCall;
@@ -77,6 +78,7 @@ pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
 pub use sign_in::CountedAttempt;
 pub use tracking::{Due, ProjectRollup, ReminderPolicyRow};
 pub use usage::{NewUsage, Usage};
+pub use webhooks::{NewWebhookEndpoint, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;

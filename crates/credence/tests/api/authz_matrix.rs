@@ -148,6 +148,21 @@ const MATRIX: &[Row] = &[
     row("POST",   "/api/v2/connections/{id}/scoped",                                 "/api/v2/connections/{connection}/scoped",                              r#"{"scope":[]}"#,  "connections:read",          [200, 200, 200, 200, 404, 404, 401, 403]),
     row("GET",    "/api/v2/connections/{id}/usage",                                  "/api/v2/connections/{connection}/usage",                               "",                 "connections:read",          [200, 200, 200, 200, 404, 404, 401, 403]),
     row("GET",    "/api/v2/connections/{id}/proxy/{*path}",                          "/api/v2/connections/{connection}/proxy/v1/me",                         "",                 "connections:use",           [200, 200, 200, 200, 404, 404, 401, 403]),
+    // Tracking (SPEC §9): a request's client, project and owner, the projects' rollups, the team's reminder policy.
+    row("PATCH",  "/api/v2/credential-requests/requests/{id}",                       "/api/v2/credential-requests/requests/{request}",                       r#"{"client":"Acme"}"#, "credential-requests:write", [200, 200, 200, 200, 403, 404, 401, 403]),
+    row("GET",    "/api/v2/credential-requests/projects",                            "/api/v2/credential-requests/projects?teamId={team}",                   "",                 "credential-requests:read",  [200, 200, 200, 200, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/credential-requests/teams/{id}/reminder-policy",          "/api/v2/credential-requests/teams/{team}/reminder-policy",             "",                 "credential-requests:read",  [200, 200, 200, 200, 404, 404, 401, 403]),
+    row("PUT",    "/api/v2/credential-requests/teams/{id}/reminder-policy",          "/api/v2/credential-requests/teams/{team}/reminder-policy",             r#"{"maxCount":3}"#, "credential-requests:write", [200, 200, 200, 403, 404, 404, 401, 403]),
+    // Webhooks (SPEC §10): the team's endpoint, its deliveries.
+    row("GET",    "/api/v2/webhooks",                                                "/api/v2/webhooks?teamId={team}",                                       "",                 "webhooks:read",             [200, 200, 200, 403, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/webhooks",                                                "/api/v2/webhooks",                                                     r#"{"teamId":{team},"url":"http://127.0.0.1:9/matrix","events":["*"]}"#, "webhooks:write", [201, 201, 201, 403, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/webhooks/{id}",                                           "/api/v2/webhooks/{webhook}",                                           "",                 "webhooks:read",             [200, 200, 200, 404, 404, 404, 401, 403]),
+    row("PATCH",  "/api/v2/webhooks/{id}",                                           "/api/v2/webhooks/{webhook}",                                           r#"{"enabled":true}"#, "webhooks:write",       [200, 200, 200, 404, 404, 404, 401, 403]),
+    row("DELETE", "/api/v2/webhooks/{id}",                                           "/api/v2/webhooks/{fresh_webhook}",                                     "",                 "webhooks:write",            [200, 200, 200, 404, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/webhooks/{id}/rotate-secret",                             "/api/v2/webhooks/{webhook}/rotate-secret",                             "",                 "webhooks:write",            [200, 200, 200, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/webhooks/{id}/deliveries",                                "/api/v2/webhooks/{webhook}/deliveries",                                "",                 "webhooks:read",             [200, 200, 200, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/webhooks/{id}/deliveries/{delivery}",                     "/api/v2/webhooks/{webhook}/deliveries/{delivery}",                     "",                 "webhooks:read",             [200, 200, 200, 404, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/webhooks/{id}/deliveries/{delivery}/replay",              "/api/v2/webhooks/{webhook}/deliveries/{delivery}/replay",              "",                 "webhooks:write",            [202, 202, 202, 404, 404, 404, 401, 403]),
     // The organization's other team: its requests, connections and log are
     // its own and its organization's managers'; the first team sees nothing.
     row("GET",    "/api/v2/teams/{id}",                                              "/api/v2/teams/{other_team}",                                           "",                 "teams:read",                [200, 200, 403, 403, 403, 404, 401, 403]),
@@ -217,7 +232,12 @@ async fn scene(backend: Backend) -> Scene {
     let apps = tempfile::tempdir().unwrap();
     std::fs::write(apps.path().join("ledger.toml"), ledger_app(&upstream)).unwrap();
     let apps_dir = apps.keep();
-    let app = spawn_app_with(backend, |config| config.apps_dir = Some(apps_dir)).await;
+    let app = spawn_app_with(backend, |config| {
+        config.apps_dir = Some(apps_dir);
+        // The webhook rows' endpoint is on this machine.
+        config.jobs.webhooks.allow_private_hosts = true;
+    })
+    .await;
     let org = app.organization;
     let team = app.team;
     let person = |email: &'static str, role: &'static str, in_team: Option<&'static str>| {
@@ -329,6 +349,21 @@ async fn scene(backend: Backend) -> Scene {
         ("connection", connection),
         ("audit", entries[0].id.to_string()),
     ]);
+    // A team webhook for every event, and one delivery queued to it.
+    let webhook = scene.new_webhook().await;
+    scene.fixed.insert("webhook", webhook.clone());
+    scene.new_request().await;
+    let (status, deliveries) = scene
+        .app
+        .get_json(
+            &format!("/api/v2/webhooks/{webhook}/deliveries"),
+            &scene.owner_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deliveries}");
+    let delivery = deliveries["deliveries"][0]["id"].to_string();
+    assert_ne!(delivery, "null", "a delivery is queued: {deliveries}");
+    scene.fixed.insert("delivery", delivery);
     let (other_request, other_credential) = scene.new_other_request().await;
     let other_connection = scene.new_connection(other_team, &scene.owner_token).await;
     let org_audit = scene
@@ -414,6 +449,21 @@ impl Scene {
         body["connection"]["id"].to_string()
     }
 
+    /// A new webhook endpoint of the team for every event, by id.
+    async fn new_webhook(&self) -> String {
+        let (status, body) = self
+            .app
+            .post(
+                "/api/v2/webhooks",
+                &self.owner_token,
+                Some(json!({ "teamId": self.app.team, "url": "http://127.0.0.1:9/matrix", "events": ["*"] })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        crate::support::register_secret(body["webhook"]["secret"].as_str().unwrap_or_default());
+        body["webhook"]["id"].to_string()
+    }
+
     /// The guest authorizes `credential` with `key`.
     async fn authorize(&self, credential: &str, key: &str) {
         let (status, body) = self
@@ -474,6 +524,7 @@ impl Scene {
                 credential
             }
             "fresh_connection" => self.new_connection(self.app.team, &self.member_token).await,
+            "fresh_webhook" => self.new_webhook().await,
             "other_fresh_request" => self.new_other_request().await.0,
             "other_fresh_connection" => {
                 self.new_connection(self.other_team.unwrap(), &self.owner_token)

@@ -32,3 +32,4 @@ mod token_hygiene;
 mod tokens;
 mod tracking;
 mod web_security;
+mod webhooks;

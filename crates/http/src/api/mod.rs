@@ -11,6 +11,7 @@ mod teams;
 mod tokens;
 mod tracking;
 mod users;
+mod webhooks;
 
 use super::error::ApiError;
 use super::routes::Routes;
@@ -139,6 +140,26 @@ pub fn routes() -> Routes {
         )
         .route("/connections/{id}/test", post(connections::test))
         .route("/connections/{id}/scoped", post(connections::scoped))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery}",
+            get(webhooks::delivery),
+        )
+        .route(
+            "/webhooks/{id}/deliveries/{delivery}/replay",
+            post(webhooks::replay),
+        )
 }
 
 /// The caller's role in `organization`; a 404 when they are not a member, so

@@ -18,6 +18,7 @@ mod oauth;
 mod oidc;
 mod sql;
 mod upstream;
+mod webhook_sink;
 
 pub use agency::{credential_path, Agency, SCOPES};
 pub use app::{
@@ -36,3 +37,4 @@ pub use oauth::{context_at, oauth_app, world, world_with, World, APP};
 pub use oidc::{OidcOptions, OidcProvider, Rotation};
 pub use sql::Sql;
 pub use upstream::{api_key_app, Held, Upstream};
+pub use webhook_sink::WebhookSink;

@@ -1,0 +1,269 @@
+//! `/webhooks`: a team's or an organization's webhook endpoints (SPEC §10),
+//! their delivery log and replays. Reading needs `webhooks:read`, changing
+//! `webhooks:write`. The signing secret is in the answer to creation and to
+//! `rotate-secret` only, never again.
+
+use crate::error::ApiError;
+use crate::extract::{ApiCaller, AppJson, AppPath, QueryPairs};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use credence_domain::{OrganizationId, Scope, TeamId};
+use credence_service::webhooks::{self, EndpointChange, EndpointInput, Owner};
+use credence_store::{WebhookDelivery, WebhookEndpoint};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn endpoint_json(endpoint: &WebhookEndpoint) -> Value {
+    json!({
+        "id": endpoint.id,
+        "organizationId": endpoint.organization_id.0,
+        "teamId": endpoint.team_id,
+        "url": endpoint.url,
+        "events": endpoint.event_names(),
+        "enabled": endpoint.enabled,
+        "created": endpoint.created_at,
+        "updated": endpoint.updated_at,
+        "previousSecretValidUntil": endpoint.previous_secret_until,
+        "failingSince": endpoint.failing_since,
+        "disabledAt": endpoint.disabled_at,
+        "disabledReason": endpoint.disabled_reason,
+    })
+}
+
+fn with_secret(endpoint: &WebhookEndpoint, secret: &SecretString) -> Value {
+    let mut answer = endpoint_json(endpoint);
+    answer["secret"] = json!(secret.expose_secret());
+    json!({ "webhook": answer })
+}
+
+/// Where a delivery stands: `delivered`, `failed` (given up), `retrying`
+/// (failed, due again) or `pending` (not tried yet).
+fn delivery_state(delivery: &WebhookDelivery) -> &'static str {
+    if delivery.delivered_at.is_some() {
+        "delivered"
+    } else if delivery.failed_at.is_some() {
+        "failed"
+    } else if delivery.last_attempt_at.is_some() {
+        "retrying"
+    } else {
+        "pending"
+    }
+}
+
+fn delivery_json(delivery: &WebhookDelivery) -> Value {
+    json!({
+        "id": delivery.id,
+        "webhookId": delivery.endpoint_id,
+        "messageId": delivery.message_id,
+        "event": delivery.event,
+        "state": delivery_state(delivery),
+        "attempts": delivery.attempts,
+        "created": delivery.created_at,
+        "lastAttemptAt": delivery.last_attempt_at,
+        "nextAttemptAt": if delivery.delivered_at.is_none() && delivery.failed_at.is_none() { delivery.next_attempt_at } else { None },
+        "status": delivery.last_status,
+        "latencyMs": delivery.last_latency_ms,
+        "response": delivery.last_response,
+        "error": delivery.last_error,
+        "deliveredAt": delivery.delivered_at,
+        "failedAt": delivery.failed_at,
+        "replayOf": delivery.replay_of,
+        "payload": serde_json::from_str::<Value>(&delivery.payload).unwrap_or(Value::Null),
+    })
+}
+
+/// `teamId` or `organizationId` (exactly one), from a body or a query.
+fn owner_of(team: Option<i64>, organization: Option<i64>) -> Result<Owner, ApiError> {
+    match (team, organization) {
+        (Some(team), None) => Ok(Owner::Team(TeamId(team))),
+        (None, Some(organization)) => Ok(Owner::Organization(OrganizationId(organization))),
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "teamId",
+            "give teamId (a team's endpoint) or organizationId (the whole organization's), not both",
+        )),
+        (None, None) => Err(ApiError::invalid(
+            "teamId",
+            "teamId or organizationId is required: whose endpoints these are",
+        )),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    query: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let owner = owner_of(query.id("teamId")?, query.id("organizationId")?)?;
+    let endpoints = webhooks::list(&state.store, &caller.user, owner).await?;
+    Ok(Json(
+        json!({ "webhooks": endpoints.iter().map(endpoint_json).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    #[serde(rename = "teamId", default)]
+    team_id: Option<i64>,
+    #[serde(rename = "organizationId", default)]
+    organization_id: Option<i64>,
+    url: String,
+    events: Vec<String>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppJson(body): AppJson<CreateEndpoint>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let owner = owner_of(body.team_id, body.organization_id)?;
+    let (endpoint, secret) = webhooks::create(
+        &state.store,
+        &state.vault,
+        &caller.user,
+        owner,
+        EndpointInput {
+            url: body.url,
+            events: body.events,
+            enabled: body.enabled,
+        },
+        state.settings.webhooks_allow_private_hosts,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(with_secret(&endpoint, &secret))))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let endpoint = webhooks::get(&state.store, &caller.user, id).await?;
+    Ok(Json(json!({ "webhook": endpoint_json(&endpoint) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    events: Option<Vec<String>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+    AppJson(body): AppJson<UpdateEndpoint>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let endpoint = webhooks::update(
+        &state.store,
+        &caller.user,
+        id,
+        EndpointChange {
+            url: body.url,
+            events: body.events,
+            enabled: body.enabled,
+        },
+        state.settings.webhooks_allow_private_hosts,
+    )
+    .await?;
+    Ok(Json(json!({ "webhook": endpoint_json(&endpoint) })))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    webhooks::delete(&state.store, &caller.user, id).await?;
+    Ok(Json(json!({ "webhook": id })))
+}
+
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let (endpoint, secret) = webhooks::rotate_secret(
+        &state.store,
+        &state.vault,
+        &caller.user,
+        id,
+        credence_store::now(),
+    )
+    .await?;
+    Ok(Json(with_secret(&endpoint, &secret)))
+}
+
+/// The most deliveries one page of the log shows.
+const DELIVERIES_LIMIT: i64 = 100;
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(id): AppPath<i64>,
+    query: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let limit = match query.get("limit") {
+        None => DELIVERIES_LIMIT,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(limit) if (1..=DELIVERIES_LIMIT).contains(&limit) => limit,
+            _ => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    format!(
+                        "limit {:?} must be a number from 1 to {DELIVERIES_LIMIT}",
+                        raw.chars().take(20).collect::<String>()
+                    ),
+                ))
+            }
+        },
+    };
+    let found = webhooks::deliveries(&state.store, &caller.user, id, limit).await?;
+    Ok(Json(
+        json!({ "deliveries": found.iter().map(delivery_json).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn delivery(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath((id, delivery)): AppPath<(i64, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let found = webhooks::delivery(&state.store, &caller.user, id, delivery).await?;
+    Ok(Json(json!({ "delivery": delivery_json(&found) })))
+}
+
+pub async fn replay(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath((id, delivery)): AppPath<(i64, i64)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let replayed = webhooks::replay(&state.store, &caller.user, id, delivery).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "delivery": delivery_json(&replayed) })),
+    ))
+}
