@@ -560,6 +560,15 @@ impl Db {
         &mut self,
         filter: &RequestFilter,
     ) -> Result<(Vec<CredentialRequest>, i64)> {
+        // No name holds a NUL (PostgreSQL's text cannot even be given one):
+        // such a filter matches nothing, on both databases alike.
+        if filter
+            .name_contains
+            .as_deref()
+            .is_some_and(|n| n.contains('\0'))
+        {
+            return Ok((Vec::new(), 0));
+        }
         let mut binds = Vec::new();
         let mut clauses = filter.scope_clause(&mut binds);
         if let Some(requester) = filter.requester {

@@ -28,4 +28,5 @@ mod sign_in;
 mod sign_in_limits;
 mod token_hygiene;
 mod tokens;
+mod web_pages;
 mod web_security;
