@@ -30,3 +30,4 @@ mod token_hygiene;
 mod tokens;
 mod web_pages;
 mod web_security;
+mod web_settings;
