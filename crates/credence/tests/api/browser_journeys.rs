@@ -5,9 +5,10 @@
 //! a failing journey leaves its page behind and no process.
 
 use crate::on_both_backends;
-use crate::support::chrome::{processes_mentioning, Browser};
+use crate::support::chrome::{accessibility_report, processes_mentioning, Browser};
 use crate::support::{spawn_app, Agency};
 use credence_store::Backend;
+use fantoccini::key::Key;
 use serde_json::json;
 
 /// Asserts that no process of a dropped browser is left.
@@ -24,13 +25,17 @@ async fn the_setup_link_sets_a_password_then_the_admin_signs_out_and_in(backend:
     let browser = Browser::start(&format!("setup_link_then_sign_in/{backend:?}")).await;
     let password = "correct horse battery staple";
 
-    browser.open(&app, &format!("/setup/{}", app.setup_token)).await;
+    browser
+        .open(&app, &format!("/setup/{}", app.setup_token))
+        .await;
     browser.wait_for_text("Choose a password for").await;
     browser.step("setup link").await;
 
     // Two different passwords: said in plain words, nothing set.
     browser.fill("Password", password).await;
-    browser.fill("Password again", "correct horse battery stapler").await;
+    browser
+        .fill("Password again", "correct horse battery stapler")
+        .await;
     browser.click_button("Save and sign in").await;
     browser.wait_for_text("The two passwords differ.").await;
     browser.step("passwords differ").await;
@@ -53,7 +58,9 @@ async fn the_setup_link_sets_a_password_then_the_admin_signs_out_and_in(backend:
     browser.fill("Email", &app.admin_email).await;
     browser.fill("Password", "not the password at all").await;
     browser.click_button("Sign in").await;
-    browser.wait_for_text("The email or password is wrong.").await;
+    browser
+        .wait_for_text("The email or password is wrong.")
+        .await;
     assert_eq!(
         browser.value_of("Email").await,
         app.admin_email,
@@ -144,7 +151,9 @@ async fn page_scripts_are_blocked_but_the_harness_runs(backend: Backend) {
         )
         .await;
     assert!(
-        outcome.as_str().is_some_and(|v| v.starts_with("refused: script-src")),
+        outcome
+            .as_str()
+            .is_some_and(|v| v.starts_with("refused: script-src")),
         "the page's CSP let an inline script run: {outcome}"
     );
     // The harness's own scripts run regardless: axe-core loads and checks.
@@ -185,7 +194,121 @@ async fn a_failing_journey_leaves_its_page_and_no_process(backend: Backend) {
     app.stop().await;
 }
 
+async fn the_sign_in_form_works_with_the_keyboard_alone(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let rita = app
+        .add_person("rita@agency.example", app.organization, "member", None)
+        .await;
+    let browser = Browser::start(&format!("keyboard_sign_in/{backend:?}")).await;
+    browser.open(&app, "/sign-in").await;
+    browser.wait_for_text("Sign in to Credence").await;
+    // From the top of the page, Tab reaches the fields in reading order.
+    browser.press(Key::Tab).await;
+    assert_eq!(browser.focused().await, r#"input "Email""#);
+    browser
+        .client()
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&rita.email)
+        .await
+        .unwrap();
+    browser.press(Key::Tab).await;
+    assert_eq!(browser.focused().await, r#"input "Password""#);
+    browser
+        .client()
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&rita.password)
+        .await
+        .unwrap();
+    browser.press(Key::Tab).await;
+    assert_eq!(browser.focused().await, r#"button "Sign in""#);
+    browser.screenshot("focus on sign in").await;
+    browser.press(Key::Enter).await;
+    browser.wait_for_path("/").await;
+    browser.wait_for_text(&rita.email).await;
+    browser.step("home").await;
+    drop(browser);
+    app.stop().await;
+}
+
+/// A page of `html` (no server: the harness's own checks).
+fn data_page(html: &str) -> String {
+    let mut url = String::from("data:text/html;charset=utf-8,");
+    url.extend(html.bytes().map(|b| match b {
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+        _ => format!("%{b:02X}"),
+    }));
+    url
+}
+
+// The harness's own checks need no server, so no backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accessibility_check_names_each_serious_violation() {
+    let browser = Browser::start("harness/accessibility_check").await;
+    browser
+        .goto(&data_page(
+            r#"<!doctype html><html lang="en"><title>bad</title><main>
+            <img src="logo.png"><button></button>
+            <p style="color:#aaa;background:#fff">faint text</p></main></html>"#,
+        ))
+        .await;
+    let violations = browser.accessibility_violations().await;
+    let ids: Vec<&str> = violations.iter().map(|v| v.id.as_str()).collect();
+    for expected in ["image-alt", "button-name", "color-contrast"] {
+        assert!(
+            ids.contains(&expected),
+            "axe-core missed {expected}: {ids:?}"
+        );
+    }
+    let report = accessibility_report("the page", &violations);
+    assert!(
+        report.contains("- image-alt (critical): Images must have alternative text"),
+        "{report}"
+    );
+    assert!(report.contains("at `img`"), "{report}");
+    assert!(
+        report.contains("at `p`: Fix any of the following:"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helpers_fill_tick_pick_and_click_by_what_a_person_reads() {
+    let browser = Browser::start("harness/helpers").await;
+    browser
+        .goto(&data_page(
+            r#"<!doctype html><html lang="en"><title>Form</title><main>
+            <label for="n">Name <small>(required)</small></label><input id="n">
+            <label><input type="checkbox" id="t"> I accept the terms</label>
+            <label for="v">Version</label><select id="v"><option>1</option><option>2</option></select>
+            <button type="button" onclick="document.getElementById('out').textContent =
+                [n.value, t.checked, v.value].join(' ')">Copy link</button>
+            <output id="out"></output></main></html>"#,
+        ))
+        .await;
+    assert_eq!(browser.title().await, "Form");
+    browser.fill("Name", "Rita").await;
+    browser.check("I accept the terms").await;
+    browser.select("Version", "2").await;
+    browser.click_button_in_place("Copy link").await;
+    browser.wait_for_text("Rita true 2").await;
+    assert_eq!(
+        browser.wait_for("output").await.text().await.unwrap(),
+        "Rita true 2"
+    );
+    assert!(browser.html().await.contains("I accept the terms"));
+    assert!(browser.path().await.starts_with("text/html"));
+    assert!(browser
+        .screenshot("filled")
+        .await
+        .starts_with(browser.dir()));
+}
+
 on_both_backends!(
+    the_sign_in_form_works_with_the_keyboard_alone,
     the_setup_link_sets_a_password_then_the_admin_signs_out_and_in,
     an_invited_client_signs_up_and_sees_the_request_in_the_browser,
     page_scripts_are_blocked_but_the_harness_runs,

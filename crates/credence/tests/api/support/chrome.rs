@@ -116,7 +116,8 @@ impl Browser {
             dir,
             steps: AtomicUsize::new(0),
         };
-        let capabilities = capabilities(&browser.profile.as_ref().unwrap().path().join("user-data"));
+        let capabilities =
+            capabilities(&browser.profile.as_ref().unwrap().path().join("user-data"));
         let connected = fantoccini::ClientBuilder::new(
             hyper_util::client::legacy::connect::HttpConnector::new(),
         )
@@ -176,11 +177,14 @@ impl Browser {
 
     /// The visible text of the page (`innerText`: hidden elements left out).
     pub async fn text(&self) -> String {
-        self.script("return document.body ? document.body.innerText : ''", vec![])
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.script(
+            "return document.body ? document.body.innerText : ''",
+            vec![],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     /// The HTML of the page as it is now.
@@ -388,7 +392,8 @@ impl Browser {
         let number = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
         let path = self.dir.join(format!("{number:02}-{}.png", slug(name)));
         let png = self.client().screenshot().await.expect("a screenshot");
-        std::fs::write(&path, png).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        std::fs::write(&path, png)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         path
     }
 
@@ -403,7 +408,11 @@ impl Browser {
             )
             .await
             .expect("axe-core loads into the page");
-        assert_eq!(loaded, json!("object"), "axe-core did not define window.axe");
+        assert_eq!(
+            loaded,
+            json!("object"),
+            "axe-core did not define window.axe"
+        );
         let outcome = client
             .execute_async(
                 r#"const done = arguments[arguments.length - 1];
@@ -428,28 +437,9 @@ impl Browser {
     /// `critical` violation on the page.
     pub async fn assert_accessible(&self) {
         let violations = self.accessibility_violations().await;
-        if violations.is_empty() {
-            return;
+        if !violations.is_empty() {
+            panic!("{}", accessibility_report(&self.url().await, &violations));
         }
-        let mut report = format!(
-            "{} serious or critical accessibility violation(s) on {}:\n",
-            violations.len(),
-            self.url().await
-        );
-        for violation in &violations {
-            report += &format!(
-                "- {} ({}): {} ({})\n",
-                violation.id, violation.impact, violation.help, violation.help_url
-            );
-            for node in &violation.nodes {
-                report += &format!(
-                    "    at `{}`: {}\n",
-                    node.target,
-                    node.summary.replace('\n', "\n      ")
-                );
-            }
-        }
-        panic!("{report}");
     }
 
     /// Runs `script` (a function body; `arguments` are `args`) and answers its
@@ -484,7 +474,10 @@ impl Browser {
     async fn never(&self, what: &str, last_error: Option<String>) -> String {
         // The browser may be what is broken: read what it still answers.
         let client = self.client();
-        let text = match client.execute("return document.body.innerText", vec![]).await {
+        let text = match client
+            .execute("return document.body.innerText", vec![])
+            .await
+        {
             Ok(Value::String(text)) => text,
             Ok(_) | Err(_) => String::from("(unreadable)"),
         };
@@ -588,7 +581,9 @@ impl Drop for Browser {
                                 tokio::time::timeout(CLOSE_LIMIT, save_failure(&client, &self.dir))
                                     .await;
                             if saved.is_err() {
-                                eprintln!("the browser did not answer; the failing page is not saved");
+                                eprintln!(
+                                    "the browser did not answer; the failing page is not saved"
+                                );
                             }
                         }
                         let _ = tokio::time::timeout(CLOSE_LIMIT, client.close()).await;
@@ -613,6 +608,29 @@ impl Drop for Browser {
         }
         drop(self.profile.take());
     }
+}
+
+/// The readable list of `violations` found on `url`: rule, impact, help and
+/// link, then each offending element with what to fix.
+pub fn accessibility_report(url: &str, violations: &[Violation]) -> String {
+    let mut report = format!(
+        "{} serious or critical accessibility violation(s) on {url}:\n",
+        violations.len()
+    );
+    for violation in violations {
+        report += &format!(
+            "- {} ({}): {} ({})\n",
+            violation.id, violation.impact, violation.help, violation.help_url
+        );
+        for node in &violation.nodes {
+            report += &format!(
+                "    at `{}`: {}\n",
+                node.target,
+                node.summary.replace('\n', "\n      ")
+            );
+        }
+    }
+    report
 }
 
 /// Saves the page a failing journey ended on, and says where.
@@ -666,7 +684,9 @@ async fn start_chromedriver(dir: &Path, profile: &Path) -> (std::process::Child,
             let Ok(line) = line else { break };
             let _ = writeln!(log, "{line}");
             if let Some(rest) = line.split("was started successfully on port ").nth(1) {
-                if let (Some(tx), Ok(port)) = (port_tx.take(), rest.trim_end_matches('.').parse::<u16>()) {
+                if let (Some(tx), Ok(port)) =
+                    (port_tx.take(), rest.trim_end_matches('.').parse::<u16>())
+                {
                     let _ = tx.send(port);
                 }
             }
@@ -679,7 +699,11 @@ async fn start_chromedriver(dir: &Path, profile: &Path) -> (std::process::Child,
             let _ = driver.wait();
             panic!(
                 "chromedriver did not start ({}); its log: {}",
-                if outcome.is_err() { "no port within the wait limit" } else { "it exited" },
+                if outcome.is_err() {
+                    "no port within the wait limit"
+                } else {
+                    "it exited"
+                },
                 log_path.display()
             )
         }
@@ -728,7 +752,13 @@ fn slug(name: &str) -> String {
     name.split('/')
         .map(|part| {
             part.chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '-' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
                 .collect::<String>()
         })
         .filter(|part| !part.is_empty() && part != "..")
@@ -744,7 +774,11 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         return found;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
@@ -760,6 +794,10 @@ impl Browser {
     /// The directory of Chromium's profile (its path is on the command line of
     /// every Chromium process of this browser).
     pub fn profile_dir(&self) -> PathBuf {
-        self.profile.as_ref().expect("the profile").path().to_path_buf()
+        self.profile
+            .as_ref()
+            .expect("the profile")
+            .path()
+            .to_path_buf()
     }
 }
