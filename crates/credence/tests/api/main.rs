@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod bad_input;
 mod broker;
+mod browser_journeys;
 mod cli;
 mod connections;
 mod jobs;
