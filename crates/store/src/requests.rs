@@ -335,6 +335,15 @@ pub enum TrackingView {
 impl RequestFilter {
     /// The whole `WHERE` clause: the scope first, then the narrowing filters.
     pub(crate) fn where_clause(&self, binds: &mut Vec<Bind>) -> String {
+        // No stored text holds a NUL (PostgreSQL's text cannot even be given
+        // one): a text filter with one matches nothing, on both databases.
+        let texts = [&self.name_contains, &self.client, &self.project];
+        if texts
+            .iter()
+            .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
+        {
+            return "WHERE 1 = 0".to_string();
+        }
         let mut clauses = self.scope_clause(binds);
         if let Some(requester) = self.requester {
             binds.push(Bind::Int(requester.0));

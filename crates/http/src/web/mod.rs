@@ -10,11 +10,16 @@
 //! (`credence_browser`), which the sign-in limits honour
 //! (`service::sign_in_limits`).
 
+mod audit;
 mod csrf;
+mod layout;
 mod limits;
 mod oauth;
 mod pages;
 mod requests;
+mod sent;
+mod session;
+mod settings;
 
 pub use credence_service::sign_in_limits::SignInLimits;
 use csrf::CsrfForm;
@@ -44,6 +49,22 @@ pub fn router() -> Router<AppState> {
         .route(pages::STYLESHEET_PATH, get(pages::stylesheet))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", axum::routing::post(sign_out))
+        .route("/team", axum::routing::post(sent::switch_team))
+        .route("/credential-requests/sent", get(sent::sent))
+        .route("/credential-requests/received", get(sent::received_list))
+        .route("/credential-requests/{id}", get(sent::detail))
+        // The audit log and the user's settings.
+        .route("/audit", get(audit::page))
+        .route("/audit/export", get(audit::export))
+        .route("/settings", get(settings::page))
+        .route(
+            "/settings/tokens",
+            axum::routing::post(settings::create_token),
+        )
+        .route(
+            "/settings/tokens/{id}/delete",
+            axum::routing::post(settings::delete_token),
+        )
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
         .route("/received/{id}", get(requests::received))
@@ -164,29 +185,16 @@ async fn signed_in_user(
     }
 }
 
-async fn home(State(state): State<AppState>, jar: CookieJar) -> Response {
-    let user = match signed_in_user(&state, &jar).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return Redirect::to("/sign-in").into_response(),
-        Err(error) => return internal(error),
-    };
-    let loaded: Result<_, service::Error> = async {
-        let mut db = state.store.db().await?;
-        let memberships = db.list_memberships(user.id).await?;
-        let filter =
-            credence_store::RequestFilter::within(credence_store::RequestScope::Received {
-                recipient: user.id,
-            });
-        let (received, _) = db.list_requests(&filter).await?;
-        Ok((memberships, received))
-    }
-    .await;
-    let (memberships, received) = match loaded {
-        Ok(loaded) => loaded,
-        Err(error) => return internal(error),
-    };
-    let (jar, csrf) = csrf::ensure(&state, jar);
-    (jar, pages::home(&user, &memberships, &received, &csrf)).into_response()
+async fn home(
+    State(state): State<AppState>,
+    viewer: session::SignedIn,
+) -> Result<Response, session::WebError> {
+    let filter = credence_store::RequestFilter::within(credence_store::RequestScope::Received {
+        recipient: viewer.user.id,
+    });
+    let (received, _) = state.store.db().await?.list_requests(&filter).await?;
+    let body = pages::home(&viewer.memberships, &received);
+    Ok(viewer.page(&state, "Overview", layout::Nav::Home, body))
 }
 
 #[derive(Deserialize)]

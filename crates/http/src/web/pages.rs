@@ -3,17 +3,10 @@
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use credence_store::{Membership, User};
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup};
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f6f7f9;color:#1d2330;margin:0}\
-main{max-width:26rem;margin:8vh auto;background:#fff;padding:2rem;border-radius:12px;box-shadow:0 1px 4px #0002}\
-h1{font-size:1.4rem;margin-top:0}label{display:block;margin:.8rem 0 .3rem;font-weight:600}\
-input{width:100%;padding:.55rem;border:1px solid #c8ccd4;border-radius:6px;box-sizing:border-box}\
-button{margin-top:1.2rem;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#3b5bdb;color:#fff;font-weight:600;cursor:pointer}\
-.error{background:#fde8e8;color:#a61b1b;padding:.6rem;border-radius:6px}.muted{color:#5c6370}\
-.state{font-size:.75rem;padding:.15rem .5rem;border-radius:99px;vertical-align:middle;background:#e9ecef}\
-.state.authorized{background:#d3f9d8;color:#2b8a3e}.state.declined{background:#ffe3e3;color:#c92a2a}\
-.state.reauthorizing{background:#fff4e6;color:#d9480f}";
+/// The stylesheet, compiled into the binary (`crates/http/assets/credence.css`).
+const STYLE: &str = include_str!("../../assets/credence.css");
 
 /// Where the pages' stylesheet is served: a file of our own, so the pages
 /// carry no inline style and the Content-Security-Policy allows only `'self'`.
@@ -30,20 +23,9 @@ pub async fn stylesheet() -> impl IntoResponse {
     )
 }
 
+/// A page outside the app shell (sign-in, setup, invitation, problems).
 fn layout(title: &str, body: Markup) -> Html<String> {
-    let page = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Credence" }
-                link rel="stylesheet" href=(STYLESHEET_PATH);
-            }
-            body { main { (body) } }
-        }
-    };
-    Html(page.into_string())
+    Html(super::layout::document(title, html! { main.narrow { (body) } }).into_string())
 }
 
 pub fn sign_in(csrf: &str, error: Option<&str>, email: &str, next: &str) -> Html<String> {
@@ -84,31 +66,25 @@ pub fn setup(user: &User, csrf: &str, error: Option<&str>) -> Html<String> {
     )
 }
 
-pub fn home(
-    user: &User,
-    memberships: &[Membership],
-    received: &[credence_store::CredentialRequest],
-    csrf: &str,
-) -> Html<String> {
-    layout(
-        "Home",
-        html! {
-            h1 { "Credence" }
-            p { "Signed in as " strong { (user.name) } " (" (user.email) ")." }
-            @if !memberships.is_empty() {
-                p.muted { "Your organizations:" }
+/// The overview: the user's organizations and the requests they received.
+pub fn home(memberships: &[Membership], received: &[credence_store::CredentialRequest]) -> Markup {
+    html! {
+        h1 { "Overview" }
+        @if !memberships.is_empty() {
+            section.card {
+                h2 { "Your organizations" }
                 ul { @for m in memberships { li { (m.organization.name) " — " (m.role) " (" (m.organization.plan) ")" } } }
             }
-            @if !received.is_empty() {
-                h2 { "Requests you received" }
-                ul { @for request in received { li { a href=(format!("/received/{}", request.id)) { (request.name) } " — " (request.status) } } }
+        }
+        section.card {
+            h2 { "Requests you received" }
+            @if received.is_empty() {
+                p.muted { "Nobody has asked you for access yet." }
+            } @else {
+                ul { @for request in received { li { a href=(format!("/received/{}", request.id)) { (request.name) } " " (super::layout::state_label(request.status.as_str())) } } }
             }
-            form method="post" action="/sign-out" {
-                input type="hidden" name="csrf_token" value=(csrf);
-                button type="submit" { "Sign out" }
-            }
-        },
-    )
+        }
+    }
 }
 
 pub fn problem(title: &str, message: &str) -> Html<String> {

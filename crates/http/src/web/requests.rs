@@ -26,6 +26,9 @@ fn not_found() -> Response {
 }
 
 pub(super) fn sign_in_first(next: &str) -> Response {
+    if next == "/" {
+        return Redirect::to("/sign-in").into_response();
+    }
     let encoded: String = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
     Redirect::to(&format!("/sign-in?{encoded}")).into_response()
 }

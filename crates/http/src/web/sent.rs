@@ -1,0 +1,313 @@
+//! The requester's side of credential requests in the browser: the Sent list
+//! with its filters, a request's details (each app's state, modules and
+//! permissions), the Received list, and the team switcher's post.
+//!
+//! What a viewer may not see answers 404, like what does not exist: the
+//! service's access rules decide, these pages only draw.
+
+use super::layout::{self, Nav};
+use super::session::{redirect_with_flash, team_cookie, FlashKind, SignedIn, WebError};
+use super::{safe_next, CsrfForm};
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
+use credence_domain::{RequestId, RequestStatus};
+use credence_service::{self as service, access::Viewer};
+use credence_store::{CredentialRequest, RequestFilter, RequestScope, RequestedCredential};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+/// Requests to a page of the lists.
+const PAGE: i64 = 25;
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    status: Option<String>,
+    q: Option<String>,
+    page: Option<i64>,
+}
+
+impl ListQuery {
+    fn filter(&self, scope: RequestScope) -> RequestFilter {
+        let mut filter = RequestFilter::within(scope);
+        filter.status = self
+            .status
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| RequestStatus::parse("status", s).ok());
+        filter.name_contains = self
+            .q
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| q.chars().take(100).collect());
+        filter.limit = PAGE;
+        filter.offset = (self.page.unwrap_or(1).clamp(1, 10_000) - 1) * PAGE;
+        filter
+    }
+
+    fn page(&self) -> i64 {
+        self.page.unwrap_or(1).clamp(1, 10_000)
+    }
+
+    /// This query's link to page `page`.
+    fn link(&self, base: &str, page: i64) -> String {
+        let mut pairs = vec![("page", page.to_string())];
+        if let Some(status) = self.status.as_deref().filter(|s| !s.is_empty()) {
+            pairs.push(("status", status.to_string()));
+        }
+        if let Some(q) = self.q.as_deref().filter(|q| !q.is_empty()) {
+            pairs.push(("q", q.to_string()));
+        }
+        format!(
+            "{base}?{}",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
+    }
+}
+
+/// `GET /credential-requests/sent`: the requests the current team sent.
+pub async fn sent(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    let Some(team) = viewer.team.clone() else {
+        return Err(WebError::NotFound);
+    };
+    let filter = query.filter(RequestScope::Sent {
+        teams: vec![team.team.id],
+        recipient: None,
+    });
+    let (requests, total) = state.store.db().await?.list_requests(&filter).await?;
+    let body = html! {
+        div.topline {
+            h1 { "Sent credential requests" }
+            a.button href="/credential-requests/new" { "+ Create request" }
+        }
+        (filters("/credential-requests/sent", &query))
+        @if requests.is_empty() {
+            div.card { p.empty { "No requests here yet. " a href="/credential-requests/new" { "Create one" } " to ask a client for access." } }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.muted { (total) " requests from " (team.team.name) }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Recipient" } th scope="col" { "Status" } th scope="col" { "Created" } } }
+                    tbody {
+                        @for request in &requests {
+                            tr {
+                                td { a href=(format!("/credential-requests/{}", request.id)) { (request.name) } }
+                                td { (request.recipient_name) br; span.muted { (request.recipient_email) } }
+                                td { (layout::state_label(request.status.as_str())) }
+                                td { (request.created_at.format("%Y-%m-%d %H:%M")) }
+                            }
+                        }
+                    }
+                }
+            }
+            (pager("/credential-requests/sent", &query, total))
+        }
+    };
+    Ok(viewer.page(&state, "Sent", Nav::Sent, body))
+}
+
+/// `GET /credential-requests/received`: the requests sent to the user.
+pub async fn received_list(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    let filter = query.filter(RequestScope::Received {
+        recipient: viewer.user.id,
+    });
+    let (requests, total) = state.store.db().await?.list_requests(&filter).await?;
+    let body = html! {
+        h1 { "Received credential requests" }
+        (filters("/credential-requests/received", &query))
+        @if requests.is_empty() {
+            div.card { p.empty { "Nobody has asked you for access yet." } }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.muted { (total) " requests sent to you" }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Status" } th scope="col" { "Received" } } }
+                    tbody {
+                        @for request in &requests {
+                            tr {
+                                td { a href=(format!("/received/{}", request.id)) { (request.name) } }
+                                td { (layout::state_label(request.status.as_str())) }
+                                td { (request.created_at.format("%Y-%m-%d %H:%M")) }
+                            }
+                        }
+                    }
+                }
+            }
+            (pager("/credential-requests/received", &query, total))
+        }
+    };
+    Ok(viewer.page(&state, "Received", Nav::Received, body))
+}
+
+/// The list filters: a GET form (status, name), so a filtered list has a link.
+fn filters(action: &str, query: &ListQuery) -> Markup {
+    let chosen = query.status.as_deref().unwrap_or("");
+    html! {
+        form.filters method="get" action=(action) role="search" {
+            div {
+                label for="filter-status" { "Status" }
+                select id="filter-status" name="status" {
+                    option value="" selected[chosen.is_empty()] { "Any" }
+                    @for status in RequestStatus::ALL {
+                        option value=(status.as_str()) selected[chosen == status.as_str()] { (layout::state_text(status.as_str())) }
+                    }
+                }
+            }
+            div {
+                label for="filter-q" { "Name contains" }
+                input id="filter-q" name="q" type="search" maxlength="100" value=(query.q.as_deref().unwrap_or(""));
+            }
+            div { button.secondary.small type="submit" { "Filter" } }
+        }
+    }
+}
+
+fn pager(base: &str, query: &ListQuery, total: i64) -> Markup {
+    let page = query.page();
+    let last = ((total + PAGE - 1) / PAGE).max(1);
+    html! {
+        @if last > 1 {
+            nav.pager aria-label="Pages" {
+                @if page > 1 { a href=(query.link(base, page - 1)) rel="prev" { "← Newer" } }
+                span.muted { "Page " (page) " of " (last) }
+                @if page < last { a href=(query.link(base, page + 1)) rel="next" { "Older →" } }
+            }
+        }
+    }
+}
+
+/// `GET /credential-requests/{id}`: a sent request's details. Its recipient
+/// is sent to their own page of it.
+pub async fn detail(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let id = RequestId::parse("id", &id).map_err(|_| WebError::NotFound)?;
+    let opened = service::requests::open(&state.ctx(), &viewer.user, id).await?;
+    if opened.viewer == Viewer::Recipient {
+        return Ok(Redirect::to(&format!("/received/{id}")).into_response());
+    }
+    let request = &opened.request;
+    let body = html! {
+        div.topline {
+            h1 { (request.name) " " (layout::state_label(request.status.as_str())) }
+        }
+        (request_facts(request, opened.requester.as_ref().map(|u| u.name.as_str())))
+        @for credential in &opened.credentials {
+            section.card aria-labelledby=(format!("app-{}", credential.id)) {
+                (credential_heading(&state.catalog, credential))
+                (credential_facts(&state.catalog, credential))
+            }
+        }
+    };
+    Ok(viewer.page(&state, &request.name, Nav::Sent, body))
+}
+
+/// Who asked whom, when, and for what.
+pub fn request_facts(request: &CredentialRequest, requester: Option<&str>) -> Markup {
+    html! {
+        @if let Some(description) = &request.description { p { (description) } }
+        dl.facts {
+            dt { "Recipient" } dd { (request.recipient_name) " (" (request.recipient_email) ")" @if request.recipient_kind == "external" { " · not part of the organization" } }
+            @if let Some(requester) = requester { dt { "Requested by" } dd { (requester) } }
+            dt { "Created" } dd { (request.created_at.format("%Y-%m-%d %H:%M UTC")) }
+            @if let Some(client) = &request.client { dt { "Client" } dd { (client) } }
+            @if let Some(project) = &request.project { dt { "Project" } dd { (project) } }
+        }
+    }
+}
+
+/// An app's name, version and state label, as the heading of its card.
+pub fn credential_heading(
+    catalog: &credence_catalog::Catalog,
+    credential: &RequestedCredential,
+) -> Markup {
+    let label = catalog
+        .get(&credential.app_key)
+        .map(|a| a.label.as_str())
+        .unwrap_or(&credential.app_key);
+    html! {
+        h2 id=(format!("app-{}", credential.id)) {
+            (label) " " span.muted { "v" (credential.app_version) } " "
+            (layout::state_label(credential.state.as_str()))
+        }
+    }
+}
+
+/// The connection's name, the note, the granted modules (each module's
+/// permissions on hover and focus), and why it was declined or is invalid.
+pub fn credential_facts(
+    catalog: &credence_catalog::Catalog,
+    credential: &RequestedCredential,
+) -> Markup {
+    let modules: Vec<String> = serde_json::from_str(&credential.modules).unwrap_or_default();
+    let version = catalog
+        .get(&credential.app_key)
+        .and_then(|a| a.version(credential.app_version as u32));
+    html! {
+        dl.facts {
+            dt { "Connection name" } dd { (credential.connection_name) }
+            @if let Some(note) = &credential.note { dt { "Note" } dd { (note) } }
+        }
+        @if let Some(version) = version {
+            p.muted { "Modules" }
+            ul.modules {
+                @for module in version.modules.iter().filter(|m| modules.iter().any(|k| k == "*" || *k == m.key)) {
+                    li {
+                        (layout::tip(
+                            html! { (module.label) " — " (format!("{:?}", module.access).to_lowercase()) },
+                            html! {
+                                p { "Permissions of " (module.label) ":" }
+                                ul {
+                                    @for scope in &module.scopes { li { code { (scope) } } }
+                                    @for operation in &module.operations { li { (operation.to_string()) } }
+                                }
+                            },
+                        ))
+                    }
+                }
+            }
+        }
+        @if let Some(reason) = &credential.decline_reason { p.error { "Declined: " (reason) } }
+        @if let Some(reason) = &credential.invalid_reason { p.error { "Invalid: " (reason) } }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SwitchForm {
+    team: i64,
+    back: Option<String>,
+}
+
+/// `POST /team`: remembers the team chosen in the switcher, if the user may
+/// act for it, and goes back to the page it came from.
+pub async fn switch_team(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+    jar: CookieJar,
+    CsrfForm(form): CsrfForm<SwitchForm>,
+) -> Response {
+    let back = safe_next(form.back.as_deref()).to_string();
+    match viewer.teams.iter().find(|t| t.team.id.0 == form.team) {
+        Some(choice) => {
+            let message = format!(
+                "Now working in {} · {}.",
+                choice.organization.name, choice.team.name
+            );
+            let redirect = redirect_with_flash(&state, &back, FlashKind::Done, &message);
+            (jar.add(team_cookie(&state, choice.team.id)), redirect).into_response()
+        }
+        None => WebError::NotFound.into_response(),
+    }
+}
