@@ -76,7 +76,7 @@ pub use requests::{
 };
 pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
 pub use sign_in::CountedAttempt;
-pub use tracking::{Due, ProjectRollup, ReminderPolicyRow};
+pub use tracking::{CreatedStatus, Due, ProjectRollup, ReminderPolicyRow};
 pub use usage::{NewUsage, Usage};
 pub use webhooks::{NewWebhookEndpoint, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
 

@@ -228,6 +228,49 @@ impl Db {
     }
 }
 
+/// When a request was created and its status now (the tracker's chart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedStatus {
+    pub created_at: DateTime<Utc>,
+    pub status: credence_domain::RequestStatus,
+}
+
+#[derive(sqlx::FromRow)]
+struct CreatedStatusRow {
+    created_at: DateTime<Utc>,
+    status: String,
+}
+
+impl Db {
+    /// The creation time and status of every request of `filter`'s scope
+    /// created since `since` (two narrow columns, through the index on the
+    /// team and creation time).
+    pub async fn request_statuses_since(
+        &mut self,
+        filter: &RequestFilter,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<CreatedStatus>> {
+        let mut binds = Vec::new();
+        let where_sql = filter.where_clause(&mut binds);
+        binds.push(Bind::Time(since));
+        let sql = format!(
+            "SELECT created_at, status FROM credential_requests {where_sql} AND created_at >= ${}",
+            binds.len()
+        );
+        let rows = on_conn!(self, c => bind_all!(sqlx::query_as::<_, CreatedStatusRow>(&sql), &binds).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(CreatedStatus {
+                    created_at: row.created_at,
+                    status: credence_domain::RequestStatus::parse("status", &row.status).map_err(
+                        |_| crate::Error::Corrupt(format!("request status {:?}", row.status)),
+                    )?,
+                })
+            })
+            .collect()
+    }
+}
+
 fn due(rows: Vec<DueRow>) -> Result<Vec<Due>> {
     rows.into_iter()
         .map(|row| {

@@ -80,6 +80,9 @@ async fn the_shell_lists_sent_requests_shows_permissions_on_focus_and_makes_a_to
         .await;
     assert_eq!(shown, json!("block"), "focus shows the permissions");
     browser.step("permissions on focus").await;
+    browser.click_link("Tracker").await;
+    browser.wait_for_text("Requests by status").await;
+    browser.step("tracker").await;
     drop(browser);
 
     // An organization admin: the switcher, the audit log, an API token.

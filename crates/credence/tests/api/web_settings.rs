@@ -195,7 +195,69 @@ async fn the_audit_log_page_filters_refuses_bad_dates_and_exports(backend: Backe
     agency.app.stop().await;
 }
 
+async fn the_tracker_shows_the_views_the_projects_and_the_charts(backend: Backend) {
+    let agency = Agency::start(backend).await;
+    let app = &agency.app;
+    let mut body = agency.body_for(agency.teammate.id, &["acme-crm"]);
+    body["name"] = "Tracked onboarding".into();
+    body["client"] = "Acme Corp".into();
+    body["project"] = "Launch 2027".into();
+    let (status, created) = agency
+        .post(
+            "/api/v2/credential-requests/requests/v2",
+            &agency.requester_token,
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    agency
+        .create_request(agency.teammate.id, &["beta-desk"])
+        .await;
+
+    let browser = signed_in(app, &agency.requester).await;
+    let (status, tracker) = page(&browser, &app.url("/tracker")).await;
+    assert_eq!(status, StatusCode::OK, "{tracker}");
+    for expected in [
+        "Tracked onboarding",
+        "Onboarding Acme",
+        "Launch 2027",
+        "(no project)",
+        "<svg",
+        "SLA rate per project",
+    ] {
+        assert!(tracker.contains(expected), "{expected}: {tracker}");
+    }
+    let (_, active) = page(&browser, &app.url("/tracker?view=active&client=Acme+Corp")).await;
+    assert!(active.contains("Tracked onboarding"), "{active}");
+    assert!(
+        !active.contains("Onboarding Acme"),
+        "the client filter narrows: {active}"
+    );
+    let (_, authorized) = page(&browser, &app.url("/tracker?view=authorized-this-week")).await;
+    assert!(
+        authorized.contains("No request in this view."),
+        "{authorized}"
+    );
+    let (status, _) = page(
+        &browser,
+        &app.url("/tracker?view=nonsense&owner=x&client=%00"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "unknown or odd filters narrow or are ignored, never a 5xx"
+    );
+
+    // Another team's member sees none of it.
+    let outsider = signed_in(app, &agency.outsider).await;
+    let (_, theirs) = page(&outsider, &app.url("/tracker")).await;
+    assert!(!theirs.contains("Tracked onboarding"), "{theirs}");
+    agency.app.stop().await;
+}
+
 on_both_backends!(
+    the_tracker_shows_the_views_the_projects_and_the_charts,
     an_api_token_made_in_the_browser_is_shown_once_works_and_is_deleted,
     the_audit_log_page_filters_refuses_bad_dates_and_exports,
 );

@@ -20,6 +20,7 @@ mod requests;
 mod sent;
 mod session;
 mod settings;
+mod tracker;
 
 pub use credence_service::sign_in_limits::SignInLimits;
 use csrf::CsrfForm;
@@ -54,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/credential-requests/received", get(sent::received_list))
         .route("/credential-requests/{id}", get(sent::detail))
         // The audit log and the user's settings.
+        .route("/tracker", get(tracker::page))
         .route("/audit", get(audit::page))
         .route("/audit/export", get(audit::export))
         .route("/settings", get(settings::page))
