@@ -10,6 +10,7 @@
 //! (`credence_browser`), which the sign-in limits honour
 //! (`service::sign_in_limits`).
 
+mod create;
 mod csrf;
 mod layout;
 mod limits;
@@ -18,6 +19,7 @@ mod pages;
 mod requests;
 mod sent;
 mod session;
+mod team;
 
 pub use credence_service::sign_in_limits::SignInLimits;
 use csrf::CsrfForm;
@@ -47,10 +49,16 @@ pub fn router() -> Router<AppState> {
         .route(pages::STYLESHEET_PATH, get(pages::stylesheet))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", axum::routing::post(sign_out))
-        .route("/team", axum::routing::post(sent::switch_team))
+        .route("/team", get(team::members).post(sent::switch_team))
         .route("/credential-requests/sent", get(sent::sent))
         .route("/credential-requests/received", get(sent::received_list))
         .route("/credential-requests/{id}", get(sent::detail))
+        // The requester's side (ui-req): the wizard, the details' actions, the feature.
+        .route(pages::SCRIPT_PATH, get(pages::script))
+        .route("/credential-requests/new", get(create::form).post(create::submit))
+        .route("/credential-requests/{id}/delete", get(sent::delete_page).post(sent::delete))
+        .route("/credential-requests/{id}/reauthorization/{credential}", axum::routing::post(sent::request_reauthorization))
+        .route("/feature-request", axum::routing::post(team::request_feature))
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
         .route("/received/{id}", get(requests::received))
