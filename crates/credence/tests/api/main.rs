@@ -29,4 +29,5 @@ mod sign_in_limits;
 mod token_hygiene;
 mod tokens;
 mod web_pages;
+mod web_requester;
 mod web_security;

@@ -143,7 +143,11 @@ impl Errors {
     fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         let field = field.into();
         let message = message.into();
-        if !self.by_field.iter().any(|(f, m)| *f == field && *m == message) {
+        if !self
+            .by_field
+            .iter()
+            .any(|(f, m)| *f == field && *m == message)
+        {
             self.by_field.push((field, message));
         }
     }
@@ -216,22 +220,22 @@ async fn pickable_people(state: &AppState, viewer: &SignedIn) -> Result<Vec<User
     };
     let mut db = state.store.db().await?;
     let team_role = db.team_role(team.team.id, viewer.user.id).await?;
-    let people: Vec<User> = if team.role.manages_organization() || team_role == Some(TeamRole::Admin)
-    {
-        db.list_organization_members(team.organization.id)
-            .await?
-            .into_iter()
-            .filter(|(_, role)| *role != OrgRole::Guest)
-            .map(|(user, _)| user)
-            .collect()
-    } else {
-        db.list_team_members(team.team.id)
-            .await?
-            .into_iter()
-            .filter(|member| member.organization_role != OrgRole::Guest)
-            .map(|member| member.user)
-            .collect()
-    };
+    let people: Vec<User> =
+        if team.role.manages_organization() || team_role == Some(TeamRole::Admin) {
+            db.list_organization_members(team.organization.id)
+                .await?
+                .into_iter()
+                .filter(|(_, role)| *role != OrgRole::Guest)
+                .map(|(user, _)| user)
+                .collect()
+        } else {
+            db.list_team_members(team.team.id)
+                .await?
+                .into_iter()
+                .filter(|member| member.organization_role != OrgRole::Guest)
+                .map(|member| member.user)
+                .collect()
+        };
     Ok(people
         .into_iter()
         .filter(|user| user.id != viewer.user.id)
@@ -370,7 +374,10 @@ pub async fn submit(
             if !modules_shown[i] {
                 errors.add(
                     format!("modules_{i}"),
-                    format!("Choose the modules of {} (or Select all), then submit again.", app.label),
+                    format!(
+                        "Choose the modules of {} (or Select all), then submit again.",
+                        app.label
+                    ),
                 );
             } else if row.modules.is_empty() {
                 errors.add(
@@ -401,8 +408,7 @@ pub async fn submit(
                     }),
                     app_version: (!row.version.is_empty())
                         .then(|| Value::String(row.version.clone())),
-                    name_override: Some(row.connection.clone())
-                        .filter(|c| !c.trim().is_empty()),
+                    name_override: Some(row.connection.clone()).filter(|c| !c.trim().is_empty()),
                     description: Some(row.note.clone()),
                 })
                 .collect(),
@@ -424,12 +430,15 @@ pub async fn submit(
         ..CreateRequestInput::default()
     };
     if !draft.terms {
-        errors.add("terms", "Tick the terms and conditions to send the request.");
+        errors.add(
+            "terms",
+            "Tick the terms and conditions to send the request.",
+        );
     }
     // The service checks everything again, and nothing is stored unless all is well.
     let status = match requests::create(&state.ctx(), &viewer.user, input).await {
         Ok(created) if errors.is_empty() => {
-            let body = sent_page(&viewer, &created);
+            let body = sent_page(&created);
             return Ok(viewer.page_with(
                 &state,
                 StatusCode::CREATED,
@@ -441,8 +450,7 @@ pub async fn submit(
         Ok(created) => {
             // Cannot happen (the service refuses what the form refuses), but
             // were it to, the request must not stay behind the user's back.
-            service::requests::delete(&state.ctx(), &viewer.user, created.request.id, true)
-                .await?;
+            service::requests::delete(&state.ctx(), &viewer.user, created.request.id, true).await?;
             StatusCode::BAD_REQUEST
         }
         Err(service::Error::Invalid(problems)) => {
@@ -615,7 +623,7 @@ fn app_row(state: &AppState, draft: &Draft, i: usize, row: &Row, errors: &Errors
                 || picked.is_some_and(|(p, _)| p.key == app.key)
         })
         .collect();
-    apps.sort_by(|a, b| a.label.to_lowercase().cmp(&b.label.to_lowercase()));
+    apps.sort_by_key(|app| app.label.to_lowercase());
     let shown_all = apps.len() <= APPS_LISTED;
     apps.truncate(APPS_LISTED);
     let note_count = row.note.chars().count();
@@ -626,10 +634,13 @@ fn app_row(state: &AppState, draft: &Draft, i: usize, row: &Row, errors: &Errors
     let connection_field = format!("connection_{i}");
     let default_connection = picked
         .map(|(app, _)| {
-            let name = RequestName::parse("name", &draft.name)
-                .map(|n| ConnectionName::default_for(&n, &app.label).as_str().to_string())
-                .unwrap_or_else(|_| format!("<Request name> — {}", app.label));
-            name
+            RequestName::parse("name", &draft.name)
+                .map(|n| {
+                    ConnectionName::default_for(&n, &app.label)
+                        .as_str()
+                        .to_string()
+                })
+                .unwrap_or_else(|_| format!("<Request name> — {}", app.label))
         })
         .unwrap_or_else(|| "<Request name> — <App>".to_string());
     html! {
@@ -677,7 +688,7 @@ fn app_row(state: &AppState, draft: &Draft, i: usize, row: &Row, errors: &Errors
                         @let id = format!("module-{i}-{}", module.key);
                         label.check for=(id) {
                             input type="checkbox" id=(id) name=(modules_field) value=(module.key)
-                                checked[row.modules.iter().any(|k| *k == module.key)];
+                                checked[row.modules.contains(&module.key)];
                             (module.label) " " span.muted { "(" (format!("{:?}", module.access).to_lowercase()) ")" }
                         }
                     }
@@ -703,9 +714,8 @@ fn app_row(state: &AppState, draft: &Draft, i: usize, row: &Row, errors: &Errors
 }
 
 /// After sending: the link for the recipient, with Copy link.
-fn sent_page(viewer: &SignedIn, created: &requests::Created) -> Markup {
+fn sent_page(created: &requests::Created) -> Markup {
     let request = &created.request;
-    let _ = viewer;
     html! {
         h1 { "Request sent" }
         section.card aria-labelledby="link-heading" {

@@ -55,10 +55,22 @@ pub fn router() -> Router<AppState> {
         .route("/credential-requests/{id}", get(sent::detail))
         // The requester's side (ui-req): the wizard, the details' actions, the feature.
         .route(pages::SCRIPT_PATH, get(pages::script))
-        .route("/credential-requests/new", get(create::form).post(create::submit))
-        .route("/credential-requests/{id}/delete", get(sent::delete_page).post(sent::delete))
-        .route("/credential-requests/{id}/reauthorization/{credential}", axum::routing::post(sent::request_reauthorization))
-        .route("/feature-request", axum::routing::post(team::request_feature))
+        .route(
+            "/credential-requests/new",
+            get(create::form).post(create::submit),
+        )
+        .route(
+            "/credential-requests/{id}/delete",
+            get(sent::delete_page).post(sent::delete),
+        )
+        .route(
+            "/credential-requests/{id}/reauthorization/{credential}",
+            axum::routing::post(sent::request_reauthorization),
+        )
+        .route(
+            "/feature-request",
+            axum::routing::post(team::request_feature),
+        )
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
         .route("/received/{id}", get(requests::received))

@@ -237,23 +237,34 @@ pub async fn request_reauthorization(
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, WebError> {
     let id = RequestId::parse("id", &id).map_err(|_| WebError::NotFound)?;
-    let credential = CredentialId::parse("credential", &credential).map_err(|_| WebError::NotFound)?;
+    let credential =
+        CredentialId::parse("credential", &credential).map_err(|_| WebError::NotFound)?;
     let opened = service::requests::open(&state.ctx(), &viewer.user, id).await?;
     let Some(asked) = opened.credentials.iter().find(|c| c.id == credential) else {
         return Err(WebError::NotFound);
     };
     let back = format!("/credential-requests/{id}");
     let label = app_label(&state.catalog, asked);
-    match service::credentials::request_reauthorization(&state.ctx(), &viewer.user, credential).await {
+    match service::credentials::request_reauthorization(&state.ctx(), &viewer.user, credential)
+        .await
+    {
         Ok(_) => Ok(redirect_with_flash(
             &state,
             &back,
             FlashKind::Done,
-            &format!("Asked {} to reauthorize {label}.", opened.request.recipient_name),
+            &format!(
+                "Asked {} to reauthorize {label}.",
+                opened.request.recipient_name
+            ),
         )),
-        Err(service::Error::Conflict(message) | service::Error::Forbidden(message)) => Ok(
-            redirect_with_flash(&state, &back, FlashKind::Failed, &format!("{label}: {message}")),
-        ),
+        Err(service::Error::Conflict(message) | service::Error::Forbidden(message)) => {
+            Ok(redirect_with_flash(
+                &state,
+                &back,
+                FlashKind::Failed,
+                &format!("{label}: {message}"),
+            ))
+        }
         Err(error) => Err(error.into()),
     }
 }
@@ -362,7 +373,11 @@ pub async fn delete_page(
     let opened = service::requests::open(&state.ctx(), &viewer.user, id).await?;
     let usages = usages(&state, &opened.credentials).await?;
     let body = delete_confirmation(&viewer, &opened.request, &usages, false);
-    let nav = if opened.viewer == Viewer::Recipient { Nav::Received } else { Nav::Sent };
+    let nav = if opened.viewer == Viewer::Recipient {
+        Nav::Received
+    } else {
+        Nav::Sent
+    };
     Ok(viewer.page(&state, "Delete request", nav, body))
 }
 

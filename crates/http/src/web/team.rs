@@ -75,11 +75,19 @@ pub fn feature_gate(viewer: &SignedIn, latest: Option<&FeatureRequest>) -> Marku
 }
 
 /// `GET /team`: the members of the team chosen in the switcher.
-pub async fn members(State(state): State<AppState>, viewer: SignedIn) -> Result<Response, WebError> {
+pub async fn members(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+) -> Result<Response, WebError> {
     let Some(team) = viewer.team.clone() else {
         return Err(WebError::NotFound);
     };
-    let members = state.store.db().await?.list_team_members(team.team.id).await?;
+    let members = state
+        .store
+        .db()
+        .await?
+        .list_team_members(team.team.id)
+        .await?;
     let (has_feature, latest) = feature_of(&state, &viewer.user).await?;
     let body = html! {
         h1 { "Team " (team.team.name) }
@@ -142,18 +150,27 @@ pub async fn request_feature(
     match features::request_feature(&state.store, &viewer.user).await {
         Ok((eligibility, _)) => {
             let message = if eligibility.eligible {
-                "Asked for the credential-requests feature; the operator will review it.".to_string()
+                "Asked for the credential-requests feature; the operator will review it."
+                    .to_string()
             } else {
                 format!(
                     "Asked for the credential-requests feature; the operator will review it, but: {}.",
                     eligibility.reasons.join("; ")
                 )
             };
-            Ok(redirect_with_flash(&state, &back, FlashKind::Done, &message))
+            Ok(redirect_with_flash(
+                &state,
+                &back,
+                FlashKind::Done,
+                &message,
+            ))
         }
-        Err(service::Error::Conflict(message)) => {
-            Ok(redirect_with_flash(&state, &back, FlashKind::Failed, &message))
-        }
+        Err(service::Error::Conflict(message)) => Ok(redirect_with_flash(
+            &state,
+            &back,
+            FlashKind::Failed,
+            &message,
+        )),
         Err(error) => Err(error.into()),
     }
 }
