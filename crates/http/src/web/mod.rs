@@ -10,6 +10,7 @@
 //! (`credence_browser`), which the sign-in limits honour
 //! (`service::sign_in_limits`).
 
+mod audit;
 mod create;
 mod csrf;
 mod layout;
@@ -19,6 +20,7 @@ mod pages;
 mod requests;
 mod sent;
 mod session;
+mod settings;
 mod team;
 
 pub use credence_service::sign_in_limits::SignInLimits;
@@ -70,6 +72,18 @@ pub fn router() -> Router<AppState> {
         .route(
             "/feature-request",
             axum::routing::post(team::request_feature),
+        )
+        // The audit log and the user's settings.
+        .route("/audit", get(audit::page))
+        .route("/audit/export", get(audit::export))
+        .route("/settings", get(settings::page))
+        .route(
+            "/settings/tokens",
+            axum::routing::post(settings::create_token),
+        )
+        .route(
+            "/settings/tokens/{id}/delete",
+            axum::routing::post(settings::delete_token),
         )
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
