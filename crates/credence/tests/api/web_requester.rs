@@ -721,10 +721,61 @@ async fn details_offer_reauthorization_and_delete_with_the_usage_list(backend: B
     agency.app.stop().await;
 }
 
+async fn an_organization_admin_asks_someone_outside_the_organization(backend: Backend) {
+    let agency = Agency::start(backend).await;
+    let app = &agency.app;
+    let ada = app
+        .add_person("ada@agency.example", app.organization, "admin", None)
+        .await;
+    credence::service::features::grant(&app.store, &app.vault(), &ada.email)
+        .await
+        .unwrap();
+    let ada_browser = signed_in(app, &ada).await;
+    let new = app.url("/credential-requests/new");
+    let (status, form) = page(&ada_browser, &new).await;
+    assert_eq!(status, StatusCode::OK, "{form}");
+    assert!(
+        !form.contains("Only organization admins and owners may ask"),
+        "no warning for an admin: {form}"
+    );
+    // An admin picks from the whole organization, Olga of the Other team too.
+    assert!(form.contains("olga@agency.example"), "{form}");
+    let (status, _, done) = post(
+        &ada_browser,
+        &new,
+        &pairs(&[
+            ("csrf_token", &csrf_of(&form)),
+            ("rows", "1"),
+            ("name", "Client onboarding"),
+            ("recipient", "external"),
+            ("external_name", "Cleo Client"),
+            ("external_email", "cleo@client.example"),
+            ("app_0", "acme-crm"),
+            ("shown_0", "acme-crm@1"),
+            ("version_0", "1"),
+            ("modules_0", "searchContacts"),
+            ("terms", "yes"),
+            ("action", "send"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{done}");
+    assert!(done.contains("an invitation to join as a guest"), "{done}");
+    assert!(
+        agency
+            .invitation_link("cleo@client.example")
+            .await
+            .contains("/invitations/"),
+        "the invitation is in the outbox"
+    );
+    agency.app.stop().await;
+}
+
 on_both_backends!(
     the_wizard_creates_a_request_for_two_apps_without_javascript,
     bad_input_is_shown_next_to_its_field_and_creates_nothing,
     without_the_feature_the_wizard_offers_to_request_it,
     the_team_page_shows_who_has_the_feature,
     details_offer_reauthorization_and_delete_with_the_usage_list,
+    an_organization_admin_asks_someone_outside_the_organization,
 );
