@@ -190,9 +190,9 @@ pub fn router_with(state: AppState, more: routes::Routes) -> Router {
 /// paths, and the callback a code in its query), and nothing is cached (every
 /// page is someone's own, or carries a CSRF token). A handler's own value wins.
 ///
-/// The Content-Security-Policy allows no script at all, styles and images only
-/// from Credence itself, and no `<base>`: injected markup can neither run nor
-/// load anything. It sets no `form-action`: browsers apply it to the redirect
+/// The Content-Security-Policy allows scripts, styles and images only from
+/// Credence itself (no inline script or style), and no `<base>`: injected
+/// markup can neither run nor load anything. It sets no `form-action`: browsers apply it to the redirect
 /// after a post too, and the consent form's post redirects to the provider.
 pub const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
     (header::X_FRAME_OPTIONS, "DENY"),
@@ -204,7 +204,7 @@ pub const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
 
 /// See [`SECURITY_HEADERS`].
 pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 async fn fallback(request: Request) -> error::ApiError {
     error::ApiError::NotFound(format!(

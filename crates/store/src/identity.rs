@@ -74,6 +74,26 @@ impl Db {
         role.map(parse_stored).transpose()
     }
 
+    /// The members of `organization` with their role there, by name (the web
+    /// form's recipient picker).
+    pub async fn list_organization_members(
+        &mut self,
+        organization: OrganizationId,
+    ) -> Result<Vec<(User, OrgRole)>> {
+        let sql = "SELECT u.id, u.email, u.name, u.password_hash, u.language, u.timezone, u.created_at, m.role \
+                   FROM organization_members m JOIN users u ON u.id = m.user_id \
+                   WHERE m.organization_id = $1 ORDER BY u.name, u.id";
+        let rows = on_conn!(self, c => sqlx::query(sql).bind(organization.0).fetch_all(c).await.and_then(|rows| {
+            rows.iter().map(|row| {
+                use sqlx::Row;
+                Ok((User::from_row(row)?, row.try_get::<String, _>("role")?))
+            }).collect::<Result<Vec<_>, sqlx::Error>>()
+        }))?;
+        rows.into_iter()
+            .map(|(user, role)| Ok((user, parse_stored(role)?)))
+            .collect()
+    }
+
     pub async fn add_organization_member(
         &mut self,
         organization: OrganizationId,

@@ -3,7 +3,7 @@
 //! out) and the page with its flash message. Pieces pages share live here
 //! too: state labels, the hover-and-focus tip.
 
-use super::pages::STYLESHEET_PATH;
+use super::pages::{SCRIPT_PATH, STYLESHEET_PATH};
 use super::session::{FlashKind, SignedIn};
 use axum::response::Html;
 use maud::{html, Markup, DOCTYPE};
@@ -54,6 +54,7 @@ pub fn document(title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Credence" }
                 link rel="stylesheet" href=(STYLESHEET_PATH);
+                script src=(SCRIPT_PATH) defer {}
             }
             body { (body) }
         }

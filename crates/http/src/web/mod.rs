@@ -11,6 +11,7 @@
 //! (`service::sign_in_limits`).
 
 mod audit;
+mod create;
 mod csrf;
 mod layout;
 mod limits;
@@ -20,6 +21,7 @@ mod requests;
 mod sent;
 mod session;
 mod settings;
+mod team;
 mod tracker;
 
 pub use credence_service::sign_in_limits::SignInLimits;
@@ -50,10 +52,28 @@ pub fn router() -> Router<AppState> {
         .route(pages::STYLESHEET_PATH, get(pages::stylesheet))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", axum::routing::post(sign_out))
-        .route("/team", axum::routing::post(sent::switch_team))
+        .route("/team", get(team::members).post(sent::switch_team))
         .route("/credential-requests/sent", get(sent::sent))
         .route("/credential-requests/received", get(sent::received_list))
         .route("/credential-requests/{id}", get(sent::detail))
+        // The requester's side (ui-req): the wizard, the details' actions, the feature.
+        .route(pages::SCRIPT_PATH, get(pages::script))
+        .route(
+            "/credential-requests/new",
+            get(create::form).post(create::submit),
+        )
+        .route(
+            "/credential-requests/{id}/delete",
+            get(sent::delete_page).post(sent::delete),
+        )
+        .route(
+            "/credential-requests/{id}/reauthorization/{credential}",
+            axum::routing::post(sent::request_reauthorization),
+        )
+        .route(
+            "/feature-request",
+            axum::routing::post(team::request_feature),
+        )
         // The audit log and the user's settings.
         .route("/tracker", get(tracker::page))
         .route("/audit", get(audit::page))

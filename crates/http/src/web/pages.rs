@@ -23,6 +23,25 @@ pub async fn stylesheet() -> impl IntoResponse {
     )
 }
 
+/// The script, compiled into the binary (`crates/http/assets/credence.js`):
+/// progressive enhancement only, every page works without it.
+const SCRIPT: &str = include_str!("../../assets/credence.js");
+
+/// Where the pages' script is served (the Content-Security-Policy allows
+/// scripts from `'self'` only, none inline).
+pub const SCRIPT_PATH: &str = "/assets/credence.js";
+
+/// `GET /assets/credence.js`: the same for everyone, so it may be cached.
+pub async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SCRIPT,
+    )
+}
+
 /// A page outside the app shell (sign-in, setup, invitation, problems).
 fn layout(title: &str, body: Markup) -> Html<String> {
     Html(super::layout::document(title, html! { main.narrow { (body) } }).into_string())

@@ -1,6 +1,8 @@
 //! The requester's side of credential requests in the browser: the Sent list
 //! with its filters, a request's details (each app's state, modules and
-//! permissions), the Received list, and the team switcher's post.
+//! permissions) with its actions (Request reauthorization per app, Delete
+//! with a confirmation listing the connections and who used them), the
+//! Received list, and the team switcher's post.
 //!
 //! What a viewer may not see answers 404, like what does not exist: the
 //! service's access rules decide, these pages only draw.
@@ -12,7 +14,7 @@ use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use credence_domain::{RequestId, RequestStatus};
+use credence_domain::{CredentialId, CredentialState, RequestId, RequestStatus};
 use credence_service::{self as service, access::Viewer};
 use credence_store::{CredentialRequest, RequestFilter, RequestScope, RequestedCredential};
 use maud::{html, Markup};
@@ -208,10 +210,228 @@ pub async fn detail(
             section.card aria-labelledby=(format!("app-{}", credential.id)) {
                 (credential_heading(&state.catalog, credential))
                 (credential_facts(&state.catalog, credential))
+                @if matches!(credential.state, CredentialState::Authorized | CredentialState::Invalid) {
+                    form.inline method="post" action=(format!("/credential-requests/{id}/reauthorization/{}", credential.id)) {
+                        input type="hidden" name="csrf_token" value=(viewer.csrf);
+                        button.secondary.small type="submit" { "Request reauthorization" }
+                    }
+                }
             }
+        }
+        section.card aria-labelledby="danger-heading" {
+            h2 id="danger-heading" { "Delete this request" }
+            p { "Deleting it destroys every connection it created; the audit trail stays." }
+            a.button.danger href=(format!("/credential-requests/{id}/delete")) { "Delete request…" }
         }
     };
     Ok(viewer.page(&state, &request.name, Nav::Sent, body))
+}
+
+/// `POST /credential-requests/{id}/reauthorization/{credential}`: asks the
+/// recipient to reauthorize one app. Credence tests the connection first; if
+/// it still works nothing is sent, and the flash says so.
+pub async fn request_reauthorization(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+    Path((id, credential)): Path<(String, String)>,
+    CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
+) -> Result<Response, WebError> {
+    let id = RequestId::parse("id", &id).map_err(|_| WebError::NotFound)?;
+    let credential =
+        CredentialId::parse("credential", &credential).map_err(|_| WebError::NotFound)?;
+    let opened = service::requests::open(&state.ctx(), &viewer.user, id).await?;
+    let Some(asked) = opened.credentials.iter().find(|c| c.id == credential) else {
+        return Err(WebError::NotFound);
+    };
+    let back = format!("/credential-requests/{id}");
+    let label = app_label(&state.catalog, asked);
+    match service::credentials::request_reauthorization(&state.ctx(), &viewer.user, credential)
+        .await
+    {
+        Ok(_) => Ok(redirect_with_flash(
+            &state,
+            &back,
+            FlashKind::Done,
+            &format!(
+                "Asked {} to reauthorize {label}.",
+                opened.request.recipient_name
+            ),
+        )),
+        Err(service::Error::Conflict(message) | service::Error::Forbidden(message)) => {
+            Ok(redirect_with_flash(
+                &state,
+                &back,
+                FlashKind::Failed,
+                &format!("{label}: {message}"),
+            ))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn app_label(catalog: &credence_catalog::Catalog, credential: &RequestedCredential) -> String {
+    catalog
+        .get(&credential.app_key)
+        .map(|a| a.label.clone())
+        .unwrap_or_else(|| credential.app_key.clone())
+}
+
+/// A connection of the request and the consumers that used it in the last
+/// [`service::connections::CONSUMERS_SEEN_FOR`].
+struct Usage {
+    app: String,
+    connection_name: String,
+    connection_id: i64,
+    consumers: Vec<String>,
+}
+
+async fn usages(
+    state: &AppState,
+    credentials: &[RequestedCredential],
+) -> Result<Vec<Usage>, WebError> {
+    let since = credence_store::now() - service::connections::CONSUMERS_SEEN_FOR;
+    let mut db = state.store.db().await?;
+    let mut out = Vec::new();
+    for credential in credentials {
+        if let Some(connection) = credential.connection_id {
+            out.push(Usage {
+                app: app_label(&state.catalog, credential),
+                connection_name: credential.connection_name.clone(),
+                connection_id: connection,
+                consumers: db.consumers_of_connection(connection, since).await?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The connection ids a confirmation was shown for, as the form carries them.
+fn connection_list(usages: &[Usage]) -> String {
+    usages
+        .iter()
+        .map(|u| u.connection_id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn delete_confirmation(
+    viewer: &SignedIn,
+    request: &CredentialRequest,
+    usages: &[Usage],
+    changed: bool,
+) -> Markup {
+    let id = request.id;
+    html! {
+        h1 { "Delete " (request.name) "?" }
+        @if changed {
+            p.flash.bad role="alert" { "The request changed since this page was shown: check the list again." }
+        }
+        section.card aria-labelledby="destroyed-heading" {
+            @if usages.is_empty() {
+                h2 id="destroyed-heading" { "No connection will be destroyed" }
+                p { "No app of this request has been authorized, so nothing stops working." }
+            } @else {
+                h2 id="destroyed-heading" { "These connections will be destroyed" }
+                p { "They stop working at once and their secrets are deleted. Used in the last "
+                    (service::connections::CONSUMERS_SEEN_FOR.num_days()) " days by:" }
+                div.table-wrap {
+                    table {
+                        thead { tr { th scope="col" { "App" } th scope="col" { "Connection" } th scope="col" { "Used by" } } }
+                        tbody {
+                            @for usage in usages {
+                                tr {
+                                    th scope="row" { (usage.app) }
+                                    td { (usage.connection_name) }
+                                    td {
+                                        @if usage.consumers.is_empty() { span.muted { "Nobody in the last 90 days" } }
+                                        @else { ul.consumers { @for consumer in &usage.consumers { li { (consumer) } } } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action=(format!("/credential-requests/{id}/delete")) {
+                input type="hidden" name="csrf_token" value=(viewer.csrf);
+                input type="hidden" name="connections" value=(connection_list(usages));
+                button.danger type="submit" { "Delete request" }
+                " "
+                a.button.secondary href=(format!("/credential-requests/{id}")) { "Cancel" }
+            }
+        }
+    }
+}
+
+/// `GET /credential-requests/{id}/delete`: what deleting would destroy.
+pub async fn delete_page(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let id = RequestId::parse("id", &id).map_err(|_| WebError::NotFound)?;
+    let opened = service::requests::open(&state.ctx(), &viewer.user, id).await?;
+    let usages = usages(&state, &opened.credentials).await?;
+    let body = delete_confirmation(&viewer, &opened.request, &usages, false);
+    let nav = if opened.viewer == Viewer::Recipient {
+        Nav::Received
+    } else {
+        Nav::Sent
+    };
+    Ok(viewer.page(&state, "Delete request", nav, body))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    /// The connections the confirmation listed (comma-separated ids).
+    #[serde(default)]
+    connections: String,
+}
+
+/// `POST /credential-requests/{id}/delete`: deletes the request, with every
+/// connection the confirmation listed. Should the request have gained or
+/// lost a connection since, the confirmation is shown again instead.
+pub async fn delete(
+    State(state): State<AppState>,
+    viewer: SignedIn,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<DeleteForm>,
+) -> Result<Response, WebError> {
+    let id = RequestId::parse("id", &id).map_err(|_| WebError::NotFound)?;
+    let opened = service::requests::open(&state.ctx(), &viewer.user, id).await?;
+    let usages = usages(&state, &opened.credentials).await?;
+    if connection_list(&usages) != form.connections.trim() {
+        let body = delete_confirmation(&viewer, &opened.request, &usages, true);
+        return Ok(viewer.page_with(
+            &state,
+            axum::http::StatusCode::CONFLICT,
+            "Delete request",
+            Nav::Sent,
+            body,
+        ));
+    }
+    let back = if opened.viewer == Viewer::Recipient {
+        "/credential-requests/received"
+    } else {
+        "/credential-requests/sent"
+    };
+    match service::requests::delete(&state.ctx(), &viewer.user, id, true).await {
+        Ok(deleted) => {
+            let message = match deleted.len() {
+                0 => format!("Deleted {}.", opened.request.name),
+                1 => format!("Deleted {} and its connection.", opened.request.name),
+                n => format!("Deleted {} and its {n} connections.", opened.request.name),
+            };
+            Ok(redirect_with_flash(&state, back, FlashKind::Done, &message))
+        }
+        Err(service::Error::Forbidden(message)) => Ok(redirect_with_flash(
+            &state,
+            &format!("/credential-requests/{id}"),
+            FlashKind::Failed,
+            &message,
+        )),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Who asked whom, when, and for what.

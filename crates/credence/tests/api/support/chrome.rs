@@ -15,7 +15,7 @@
 //! Accessibility: [`Browser::assert_accessible`] injects axe-core (pinned in
 //! tests/browser/package-lock.json, installed by `scripts/test`) and fails on
 //! any `serious` or `critical` violation. Our pages' Content-Security-Policy
-//! allows no script; WebDriver's scripts run as the browser's own (DevTools)
+//! allows no inline script (only `/assets/credence.js`); WebDriver's scripts run as the browser's own (DevTools)
 //! code, which page CSP does not govern (checked by
 //! `browser_journeys::page_scripts_are_blocked_but_the_harness_runs`).
 
