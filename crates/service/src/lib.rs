@@ -43,6 +43,8 @@ pub mod requests;
 pub mod team_connections;
 // The provider sent the browser back: dispatch to the owner of the flow.
 pub mod callback;
+// The usage log's reads.
+pub mod usage;
 
 use credence_catalog::Catalog;
 use credence_domain::ValidationError;

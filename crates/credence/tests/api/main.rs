@@ -28,5 +28,7 @@ mod sign_in;
 mod sign_in_limits;
 mod token_hygiene;
 mod tokens;
+mod web_connections;
 mod web_pages;
+mod web_recipient;
 mod web_security;
