@@ -149,7 +149,7 @@ pub async fn new_page(
     viewer.team.as_ref().ok_or(WebError::NotFound)?;
     let chosen = query.app.as_deref().and_then(|key| state.catalog.get(key));
     let body = match chosen {
-        Some(app) => add_form(&state, &viewer, app, &Errors::new(), &Kept::default()),
+        Some(app) => add_form(&viewer, app, &Errors::new(), &Kept::default()),
         None => pick_app(&state, query.app.is_some()),
     };
     Ok(viewer.page(&state, "Add connection", Nav::Connections, body))
@@ -191,13 +191,7 @@ fn field_error(id: &str, error: Option<&String>) -> Markup {
     html! { @if let Some(message) = error { p.field-error id=(format!("{id}-error")) { (message) } } }
 }
 
-fn add_form(
-    state: &AppState,
-    viewer: &SignedIn,
-    app: &App,
-    errors: &Errors,
-    kept: &Kept,
-) -> Markup {
+fn add_form(viewer: &SignedIn, app: &App, errors: &Errors, kept: &Kept) -> Markup {
     let version: &AppVersion = app.latest();
     let oauth = version.auth.kind() == AuthKind::Oauth2;
     let default_name = format!("My {} connection", app.label);
@@ -209,7 +203,6 @@ fn add_form(
     };
     let invalid = |field: &str| error_of(errors, field).map(|_| "true");
     let described = |field: &str, id: &str| error_of(errors, field).map(|_| format!("{id}-error"));
-    let _ = state;
     html! {
         h1 { "Add a " (app.label) " connection" }
         p.muted { "For the team " @if let Some(team) = &viewer.team { strong { (team.team.name) } } ". "
@@ -358,7 +351,7 @@ pub async fn add(
         .map(str::to_string)
         .collect();
     if !errors.is_empty() {
-        let body = add_form(&state, &viewer, app, &errors, &kept);
+        let body = add_form(&viewer, app, &errors, &kept);
         return Ok(viewer.page_with(
             &state,
             StatusCode::BAD_REQUEST,
@@ -403,7 +396,7 @@ pub async fn add(
         Ok(Added::Redirect(url)) => Ok(Redirect::to(&url).into_response()),
         Err(service::Error::Invalid(problems)) => {
             let errors = errors_of(problems);
-            let body = add_form(&state, &viewer, app, &errors, &kept);
+            let body = add_form(&viewer, app, &errors, &kept);
             Ok(viewer.page_with(
                 &state,
                 StatusCode::BAD_REQUEST,
@@ -428,7 +421,7 @@ pub async fn detail(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let connection = visible(&state, &viewer, &id).await?;
-    Ok(draw_detail(
+    draw_detail(
         &state,
         viewer,
         &connection,
@@ -436,7 +429,7 @@ pub async fn detail(
         None,
         StatusCode::OK,
     )
-    .await?)
+    .await
 }
 
 async fn draw_detail(
