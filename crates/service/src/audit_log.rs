@@ -37,6 +37,97 @@ pub struct AuditQuery {
     pub target: Option<String>,
 }
 
+impl AuditQuery {
+    /// The filters of a query string's pairs, as the API and the audit page
+    /// name them: `dateFrom`, `dateTo` (ISO 8601 date or date-time),
+    /// `event[]` (repeatable), `author` and `team` (ids), `target`. Every bad
+    /// one is reported at once.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<AuditQuery> {
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let mut problems: Vec<ValidationError> = Vec::new();
+        let time = |field: &str, bound: Bound, problems: &mut Vec<ValidationError>| {
+            get(field).and_then(|raw| {
+                parse_time(field, raw, bound)
+                    .map_err(|e| problems.push(e))
+                    .ok()
+            })
+        };
+        let date_from = time("dateFrom", Bound::Start, &mut problems);
+        let date_to = time("dateTo", Bound::End, &mut problems);
+        if let (Some(from), Some(to)) = (date_from, date_to) {
+            if to < from {
+                problems.push(ValidationError::new(
+                    "dateTo",
+                    format!(
+                        "dateTo {} is before dateFrom {}; swap them",
+                        to.to_rfc3339(),
+                        from.to_rfc3339()
+                    ),
+                ));
+            }
+        }
+        let id = |field: &str, problems: &mut Vec<ValidationError>| {
+            get(field).and_then(|raw| {
+                raw.trim()
+                    .parse::<i64>()
+                    .map_err(|_| {
+                        problems.push(ValidationError::new(
+                            field,
+                            format!(
+                                "{field} {:?} is not an integer id",
+                                raw.chars().take(40).collect::<String>()
+                            ),
+                        ))
+                    })
+                    .ok()
+            })
+        };
+        let author = id("author", &mut problems).map(UserId);
+        let team = id("team", &mut problems).map(TeamId);
+        let mut events = Vec::new();
+        for (key, value) in pairs {
+            if key != "event[]" && key != "event" {
+                continue;
+            }
+            let length = value.chars().count();
+            if length == 0 || length > 100 {
+                problems.push(ValidationError::new(
+                    "event[]",
+                    format!("event[] must be an event name of 1 to 100 characters; {length} given"),
+                ));
+            } else if !events.contains(value) {
+                events.push(value.clone());
+            }
+        }
+        let target = get("target").map(str::to_string);
+        if let Some(target) = &target {
+            if target.chars().count() > 200 {
+                problems.push(ValidationError::new(
+                    "target",
+                    "target is longer than 200 characters",
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(AuditQuery {
+                date_from,
+                date_to,
+                events,
+                author,
+                team,
+                target,
+            })
+        } else {
+            Err(Error::Invalid(problems))
+        }
+    }
+}
+
 /// Which page of a list, and in which order.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
@@ -434,6 +525,38 @@ impl Export {
         };
         self.after = Some((last.occurred_at, last.id));
         Ok(Some(records(&mut db, &entries).await?))
+    }
+}
+
+impl Export {
+    /// The export as a stream of JSON-lines chunks, a page each. The first
+    /// page is read before this answers, so that a failure then is an error
+    /// (with its status) rather than an empty file; a failure later ends the
+    /// stream with an error, never as if the export were complete.
+    pub async fn json_lines(
+        mut self,
+    ) -> Result<impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send> {
+        let first = self.next_page().await?;
+        Ok(futures_util::stream::try_unfold(
+            (self, first),
+            |(mut export, pending)| async move {
+                let page = match pending {
+                    Some(page) => Some(page),
+                    None => export.next_page().await.map_err(|error| {
+                        tracing::error!(error = format!("{error:#}"), "audit export failed midway");
+                        std::io::Error::other("the audit export failed; see the server log")
+                    })?,
+                };
+                match page {
+                    None => Ok(None),
+                    Some(records) => {
+                        let lines = json_lines(&records)
+                            .map_err(|_| std::io::Error::other("cannot write an audit entry"))?;
+                        Ok(Some((lines, (export, None))))
+                    }
+                }
+            },
+        ))
     }
 }
 

@@ -16,10 +16,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use credence_domain::{OrganizationId, Scope, TeamId, UserId, ValidationError};
-use credence_service::audit_log::{
-    self, json_lines, parse_time, AuditQuery, AuditRecord, Bound, Export, Log, Page,
-};
+use credence_domain::{OrganizationId, Scope, TeamId};
+use credence_service::audit_log::{self, AuditQuery, AuditRecord, Export, Log, Page};
 use serde_json::{json, Value};
 
 /// The most entries one page answers.
@@ -55,82 +53,7 @@ fn path_id(field: &str, raw: &str) -> Result<i64, ApiError> {
 
 /// The filters of the query string; every bad one is reported at once.
 fn audit_query(query: &QueryPairs) -> Result<AuditQuery, ApiError> {
-    let mut problems: Vec<ValidationError> = Vec::new();
-    let time = |field: &str, bound: Bound, problems: &mut Vec<ValidationError>| {
-        query.get(field).and_then(|raw| {
-            parse_time(field, raw, bound)
-                .map_err(|e| problems.push(e))
-                .ok()
-        })
-    };
-    let date_from = time("dateFrom", Bound::Start, &mut problems);
-    let date_to = time("dateTo", Bound::End, &mut problems);
-    if let (Some(from), Some(to)) = (date_from, date_to) {
-        if to < from {
-            problems.push(ValidationError::new(
-                "dateTo",
-                format!(
-                    "dateTo {} is before dateFrom {}; swap them",
-                    to.to_rfc3339(),
-                    from.to_rfc3339()
-                ),
-            ));
-        }
-    }
-    let id = |field: &str, problems: &mut Vec<ValidationError>| {
-        query.get(field).and_then(|raw| {
-            raw.trim()
-                .parse::<i64>()
-                .map_err(|_| {
-                    problems.push(ValidationError::new(
-                        field,
-                        format!(
-                            "{field} {:?} is not an integer id",
-                            raw.chars().take(40).collect::<String>()
-                        ),
-                    ))
-                })
-                .ok()
-        })
-    };
-    let author = id("author", &mut problems).map(UserId);
-    let team = id("team", &mut problems).map(TeamId);
-    let mut events = Vec::new();
-    for (key, value) in &query.0 {
-        if key != "event[]" && key != "event" {
-            continue;
-        }
-        let length = value.chars().count();
-        if length == 0 || length > 100 {
-            problems.push(ValidationError::new(
-                "event[]",
-                format!("event[] must be an event name of 1 to 100 characters; {length} given"),
-            ));
-        } else if !events.contains(value) {
-            events.push(value.clone());
-        }
-    }
-    let target = query.get("target").map(str::to_string);
-    if let Some(target) = &target {
-        if target.chars().count() > 200 {
-            problems.push(ValidationError::new(
-                "target",
-                "target is longer than 200 characters",
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(AuditQuery {
-            date_from,
-            date_to,
-            events,
-            author,
-            team,
-            target,
-        })
-    } else {
-        Err(ApiError::Invalid(problems))
-    }
+    Ok(AuditQuery::from_pairs(&query.0)?)
 }
 
 /// Make's `pg` parameters for the log: sorted by time only, newest first by
@@ -267,26 +190,8 @@ async fn export(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::OrganizationRead)?;
     let filters = audit_query(&query)?;
-    let mut export = Export::for_caller(&state.store, &caller.user, log, &filters).await?;
-    let first = export.next_page().await?;
-    let pages =
-        futures_util::stream::try_unfold((export, first), |(mut export, pending)| async move {
-            let page = match pending {
-                Some(page) => Some(page),
-                None => export.next_page().await.map_err(|error| {
-                    tracing::error!(error = format!("{error:#}"), "audit export failed midway");
-                    std::io::Error::other("the audit export failed; see the server log")
-                })?,
-            };
-            match page {
-                None => Ok::<_, std::io::Error>(None),
-                Some(records) => {
-                    let lines = json_lines(&records)
-                        .map_err(|_| std::io::Error::other("cannot write an audit entry"))?;
-                    Ok(Some((Bytes::from(lines), (export, None))))
-                }
-            }
-        });
+    let export = Export::for_caller(&state.store, &caller.user, log, &filters).await?;
+    let lines = export.json_lines().await?;
     let filename = match log {
         Log::Organization(organization) => format!("audit-log-organization-{organization}.jsonl"),
         Log::Team(team) => format!("audit-log-team-{team}.jsonl"),
@@ -299,7 +204,7 @@ async fn export(
                 format!("attachment; filename=\"{filename}\""),
             ),
         ],
-        Body::from_stream(pages),
+        Body::from_stream(futures_util::TryStreamExt::map_ok(lines, Bytes::from)),
     )
         .into_response())
 }

@@ -10,6 +10,7 @@
 //! (`credence_browser`), which the sign-in limits honour
 //! (`service::sign_in_limits`).
 
+mod audit;
 mod connections;
 mod csrf;
 mod layout;
@@ -20,6 +21,7 @@ mod received;
 mod requests;
 mod sent;
 mod session;
+mod settings;
 
 pub use credence_service::sign_in_limits::SignInLimits;
 use csrf::CsrfForm;
@@ -53,6 +55,18 @@ pub fn router() -> Router<AppState> {
         .route("/credential-requests/sent", get(sent::sent))
         .route("/credential-requests/received", get(sent::received_list))
         .route("/credential-requests/{id}", get(sent::detail))
+        // The audit log and the user's settings.
+        .route("/audit", get(audit::page))
+        .route("/audit/export", get(audit::export))
+        .route("/settings", get(settings::page))
+        .route(
+            "/settings/tokens",
+            axum::routing::post(settings::create_token),
+        )
+        .route(
+            "/settings/tokens/{id}/delete",
+            axum::routing::post(settings::delete_token),
+        )
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
         // The recipient's page of a request, its actions and its usage log.

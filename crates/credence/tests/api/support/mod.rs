@@ -5,12 +5,14 @@
 //! ([`TestApp::audit_entries`], [`TestApp::outbox`]), run the operator CLI
 //! ([`TestApp::operator`]) and raw SQL on either backend ([`Sql`]), and play a
 //! third-party app ([`Upstream`]) or the OAuth 2.0 provider ([`OidcProvider`],
-//! with the agency that knows it: [`World`]). Every answer read through it is checked
+//! with the agency that knows it: [`World`]), or drive a real headless
+//! Chromium through the web UI ([`chrome::Browser`]). Every answer read through it is checked
 //! against the suite's secrets ([`register_secret`]).
 
 mod agency;
 mod app;
 mod browser;
+pub mod chrome;
 mod contacts;
 mod jobs;
 mod maildev;
