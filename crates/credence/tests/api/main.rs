@@ -7,6 +7,7 @@ mod audit;
 mod bad_input;
 mod broker;
 mod browser_journeys;
+mod browser_recipient;
 mod browser_shell;
 mod cli;
 mod connections;

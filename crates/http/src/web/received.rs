@@ -165,14 +165,14 @@ fn actions(
                 }
             } @else {
                 form method="post" action=(format!("{base}/authorize")) autocomplete="off" {
-                    h3 { (action) " " (label) }
+                    h3 { "Your " (label) " credentials" }
                     input type="hidden" name="csrf_token" value=(viewer.csrf);
                     @if let Some(message) = error_of("") { p.error role="alert" id=(id("form-error")) { (message) } }
                     @for field in version.auth.fields() {
                         @let input_id = id(&field.name);
                         @let error = error_of(&field.name);
                         @let kept = refusal.and_then(|r| r.kept.get(&field.name)).map(String::as_str).unwrap_or("");
-                        label for=(input_id) { (field.label) }
+                        label for=(input_id) { (field.label) " for " (label) }
                         input id=(input_id) name=(format!("{FIELD}{}", field.name))
                             type=(if field.secret { "password" } else { "text" })
                             autocomplete="off" required maxlength="4096"
@@ -183,7 +183,7 @@ fn actions(
                         @if let Some(message) = error { p.field-error id=(format!("{input_id}-error")) { (message) } }
                     }
                     p.hint { "Credence checks the values with " (label) " before it accepts them. Nobody — not you, not the requester — can read them back." }
-                    button type="submit" { (action) }
+                    button type="submit" { (action) " " (label) }
                 }
             }
         }
@@ -202,14 +202,14 @@ fn actions(
                 summary { "Decline " (label) }
                 form method="post" action=(format!("{base}/decline")) {
                     input type="hidden" name="csrf_token" value=(viewer.csrf);
-                    label for=(reason_id) { "Why do you decline? (at most " (DeclineReason::MAX) " characters; the requester sees it)" }
+                    label for=(reason_id) { "Why do you decline " (label) "? (at most " (DeclineReason::MAX) " characters; the requester sees it)" }
                     textarea id=(reason_id) name="reason" rows="2" maxlength=(DeclineReason::MAX)
                         aria-invalid=[error.map(|_| "true")]
                         aria-describedby=[error.map(|_| format!("{reason_id}-error"))] {
                         (refusal.and_then(|r| r.kept.get("reason")).map(String::as_str).unwrap_or(""))
                     }
                     @if let Some(message) = error { p.field-error id=(format!("{reason_id}-error")) { (message) } }
-                    button.danger type="submit" { "Decline" }
+                    button.danger type="submit" { "Decline " (label) }
                 }
             }
         }
