@@ -7,9 +7,10 @@
 //! what is left and ends, and `credence` waits for it ([`UsageWriter::finish`])
 //! before closing the store: a graceful shutdown loses nothing.
 //!
-//! Also the two reads: the connection's team (`GET /api/v2/connections/{id}/usage`)
+//! Also the two read endpoints: the connection's team (`GET /api/v2/connections/{id}/usage`)
 //! and the credential's recipient or sending team
-//! (`GET /api/v2/credential-requests/credentials/{id}/usage`).
+//! (`GET /api/v2/credential-requests/credentials/{id}/usage`); the reads
+//! themselves are `credence_service::usage`, which the web pages share.
 
 use axum::extract::State;
 use axum::Json;
@@ -17,7 +18,7 @@ use credence_domain::{CredentialId, Scope};
 use credence_http::error::ApiError;
 use credence_http::extract::{ApiCaller, AppPath};
 use credence_http::AppState;
-use credence_service::access;
+use credence_service::usage::{self, READ_LIMIT};
 use credence_store::{NewUsage, Store, Usage};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -27,8 +28,6 @@ const BATCH: usize = 256;
 /// How many records may wait for the writer; past that a call waits for room
 /// (the database is behind), rather than a record being dropped.
 const QUEUE: usize = 10_000;
-/// How many usage entries a read answers, newest first.
-pub const READ_LIMIT: i64 = 1_000;
 
 /// Where the proxy hands its records. Cheap to clone.
 #[derive(Clone)]
@@ -134,9 +133,7 @@ pub async fn of_connection(
     AppPath(id): AppPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::ConnectionsRead)?;
-    let mut db = state.store.db().await?;
-    access::connection(&mut db, &caller.user, id).await?;
-    let entries = db.list_usage_of_connection(id, READ_LIMIT).await?;
+    let entries = usage::of_connection(&mut state.store.db().await?, &caller.user, id).await?;
     Ok(list_json(&entries))
 }
 
@@ -151,10 +148,6 @@ pub async fn of_credential(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::CredentialRequestsRead)?;
     let id = CredentialId::parse("credentialId", &id)?;
-    let mut db = state.store.db().await?;
-    access::credential(&mut db, &caller.user, id).await?;
-    let entries = db
-        .list_usage_of_credential(&id.to_string(), READ_LIMIT)
-        .await?;
+    let entries = usage::of_credential(&mut state.store.db().await?, &caller.user, id).await?;
     Ok(list_json(&entries))
 }

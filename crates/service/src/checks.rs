@@ -48,6 +48,11 @@ pub async fn try_connection(ctx: &Context, connection: &Connection) -> Result<Ve
 /// state (an OAuth connection's state is the refresh's to write). `Ok(true)`
 /// when the app accepts it.
 pub async fn test(ctx: &Context, caller: &User, id: i64) -> Result<bool> {
+    Ok(verify(ctx, caller, id).await? == Verdict::Works)
+}
+
+/// Like [`test`], with the app's reason when it refused (the web page shows it).
+pub async fn verify(ctx: &Context, caller: &User, id: i64) -> Result<Verdict> {
     let connection = access::connection(&mut ctx.store.db().await?, caller, id).await?;
     let verdict = try_connection(ctx, &connection).await?;
     let reason = match &verdict {
@@ -70,5 +75,5 @@ pub async fn test(ctx: &Context, caller: &User, id: i64) -> Result<bool> {
     })
     .await?;
     tx.commit().await?;
-    Ok(reason.is_none())
+    Ok(verdict)
 }

@@ -88,17 +88,24 @@ pub const CONSUMERS_SEEN_FOR: chrono::Duration = chrono::Duration::days(90);
 /// [`CONSUMERS_SEEN_FOR`], as a clause for a confirmation message
 /// (`"; used in the last 90 days by: a, b"`), or empty when none.
 pub async fn recent_consumers(db: &mut Db, connections: &[i64]) -> Result<String> {
-    let since = credence_store::now() - CONSUMERS_SEEN_FOR;
-    let mut consumers = std::collections::BTreeSet::new();
-    for connection in connections {
-        consumers.extend(db.consumers_of_connection(*connection, since).await?);
-    }
+    let consumers = recent_consumer_names(db, connections).await?;
     if consumers.is_empty() {
         return Ok(String::new());
     }
     Ok(format!(
         "; used in the last {} days by: {}",
         CONSUMERS_SEEN_FOR.num_days(),
-        consumers.into_iter().collect::<Vec<_>>().join(", ")
+        consumers.join(", ")
     ))
+}
+
+/// The consumers seen using any of `connections` in the last
+/// [`CONSUMERS_SEEN_FOR`], sorted, each once (a confirmation page lists them).
+pub async fn recent_consumer_names(db: &mut Db, connections: &[i64]) -> Result<Vec<String>> {
+    let since = credence_store::now() - CONSUMERS_SEEN_FOR;
+    let mut consumers = std::collections::BTreeSet::new();
+    for connection in connections {
+        consumers.extend(db.consumers_of_connection(*connection, since).await?);
+    }
+    Ok(consumers.into_iter().collect())
 }

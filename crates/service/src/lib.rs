@@ -49,6 +49,8 @@ pub mod tracking;
 pub mod callback;
 // Webhook endpoints: managed by their owners, their deliveries' log and replay.
 pub mod webhooks;
+// The usage log's reads.
+pub mod usage;
 
 use credence_catalog::Catalog;
 use credence_domain::ValidationError;

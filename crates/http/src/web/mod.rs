@@ -11,12 +11,14 @@
 //! (`service::sign_in_limits`).
 
 mod audit;
+mod connections;
 mod create;
 mod csrf;
 mod layout;
 mod limits;
 mod oauth;
 mod pages;
+mod received;
 mod requests;
 mod sent;
 mod session;
@@ -31,7 +33,7 @@ use super::AppState;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use credence_domain::NewPassword;
@@ -89,7 +91,34 @@ pub fn router() -> Router<AppState> {
         )
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
-        .route("/received/{id}", get(requests::received))
+        // The recipient's page of a request, its actions and its usage log.
+        .route("/received/{id}", get(received::page))
+        .route("/received/{id}/usage", get(received::usage))
+        .route(
+            "/received/{id}/credentials/{credential}/authorize",
+            post(received::authorize),
+        )
+        .route(
+            "/received/{id}/credentials/{credential}/decline",
+            post(received::decline),
+        )
+        .route(
+            "/received/{id}/credentials/{credential}/revoke",
+            post(received::revoke),
+        )
+        // The current team's connections.
+        .route(
+            "/connections",
+            get(connections::list).post(connections::add),
+        )
+        .route("/connections/new", get(connections::new_page))
+        .route("/connections/{id}", get(connections::detail))
+        .route("/connections/{id}/rename", post(connections::rename))
+        .route("/connections/{id}/verify", post(connections::verify))
+        .route(
+            "/connections/{id}/delete",
+            get(connections::confirm_delete).post(connections::delete),
+        )
         .route(service::consent::CALLBACK_PATH, get(oauth::callback))
         .route(
             "/oauth/reauth/{id}",

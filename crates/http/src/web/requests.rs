@@ -1,5 +1,5 @@
-//! The recipient's pages: the request link, a received request, and accepting
-//! an invitation as a guest. The link grants nothing by itself: whoever is not
+//! The recipient's way in: the request link and accepting an invitation as a
+//! guest (the received request's page is `received.rs`). The link grants nothing by itself: whoever is not
 //! signed in is sent to sign in, and whoever is signed in but not the recipient
 //! gets the same 404 as for a link that does not exist.
 
@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
-use credence_domain::RequestId;
 use credence_service::invitations::{self, Acceptance};
 use credence_service::{self as service, token_hash};
 use serde::Deserialize;
@@ -57,48 +56,6 @@ pub async fn open_link(
         }
         Ok(_) => not_found(),
         Err(error) => internal(error.into()),
-    }
-}
-
-/// `GET /received/{id}`: a request the signed-in user received.
-pub async fn received(
-    State(state): State<AppState>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-) -> Response {
-    let user = match signed_in_user(&state, &jar).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            return sign_in_first(&format!(
-                "/received/{}",
-                id.chars().take(64).collect::<String>()
-            ))
-        }
-        Err(error) => return internal(error),
-    };
-    let Ok(id) = RequestId::parse("id", &id) else {
-        return not_found();
-    };
-    match service::requests::open(&state.ctx(), &user, id).await {
-        Ok(opened) if opened.viewer != service::access::Viewer::Recipient => not_found(),
-        Ok(service::requests::Opened {
-            request,
-            credentials,
-            requester,
-            ..
-        }) => {
-            let (jar, csrf) = csrf::ensure(&state, jar);
-            let page = pages::received_request(
-                &state.catalog,
-                &request,
-                &credentials,
-                requester.as_ref(),
-                &csrf,
-            );
-            (jar, page).into_response()
-        }
-        Err(service::Error::NotFound(_)) => not_found(),
-        Err(error) => internal(error),
     }
 }
 
