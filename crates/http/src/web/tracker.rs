@@ -251,6 +251,9 @@ fn status_colour(status: RequestStatus) -> &'static str {
     }
 }
 
+/// One bar of a stacked column: its top, its height and its colour.
+type Bar = (i64, i64, &'static str);
+
 /// Stacked columns: the requests created in each of the last weeks, by their
 /// status now; the same numbers in a table beside it for screen readers.
 fn weeks_chart(recent: &[CreatedStatus], since: DateTime<Utc>) -> Markup {
@@ -269,22 +272,35 @@ fn weeks_chart(recent: &[CreatedStatus], since: DateTime<Utc>) -> Markup {
         .max(1);
     let (width, height, bar) = (520i64, 180i64, 40i64);
     let gap = (width - 40 - bar * WEEKS) / WEEKS;
+    // Each week's column: its bars stacked from the axis up, (y, height, colour).
+    let columns: Vec<(usize, i64, Vec<Bar>)> = counts
+        .iter()
+        .enumerate()
+        .map(|(week, statuses)| {
+            let mut top = height;
+            let bars = statuses
+                .iter()
+                .enumerate()
+                .filter(|(_, count)| **count > 0)
+                .map(|(index, count)| {
+                    let h = (count * (height - 20) / busiest).max(2);
+                    top -= h;
+                    (top, h, status_colour(RequestStatus::ALL[index]))
+                })
+                .collect();
+            (week, 40 + week as i64 * (bar + gap), bars)
+        })
+        .collect();
     html! {
         svg.chart role="img" aria-labelledby="weeks-chart-title" viewBox=(format!("0 0 {width} {}", height + 56)) width="100%" {
             title id="weeks-chart-title" { "Requests created per week by their status now (the table below has the numbers)" }
             line x1="30" y1=(height) x2=(width) y2=(height) stroke="#545b68" {}
             text x="0" y="12" font-size="11" fill="#1d2330" { (busiest) }
-            @for (week, statuses) in counts.iter().enumerate() {
-                @let x = 40 + week as i64 * (bar + gap);
-                @let mut top = height;
-                @for (index, count) in statuses.iter().enumerate() {
-                    @if *count > 0 {
-                        @let h = (count * (height - 20) / busiest).max(2);
-                        @let _ = { top -= h; };
-                        rect x=(x) y=(top) width=(bar) height=(h) fill=(status_colour(RequestStatus::ALL[index])) {}
-                    }
+            @for (week, x, bars) in &columns {
+                @for (y, h, colour) in bars {
+                    rect x=(x) y=(y) width=(bar) height=(h) fill=(colour) {}
                 }
-                text x=(x) y=(height + 16) font-size="11" fill="#1d2330" { ((since + Duration::weeks(week as i64)).format("%d %b")) }
+                text x=(x) y=(height + 16) font-size="11" fill="#1d2330" { ((since + Duration::weeks(*week as i64)).format("%d %b")) }
             }
             @for (index, status) in RequestStatus::ALL.iter().enumerate() {
                 @let (x, y) = ((index as i64 % 4) * 130, height + 24 + (index as i64 / 4) * 15);

@@ -53,7 +53,11 @@ pub struct OidcOptions {
 impl Default for OidcOptions {
     fn default() -> Self {
         OidcOptions {
-            access_token_ttl: 5,
+            // Long enough that a loaded machine never sees a token expire at
+            // the provider between two steps of a test (a 5 s lifetime did,
+            // at a load of 15 on 2 cores); tests of expiry set their own, and
+            // Credence's side of expiry is moved by its injected clock.
+            access_token_ttl: 300,
             refresh_token_ttl: 24 * 60 * 60,
             rotation: Rotation::Keep,
         }
