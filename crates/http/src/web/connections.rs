@@ -68,22 +68,7 @@ fn permissions(state: &AppState, connection: &Connection) -> Markup {
         .and_then(|a| a.version(connection.app_version as u32));
     html! {
         @if let Some(version) = version {
-            ul.modules {
-                @for module in version.modules.iter().filter(|m| modules.iter().any(|k| k == "*" || *k == m.key)) {
-                    li {
-                        (layout::tip(
-                            html! { (module.label) " — " (format!("{:?}", module.access).to_lowercase()) },
-                            html! {
-                                p { "Permissions of " (module.label) ":" }
-                                ul {
-                                    @for scope in &module.scopes { li { code { (scope) } } }
-                                    @for operation in &module.operations { li { (operation.to_string()) } }
-                                }
-                            },
-                        ))
-                    }
-                }
-            }
+            (layout::granted_modules(version, &modules))
         }
         @if !scopes.is_empty() {
             p.muted { "Scopes: " @for (i, scope) in scopes.iter().enumerate() { @if i > 0 { " " } code { (scope) } } }

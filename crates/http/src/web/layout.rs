@@ -172,3 +172,26 @@ pub fn tip(label: Markup, body: Markup) -> Markup {
         }
     }
 }
+
+/// The modules of `version` among `granted` (module keys, `*` for all), each
+/// with its scopes and operations shown on hover and keyboard focus.
+pub fn granted_modules(version: &credence_catalog::AppVersion, granted: &[String]) -> Markup {
+    html! {
+        ul.modules {
+            @for module in version.modules.iter().filter(|m| granted.iter().any(|k| k == "*" || *k == m.key)) {
+                li {
+                    (tip(
+                        html! { (module.label) " — " (format!("{:?}", module.access).to_lowercase()) },
+                        html! {
+                            p { "Permissions of " (module.label) ":" }
+                            ul {
+                                @for scope in &module.scopes { li { code { (scope) } } }
+                                @for operation in &module.operations { li { (operation.to_string()) } }
+                            }
+                        },
+                    ))
+                }
+            }
+        }
+    }
+}

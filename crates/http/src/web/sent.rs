@@ -482,22 +482,7 @@ pub fn credential_facts(
         }
         @if let Some(version) = version {
             p.muted { "Modules" }
-            ul.modules {
-                @for module in version.modules.iter().filter(|m| modules.iter().any(|k| k == "*" || *k == m.key)) {
-                    li {
-                        (layout::tip(
-                            html! { (module.label) " — " (format!("{:?}", module.access).to_lowercase()) },
-                            html! {
-                                p { "Permissions of " (module.label) ":" }
-                                ul {
-                                    @for scope in &module.scopes { li { code { (scope) } } }
-                                    @for operation in &module.operations { li { (operation.to_string()) } }
-                                }
-                            },
-                        ))
-                    }
-                }
-            }
+            (layout::granted_modules(version, &modules))
         }
         @if let Some(reason) = &credential.decline_reason { p.error { "Declined: " (reason) } }
         @if let Some(reason) = &credential.invalid_reason { p.error { "Invalid: " (reason) } }
