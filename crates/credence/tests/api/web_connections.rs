@@ -7,36 +7,12 @@
 
 use crate::on_both_backends;
 use crate::support::{
-    assert_no_secret, captured_logs, csrf_of, location, register_secret, signed_in, wait_until,
-    world, Agency, APP,
+    assert_no_secret, captured_logs, csrf_of, register_secret, signed_in, wait_until, world,
+    Agency, APP,
 };
+use crate::support::{page, post_form as post};
 use credence_store::Backend;
 use reqwest::StatusCode;
-
-async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
-    let response = client.get(url).send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert_no_secret(url, &text);
-    (status, text)
-}
-
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    csrf: Option<&str>,
-    fields: &[(&str, &str)],
-) -> (StatusCode, String, String) {
-    let mut form: Vec<(&str, &str)> = fields.to_vec();
-    if let Some(csrf) = csrf {
-        form.push(("csrf_token", csrf));
-    }
-    let response = client.post(url).form(&form).send().await.unwrap();
-    let (status, to) = (response.status(), location(&response));
-    let text = response.text().await.unwrap();
-    assert_no_secret(url, &text);
-    (status, to, text)
-}
 
 async fn a_team_adds_renames_verifies_and_deletes_a_connection(backend: Backend) {
     let agency = Agency::start(backend).await;

@@ -5,14 +5,10 @@
 //! team the user may act for and says so once.
 
 use crate::on_both_backends;
+use crate::support::page;
 use crate::support::{browser, csrf_of, location, signed_in, Agency};
 use credence_store::Backend;
 use reqwest::StatusCode;
-
-async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
-    let response = client.get(url).send().await.unwrap();
-    (response.status(), response.text().await.unwrap())
-}
 
 async fn the_sent_list_and_details_show_the_teams_requests_to_the_team_only(backend: Backend) {
     let agency = Agency::start(backend).await;

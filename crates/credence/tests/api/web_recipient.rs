@@ -7,38 +7,13 @@
 
 use crate::on_both_backends;
 use crate::support::{
-    assert_no_secret, captured_logs, credential_path, csrf_of, location, register_secret,
-    signed_in, wait_until, Agency,
+    assert_no_secret, captured_logs, credential_path, csrf_of, register_secret, signed_in,
+    wait_until, Agency,
 };
+use crate::support::{page, post_form as post};
 use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::StatusCode;
-
-async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
-    let response = client.get(url).send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert_no_secret(url, &text);
-    (status, text)
-}
-
-/// Posts `fields` (and the CSRF token `csrf`, if any) to `url`.
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    csrf: Option<&str>,
-    fields: &[(&str, &str)],
-) -> (StatusCode, String, String) {
-    let mut form: Vec<(&str, &str)> = fields.to_vec();
-    if let Some(csrf) = csrf {
-        form.push(("csrf_token", csrf));
-    }
-    let response = client.post(url).form(&form).send().await.unwrap();
-    let (status, to) = (response.status(), location(&response));
-    let text = response.text().await.unwrap();
-    assert_no_secret(url, &text);
-    (status, to, text)
-}
 
 async fn state_of(agency: &Agency, credential: &str) -> CredentialState {
     let id = CredentialId::parse("id", credential).unwrap();

@@ -7,15 +7,11 @@
 //! `browser_requester.rs`.
 
 use crate::on_both_backends;
+use crate::support::page;
 use crate::support::{csrf_of, location, signed_in, wait_until, Agency};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
-    let response = client.get(url).send().await.unwrap();
-    (response.status(), response.text().await.unwrap())
-}
 
 async fn post(
     client: &reqwest::Client,

@@ -5,14 +5,10 @@
 //! the same entries as JSON lines.
 
 use crate::on_both_backends;
+use crate::support::page;
 use crate::support::{csrf_of, location, register_secret, signed_in, Agency};
 use credence_store::Backend;
 use reqwest::StatusCode;
-
-async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
-    let response = client.get(url).send().await.unwrap();
-    (response.status(), response.text().await.unwrap())
-}
 
 /// The value of the readonly input `id` of a page.
 fn input_value(html: &str, id: &str) -> String {

@@ -147,3 +147,32 @@ pub async fn accept_invitation_in(
         .unwrap();
     (page_status, post.status())
 }
+
+/// GETs `url` with `client`: the status and the page, which must hold no
+/// registered secret.
+pub async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    super::assert_no_secret(url, &text);
+    (status, text)
+}
+
+/// Posts the form `fields` (and the CSRF token `csrf`, if any) to `url`: the
+/// status, where it redirects, and the page, which must hold no registered secret.
+pub async fn post_form(
+    client: &reqwest::Client,
+    url: &str,
+    csrf: Option<&str>,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let mut form: Vec<(&str, &str)> = fields.to_vec();
+    if let Some(csrf) = csrf {
+        form.push(("csrf_token", csrf));
+    }
+    let response = client.post(url).form(&form).send().await.unwrap();
+    let (status, to) = (response.status(), location(&response));
+    let text = response.text().await.unwrap();
+    super::assert_no_secret(url, &text);
+    (status, to, text)
+}

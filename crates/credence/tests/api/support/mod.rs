@@ -30,7 +30,7 @@ pub use app::{
 };
 pub use browser::{
     accept_invitation_in, accept_invitation_link, browser, csrf_of, field_of, form_page, location,
-    no_redirects, set_cookie, sign_in, signed_in,
+    no_redirects, page, post_form, set_cookie, sign_in, signed_in,
 };
 pub use contacts::{contacts_app, ContactsApi};
 pub use jobs::{fast, runner, Instance, ManualClock};
