@@ -170,6 +170,7 @@ impl Application {
             metrics: crate::telemetry::metrics_handle(),
             catalog: Arc::new(catalog),
             http,
+            tokens: Default::default(),
         };
         let reminders =
             credence_jobs::reminders::Reminders::new(state.ctx(), config.reminders.clone());

@@ -139,7 +139,7 @@ impl FromRequestParts<AppState> for ApiCaller {
                 "the API token is missing or malformed".into(),
             ));
         }
-        match auth::check_api_token(&state.store, value).await? {
+        match auth::check_api_token(&state.store, &state.tokens, value).await? {
             TokenCheck::Valid(token, user) => Ok(ApiCaller { user, token }),
             TokenCheck::Expired(at) => Err(ApiError::Unauthenticated(format!(
                 "this API token expired at {}; create a new one",

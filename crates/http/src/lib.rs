@@ -106,6 +106,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The configuration's OAuth clients, shared with every service context.
     pub oauth_clients: Arc<std::collections::BTreeMap<String, credence_provider::OAuthClient>>,
+    /// API tokens verified lately (`auth::TokenCache`), shared by the API and the broker.
+    pub tokens: Arc<credence_service::auth::TokenCache>,
 }
 
 impl AppState {

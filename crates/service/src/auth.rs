@@ -226,9 +226,12 @@ pub async fn create_api_token(
     Ok((record, SecretString::from(value)))
 }
 
-/// Deletes one of `user`'s API tokens, audited like its creation.
+/// Deletes one of `user`'s API tokens, audited like its creation. This
+/// instance's `cache` forgets it at once; other instances within
+/// [`TOKEN_CACHE_TTL`].
 pub async fn delete_api_token(
     store: &Store,
+    cache: &TokenCache,
     actor: &Actor,
     user: UserId,
     token: ApiTokenId,
@@ -237,6 +240,7 @@ pub async fn delete_api_token(
     let deleted = tx.delete_api_token(user, token).await?;
     audit_api_token(&mut tx, actor, "api_token.deleted", &deleted).await?;
     tx.commit().await?;
+    cache.forget(deleted.id);
     Ok(deleted)
 }
 
@@ -286,19 +290,115 @@ pub enum TokenCheck {
 }
 
 /// Checks an API token: an expired one is never `Valid`, whoever asks (the
-/// API, later the broker and the MCP endpoint).
-pub async fn check_api_token(store: &Store, token: &str) -> Result<TokenCheck> {
-    Ok(
-        match store.db().await?.find_api_token(&token_hash(token)).await? {
-            Some((found, _))
-                if found
-                    .expires_at
-                    .is_some_and(|at| at <= credence_store::now()) =>
-            {
-                TokenCheck::Expired(found.expires_at.unwrap_or_default())
+/// API, the broker and the MCP endpoint). A token found in force is
+/// remembered in `cache` for [`TOKEN_CACHE_TTL`], so that a busy client costs
+/// one hash and one map lookup per call rather than a database round trip
+/// (its `last_used_at` is written on the lookups that do reach the database,
+/// at most once a minute).
+pub async fn check_api_token(store: &Store, cache: &TokenCache, token: &str) -> Result<TokenCheck> {
+    let hash = token_hash(token);
+    let now = credence_store::now();
+    if let Some((found, user)) = cache.get(&hash) {
+        return Ok(verdict(found, user, now));
+    }
+    Ok(match store.db().await?.find_api_token(&hash).await? {
+        Some((found, user)) => {
+            let check = verdict(found, user, now);
+            if let TokenCheck::Valid(found, user) = &check {
+                cache.put(hash, found, user);
             }
-            Some((found, user)) => TokenCheck::Valid(found, user),
-            None => TokenCheck::Unknown,
-        },
-    )
+            check
+        }
+        None => TokenCheck::Unknown,
+    })
+}
+
+fn verdict(found: ApiToken, user: User, now: DateTime<Utc>) -> TokenCheck {
+    match found.expires_at {
+        Some(at) if at <= now => TokenCheck::Expired(at),
+        _ => TokenCheck::Valid(found, user),
+    }
+}
+
+/// How long a verified API token is believed without asking the database. A
+/// token deleted on this instance is forgotten at once; one deleted on
+/// another instance keeps working here for at most this long (README,
+/// "Several instances").
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Verified API tokens by hash, each for [`TOKEN_CACHE_TTL`]. Bounded: when
+/// full, the stale entries go, and if none are stale, all of them (a refill
+/// costs one query per token). Only tokens in force are kept — an unknown
+/// value is asked about every time, so guessing cannot fill it.
+pub struct TokenCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedToken>>,
+    ttl: std::time::Duration,
+    capacity: usize,
+}
+
+struct CachedToken {
+    token: ApiToken,
+    user: User,
+    until: std::time::Instant,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::new(TOKEN_CACHE_TTL, 10_000)
+    }
+}
+
+impl TokenCache {
+    pub fn new(ttl: std::time::Duration, capacity: usize) -> TokenCache {
+        TokenCache {
+            entries: Default::default(),
+            ttl,
+            capacity,
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CachedToken>> {
+        // A panic while holding the lock leaves only a map of copies behind.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, hash: &str) -> Option<(ApiToken, User)> {
+        let mut entries = self.entries();
+        match entries.get(hash) {
+            Some(cached) if cached.until > std::time::Instant::now() => {
+                Some((cached.token.clone(), cached.user.clone()))
+            }
+            Some(_) => {
+                entries.remove(hash);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, hash: String, token: &ApiToken, user: &User) {
+        let now = std::time::Instant::now();
+        let mut entries = self.entries();
+        if entries.len() >= self.capacity {
+            entries.retain(|_, cached| cached.until > now);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            hash,
+            CachedToken {
+                token: token.clone(),
+                user: user.clone(),
+                until: now + self.ttl,
+            },
+        );
+    }
+
+    /// Forgets a token (it was deleted here).
+    pub fn forget(&self, token: ApiTokenId) {
+        self.entries().retain(|_, cached| cached.token.id != token);
+    }
 }

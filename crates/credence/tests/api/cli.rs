@@ -722,7 +722,9 @@ async fn operator_commands_print_what_they_create_and_the_rows_are_there(backend
         assert_eq!(user.id, bob);
     }
     let auth::TokenCheck::Valid(found, owner) =
-        auth::check_api_token(&store, &token).await.unwrap()
+        auth::check_api_token(&store, &auth::TokenCache::default(), &token)
+            .await
+            .unwrap()
     else {
         panic!("the printed token is valid");
     };

@@ -1,8 +1,9 @@
 //! API tokens: accepted as `Token` or `Bearer`; missing or unknown → 401; lacking
-//! a scope → 403; stored only as a hash.
+//! a scope → 403; stored only as a hash; a deletion here stops the token at
+//! once, one elsewhere once this instance's cache entry lapses.
 
 use crate::on_both_backends;
-use crate::support::{assert_error, spawn_app};
+use crate::support::{assert_error, spawn_app, wait_until};
 use credence_store::Backend;
 use reqwest::StatusCode;
 
@@ -101,15 +102,41 @@ async fn deleting_a_token_stops_it_at_once(backend: Backend) {
     let admin = app.admin_id().await;
     let token = app.token(admin, "user:read").await;
     let (status, _) = app.get_json("/api/v2/users/me", &token).await;
+    assert_eq!(status, StatusCode::OK, "the token is now cached as valid");
+    let listed = app.db().await.list_api_tokens(admin).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].last_used_at.is_some(), "use is recorded");
+    let (status, _) = app
+        .delete(
+            &format!("/api/v2/users/me/api-tokens/{}", listed[0].id),
+            &token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app.get_json("/api/v2/users/me", &token).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+/// Deleted in the database behind this instance's back — as another
+/// instance does — a token keeps working here only until its cache entry
+/// lapses (`auth::TOKEN_CACHE_TTL`), then is refused.
+async fn a_token_deleted_elsewhere_stops_once_its_cache_entry_lapses(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin_id().await;
+    let token = app.token(admin, "user:read").await;
+    let (status, _) = app.get_json("/api/v2/users/me", &token).await;
     assert_eq!(status, StatusCode::OK);
     let mut db = app.db().await;
     let listed = db.list_api_tokens(admin).await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert!(listed[0].last_used_at.is_some(), "use is recorded");
     db.delete_api_token(admin, listed[0].id).await.unwrap();
     drop(db);
-    let (status, body) = app.get_json("/api/v2/users/me", &token).await;
-    assert_error(status, &body, StatusCode::UNAUTHORIZED);
+    let (status, _) = app.get_json("/api/v2/users/me", &token).await;
+    assert_eq!(status, StatusCode::OK, "still believed from the cache");
+    wait_until("the deleted token is refused", || async {
+        app.get_json("/api/v2/users/me", &token).await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
     app.stop().await;
 }
 
@@ -118,4 +145,5 @@ on_both_backends!(
     missing_unknown_and_malformed_credentials_are_401,
     a_token_without_the_scope_is_refused_with_403,
     deleting_a_token_stops_it_at_once,
+    a_token_deleted_elsewhere_stops_once_its_cache_entry_lapses,
 );

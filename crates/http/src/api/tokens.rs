@@ -148,6 +148,7 @@ pub async fn delete(
     }
     auth::delete_api_token(
         &state.store,
+        &state.tokens,
         &Actor::user(&caller.user),
         caller.user.id,
         ApiTokenId(id),

@@ -247,6 +247,7 @@ pub async fn delete_token(
     }
     let deleted = auth::delete_api_token(
         &state.store,
+        &state.tokens,
         &Actor::user(&viewer.user),
         viewer.user.id,
         ApiTokenId(id),
