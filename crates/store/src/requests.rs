@@ -3,7 +3,7 @@
 //! concurrent actions on one credential cannot both win; the request's cached
 //! `status` is recomputed in the same transaction.
 
-use crate::{now, Bind, Db, Error, Result};
+use crate::{now, Bind, Conn, Db, Error, Result};
 use chrono::{DateTime, Utc};
 use credence_domain::{
     derive_status, CredentialAction, CredentialId, CredentialState, OrganizationId, RequestId,
@@ -695,27 +695,76 @@ impl Db {
         &mut self,
         filter: &RequestFilter,
     ) -> Result<(Vec<CredentialRequest>, i64)> {
-        let mut binds = Vec::new();
-        let where_sql = filter.where_clause(&mut binds);
-        let sort = match filter.sort_by {
-            "name" => "name",
-            "status" => "status",
-            _ => "created_at",
-        };
-        let order = if filter.descending { "DESC" } else { "ASC" };
-        let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM credential_requests {where_sql} ORDER BY {sort} {order}, id {order} LIMIT {} OFFSET {}",
-            filter.limit.max(0),
-            filter.offset.max(0)
-        );
-        let rows = on_conn!(self, c => bind_all!(sqlx::query_as::<_, RequestRow>(&sql), &binds).fetch_all(c).await)?;
-        let count_sql = format!("SELECT COUNT(*) FROM credential_requests {where_sql}");
+        let (page_sql, count_sql, binds) = filter.list_sql();
+        let rows = on_conn!(self, c => bind_all!(sqlx::query_as::<_, RequestRow>(&page_sql), &binds).fetch_all(c).await)?;
         let total = on_conn!(self, c => bind_all!(sqlx::query_scalar::<_, i64>(&count_sql), &binds).fetch_one(c).await)?;
         let requests = rows
             .into_iter()
             .map(CredentialRequest::try_from)
             .collect::<Result<Vec<_>>>()?;
         Ok((requests, total))
+    }
+
+    /// The database's plans for the two queries of [`Db::list_requests`] (the
+    /// page, then the count), one line per step, as `EXPLAIN QUERY PLAN`
+    /// (SQLite) or `EXPLAIN` (PostgreSQL) prints them. On PostgreSQL, call it
+    /// inside a transaction: it turns sequential scans off there (`SET
+    /// LOCAL`), so that a plan that still scans the table has no index to
+    /// use — a small test table would be scanned anyway.
+    pub async fn explain_list_requests(
+        &mut self,
+        filter: &RequestFilter,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let (page_sql, count_sql, binds) = filter.list_sql();
+        let mut plans = Vec::new();
+        for sql in [page_sql, count_sql] {
+            let lines = match self.conn() {
+                Conn::Sqlite(c) => {
+                    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+                    let rows = bind_all!(sqlx::query(&explain), &binds)
+                        .fetch_all(&mut *c)
+                        .await?;
+                    use sqlx::Row;
+                    rows.iter()
+                        .map(|row| row.try_get::<String, _>("detail"))
+                        .collect::<std::result::Result<Vec<_>, _>>()?
+                }
+                Conn::Postgres(c) => {
+                    sqlx::query("SET LOCAL enable_seqscan = off")
+                        .execute(&mut *c)
+                        .await?;
+                    let explain = format!("EXPLAIN {sql}");
+                    bind_all!(sqlx::query_scalar::<_, String>(&explain), &binds)
+                        .fetch_all(&mut *c)
+                        .await?
+                }
+            };
+            plans.push(lines);
+        }
+        let count = plans.pop().unwrap_or_default();
+        let page = plans.pop().unwrap_or_default();
+        Ok((page, count))
+    }
+}
+
+impl RequestFilter {
+    /// The page's query, the count's, and the binds both take.
+    fn list_sql(&self) -> (String, String, Vec<Bind>) {
+        let mut binds = Vec::new();
+        let where_sql = self.where_clause(&mut binds);
+        let sort = match self.sort_by {
+            "name" => "name",
+            "status" => "status",
+            _ => "created_at",
+        };
+        let order = if self.descending { "DESC" } else { "ASC" };
+        let page = format!(
+            "SELECT {REQUEST_COLUMNS} FROM credential_requests {where_sql} ORDER BY {sort} {order}, id {order} LIMIT {} OFFSET {}",
+            self.limit.max(0),
+            self.offset.max(0)
+        );
+        let count = format!("SELECT COUNT(*) FROM credential_requests {where_sql}");
+        (page, count, binds)
     }
 }
 

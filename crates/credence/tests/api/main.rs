@@ -21,6 +21,7 @@ mod oauth;
 mod oidc;
 mod operations;
 mod own_connections;
+mod query_plans;
 mod races;
 mod read_api;
 mod reminders;
