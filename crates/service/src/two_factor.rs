@@ -296,11 +296,7 @@ pub async fn is_enabled(store: &Store, user: UserId) -> Result<bool> {
 pub async fn start_enrolment(store: &Store, vault: &Vault, user: &User) -> Result<()> {
     let mut bytes = [0u8; 20];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = SecretString::from(
-        Secret::Raw(bytes.to_vec())
-            .to_encoded()
-            .to_string(),
-    );
+    let secret = SecretString::from(Secret::Raw(bytes.to_vec()).to_encoded().to_string());
     let mut tx = store.begin().await?;
     if tx
         .get_two_factor(user.id)
@@ -322,7 +318,11 @@ pub async fn start_enrolment(store: &Store, vault: &Vault, user: &User) -> Resul
 /// The enrolment of `user` waiting for its first code, to show: `None` when
 /// none waits (never started, or already confirmed — then the secret is
 /// never shown again).
-pub async fn pending_enrolment(store: &Store, vault: &Vault, user: &User) -> Result<Option<Enrolment>> {
+pub async fn pending_enrolment(
+    store: &Store,
+    vault: &Vault,
+    user: &User,
+) -> Result<Option<Enrolment>> {
     let Some(row) = store.db().await?.get_two_factor(user.id).await? else {
         return Ok(None);
     };
@@ -348,28 +348,32 @@ pub async fn confirm_enrolment(
     let Code::Totp(code) = parse_code("code", code)? else {
         return Err(ValidationError::new(
             "code",
-            format!("code must be the {DIGITS}-digit code your authenticator app shows for Credence"),
+            format!(
+                "code must be the {DIGITS}-digit code your authenticator app shows for Credence"
+            ),
         )
         .into());
     };
     let mut tx = store.begin().await?;
-    let row = match tx.get_two_factor(user.id).await? {
-        Some(row) if row.confirmed_at.is_none() => row,
-        Some(_) => {
-            return Err(Error::Conflict(
-                "two-factor authentication is on already".into(),
-            ))
-        }
-        None => {
-            return Err(Error::Conflict(
+    let row =
+        match tx.get_two_factor(user.id).await? {
+            Some(row) if row.confirmed_at.is_none() => row,
+            Some(_) => {
+                return Err(Error::Conflict(
+                    "two-factor authentication is on already".into(),
+                ))
+            }
+            None => return Err(Error::Conflict(
                 "no enrolment waits for a code; start setting up two-factor authentication again"
                     .into(),
-            ))
-        }
-    };
+            )),
+        };
     let totp = totp_of(&open_secret(vault, &row)?)?;
     let step = matching_step(&totp, &code, now).ok_or_else(|| wrong_code("code"))?;
-    if !tx.confirm_two_factor(&row.id, &row.secret_sealed, step).await? {
+    if !tx
+        .confirm_two_factor(&row.id, &row.secret_sealed, step)
+        .await?
+    {
         return Err(Error::Conflict(
             "the enrolment changed meanwhile; start setting up two-factor authentication again"
                 .into(),
@@ -396,7 +400,7 @@ pub enum Verified {
     RecoveryCode,
 }
 
-/// Checks and spends `code` (field `field`) for `user`'s confirmed enrolment
+/// Checks and spends `code` (the field `code`) for `user`'s confirmed enrolment
 /// `row` inside `db`: a TOTP code of a step not used before, or (when
 /// `recovery` allows it) an unused recovery code. A recovery code used is
 /// audited in the same transaction.
@@ -405,11 +409,11 @@ async fn spend_code(
     vault: &Vault,
     row: &credence_store::TwoFactor,
     user: &User,
-    field: &str,
     code: Code,
     recovery: bool,
     now: DateTime<Utc>,
 ) -> Result<Verified> {
+    let field = "code";
     match code {
         Code::Totp(code) => {
             let totp = totp_of(&open_secret(vault, row)?)?;
@@ -470,7 +474,7 @@ pub async fn disable(
     let code = parse_code("code", code)?;
     let mut tx = store.begin().await?;
     let row = enabled_row(&mut tx, user.id).await?;
-    let verified = spend_code(&mut tx, vault, &row, user, "code", code, true, now).await?;
+    let verified = spend_code(&mut tx, vault, &row, user, code, true, now).await?;
     tx.delete_two_factor(user.id).await?;
     tx.delete_sign_in_challenges_of_user(user.id).await?;
     audit_user(&mut tx, actor, "two_factor.disabled", user, json!({})).await?;
@@ -492,7 +496,7 @@ pub async fn regenerate_recovery_codes(
     let code = parse_code("code", code)?;
     let mut tx = store.begin().await?;
     let row = enabled_row(&mut tx, user.id).await?;
-    spend_code(&mut tx, vault, &row, user, "code", code, false, now).await?;
+    spend_code(&mut tx, vault, &row, user, code, false, now).await?;
     let (codes, hashes) = new_recovery_codes();
     tx.replace_recovery_codes(user.id, &hashes).await?;
     audit_user(
@@ -582,7 +586,7 @@ pub async fn answer_challenge(
     };
     // The code is checked inside a savepoint-free transaction: a wrong code
     // changes nothing but the try counted, which must stay counted.
-    match spend_code(&mut tx, vault, &row, &user, "code", code, true, now).await {
+    match spend_code(&mut tx, vault, &row, &user, code, true, now).await {
         Ok(verified) => {
             tx.delete_sign_in_challenge(&hash).await?;
             tx.commit().await?;
@@ -608,7 +612,11 @@ pub async fn answer_challenge(
 /// 404 for anyone else.
 pub async fn required(store: &Store, caller: &User, organization: OrganizationId) -> Result<bool> {
     let mut db = store.db().await?;
-    if db.organization_role(organization, caller.id).await?.is_none() {
+    if db
+        .organization_role(organization, caller.id)
+        .await?
+        .is_none()
+    {
         return Err(Error::NotFound(format!(
             "organization {organization} not found"
         )));
@@ -642,10 +650,10 @@ pub async fn set_required(
         }
     }
     if required
-        && !tx
+        && tx
             .get_two_factor(caller.id)
             .await?
-            .is_some_and(|row| row.confirmed_at.is_some())
+            .is_none_or(|row| row.confirmed_at.is_none())
     {
         return Err(Error::Conflict(format!(
             "turn on two-factor authentication for yourself before requiring it in organization {organization}"
@@ -716,8 +724,16 @@ mod tests {
     #[test]
     fn codes_parse_and_errors_name_the_field_not_the_value() {
         assert!(matches!(parse_code("code", " 123 456 "), Ok(Code::Totp(c)) if c == "123456"));
-        assert!(matches!(parse_code("code", "ABCD-efgh-2345-6777"), Ok(Code::Recovery(c)) if c == "abcdefgh23456777"));
-        for bad in ["", "12345", "1234567", "abcd-efgh-2345-6781", &"9".repeat(65)] {
+        assert!(
+            matches!(parse_code("code", "ABCD-efgh-2345-6777"), Ok(Code::Recovery(c)) if c == "abcdefgh23456777")
+        );
+        for bad in [
+            "",
+            "12345",
+            "1234567",
+            "abcd-efgh-2345-6781",
+            &"9".repeat(65),
+        ] {
             let error = parse_code("code", bad).err().unwrap();
             assert_eq!(error.field, "code");
             assert!(error.message.starts_with("code "), "{}", error.message);

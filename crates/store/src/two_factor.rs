@@ -93,9 +93,11 @@ impl Db {
     pub async fn confirm_two_factor(&mut self, id: &str, sealed: &str, step: i64) -> Result<bool> {
         let sql = "UPDATE two_factor SET confirmed_at = $1, last_used_step = $2 \
                    WHERE id = $3 AND secret_sealed = $4 AND confirmed_at IS NULL";
-        Ok(on_conn!(self, c => sqlx::query(sql).bind(now()).bind(step).bind(id).bind(sealed)
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(now()).bind(step).bind(id).bind(sealed)
             .execute(c).await.map(|r| r.rows_affected()))?
-            == 1)
+                == 1,
+        )
     }
 
     /// Spends time step `step` of `user`'s confirmed enrolment: true only when
@@ -124,18 +126,18 @@ impl Db {
     pub async fn use_recovery_code(&mut self, user: UserId, hash: &str) -> Result<bool> {
         let sql = "UPDATE two_factor_recovery_codes SET used_at = $1 \
                    WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL";
-        Ok(on_conn!(self, c => sqlx::query(sql).bind(now()).bind(user.0).bind(hash)
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(now()).bind(user.0).bind(hash)
             .execute(c).await.map(|r| r.rows_affected()))?
-            == 1)
+                == 1,
+        )
     }
 
     /// How many of `user`'s recovery codes are still unused.
     pub async fn recovery_codes_left(&mut self, user: UserId) -> Result<i64> {
         let sql =
             "SELECT COUNT(*) FROM two_factor_recovery_codes WHERE user_id = $1 AND used_at IS NULL";
-        Ok(
-            on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql).bind(user.0).fetch_one(c).await)?,
-        )
+        Ok(on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql).bind(user.0).fetch_one(c).await)?)
     }
 
     /// Stores the second step of `user`'s sign-in under the hash of its token.
@@ -222,9 +224,11 @@ impl Db {
         required: bool,
     ) -> Result<bool> {
         let sql = "UPDATE organizations SET two_factor_required = $1 WHERE id = $2 AND two_factor_required <> $1";
-        Ok(on_conn!(self, c => sqlx::query(sql).bind(required).bind(organization.0)
+        Ok(
+            on_conn!(self, c => sqlx::query(sql).bind(required).bind(organization.0)
             .execute(c).await.map(|r| r.rows_affected()))?
-            == 1)
+                == 1,
+        )
     }
 
     /// The organizations of `user` that require two-factor sign-in while
@@ -239,8 +243,10 @@ impl Db {
                    WHERE m.user_id = $1 AND o.two_factor_required = $2 \
                    AND NOT EXISTS (SELECT 1 FROM two_factor t WHERE t.user_id = $1 AND t.confirmed_at IS NOT NULL) \
                    ORDER BY o.id";
-        Ok(on_conn!(self, c => sqlx::query_as::<_, Organization>(sql).bind(user.0).bind(true)
-            .fetch_all(c).await)?)
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, Organization>(sql).bind(user.0).bind(true)
+            .fetch_all(c).await)?,
+        )
     }
 
     /// Deletes challenges past their expiry; how many went.

@@ -46,18 +46,27 @@ async fn turn_on_two_factor_sign_out_and_sign_in_with_a_code(backend: Backend) {
 
     browser.click_link("Settings").await;
     browser.click_link("Two-factor authentication").await;
-    browser.wait_for_text("Two-factor authentication is off").await;
+    browser
+        .wait_for_text("Two-factor authentication is off")
+        .await;
     browser.step("two-factor off").await;
-    browser.click_button("Set up two-factor authentication").await;
+    browser
+        .click_button("Set up two-factor authentication")
+        .await;
     browser.wait_for_text("Set up your authenticator app").await;
     browser.wait_for("svg[role=img]").await;
     let secret = browser.value_of("Setup key").await;
     assert_eq!(secret.len(), 32, "{secret}");
     browser.step("enrolment with its QR code").await;
     browser
-        .fill("Code from your authenticator app", &code_at(&secret, clock.now()))
+        .fill(
+            "Code from your authenticator app",
+            &code_at(&secret, clock.now()),
+        )
         .await;
-    browser.click_button("Turn on two-factor authentication").await;
+    browser
+        .click_button("Turn on two-factor authentication")
+        .await;
     browser.wait_for_text("Your recovery codes").await;
     register_secret(&secret);
     let page = browser.html().await;

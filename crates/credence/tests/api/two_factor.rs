@@ -82,8 +82,13 @@ fn recovery_codes_of(html: &str) -> Vec<String> {
 /// page shows (with its QR code beside it).
 async fn start_enrolment(app: &TestApp, client: &reqwest::Client) -> String {
     let csrf = form_page(client, &app.url(SETTINGS)).await;
-    let (status, to, _) =
-        post_form(client, &app.url("/settings/two-factor/start"), Some(&csrf), &[]).await;
+    let (status, to, _) = post_form(
+        client,
+        &app.url("/settings/two-factor/start"),
+        Some(&csrf),
+        &[],
+    )
+    .await;
     assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, SETTINGS));
     // The page of a waiting enrolment is the one that shows the secret.
     let html = client
@@ -98,7 +103,10 @@ async fn start_enrolment(app: &TestApp, client: &reqwest::Client) -> String {
         html.contains("<svg") && html.contains("role=\"img\"") && html.contains("<path d=\"M"),
         "the QR code is drawn inline: {html}"
     );
-    assert!(!html.contains("data:"), "no data: URL (the CSP refuses them)");
+    assert!(
+        !html.contains("data:"),
+        "no data: URL (the CSP refuses them)"
+    );
     let key = value_of_id(&html, "setup-key");
     assert_eq!(key.len(), 32, "160 bits in base32: {key}");
     key
@@ -106,7 +114,11 @@ async fn start_enrolment(app: &TestApp, client: &reqwest::Client) -> String {
 
 /// Enrols the person signed in on `client`: answers the secret and the ten
 /// recovery codes, all registered as secrets from then on.
-async fn enrol(app: &TestApp, client: &reqwest::Client, clock: &ManualClock) -> (String, Vec<String>) {
+async fn enrol(
+    app: &TestApp,
+    client: &reqwest::Client,
+    clock: &ManualClock,
+) -> (String, Vec<String>) {
     let secret = start_enrolment(app, client).await;
     let html = client
         .get(app.url(SETTINGS))
@@ -149,7 +161,11 @@ async fn password_step(app: &TestApp, person: &Person) -> reqwest::Client {
 }
 
 /// Answers the second step with `code`: the status, where it went, the page.
-async fn answer(app: &TestApp, client: &reqwest::Client, code: &str) -> (StatusCode, String, String) {
+async fn answer(
+    app: &TestApp,
+    client: &reqwest::Client,
+    code: &str,
+) -> (StatusCode, String, String) {
     let csrf = form_page(client, &app.url(CHALLENGE)).await;
     post_form(client, &app.url(CHALLENGE), Some(&csrf), &[("code", code)]).await
 }
@@ -159,8 +175,13 @@ async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (StatusCode
 }
 
 async fn someone(app: &TestApp, email: &str) -> Person {
-    app.add_person(email, app.organization, "member", Some((app.team, "member")))
-        .await
+    app.add_person(
+        email,
+        app.organization,
+        "member",
+        Some((app.team, "member")),
+    )
+    .await
 }
 
 async fn enrolment_then_sign_in_asks_for_a_code_once_per_time_step(backend: Backend) {
@@ -175,7 +196,10 @@ async fn enrolment_then_sign_in_asks_for_a_code_once_per_time_step(backend: Back
     // A wrong code and a malformed one: the error beside the field, still off.
     let csrf = form_page(&client, &app.url(SETTINGS)).await;
     for (typed, says) in [
-        (not(&code_at(&secret, clock.now())), "is not the current code"),
+        (
+            not(&code_at(&secret, clock.now())),
+            "is not the current code",
+        ),
         ("12ab".to_string(), "is neither a 6-digit code"),
         ("9".repeat(65), "the limit is 64"),
     ] {
@@ -305,14 +329,18 @@ async fn recovery_codes_sign_in_once_and_new_ones_replace_them(backend: Backend)
     let client = password_step(&app, &ada).await;
     let (status, _, html) = answer(&app, &client, &codes[0]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(html.contains("not one of your unused recovery codes"), "{html}");
+    assert!(
+        html.contains("not one of your unused recovery codes"),
+        "{html}"
+    );
     let (_, html) = page(&settings, &app.url(SETTINGS)).await;
     assert!(html.contains("9 of 10 recovery codes"), "{html}");
 
     // New codes take a code of the app, not a recovery code.
     let csrf = form_page(&settings, &app.url(SETTINGS)).await;
     let regenerate = app.url("/settings/two-factor/recovery-codes");
-    let (status, _, html) = post_form(&settings, &regenerate, Some(&csrf), &[("code", &codes[1])]).await;
+    let (status, _, html) =
+        post_form(&settings, &regenerate, Some(&csrf), &[("code", &codes[1])]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("not a recovery code"), "{html}");
     clock.advance(STEP);
@@ -367,7 +395,13 @@ async fn turning_it_off_takes_a_code_and_deletes_the_secret(backend: Backend) {
     let (status, to, _) = post_form(&settings, &disable, Some(&csrf), &[("code", &codes[3])]).await;
     assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, SETTINGS));
     assert!(!two_factor::is_enabled(&app.store, ada.id).await.unwrap());
-    assert!(app.db().await.get_two_factor(ada.id).await.unwrap().is_none());
+    assert!(app
+        .db()
+        .await
+        .get_two_factor(ada.id)
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(app.db().await.recovery_codes_left(ada.id).await.unwrap(), 0);
     let events: Vec<String> = app
         .audit_entries(&[
@@ -381,7 +415,11 @@ async fn turning_it_off_takes_a_code_and_deletes_the_secret(backend: Backend) {
         .collect();
     assert_eq!(
         events,
-        ["two_factor.enabled", "two_factor.recovery_code_used", "two_factor.disabled"]
+        [
+            "two_factor.enabled",
+            "two_factor.recovery_code_used",
+            "two_factor.disabled"
+        ]
     );
     // The password alone signs in again.
     let client = browser();
@@ -421,13 +459,15 @@ async fn a_setup_link_resets_the_password_but_still_asks_for_the_code(backend: B
     app.stop().await;
 }
 
-async fn owners_require_it_members_are_sent_to_enrolment_and_tokens_keep_working(
-    backend: Backend,
-) {
+async fn owners_require_it_members_are_sent_to_enrolment_and_tokens_keep_working(backend: Backend) {
     let (app, clock) = clocked(backend).await;
     let org = app.organization;
-    let owner = app.add_person("olga@agency.example", org, "owner", None).await;
-    let admin = app.add_person("ada@agency.example", org, "admin", None).await;
+    let owner = app
+        .add_person("olga@agency.example", org, "owner", None)
+        .await;
+    let admin = app
+        .add_person("ada@agency.example", org, "admin", None)
+        .await;
     let member = someone(&app, "tim@agency.example").await;
     let scopes = "organizations:read,organizations:write,user:read,credential-requests:read";
     let owner_token = app.token(owner.id, scopes).await;
@@ -441,7 +481,12 @@ async fn owners_require_it_members_are_sent_to_enrolment_and_tokens_keep_working
     // Only owners, and only once they have it themselves.
     let (status, body) = put(&app, &path, &owner_token, json!({ "required": true })).await;
     let error = assert_error(status, &body, StatusCode::CONFLICT);
-    assert!(error.to_string().contains("turn on two-factor authentication for yourself"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("turn on two-factor authentication for yourself"),
+        "{error}"
+    );
     for token in [&admin_token, &member_token] {
         let (status, body) = put(&app, &path, token, json!({ "required": true })).await;
         assert_error(status, &body, StatusCode::FORBIDDEN);
@@ -468,21 +513,38 @@ async fn owners_require_it_members_are_sent_to_enrolment_and_tokens_keep_working
     .unwrap();
     register_secret(&secret);
     // Bad input: a JSON error naming the field, nothing changed.
-    for bad in [json!({ "required": "yes" }), json!({}), json!({ "required": true, "also": 1 })] {
+    for bad in [
+        json!({ "required": "yes" }),
+        json!({}),
+        json!({ "required": true, "also": 1 }),
+    ] {
         let (status, body) = put(&app, &path, &owner_token, bad.clone()).await;
         let error = assert_error(status, &body, StatusCode::BAD_REQUEST);
         let text = error.to_string();
-        assert!(text.contains("required") || text.contains("also"), "{bad}: {text}");
+        assert!(
+            text.contains("required") || text.contains("also"),
+            "{bad}: {text}"
+        );
     }
-    assert!(app.audit_entries(&["two_factor.enforcement_changed"]).await.is_empty());
+    assert!(app
+        .audit_entries(&["two_factor.enforcement_changed"])
+        .await
+        .is_empty());
 
     let (status, body) = put(&app, &path, &owner_token, json!({ "required": true })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["twoFactor"], json!({ "organizationId": org.0, "required": true }));
+    assert_eq!(
+        body["twoFactor"],
+        json!({ "organizationId": org.0, "required": true })
+    );
     let (status, _) = put(&app, &path, &owner_token, json!({ "required": true })).await;
     assert_eq!(status, StatusCode::OK);
     let changed = app.audit_entries(&["two_factor.enforcement_changed"]).await;
-    assert_eq!(changed.len(), 1, "a PUT that changes nothing is not audited");
+    assert_eq!(
+        changed.len(),
+        1,
+        "a PUT that changes nothing is not audited"
+    );
     assert_eq!(changed[0].target_id, org.to_string());
     assert_eq!(
         serde_json::from_str::<Value>(&changed[0].details).unwrap(),
@@ -491,17 +553,32 @@ async fn owners_require_it_members_are_sent_to_enrolment_and_tokens_keep_working
 
     // The member signs in and is sent to enrolment from every page.
     let client = signed_in(&app, &member).await;
-    for path in ["/", "/credential-requests/received", "/settings", "/team", "/audit"] {
+    for path in [
+        "/",
+        "/credential-requests/received",
+        "/settings",
+        "/team",
+        "/audit",
+    ] {
         let response = client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
         assert_eq!(location(&response), SETTINGS, "{path}");
     }
     let (status, html) = page(&client, &app.url(SETTINGS)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("requires two-factor authentication"), "{html}");
+    assert!(
+        html.contains("requires two-factor authentication"),
+        "{html}"
+    );
     // A form elsewhere is not carried out either.
     let csrf = csrf_of(&html);
-    let tokens_before = app.db().await.list_api_tokens(member.id).await.unwrap().len();
+    let tokens_before = app
+        .db()
+        .await
+        .list_api_tokens(member.id)
+        .await
+        .unwrap()
+        .len();
     let (status, to, _) = post_form(
         &client,
         &app.url("/settings/tokens"),
@@ -511,7 +588,12 @@ async fn owners_require_it_members_are_sent_to_enrolment_and_tokens_keep_working
     .await;
     assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, SETTINGS));
     assert_eq!(
-        app.db().await.list_api_tokens(member.id).await.unwrap().len(),
+        app.db()
+            .await
+            .list_api_tokens(member.id)
+            .await
+            .unwrap()
+            .len(),
         tokens_before
     );
     // API tokens are unaffected.
@@ -541,8 +623,16 @@ async fn owners_require_it_members_are_sent_to_enrolment_and_tokens_keep_working
     )
     .await;
     assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, SETTINGS));
-    assert_eq!(app.get_json(&path, &member_token).await.1["twoFactor"]["required"], false);
-    assert_eq!(app.audit_entries(&["two_factor.enforcement_changed"]).await.len(), 2);
+    assert_eq!(
+        app.get_json(&path, &member_token).await.1["twoFactor"]["required"],
+        false
+    );
+    assert_eq!(
+        app.audit_entries(&["two_factor.enforcement_changed"])
+            .await
+            .len(),
+        2
+    );
     // A member's post of that form: refused, nothing changed.
     let csrf = form_page(&client, &app.url(SETTINGS)).await;
     let (status, _, _) = post_form(
@@ -569,13 +659,29 @@ async fn the_secret_is_sealed_bound_to_its_user_and_never_shown_again(backend: B
     let ada = someone(&app, "ada@agency.example").await;
     let settings = signed_in(&app, &ada).await;
     let (secret, codes) = enrol(&app, &settings, &clock).await;
-    let row = app.db().await.get_two_factor(ada.id).await.unwrap().unwrap();
-    assert!(row.secret_sealed.starts_with("cv1.k1."), "{}", row.secret_sealed);
-    assert!(!format!("{row:?}").contains(&row.secret_sealed), "Debug redacts it");
+    let row = app
+        .db()
+        .await
+        .get_two_factor(ada.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        row.secret_sealed.starts_with("cv1.k1."),
+        "{}",
+        row.secret_sealed
+    );
+    assert!(
+        !format!("{row:?}").contains(&row.secret_sealed),
+        "Debug redacts it"
+    );
     let bytes = Secret::Encoded(secret.clone()).to_bytes().unwrap();
     let dump = app.database_text().await;
     for plain in [secret.clone(), secret.to_lowercase(), hex_of(&bytes)] {
-        assert!(!dump.contains(&plain), "the TOTP secret is in a column in plain text");
+        assert!(
+            !dump.contains(&plain),
+            "the TOTP secret is in a column in plain text"
+        );
     }
     for code in &codes {
         assert!(!dump.contains(code.as_str()) && !dump.contains(&code.replace('-', "")));
@@ -587,8 +693,11 @@ async fn the_secret_is_sealed_bound_to_its_user_and_never_shown_again(backend: B
     }
     let token = app.token(ada.id, "user:read,organization:read").await;
     app.get_json("/api/v2/users/me", &token).await;
-    app.get_json(&format!("/api/v2/audit-logs/organization/{}", app.organization), &token)
-        .await;
+    app.get_json(
+        &format!("/api/v2/audit-logs/organization/{}", app.organization),
+        &token,
+    )
+    .await;
     assert!(!captured_logs().contains(&secret));
 
     // Rotation renews it, and its codes still sign in.
@@ -603,7 +712,13 @@ async fn the_secret_is_sealed_bound_to_its_user_and_never_shown_again(backend: B
         .expect("the TOTP secrets are a sealed column");
     assert_eq!(renewed.rewrapped, 1, "{report:?}");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let row = app.db().await.get_two_factor(ada.id).await.unwrap().unwrap();
+    let row = app
+        .db()
+        .await
+        .get_two_factor(ada.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(row.secret_sealed.starts_with(&format!("cv1.k{version}.")));
     clock.advance(STEP);
     let client = password_step(&app, &ada).await;

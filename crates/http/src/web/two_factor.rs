@@ -21,8 +21,8 @@
 use super::layout::{self, Nav};
 use super::session::{redirect_with_flash, FlashKind, SignedIn, WebError};
 use super::{
-    csrf, internal, known_browser_cookie, limits, session_cookie, try_again_later,
-    CsrfForm, KNOWN_BROWSER_COOKIE,
+    csrf, internal, known_browser_cookie, limits, session_cookie, try_again_later, CsrfForm,
+    KNOWN_BROWSER_COOKIE,
 };
 use crate::AppState;
 use axum::extract::{ConnectInfo, Path, State};
@@ -697,10 +697,7 @@ pub async fn set_required(
         "false" => false,
         _ => {
             return Err(WebError::Service(service::Error::Invalid(vec![
-                credence_domain::ValidationError::new(
-                    "required",
-                    "required must be true or false",
-                ),
+                credence_domain::ValidationError::new("required", "required must be true or false"),
             ])))
         }
     };
