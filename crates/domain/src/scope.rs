@@ -16,6 +16,9 @@ pub enum Scope {
     ConnectionsUse,
     OrganizationRead,
     OrganizationsRead,
+    /// Changing an organization's settings (today: whether it requires
+    /// two-factor sign-in); its owners only.
+    OrganizationsWrite,
     TeamsRead,
     UserRead,
     /// Make's scope for changing the user's own account; here it manages their
@@ -34,6 +37,7 @@ impl Scope {
         Scope::ConnectionsUse,
         Scope::OrganizationRead,
         Scope::OrganizationsRead,
+        Scope::OrganizationsWrite,
         Scope::TeamsRead,
         Scope::UserRead,
         Scope::UserWrite,
@@ -50,6 +54,7 @@ impl Scope {
             Scope::ConnectionsUse => "connections:use",
             Scope::OrganizationRead => "organization:read",
             Scope::OrganizationsRead => "organizations:read",
+            Scope::OrganizationsWrite => "organizations:write",
             Scope::TeamsRead => "teams:read",
             Scope::UserRead => "user:read",
             Scope::UserWrite => "user:write",

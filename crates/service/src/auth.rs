@@ -156,6 +156,7 @@ pub async fn complete_setup(
     tx.set_password_hash(user, &hash).await?;
     tx.delete_sessions_of_user(user).await?;
     tx.forget_browsers_of_user(user).await?;
+    tx.delete_sign_in_challenges_of_user(user).await?;
     tx.commit().await?;
     Ok(user)
 }

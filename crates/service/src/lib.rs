@@ -25,6 +25,8 @@ pub mod features;
 pub mod identity;
 pub mod invitations;
 pub mod sign_in_limits;
+// Two-factor sign-in (uses the audit log and the sign-in's tokens).
+pub mod two_factor;
 // Sealed values, the catalog's view of an app, who may see what.
 pub mod access;
 pub mod apps;

@@ -547,6 +547,9 @@ fn context_of(column: SealedColumn, row: &SealedRow) -> String {
         ),
         SealedColumn::FlowVerifier => verifier_context(id),
         SealedColumn::FlowClient => flow_client_context(id),
+        SealedColumn::TwoFactorSecret => {
+            super::two_factor::secret_context(id, row.user_id.unwrap_or_default())
+        }
     }
 }
 
@@ -560,8 +563,10 @@ fn legacy_context_of(column: SealedColumn, row: &SealedRow) -> String {
             row.kind.as_deref().unwrap_or_default(),
             row.recipient_email.as_deref().unwrap_or_default(),
         ),
-        // Flows were bound to their row from the start.
-        SealedColumn::FlowVerifier | SealedColumn::FlowClient => context_of(column, row),
+        // Flows and TOTP secrets were bound to their owner from the start.
+        SealedColumn::FlowVerifier | SealedColumn::FlowClient | SealedColumn::TwoFactorSecret => {
+            context_of(column, row)
+        }
     }
 }
 

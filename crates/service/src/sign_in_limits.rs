@@ -25,6 +25,7 @@
 //! The limits also carry the [`HashingGate`] every password hash of the
 //! application goes through (tests give each application its own).
 
+use super::clock::Clock;
 use super::password_hashing::HashingGate;
 use super::{random_token, token_hash, Result};
 use chrono::{DateTime, Utc};
@@ -46,7 +47,7 @@ pub struct SignInLimits {
     pub per_account_at_source: i64,
     pub per_account: i64,
     pub per_known_browser: i64,
-    clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    clock: Clock,
     hashing: Arc<HashingGate>,
 }
 
@@ -72,7 +73,7 @@ impl Default for SignInLimits {
             per_account_at_source: 5,
             per_account: 10,
             per_known_browser: 5,
-            clock: Arc::new(Utc::now),
+            clock: Clock::system(),
             hashing: HashingGate::shared(),
         }
     }
@@ -81,8 +82,14 @@ impl Default for SignInLimits {
 impl SignInLimits {
     /// The same limits, counting time by `clock` (tests move it by hand).
     pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Clock::from_fn(clock);
         self
+    }
+
+    /// The clock of the sign-in: its counters' windows, and the time step
+    /// a two-factor code is checked against (`two_factor`).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The same limits, hashing passwords behind `gate` instead of the
@@ -98,7 +105,7 @@ impl SignInLimits {
     }
 
     fn now_seconds(&self) -> i64 {
-        (self.clock)().timestamp()
+        self.clock.now().timestamp()
     }
 
     fn window_seconds(&self) -> i64 {
@@ -273,8 +280,11 @@ async fn remember_browser(store: &Store, user: UserId, token: &str) -> Result<()
     Ok(())
 }
 
-/// Deletes counters whose window is over and browsers no longer known.
+/// Deletes counters whose window is over, browsers no longer known and
+/// second steps of sign-ins (`two_factor`) past their time.
 pub async fn sweep(store: &Store, limits: &SignInLimits) -> Result<u64> {
     let oldest = limits.now_seconds() - limits.window_seconds();
-    Ok(store.db().await?.sweep_sign_in_limits(oldest).await?)
+    let mut db = store.db().await?;
+    let swept = db.sweep_sign_in_limits(oldest).await?;
+    Ok(swept + db.sweep_sign_in_challenges().await?)
 }

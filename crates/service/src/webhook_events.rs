@@ -43,6 +43,11 @@ pub const EVENTS: &[&str] = &[
     "webhook.secret_rotated",
     "webhook.deleted",
     "webhook.disabled",
+    "two_factor.enabled",
+    "two_factor.disabled",
+    "two_factor.recovery_code_used",
+    "two_factor.recovery_codes_regenerated",
+    "two_factor.enforcement_changed",
 ];
 
 /// One audited change, as the message tells it.

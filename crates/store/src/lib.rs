@@ -57,6 +57,7 @@ mod requests;
 mod secrets;
 mod sign_in;
 mod tracking;
+mod two_factor;
 mod usage;
 mod webhooks;
 
@@ -77,6 +78,7 @@ pub use requests::{
 pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
 pub use sign_in::CountedAttempt;
 pub use tracking::{CreatedStatus, Due, ProjectRollup, ReminderPolicyRow};
+pub use two_factor::{SignInChallenge, TwoFactor};
 pub use usage::{NewUsage, Usage};
 pub use webhooks::{NewWebhookEndpoint, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
 

@@ -57,14 +57,17 @@ pub enum SealedColumn {
     FlowVerifier,
     /// `oauth_flows.client_sealed`: the own OAuth client a `connect` flow brought.
     FlowClient,
+    /// `two_factor.secret_sealed`: a user's TOTP secret (migration 0016).
+    TwoFactorSecret,
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 4] = [
+    pub const ALL: [SealedColumn; 5] = [
         SealedColumn::Secrets,
         SealedColumn::Outbox,
         SealedColumn::FlowVerifier,
         SealedColumn::FlowClient,
+        SealedColumn::TwoFactorSecret,
     ];
 
     pub fn table(self) -> &'static str {
@@ -72,6 +75,7 @@ impl SealedColumn {
             SealedColumn::Secrets => "secrets",
             SealedColumn::Outbox => "outbox",
             SealedColumn::FlowVerifier | SealedColumn::FlowClient => "oauth_flows",
+            SealedColumn::TwoFactorSecret => "two_factor",
         }
     }
 
@@ -81,6 +85,7 @@ impl SealedColumn {
             SealedColumn::Outbox => "payload",
             SealedColumn::FlowVerifier => "verifier_sealed",
             SealedColumn::FlowClient => "client_sealed",
+            SealedColumn::TwoFactorSecret => "secret_sealed",
         }
     }
 
@@ -96,7 +101,8 @@ impl SealedColumn {
 
 /// One sealed value with what its vault context is made of. Which fields are
 /// set depends on the column: a secret's purpose and owning connection, an
-/// outbox row's kind and recipient; a flow's row id alone.
+/// outbox row's kind and recipient; a flow's row id alone; a TOTP secret's
+/// user.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SealedRow {
     /// The row's id, as text (an outbox id is a number).
@@ -109,6 +115,7 @@ pub struct SealedRow {
     pub team_id: Option<i64>,
     pub kind: Option<String>,
     pub recipient_email: Option<String>,
+    pub user_id: Option<i64>,
 }
 
 fn outbox_id(row: &str) -> Result<i64> {
@@ -145,7 +152,8 @@ impl Db {
                 // row pointing at it too (the page is of secrets, then joined).
                 let sql = "SELECT s.id AS row_id, s.sealed, s.aad_scheme, s.purpose, \
                            c.id AS connection_id, c.team_id, \
-                           CAST(NULL AS TEXT) AS kind, CAST(NULL AS TEXT) AS recipient_email \
+                           CAST(NULL AS TEXT) AS kind, CAST(NULL AS TEXT) AS recipient_email, \
+                           CAST(NULL AS BIGINT) AS user_id \
                            FROM (SELECT id, sealed, aad_scheme, purpose FROM secrets \
                                  WHERE id > $1 AND (sealed NOT LIKE $2 OR aad_scheme < $3) \
                                  ORDER BY id LIMIT $4) s \
@@ -163,7 +171,8 @@ impl Db {
                 };
                 let sql = "SELECT CAST(id AS TEXT) AS row_id, payload AS sealed, aad_scheme, \
                            CAST(NULL AS TEXT) AS purpose, CAST(NULL AS BIGINT) AS connection_id, \
-                           CAST(NULL AS BIGINT) AS team_id, kind, recipient_email \
+                           CAST(NULL AS BIGINT) AS team_id, kind, recipient_email, \
+                           CAST(NULL AS BIGINT) AS user_id \
                            FROM outbox WHERE id > $1 AND (payload NOT LIKE $2 OR aad_scheme < $3) \
                            ORDER BY id LIMIT $4";
                 Ok(on_conn!(self, c => sqlx::query_as::<_, SealedRow>(sql)
@@ -176,11 +185,23 @@ impl Db {
                     "SELECT id AS row_id, {name} AS sealed, CAST($3 AS BIGINT) AS aad_scheme, \
                      CAST(NULL AS TEXT) AS purpose, CAST(NULL AS BIGINT) AS connection_id, \
                      CAST(NULL AS BIGINT) AS team_id, CAST(NULL AS TEXT) AS kind, \
-                     CAST(NULL AS TEXT) AS recipient_email \
+                     CAST(NULL AS TEXT) AS recipient_email, CAST(NULL AS BIGINT) AS user_id \
                      FROM oauth_flows WHERE id > $1 AND {name} IS NOT NULL AND {name} NOT LIKE $2 \
                      ORDER BY id LIMIT $4"
                 );
                 Ok(on_conn!(self, c => sqlx::query_as::<_, SealedRow>(&sql)
+                    .bind(after).bind(&pattern).bind(AAD_OWNER_BOUND).bind(limit)
+                    .fetch_all(c).await)?)
+            }
+            SealedColumn::TwoFactorSecret => {
+                // Bound to its row and its user from the start (no older scheme).
+                let sql = "SELECT id AS row_id, secret_sealed AS sealed, CAST($3 AS BIGINT) AS aad_scheme, \
+                           CAST(NULL AS TEXT) AS purpose, CAST(NULL AS BIGINT) AS connection_id, \
+                           CAST(NULL AS BIGINT) AS team_id, CAST(NULL AS TEXT) AS kind, \
+                           CAST(NULL AS TEXT) AS recipient_email, CAST(user_id AS BIGINT) AS user_id \
+                           FROM two_factor WHERE id > $1 AND secret_sealed NOT LIKE $2 \
+                           ORDER BY id LIMIT $4";
+                Ok(on_conn!(self, c => sqlx::query_as::<_, SealedRow>(sql)
                     .bind(after).bind(&pattern).bind(AAD_OWNER_BOUND).bind(limit)
                     .fetch_all(c).await)?)
             }

@@ -108,6 +108,8 @@ const MATRIX: &[Row] = &[
     row("GET",    "/api/v2/users",                                                   "/api/v2/users?teamId={team}",                                          "",                 "teams:read",                [200, 200, 200, 200, 403, 404, 401, 403]),
     row("GET",    "/api/v2/organizations",                                           "/api/v2/organizations",                                                "",                 "organizations:read",        [200, 200, 200, 200, 200, 200, 401, 403]),
     row("GET",    "/api/v2/organizations/{id}",                                      "/api/v2/organizations/{org}",                                          "",                 "organizations:read",        [200, 200, 200, 200, 200, 404, 401, 403]),
+    row("GET",    "/api/v2/organizations/{id}/two-factor",                           "/api/v2/organizations/{org}/two-factor",                               "",                 "organizations:read",        [200, 200, 200, 200, 200, 404, 401, 403]),
+    row("PUT",    "/api/v2/organizations/{id}/two-factor",                           "/api/v2/organizations/{org}/two-factor",                               r#"{"required":false}"#, "organizations:write", [200, 403, 403, 403, 403, 404, 401, 403]),
     row("GET",    "/api/v2/teams",                                                   "/api/v2/teams?organizationId={org}",                                   "",                 "teams:read",                [200, 200, 200, 200, 200, 404, 401, 403]),
     row("GET",    "/api/v2/teams/{id}",                                              "/api/v2/teams/{team}",                                                 "",                 "teams:read",                [200, 200, 200, 200, 403, 404, 401, 403]),
     row("GET",    "/api/v2/credential-requests/apps",                                "/api/v2/credential-requests/apps",                                     "",                 "credential-requests:read",  [200, 200, 200, 200, 200, 200, 401, 403]),
@@ -223,7 +225,7 @@ struct Scene {
 }
 
 const EVERY_SCOPE: &str = "credential-requests:read,credential-requests:write,connections:read,\
-    connections:write,connections:use,organization:read,organizations:read,teams:read,user:read,\
+    connections:write,connections:use,organization:read,organizations:read,organizations:write,teams:read,user:read,\
     user:write,webhooks:read,webhooks:write";
 
 async fn scene(backend: Backend) -> Scene {

@@ -10,6 +10,7 @@ mod requests;
 mod teams;
 mod tokens;
 mod tracking;
+mod two_factor;
 mod users;
 mod webhooks;
 
@@ -46,6 +47,10 @@ pub fn routes() -> Routes {
         .route("/users", get(users::list_team_members))
         .route("/organizations", get(organizations::list))
         .route("/organizations/{id}", get(organizations::get))
+        .route(
+            "/organizations/{id}/two-factor",
+            get(two_factor::get).put(two_factor::put),
+        )
         .route("/teams", get(teams::list))
         .route("/teams/{id}", get(teams::get))
         .route("/credential-requests/apps", get(requests::apps))

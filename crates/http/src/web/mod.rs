@@ -25,6 +25,7 @@ mod session;
 mod settings;
 mod team;
 mod tracker;
+mod two_factor;
 
 pub use credence_service::sign_in_limits::SignInLimits;
 use csrf::CsrfForm;
@@ -88,6 +89,23 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings/tokens/{id}/delete",
             axum::routing::post(settings::delete_token),
+        )
+        // Two-factor sign-in: the second step, the settings (two_factor.rs).
+        .route(
+            two_factor::CHALLENGE_PATH,
+            get(two_factor::challenge_form).post(two_factor::answer_challenge),
+        )
+        .route(two_factor::SETTINGS_PATH, get(two_factor::page))
+        .route("/settings/two-factor/start", post(two_factor::start))
+        .route("/settings/two-factor/confirm", post(two_factor::confirm))
+        .route("/settings/two-factor/disable", post(two_factor::disable))
+        .route(
+            "/settings/two-factor/recovery-codes",
+            post(two_factor::regenerate),
+        )
+        .route(
+            "/settings/two-factor/organizations/{id}",
+            post(two_factor::set_required),
         )
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
@@ -348,6 +366,22 @@ async fn sign_in(
     .await
     {
         Ok(auth::PasswordCheck::Right(user)) => {
+            // With two-factor sign-in on, a right password opens only the
+            // second step; the attempt is taken back like any right password
+            // (each code is admitted on its own) and the browser becomes known
+            // only after the code.
+            match service::two_factor::is_enabled(&state.store, user.id).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    if let Err(error) = attempt.refund(&state.store).await {
+                        return internal(error);
+                    }
+                    let next = safe_next(form.next.as_deref());
+                    return two_factor::challenge_instead_of_session(&state, jar, &user, next)
+                        .await;
+                }
+                Err(error) => return internal(error),
+            }
             let browser_token = match attempt
                 .signed_in(&state.store, user.id, browser.as_deref())
                 .await
@@ -467,8 +501,13 @@ async fn setup(
         Err(error) => return retry(&format!("The {}.", error.message)),
     };
     match auth::complete_setup(&state.store, state.limits.hashing_gate(), &token, password).await {
-        Ok(user_id) => match start_session_on_new_known_browser(&state, jar, user_id).await {
-            Ok(jar) => (jar, Redirect::to("/")).into_response(),
+        // A setup link resets a password, not the second factor.
+        Ok(user_id) => match service::two_factor::is_enabled(&state.store, user_id).await {
+            Ok(true) => two_factor::challenge_instead_of_session(&state, jar, &user, "/").await,
+            Ok(false) => match start_session_on_new_known_browser(&state, jar, user_id).await {
+                Ok(jar) => (jar, Redirect::to("/")).into_response(),
+                Err(error) => internal(error),
+            },
             Err(error) => internal(error),
         },
         Err(service::Error::NotFound(message)) => {

@@ -85,6 +85,14 @@ impl FromRequestParts<AppState> for SignedIn {
         let Some(user) = user else {
             return Err(sign_in_first(&path));
         };
+        // An organization of theirs requires two-factor sign-in and they
+        // have none: its enrolment before any other page.
+        if let Some(redirect) = super::two_factor::gate(state, &user, &path)
+            .await
+            .map_err(internal)?
+        {
+            return Err(redirect);
+        }
         let (memberships, teams) = teams_of(state, &user).await.map_err(internal)?;
         let chosen = jar
             .get(&state.settings.cookie_name(TEAM_COOKIE))

@@ -67,6 +67,7 @@ fn settings_body(
     };
     html! {
         h1 { "Settings" }
+        p { a href="/settings/two-factor" { "Two-factor authentication" } " — a code from your phone when you sign in." }
         @if let Some((token, value)) = created {
             section.card aria-labelledby="new-token" {
                 h2 id="new-token" { "API token " (token.name) " created" }

@@ -133,6 +133,9 @@ impl Sql {
             "connections",
             "outbox",
             "audit_log",
+            "two_factor",
+            "two_factor_recovery_codes",
+            "sign_in_challenges",
         ];
         match self {
             Sql::Sqlite(conn) => {
