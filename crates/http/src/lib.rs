@@ -106,6 +106,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The configuration's OAuth clients, shared with every service context.
     pub oauth_clients: Arc<std::collections::BTreeMap<String, credence_provider::OAuthClient>>,
+    /// The local mailbox the web pages show; `None` when mail goes over SMTP.
+    pub mailbox: Option<Arc<dyn web::mailbox::LocalMailbox>>,
 }
 
 impl AppState {
