@@ -127,10 +127,10 @@ pub async fn show(
                 dt { "Subject" } dd { (email.subject) }
             }
             h3 { "Text" }
-            pre.mail-text { (email.text) }
+            pre.mail-text tabindex="0" role="region" aria-label="Text part" { (email.text) }
             details {
                 summary { "HTML part (source)" }
-                pre.mail-source { code { (email.html) } }
+                pre.mail-source tabindex="0" role="region" aria-label="HTML part source" { code { (email.html) } }
             }
         }
         p { a href="/mailbox" { "All emails" } }

@@ -34,13 +34,13 @@ const NUMBERS: [(&str, &str, &str, &str); 4] = [
     (
         "every_hours",
         "everyHours",
-        "Then every (hours)",
+        "Interval (hours)",
         "Hours between two nudges.",
     ),
     (
         "max_count",
         "maxCount",
-        "At most (nudges)",
+        "Maximum nudges",
         "0 sends no reminder.",
     ),
     (
