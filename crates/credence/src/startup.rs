@@ -169,7 +169,8 @@ impl Application {
                     config.jobs.mail.templates_dir.as_deref(),
                 )?,
                 public_url: public_url.clone(),
-            }) as Arc<dyn credence_http::web::mailbox::LocalMailbox>),
+            })
+                as Arc<dyn credence_http::web::mailbox::LocalMailbox>),
         };
         let state = AppState {
             store,

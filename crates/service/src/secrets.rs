@@ -597,7 +597,10 @@ pub async fn instances_behind(
 /// The vault context of a new request's link, kept sealed in the creator's
 /// browser for the one page that shows it after the wizard's redirect: bound
 /// to the request and the user, so it opens for nobody else and no other request.
-fn shown_link_context(request: credence_domain::RequestId, user: credence_domain::UserId) -> String {
+fn shown_link_context(
+    request: credence_domain::RequestId,
+    user: credence_domain::UserId,
+) -> String {
     format!("shown_link:{request}:user:{}", user.0)
 }
 

@@ -11,8 +11,8 @@
 use crate::on_both_backends;
 use crate::support::chrome::Browser;
 use crate::support::{
-    captured_logs, csrf_of, fast, page, post_form, register_secret, signed_in, wait_until,
-    Agency, Person, WebhookSink,
+    captured_logs, csrf_of, fast, page, post_form, register_secret, signed_in, wait_until, Agency,
+    Person, WebhookSink,
 };
 use credence_store::Backend;
 use fantoccini::Locator;
@@ -159,7 +159,10 @@ async fn an_owner_adds_a_webhook_reads_its_secret_once_and_its_delivery_log_then
         assert!(!html.contains(&secret), "a later page holds the secret");
         assert!(!html.contains("whsec_"), "a later page holds a secret");
     }
-    assert!(!captured_logs().contains(&secret), "a log line holds the secret");
+    assert!(
+        !captured_logs().contains(&secret),
+        "a log line holds the secret"
+    );
     assert!(agency
         .app
         .db()
@@ -189,14 +192,22 @@ async fn a_team_admin_saves_a_reminder_policy_and_the_slack_url_is_never_drawn_b
     sign_in(&browser, &agency, &ada).await;
     browser.click_link("Settings").await;
     browser.click_link("Reminder policy").await;
-    browser.wait_for_text("Reminder policy of the team Default").await;
+    browser
+        .wait_for_text("Reminder policy of the team Default")
+        .await;
     assert_eq!(browser.value_of("First nudge after (hours)").await, "24");
-    assert!(browser.text().await.contains("Slack incoming webhook: not set"));
+    assert!(browser
+        .text()
+        .await
+        .contains("Slack incoming webhook: not set"));
     browser.step("reminder policy").await;
 
     browser.fill("First nudge after (hours)", "12").await;
     browser
-        .fill("Sponsor copied on escalations (optional)", "sponsor@agency.example")
+        .fill(
+            "Sponsor copied on escalations (optional)",
+            "sponsor@agency.example",
+        )
         .await;
     browser.fill("Slack webhook URL (optional)", slack).await;
     browser.click_button("Save reminder policy").await;
@@ -228,7 +239,10 @@ async fn a_team_admin_saves_a_reminder_policy_and_the_slack_url_is_never_drawn_b
         .await;
     assert_eq!(error[0], "true", "{error}");
     assert!(
-        error[1].as_str().unwrap().starts_with("SLA threshold is 5000"),
+        error[1]
+            .as_str()
+            .unwrap()
+            .starts_with("SLA threshold is 5000"),
         "{error}"
     );
     assert!(
@@ -244,10 +258,7 @@ async fn a_team_admin_saves_a_reminder_policy_and_the_slack_url_is_never_drawn_b
     );
     assert!(!browser.html().await.contains("slack-key"));
     browser.step("refused").await;
-    let token = agency
-        .app
-        .token(ada.id, "credential-requests:read")
-        .await;
+    let token = agency.app.token(ada.id, "credential-requests:read").await;
     let path = format!(
         "/api/v2/credential-requests/teams/{}/reminder-policy",
         agency.app.team
@@ -267,7 +278,10 @@ async fn a_team_admin_saves_a_reminder_policy_and_the_slack_url_is_never_drawn_b
     browser.check("Remove the Slack webhook").await;
     browser.click_button("Save reminder policy").await;
     browser.wait_for_text("saved.").await;
-    assert!(browser.text().await.contains("Slack incoming webhook: not set"));
+    assert!(browser
+        .text()
+        .await
+        .contains("Slack incoming webhook: not set"));
     let (_, policy) = agency.app.get_json(&path, &token).await;
     assert_eq!(policy["reminderPolicy"]["slaHours"], 96, "{policy}");
     assert_eq!(policy["reminderPolicy"]["channels"]["slack"], false);
@@ -306,7 +320,9 @@ async fn an_owner_reads_a_requests_email_in_the_mailbox_and_a_member_gets_404(ba
     browser.step("an email").await;
     browser
         .client()
-        .find(Locator::XPath("//summary[normalize-space()='HTML part (source)']"))
+        .find(Locator::XPath(
+            "//summary[normalize-space()='HTML part (source)']",
+        ))
         .await
         .unwrap()
         .click()
@@ -322,7 +338,11 @@ async fn an_owner_reads_a_requests_email_in_the_mailbox_and_a_member_gets_404(ba
     assert!(shown[0].as_str().unwrap().contains("<"), "{shown}");
     assert_eq!(shown[1], 1, "only the code element: {shown}");
     browser.step("the html source").await;
-    let id = browser.path().await.trim_start_matches("/mailbox/").to_string();
+    let id = browser
+        .path()
+        .await
+        .trim_start_matches("/mailbox/")
+        .to_string();
     drop(browser);
 
     // A team member (and the requester) may not read it: 404.
@@ -427,7 +447,9 @@ async fn webhook_and_reminder_forms_refuse_bad_input_by_field_and_hide_what_a_me
     assert_eq!(status, StatusCode::CREATED, "{made}");
     // The secret, shown this once, joins the suite's secrets: every page read
     // below (`page`, `post_form`) is checked not to hold it.
-    let at = made.find(r#"id="webhook-secret""#).expect("the secret's field");
+    let at = made
+        .find(r#"id="webhook-secret""#)
+        .expect("the secret's field");
     let value = &made[at..];
     let value = value[value.find("value=\"").unwrap() + 7..]
         .split('"')
@@ -457,10 +479,7 @@ async fn webhook_and_reminder_forms_refuse_bad_input_by_field_and_hide_what_a_me
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     for (path, fields) in [
-        (
-            format!("/settings/webhooks/{}/delete", endpoint.id),
-            vec![],
-        ),
+        (format!("/settings/webhooks/{}/delete", endpoint.id), vec![]),
         (
             format!("/settings/webhooks/{}/enabled", endpoint.id),
             vec![("enabled", "false")],
@@ -513,11 +532,13 @@ async fn webhook_and_reminder_forms_refuse_bad_input_by_field_and_hide_what_a_me
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, refused) = post(&owner_browser, &csrf, form(app.team.0.to_string(), "many")).await;
+    let (status, _, refused) =
+        post(&owner_browser, &csrf, form(app.team.0.to_string(), "many")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert!(refused.contains(r#"id="maxCount-error""#), "{refused}");
     assert!(refused.contains("is not a whole number"), "{refused}");
-    let (status, _, refused) = post(&owner_browser, &csrf, form(app.team.0.to_string(), "21")).await;
+    let (status, _, refused) =
+        post(&owner_browser, &csrf, form(app.team.0.to_string(), "21")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert!(
         refused.contains("Maximum nudges is 21; it must be between 0 and 20"),

@@ -186,9 +186,16 @@ async fn the_wizard_creates_a_request_for_two_apps_without_javascript(backend: B
     );
     let (status, again) = page(&rita, &app.url(&to)).await;
     assert_eq!(status, StatusCode::OK, "{again}");
-    assert!(!again.contains(r#"id="request-link""#), "shown once: {again}");
+    assert!(
+        !again.contains(r#"id="request-link""#),
+        "shown once: {again}"
+    );
     assert!(again.contains("Onboarding Acme"), "{again}");
-    assert_eq!(sent_requests(&agency).await.len(), 1, "a refresh sent nothing");
+    assert_eq!(
+        sent_requests(&agency).await.len(),
+        1,
+        "a refresh sent nothing"
+    );
 
     let sent = sent_requests(&agency).await;
     assert_eq!(sent.len(), 1, "{sent:?}");

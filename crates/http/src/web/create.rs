@@ -22,8 +22,8 @@ use super::CsrfForm;
 use crate::AppState;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum::response::Response;
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use credence_catalog::{App, AppVersion};
 use credence_domain::{
     ConnectionName, Description, Note, OrgRole, RequestName, TeamRole, MAX_CREDENTIALS_PER_REQUEST,

@@ -72,7 +72,8 @@ pub async fn callback(
             match viewer {
                 // In the shell, with the way back to the connection.
                 Ok(viewer) => {
-                    let (title, body) = pages::connection_outcome_body(id, &name, failure.as_deref());
+                    let (title, body) =
+                        pages::connection_outcome_body(id, &name, failure.as_deref());
                     viewer.page_with(&state, status, title, Nav::Connections, body)
                 }
                 Err(_) => (

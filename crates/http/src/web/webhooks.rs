@@ -251,7 +251,10 @@ pub async fn create(
     };
     let entered = Entered {
         owner: value("owner").chars().take(20).collect(),
-        url: value("url").chars().take(webhooks::URL_LIMIT + 10).collect(),
+        url: value("url")
+            .chars()
+            .take(webhooks::URL_LIMIT + 10)
+            .collect(),
         events: pairs
             .iter()
             .filter(|(k, _)| k == "events")
@@ -362,8 +365,7 @@ pub async fn detail(
 ) -> Result<Response, WebError> {
     let id = endpoint_id(&id)?;
     let endpoint = webhooks::get(&state.store, &viewer.user, id).await?;
-    let deliveries =
-        webhooks::deliveries(&state.store, &viewer.user, id, DELIVERIES_SHOWN).await?;
+    let deliveries = webhooks::deliveries(&state.store, &viewer.user, id, DELIVERIES_SHOWN).await?;
     let body = html! {
         h1 { "Webhook endpoint" }
         (settings::tabs(&state, &viewer, settings::Tab::Webhooks))
