@@ -160,10 +160,23 @@ impl Application {
                 "no SMTP server configured: mail stays in the local mailbox (credence mail list)"
             ),
         }
+        let mailbox = match &config.jobs.mail.smtp {
+            Some(_) => None,
+            None => Some(Arc::new(crate::mailbox::JobsMailbox {
+                store: store.clone(),
+                vault: vault.clone(),
+                templates: credence_jobs::Templates::load(
+                    config.jobs.mail.templates_dir.as_deref(),
+                )?,
+                public_url: public_url.clone(),
+            })
+                as Arc<dyn credence_http::web::mailbox::LocalMailbox>),
+        };
         let state = AppState {
             store,
             vault,
             public_url,
+            mailbox,
             oauth_clients: Arc::new(config.oauth_clients.clone()),
             settings: Arc::new(config.http_settings()),
             limits: Arc::new(limits),

@@ -108,6 +108,8 @@ pub struct AppState {
     pub oauth_clients: Arc<std::collections::BTreeMap<String, credence_provider::OAuthClient>>,
     /// API tokens verified lately (`auth::TokenCache`), shared by the API and the broker.
     pub tokens: Arc<credence_service::auth::TokenCache>,
+    /// The local mailbox the web pages show; `None` when mail goes over SMTP.
+    pub mailbox: Option<Arc<dyn web::mailbox::LocalMailbox>>,
 }
 
 impl AppState {

@@ -598,3 +598,42 @@ pub async fn instances_behind(
         .filter(|beat| beat.is_live_at(at) && beat.key_version < i64::from(current))
         .collect())
 }
+
+/// The vault context of a new request's link, kept sealed in the creator's
+/// browser for the one page that shows it after the wizard's redirect: bound
+/// to the request and the user, so it opens for nobody else and no other request.
+fn shown_link_context(
+    request: credence_domain::RequestId,
+    user: credence_domain::UserId,
+) -> String {
+    format!("shown_link:{request}:user:{}", user.0)
+}
+
+/// Seals the link of `request` for `user` to see once (a cookie's value).
+pub fn seal_shown_link(
+    vault: &Vault,
+    request: credence_domain::RequestId,
+    user: credence_domain::UserId,
+    link: &str,
+) -> Result<String> {
+    Ok(vault
+        .seal(link.as_bytes(), &shown_link_context(request, user))?
+        .as_str()
+        .to_string())
+}
+
+/// Opens what [`seal_shown_link`] sealed; `None` when it was sealed for
+/// another request or user, or is not a sealed value at all.
+pub fn open_shown_link(
+    vault: &Vault,
+    request: credence_domain::RequestId,
+    user: credence_domain::UserId,
+    sealed: &str,
+) -> Option<SecretString> {
+    vault
+        .open_string(
+            &Sealed::from_stored(sealed.to_string()),
+            &shown_link_context(request, user),
+        )
+        .ok()
+}

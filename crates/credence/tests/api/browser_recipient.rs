@@ -10,7 +10,7 @@
 
 use crate::on_both_backends;
 use crate::support::chrome::Browser;
-use crate::support::{credential_path, register_secret, world, Agency, APP};
+use crate::support::{register_secret, world, Agency, APP};
 use credence_store::Backend;
 use reqwest::StatusCode;
 
@@ -107,14 +107,22 @@ async fn a_recipient_authorizes_declines_revokes_and_reauthorizes(backend: Backe
     tom.click_button("Authorize Acme CRM").await;
     tom.wait_for_text("Acme CRM: authorized").await;
     agency.upstream.reject(key);
-    let (status, body) = agency
-        .post(
-            &credential_path(&credentials[0], "request-reauthorize"),
+    // The requester asks in the browser: the button on the request's details.
+    rita.open(&agency.app, &format!("/credential-requests/{request}"))
+        .await;
+    rita.wait_for_text("Request reauthorization").await;
+    rita.click_button("Request reauthorization").await;
+    rita.wait_for_text("to reauthorize Acme CRM").await;
+    checked(&rita, "reauthorization requested").await;
+    let (status, asked) = agency
+        .app
+        .get_json(
+            &format!("/api/v2/credential-requests/credentials/{}", credentials[0]),
             &agency.requester_token,
-            None,
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    assert_eq!(asked["credential"]["state"], "reauthorizing", "{asked}");
     tom.open(&agency.app, &format!("/received/{request}")).await;
     tom.wait_for_text("Reauthorize Acme CRM").await;
     checked(&tom, "asked to reauthorize").await;

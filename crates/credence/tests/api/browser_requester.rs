@@ -149,8 +149,24 @@ async fn a_requester_asks_for_two_apps_with_select_all_and_copies_the_link(backe
     assert_eq!(credentials[1]["appName"], "beta-desk");
     assert_eq!(request["makeProvider"]["email"], "tom@agency.example");
 
-    browser.click_link("View the request").await;
+    // The answer was a redirect to the details (post-redirect-get): a
+    // refresh sends nothing again, and the link is not shown twice.
+    assert!(
+        browser.path().await.starts_with("/credential-requests/"),
+        "{}",
+        browser.path().await
+    );
     browser.wait_for_text("Beta Desk").await;
+    browser.client().refresh().await.unwrap();
+    browser.wait_for_text("Beta Desk").await;
+    assert!(!browser.text().await.contains("Link to the request"));
+    assert_eq!(
+        the_sent_request(&agency).await["credentials"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     browser.step("details").await;
     drop(browser);
     agency.app.stop().await;

@@ -10,6 +10,7 @@ mod broker;
 mod browser_journeys;
 mod browser_recipient;
 mod browser_requester;
+mod browser_settings;
 mod browser_shell;
 mod browser_two_factor;
 mod cli;

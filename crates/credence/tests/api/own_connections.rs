@@ -421,7 +421,15 @@ async fn an_oauth_connection_is_added_through_consent_and_renewed_in_place(backe
     register_secret(outcome.code.as_deref().unwrap());
     let response = rita.get(outcome.redirect.clone()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.text().await.unwrap().contains("Connected"));
+    let connected = response.text().await.unwrap();
+    assert!(connected.contains("Connected"), "{connected}");
+    // Drawn in the shell, for the signed-in requester: the sidebar, the way back.
+    assert!(
+        connected.contains(r#"<nav aria-label="Main">"#),
+        "{connected}"
+    );
+    assert!(connected.contains("Signed in as"), "{connected}");
+    assert!(connected.contains(r#"href="/connections""#), "{connected}");
     // The same callback again changes nothing.
     let response = rita.get(outcome.redirect.clone()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);

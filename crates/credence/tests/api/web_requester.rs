@@ -168,8 +168,13 @@ async fn the_wizard_creates_a_request_for_two_apps_without_javascript(backend: B
     assert!(sent_requests(&agency).await.is_empty());
 
     complete.extend(pairs(&[("terms", "yes"), ("action", "send")]));
-    let (status, _, done) = post(&rita, &new, &complete).await;
-    assert_eq!(status, StatusCode::CREATED, "{done}");
+    // Post-redirect-get: the answer is a redirect to the request's details,
+    // which show the link once; shown again, they do not.
+    let (status, to, _) = post(&rita, &new, &complete).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(to.starts_with("/credential-requests/"), "{to}");
+    let (status, done) = page(&rita, &app.url(&to)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
     assert!(done.contains("Request sent"), "{done}");
     assert!(done.contains("Copy link"), "{done}");
     let link_start = done.find(r#"id="request-link""#).expect("the link input");
@@ -178,6 +183,18 @@ async fn the_wizard_creates_a_request_for_two_apps_without_javascript(backend: B
     assert!(
         link_tag.contains(&format!(r#"value="{}"#, app.url("/requests/"))),
         "{link_tag}"
+    );
+    let (status, again) = page(&rita, &app.url(&to)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert!(
+        !again.contains(r#"id="request-link""#),
+        "shown once: {again}"
+    );
+    assert!(again.contains("Onboarding Acme"), "{again}");
+    assert_eq!(
+        sent_requests(&agency).await.len(),
+        1,
+        "a refresh sent nothing"
     );
 
     let sent = sent_requests(&agency).await;
@@ -736,7 +753,7 @@ async fn an_organization_admin_asks_someone_outside_the_organization(backend: Ba
     );
     // An admin picks from the whole organization, Olga of the Other team too.
     assert!(form.contains("olga@agency.example"), "{form}");
-    let (status, _, done) = post(
+    let (status, to, _) = post(
         &ada_browser,
         &new,
         &pairs(&[
@@ -755,7 +772,8 @@ async fn an_organization_admin_asks_someone_outside_the_organization(backend: Ba
         ]),
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{done}");
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, done) = page(&ada_browser, &app.url(&to)).await;
     assert!(done.contains("an invitation to join as a guest"), "{done}");
     assert!(
         agency

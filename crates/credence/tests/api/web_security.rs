@@ -215,6 +215,13 @@ async fn every_page_and_api_answer_forbids_framing_sniffing_referrers_and_cachin
         "/assets/credence.js",
         "/credential-requests/new",
         "/team",
+        "/settings",
+        "/settings/webhooks",
+        "/settings/webhooks/1",
+        "/settings/webhooks/1/delete",
+        "/settings/reminders",
+        "/mailbox",
+        "/mailbox/1",
     ];
     let posts = [
         "/sign-in",
@@ -226,6 +233,10 @@ async fn every_page_and_api_answer_forbids_framing_sniffing_referrers_and_cachin
         "/api/v2/credential-requests/requests/v2",
         "/credential-requests/new",
         "/feature-request",
+        "/settings/webhooks",
+        "/settings/webhooks/1/enabled",
+        "/settings/webhooks/1/delete",
+        "/settings/reminders",
     ];
     let client = no_redirects();
     let mut answers = Vec::new();

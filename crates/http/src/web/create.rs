@@ -1,7 +1,9 @@
 //! The **+ Create request** wizard (SPEC §4, §12): `GET /credential-requests/new`
 //! shows the form, `POST` either re-renders it (search the catalog, show an
 //! app's versions and modules, Select all, + Add app, remove an app) or sends
-//! the request through `service::requests::create` and shows the link.
+//! the request through `service::requests::create` and redirects to its
+//! details, which show the link once (post-redirect-get: a refresh sends
+//! nothing again; the link rides in a cookie sealed for the creator).
 //!
 //! Everything works without JavaScript: every step is a submit button whose
 //! `action` value says what to do, and the form comes back with every value
@@ -14,13 +16,14 @@
 //! in a text field re-renders the form rather than sending a request.
 
 use super::layout::Nav;
-use super::session::{SignedIn, WebError};
+use super::session::{redirect_with_flash, FlashKind, SignedIn, WebError};
 use super::team;
 use super::CsrfForm;
 use crate::AppState;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use credence_catalog::{App, AppVersion};
 use credence_domain::{
     ConnectionName, Description, Note, OrgRole, RequestName, TeamRole, MAX_CREDENTIALS_PER_REQUEST,
@@ -438,14 +441,30 @@ pub async fn submit(
     // The service checks everything again, and nothing is stored unless all is well.
     let status = match requests::create(&state.ctx(), &viewer.user, input).await {
         Ok(created) if errors.is_empty() => {
-            let body = sent_page(&created);
-            return Ok(viewer.page_with(
+            // Post-redirect-get: the details show the link once, from a sealed cookie.
+            let sealed = service::secrets::seal_shown_link(
+                &state.vault,
+                created.request.id,
+                viewer.user.id,
+                &created.public_uri,
+            )?;
+            let mut response = redirect_with_flash(
                 &state,
-                StatusCode::CREATED,
-                "Request sent",
-                Nav::Sent,
-                body,
-            ));
+                &format!("/credential-requests/{}", created.request.id),
+                FlashKind::Done,
+                "Request sent.",
+            );
+            let cookie = Cookie::build((state.settings.cookie_name(NEW_LINK_COOKIE), sealed))
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .secure(state.settings.secure_cookies)
+                .path("/")
+                .max_age(time::Duration::seconds(300))
+                .build();
+            if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            return Ok(response);
         }
         Ok(created) => {
             // Cannot happen (the service refuses what the form refuses), but
@@ -713,13 +732,16 @@ fn app_row(state: &AppState, draft: &Draft, i: usize, row: &Row, errors: &Errors
     }
 }
 
-/// After sending: the link for the recipient, with Copy link.
-fn sent_page(created: &requests::Created) -> Markup {
-    let request = &created.request;
+/// The cookie that carries a new request's link, sealed for its creator,
+/// from the wizard's answer to the one details page that shows it.
+pub const NEW_LINK_COOKIE: &str = "credence_new_link";
+
+/// After sending (on the request's details, once): the link for the
+/// recipient, with Copy link.
+pub fn sent_card(request: &credence_store::CredentialRequest, link: &str) -> Markup {
     html! {
-        h1 { "Request sent" }
         section.card aria-labelledby="link-heading" {
-            h2 id="link-heading" { (request.name) }
+            h2 id="link-heading" { "Request sent" }
             @if request.recipient_kind == "external" {
                 p { "We emailed " (request.recipient_name) " (" (request.recipient_email) ") an invitation to join as a guest; it leads straight to the request." }
             } @else {
@@ -727,16 +749,13 @@ fn sent_page(created: &requests::Created) -> Markup {
             }
             label for="request-link" { "Link to the request" }
             div.copy-row {
-                input id="request-link" type="text" readonly value=(created.public_uri) aria-describedby="request-link-hint";
+                input id="request-link" type="text" readonly value=(link) aria-describedby="request-link-hint";
                 button.secondary type="button" data-copy="request-link" hidden { "Copy link" }
             }
             p.hint id="request-link-hint" { "Only " (request.recipient_name) ", signed in, can use it. Select it to copy it." }
             p id="request-link-status" role="status" aria-live="polite" {}
-            p {
-                a.button href=(format!("/credential-requests/{}", request.id)) { "View the request" }
-                " "
-                a.button.secondary href="/credential-requests/new" { "Create another" }
-            }
+            p.hint { "This link is shown only now: Credence keeps only its hash." }
+            p { a.button.secondary href="/credential-requests/new" { "Create another" } }
         }
     }
 }

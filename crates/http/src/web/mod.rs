@@ -16,9 +16,11 @@ mod create;
 mod csrf;
 mod layout;
 mod limits;
+pub mod mailbox;
 mod oauth;
 mod pages;
 mod received;
+mod reminders;
 mod requests;
 mod sent;
 mod session;
@@ -26,6 +28,7 @@ mod settings;
 mod team;
 mod tracker;
 mod two_factor;
+mod webhooks;
 
 pub use credence_service::sign_in_limits::SignInLimits;
 use csrf::CsrfForm;
@@ -107,6 +110,26 @@ pub fn router() -> Router<AppState> {
             "/settings/two-factor/organizations/{id}",
             post(two_factor::set_required),
         )
+        // Settings → Webhooks, Reminder policy; the local mailbox.
+        .route(
+            "/settings/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route("/settings/webhooks/{id}", get(webhooks::detail))
+        .route(
+            "/settings/webhooks/{id}/enabled",
+            post(webhooks::set_enabled),
+        )
+        .route(
+            "/settings/webhooks/{id}/delete",
+            get(webhooks::confirm_delete).post(webhooks::delete),
+        )
+        .route(
+            "/settings/reminders",
+            get(reminders::page).post(reminders::save),
+        )
+        .route("/mailbox", get(mailbox::list))
+        .route("/mailbox/{id}", get(mailbox::show))
         .route("/setup/{token}", get(setup_page).post(setup))
         .route("/requests/{token}", get(requests::open_link))
         // The recipient's page of a request, its actions and its usage log.

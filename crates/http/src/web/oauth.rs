@@ -8,6 +8,8 @@
 //! one that is not signed in passes through sign-in first and comes back with
 //! the same query, so a consent given in a fresh browser is not lost.
 
+use super::layout::Nav;
+use super::session::SignedIn;
 use super::{csrf, internal, pages, problem, requests::sign_in_first, signed_in_user, CsrfForm};
 use crate::error::ApiError;
 use crate::extract::ApiCaller;
@@ -27,10 +29,15 @@ use std::collections::HashMap;
 pub async fn callback(
     State(state): State<AppState>,
     jar: CookieJar,
+    viewer: Result<SignedIn, Response>,
     RawQuery(raw): RawQuery,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let user = match signed_in_user(&state, &jar).await {
+    let signed_in = match &viewer {
+        Ok(viewer) => Ok(Some(viewer.user.clone())),
+        Err(_) => signed_in_user(&state, &jar).await,
+    };
+    let user = match signed_in {
         Ok(Some(user)) => user,
         Ok(None) => {
             let raw = raw.unwrap_or_default();
@@ -62,11 +69,19 @@ pub async fn callback(
             } else {
                 StatusCode::OK
             };
-            (
-                status,
-                pages::connection_outcome(id, &name, failure.as_deref()),
-            )
-                .into_response()
+            match viewer {
+                // In the shell, with the way back to the connection.
+                Ok(viewer) => {
+                    let (title, body) =
+                        pages::connection_outcome_body(id, &name, failure.as_deref());
+                    viewer.page_with(&state, status, title, Nav::Connections, body)
+                }
+                Err(_) => (
+                    status,
+                    pages::connection_outcome(id, &name, failure.as_deref()),
+                )
+                    .into_response(),
+            }
         }
         Err(error) => refusal(error),
     }

@@ -117,29 +117,41 @@ pub fn problem(title: &str, message: &str) -> Html<String> {
     )
 }
 
-/// After consent for a team's own connection: ready, or why not.
+/// After consent for a team's own connection: ready, or why not (outside
+/// the shell, for a browser whose session could not be read).
 pub fn connection_outcome(id: Option<i64>, name: &str, failure: Option<&str>) -> Html<String> {
+    let (title, body) = connection_outcome_body(id, name, failure);
+    layout(title, body)
+}
+
+/// The title and body of [`connection_outcome`], also drawn in the shell.
+pub fn connection_outcome_body(
+    id: Option<i64>,
+    name: &str,
+    failure: Option<&str>,
+) -> (&'static str, Markup) {
     let title = if failure.is_some() {
         "Not connected"
     } else {
         "Connected"
     };
-    layout(
-        title,
-        html! {
-            h1 { (title) }
-            @match failure {
-                Some(reason) => {
-                    p.error role="alert" { (reason) }
-                    p { "The connection " strong { (name) } @if id.is_some() { " was not changed." } @else { " was not created." } " Start again to try once more." }
-                }
-                None => {
-                    p { "The connection " strong { (name) } " is ready" @if let Some(id) = id { " (id " (id) ")" } "." }
-                    p.muted { "You can close this window." }
-                }
+    let body = html! {
+        h1 { (title) }
+        @match failure {
+            Some(reason) => {
+                p.error role="alert" { (reason) }
+                p { "The connection " strong { (name) } @if id.is_some() { " was not changed." } @else { " was not created." } " Start again to try once more." }
             }
-        },
-    )
+            None => {
+                p { "The connection " strong { (name) } " is ready" @if let Some(id) = id { " (id " (id) ")" } "." }
+            }
+        }
+        p {
+            @if let Some(id) = id { a.button href=(format!("/connections/{id}")) { "View the connection" } " " }
+            a.button.secondary href="/connections" { "All connections" }
+        }
+    };
+    (title, body)
 }
 
 /// Confirms renewing a team's OAuth connection in place: a form, not a link,

@@ -193,6 +193,7 @@ fn pager(base: &str, query: &ListQuery, total: i64) -> Markup {
 pub async fn detail(
     State(state): State<AppState>,
     viewer: SignedIn,
+    jar: CookieJar,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let id = RequestId::parse("id", &id).map_err(|_| WebError::NotFound)?;
@@ -200,10 +201,18 @@ pub async fn detail(
     if opened.viewer == Viewer::Recipient {
         return Ok(Redirect::to(&format!("/received/{id}")).into_response());
     }
+    // Just sent by this viewer: the link, this once (the cookie goes with it).
+    let link_cookie = state.settings.cookie_name(super::create::NEW_LINK_COOKIE);
+    let new_link = jar.get(&link_cookie).and_then(|cookie| {
+        service::secrets::open_shown_link(&state.vault, id, viewer.user.id, cookie.value())
+    });
     let request = &opened.request;
     let body = html! {
         div.topline {
             h1 { (request.name) " " (layout::state_label(request.status.as_str())) }
+        }
+        @if let Some(link) = &new_link {
+            (super::create::sent_card(request, secrecy::ExposeSecret::expose_secret(link)))
         }
         (request_facts(request, opened.requester.as_ref().map(|u| u.name.as_str())))
         @for credential in &opened.credentials {
@@ -224,7 +233,20 @@ pub async fn detail(
             a.button.danger href=(format!("/credential-requests/{id}/delete")) { "Delete request…" }
         }
     };
-    Ok(viewer.page(&state, &request.name, Nav::Sent, body))
+    let mut response = viewer.page(&state, &request.name, Nav::Sent, body);
+    if new_link.is_some() {
+        let removal = axum_extra::extract::cookie::Cookie::build((link_cookie, ""))
+            .path("/")
+            .secure(state.settings.secure_cookies)
+            .max_age(time::Duration::ZERO)
+            .build();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&removal.to_string()) {
+            response
+                .headers_mut()
+                .append(axum::http::header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
 }
 
 /// `POST /credential-requests/{id}/reauthorization/{credential}`: asks the

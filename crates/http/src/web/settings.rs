@@ -2,6 +2,9 @@
 //! when they were last used, created with chosen scopes (the value is shown
 //! once, on the page that answers the form, and never again: not in a flash
 //! cookie, not in a log), and deleted. Both changes are audited by the service.
+//! Its tabs (`tabs`) lead to the other settings pages: webhooks
+//! (`webhooks.rs`), the reminder policy (`reminders.rs`), the local mailbox
+//! (`mailbox.rs`).
 
 use super::layout::Nav;
 use super::session::{redirect_with_flash, FlashKind, SignedIn, WebError};
@@ -37,6 +40,42 @@ impl FieldErrors {
     }
 }
 
+/// The pages of Settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Tokens,
+    TwoFactor,
+    Webhooks,
+    Reminders,
+    Mailbox,
+}
+
+/// The tabs of Settings: API tokens and two-factor sign-in for everyone; webhooks and the reminder
+/// policy for whoever acts for a team (their pages answer 404 to those who
+/// manage nothing there); the local mailbox for owners and admins.
+pub fn tabs(state: &AppState, viewer: &SignedIn, current: Tab) -> Markup {
+    let mut entries = vec![
+        (Tab::Tokens, "API tokens", "/settings"),
+        (Tab::TwoFactor, "Two-factor authentication", super::two_factor::SETTINGS_PATH),
+    ];
+    if viewer.team.is_some() {
+        entries.push((Tab::Webhooks, "Webhooks", "/settings/webhooks"));
+        entries.push((Tab::Reminders, "Reminder policy", "/settings/reminders"));
+    }
+    if super::mailbox::may_read(state, viewer) {
+        entries.push((Tab::Mailbox, "Mailbox", "/mailbox"));
+    }
+    html! {
+        nav aria-label="Settings" {
+            ul.actions.tabs {
+                @for (tab, label, href) in entries {
+                    li { a.button.small.secondary href=(href) aria-current=[(tab == current).then_some("page")] { (label) } }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /settings`.
 pub async fn page(State(state): State<AppState>, viewer: SignedIn) -> Result<Response, WebError> {
     let tokens = state
@@ -46,6 +85,7 @@ pub async fn page(State(state): State<AppState>, viewer: SignedIn) -> Result<Res
         .list_api_tokens(viewer.user.id)
         .await?;
     let body = settings_body(
+        tabs(&state, &viewer, Tab::Tokens),
         &viewer,
         &tokens,
         &Entered::default(),
@@ -56,6 +96,7 @@ pub async fn page(State(state): State<AppState>, viewer: SignedIn) -> Result<Res
 }
 
 fn settings_body(
+    tabs: Markup,
     viewer: &SignedIn,
     tokens: &[ApiToken],
     entered: &Entered,
@@ -67,7 +108,7 @@ fn settings_body(
     };
     html! {
         h1 { "Settings" }
-        p { a href="/settings/two-factor" { "Two-factor authentication" } " — a code from your phone when you sign in." }
+        (tabs)
         @if let Some((token, value)) = created {
             section.card aria-labelledby="new-token" {
                 h2 id="new-token" { "API token " (token.name) " created" }
@@ -205,6 +246,7 @@ pub async fn create_token(
     match created {
         Some((token, secret)) => {
             let body = settings_body(
+                tabs(&state, &viewer, Tab::Tokens),
                 &viewer,
                 &tokens,
                 &Entered::default(),
@@ -214,7 +256,14 @@ pub async fn create_token(
             Ok(viewer.page(&state, "Settings", Nav::Settings, body))
         }
         None => {
-            let body = settings_body(&viewer, &tokens, &entered, &FieldErrors(errors), None);
+            let body = settings_body(
+                tabs(&state, &viewer, Tab::Tokens),
+                &viewer,
+                &tokens,
+                &entered,
+                &FieldErrors(errors),
+                None,
+            );
             Ok(viewer.page_with(
                 &state,
                 StatusCode::BAD_REQUEST,

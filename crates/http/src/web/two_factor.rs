@@ -404,8 +404,11 @@ async fn settings_page(
             @if let Some(error) = error { p.field-error id=(error_id) { (error) } }
         }
     };
+    let tabs = super::settings::tabs(state, &viewer, super::settings::Tab::TwoFactor);
     let body = html! {
-        h1 { "Two-factor authentication" }
+        h1 { "Settings" }
+        (tabs)
+        h2 { "Two-factor authentication" }
         @if !awaiting.is_empty() {
             p.flash.bad role="alert" {
                 (awaiting.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "))
