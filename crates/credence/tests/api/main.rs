@@ -20,6 +20,7 @@ mod mail;
 mod oauth;
 mod oidc;
 mod operations;
+mod openapi;
 mod own_connections;
 mod races;
 mod read_api;
