@@ -20,6 +20,13 @@ pub mod usage;
 use axum::routing::{any, get};
 use axum::Extension;
 use credence_http::routes::Routes;
+use utoipa::OpenApi;
+
+/// The broker's part of the OpenAPI document (full paths), merged into the
+/// one `/api/v2/openapi.json` serves through [`Routes::document`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(proxy::proxy, usage::of_connection, usage::of_credential, mcp::endpoint))]
+struct Api;
 
 /// The broker's routes, full paths, for `http::router_with`.
 pub fn routes(usage: usage::UsageLog, limit: std::sync::Arc<limit::CallLimit>) -> Routes {
@@ -30,6 +37,7 @@ pub fn routes(usage: usage::UsageLog, limit: std::sync::Arc<limit::CallLimit>) -
 /// (`http::api_paths`) without starting the usage writer.
 pub fn endpoints() -> Routes {
     Routes::new()
+        .document(Api::openapi())
         .route("/api/v2/connections/{id}/proxy/{*path}", any(proxy::proxy))
         .route("/api/v2/connections/{id}/usage", get(usage::of_connection))
         .route("/mcp", any(mcp::endpoint))

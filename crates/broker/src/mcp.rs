@@ -38,6 +38,16 @@ const ANSWER_LIMIT: usize = 1024 * 1024;
 
 /// `/mcp`: the token is checked first (401/403 as for the proxy); then the
 /// MCP transport, stateless, takes the request.
+#[utoipa::path(post, path = "/mcp", tag = "broker",
+    summary = "The MCP server (Streamable HTTP, stateless, JSON answers): tools to list and call the team's connections",
+    request_body(content = Object, description = "A JSON-RPC 2.0 message of the Model Context Protocol.", content_type = "application/json"),
+    security(("token" = ["connections:use"])),
+    responses(
+        (status = 200, description = "The JSON-RPC answer.", content_type = "application/json", body = Object),
+        (status = 202, description = "A notification or answer accepted; no body."),
+        (status = 406, description = "The `Accept` header does not take `application/json` and `text/event-stream`."),
+    ),
+)]
 pub async fn endpoint(
     State(state): State<AppState>,
     Extension(usage): Extension<UsageLog>,

@@ -39,6 +39,30 @@ struct Caller {
     label: String,
 }
 
+/// The proxy (SPEC §8): calls a path on the connection's app, with its
+/// credential injected by Credence. The answer is the app's, passed back
+/// (status, body, clean headers); Credence's own refusals are the `Error`
+/// envelope.
+#[utoipa::path(
+    method(get, post, put, patch, delete),
+    path = "/api/v2/connections/{id}/proxy/{path}",
+    tag = "broker",
+    summary = "Call the connection's app through Credence (the credential is injected, never shown)",
+    params(
+        ("id" = i64, Path, description = "The connection."),
+        ("path" = String, Path, description = "The path on the app, as its catalog entry's operations name it."),
+        ("x-credence-consumer" = Option<String>, Header, description = "The workflow or agent calling (≤ 100 characters), for the usage log."),
+    ),
+    request_body(content = Option<String>, description = "Sent to the app as is.", content_type = "*/*"),
+    security(("token" = ["connections:use"])),
+    responses(
+        (status = "default", description = "The app's answer, passed back.", content_type = "*/*"),
+        (status = 409, description = "The connection is not usable (its credential is not authorized, or it is invalid).", body = credence_http::error::Body),
+        (status = 429, description = "Over the connection's calls per minute; `Retry-After` says when to try again.", body = credence_http::error::Body),
+        (status = 502, description = "The app could not be reached, or its address was refused.", body = credence_http::error::Body),
+        (status = 504, description = "The app did not answer in time.", body = credence_http::error::Body),
+    ),
+)]
 pub async fn proxy(
     State(state): State<AppState>,
     Extension(usage): Extension<UsageLog>,

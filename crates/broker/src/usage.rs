@@ -127,6 +127,11 @@ fn list_json(entries: &[Usage]) -> Json<Value> {
 
 /// `GET /api/v2/connections/{id}/usage`: the connection's team (and the
 /// organization's owners and admins), with `connections:read`.
+#[utoipa::path(get, path = "/api/v2/connections/{id}/usage", tag = "broker",
+    summary = "What was done with a connection through the broker, newest first",
+    params(("id" = i64, Path, description = "The connection.")),
+    security(("token" = ["connections:read"])),
+    responses((status = 200, description = "The usage log.", body = UsageList)))]
 pub async fn of_connection(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -141,6 +146,11 @@ pub async fn of_connection(
 /// with a requested credential's connections — for its recipient above all,
 /// and the sending team, with `credential-requests:read`. It stays readable
 /// after the credential was revoked and its connection destroyed.
+#[utoipa::path(get, path = "/api/v2/credential-requests/credentials/{id}/usage", tag = "broker",
+    summary = "What was done with a requested credential's connections (readable after revocation)",
+    params(("id" = String, Path, format = Uuid, description = "The credential.")),
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The usage log.", body = UsageList)))]
 pub async fn of_credential(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -150,4 +160,41 @@ pub async fn of_credential(
     let id = CredentialId::parse("credentialId", &id)?;
     let entries = usage::of_credential(&mut state.store.db().await?, &caller.user, id).await?;
     Ok(list_json(&entries))
+}
+
+/// One call through the broker, for the OpenAPI document (built by
+/// `usage_json`).
+#[derive(utoipa::ToSchema)]
+#[schema(as = UsageEntry, rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct UsageEntry {
+    id: i64,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    connection_id: i64,
+    #[schema(required = true)]
+    credential_id: Option<String>,
+    team_id: i64,
+    #[schema(required = true)]
+    consumer: Option<String>,
+    #[schema(required = true)]
+    user_id: Option<i64>,
+    caller: String,
+    method: String,
+    /// The operation's path template, never the raw path.
+    #[schema(required = true)]
+    path_template: Option<String>,
+    /// What the broker answered.
+    status: i64,
+    /// What the app answered, if it was called.
+    #[schema(required = true)]
+    upstream_status: Option<i64>,
+    latency_ms: i64,
+}
+
+/// The usage log's answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UsageList {
+    usage: Vec<UsageEntry>,
+    pg: credence_http::api::doc::Pg,
 }

@@ -37,6 +37,21 @@ pub fn api_paths() -> Vec<String> {
     http::api_paths(&credence_broker::endpoints())
 }
 
+/// [`api_paths`] and the broker's routes outside `/api/v2` (`/mcp`): every
+/// path the OpenAPI document must describe (`tests/api/openapi.rs`).
+pub fn documented_paths() -> Vec<String> {
+    let broker = credence_broker::endpoints();
+    let mut paths = http::api_paths(&broker);
+    paths.extend(
+        broker
+            .paths()
+            .iter()
+            .filter(|path| !path.starts_with(http::API_PREFIX))
+            .map(|path| path.to_string()),
+    );
+    paths
+}
+
 /// Connects to the configured database and applies migrations. The default
 /// embedded database's directory is created (0700) when missing.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {

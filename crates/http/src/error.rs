@@ -56,17 +56,28 @@ pub enum ApiError {
     Internal(anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The error envelope every API error answers (also the OpenAPI document's
+/// `Error` schema, so the document cannot drift from it).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct Body<'a> {
+    /// A short title of the status, such as "Invalid input".
+    #[schema(example = "Invalid input")]
     message: &'a str,
+    /// The kind of error, for programs.
+    #[schema(example = "invalid_input")]
     code: &'a str,
+    /// What happened and how to fix it.
     detail: String,
+    /// One entry per offending field (400 invalid input); else empty.
     suberrors: Vec<SubError>,
 }
 
-#[derive(Serialize)]
-struct SubError {
+/// One problem of an input, naming its field.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SubError {
     message: String,
+    /// The field as sent: `name`, `credentials[0].appName`, `pg[limit]`.
     field: String,
 }
 

@@ -151,10 +151,17 @@ pub fn api_paths(more: &routes::Routes) -> Vec<String> {
         .collect()
 }
 
+/// The OpenAPI document of every route [`router_with`] serves with `more`
+/// (served at `/api/v2/openapi.json`).
+pub fn openapi(more: &routes::Routes) -> serde_json::Value {
+    api::doc::document(more)
+}
+
 /// [`router`] with more routes (full paths) under the same middleware: the
 /// broker's, which `credence` mounts so that this crate need not know it.
 /// They come as [`routes::Routes`], so that [`api_paths`] lists them too.
 pub fn router_with(state: AppState, more: routes::Routes) -> Router {
+    let document = api::doc::Document::new(openapi(&more));
     let body_limit = state.settings.body_limit;
     let request_timeout = state.settings.request_timeout;
     let mut routes = Router::new()
@@ -170,7 +177,8 @@ pub fn router_with(state: AppState, more: routes::Routes) -> Router {
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             answer_in_time(request_timeout, request, next)
         }))
-        .layer(middleware::from_fn(record_metrics));
+        .layer(middleware::from_fn(record_metrics))
+        .layer(axum::Extension(document));
     for (name, value) in SECURITY_HEADERS {
         routes = routes.layer(SetResponseHeaderLayer::if_not_present(
             name,

@@ -3,7 +3,10 @@
 //! them and cannot drift from it. The authorization matrix test
 //! (`crates/credence/tests/api/authz_matrix.rs`) fails when a listed route has
 //! no row; the methods of each path it reads from the live server (the
-//! `Allow` header of a 405).
+//! `Allow` header of a 405). Routes also carry their part of the OpenAPI
+//! document ([`Routes::document`]), so that another crate's routes (the
+//! broker's) bring their descriptions along; `tests/api/openapi.rs` fails when
+//! a served path or method is not described, or a described one not served.
 
 use crate::AppState;
 use axum::extract::Request;
@@ -18,6 +21,7 @@ use tower::{Layer, Service};
 pub struct Routes {
     router: Router<AppState>,
     paths: Vec<&'static str>,
+    openapi: Option<utoipa::openapi::OpenApi>,
 }
 
 impl Routes {
@@ -36,7 +40,26 @@ impl Routes {
     pub fn merge(mut self, other: Routes) -> Routes {
         self.router = self.router.merge(other.router);
         self.paths.extend(other.paths);
+        self.openapi = match (self.openapi, other.openapi) {
+            (Some(mine), Some(theirs)) => Some(mine.merge_from(theirs)),
+            (mine, theirs) => mine.or(theirs),
+        };
         self
+    }
+
+    /// Adds the OpenAPI description of these routes (paths as they are
+    /// mounted), merged into the document `router_with` serves.
+    pub fn document(mut self, openapi: utoipa::openapi::OpenApi) -> Routes {
+        self.openapi = Some(match self.openapi {
+            Some(mine) => mine.merge_from(openapi),
+            None => openapi,
+        });
+        self
+    }
+
+    /// The OpenAPI description given with [`Routes::document`], if any.
+    pub fn openapi(&self) -> Option<&utoipa::openapi::OpenApi> {
+        self.openapi.as_ref()
     }
 
     /// [`Router::layer`]: applies to the routes added so far; the paths stay.

@@ -180,8 +180,9 @@ pub fn parse_time(field: &str, raw: &str, bound: Bound) -> Result<DateTime<Utc>,
 
 /// One entry as readers see it (Make's audit log shape, plus our fields). The
 /// API, its export and `credence audit export` all write this.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AuditLog)]
 pub struct AuditRecord {
     pub id: i64,
     /// Make's entries are keyed by a UUID; ours by an integer id, which is
@@ -189,9 +190,12 @@ pub struct AuditRecord {
     pub uuid: String,
     pub triggered_at: String,
     pub organization_id: i64,
+    #[schema(required = true)]
     pub team_id: Option<i64>,
+    #[schema(required = true)]
     pub team_name: Option<String>,
     pub event: String,
+    #[schema(required = true)]
     pub author: Option<Author>,
     /// Who acted, as recorded then: a name and email, "operator", "credence".
     pub actor_label: String,
@@ -200,11 +204,12 @@ pub struct AuditRecord {
     pub data: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Author {
     pub id: i64,
     pub name: String,
     /// `None` when the user no longer exists.
+    #[schema(required = true)]
     pub email: Option<String>,
 }
 

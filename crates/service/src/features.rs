@@ -22,7 +22,7 @@ pub fn is_free_mail(domain: &str) -> bool {
 }
 
 /// The eligibility check Credence performs and shows (SPEC §2).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Eligibility {
     pub corporate_email: bool,

@@ -143,7 +143,7 @@ where
 
 /// A change of policy as the API takes it: an absent field keeps its value;
 /// `null` clears `sponsorCc` and `slackWebhookUrl`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyInput {
     pub first_after_hours: Option<i64>,
@@ -152,8 +152,10 @@ pub struct PolicyInput {
     pub sla_hours: Option<i64>,
     pub email: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub sponsor_cc: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub slack_webhook_url: Option<Option<String>>,
 }
 

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 /// A request as sent to the API (Make's body plus ours). Fields are optional
 /// here so that every missing one is reported at once, by name.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateRequestInput {
     pub name: Option<String>,
@@ -44,18 +44,19 @@ pub struct CreateRequestInput {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialInput {
     pub app_name: Option<String>,
     pub app_modules: Option<Vec<String>>,
     /// A number or `"latest"`; default latest.
+    #[schema(value_type = Option<AppVersion>)]
     pub app_version: Option<Value>,
     pub name_override: Option<String>,
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LegacyCredentialInput {
     /// An app key, optionally prefixed `account:` or `keychain:` as Make writes it.
@@ -65,18 +66,37 @@ pub struct LegacyCredentialInput {
     pub name_override: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderInput {
     /// An existing user of the organization (a number or a numeric string).
+    #[schema(value_type = Option<UserIdInput>)]
     pub provider_make_user_id: Option<Value>,
     pub new_user: Option<NewUserInput>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewUserInput {
     pub name: Option<String>,
     pub email: Option<String>,
+}
+
+/// An app version as sent: a number, or `"latest"` (for the OpenAPI document).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum AppVersion {
+    Number(u32),
+    Text(String),
+}
+
+/// A user id as sent: a number, or a numeric string (for the OpenAPI document).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum UserIdInput {
+    Number(i64),
+    Text(String),
 }
 
 /// What creating a request answers: the request, its credentials and the link

@@ -23,14 +23,18 @@ where
 /// A change of tracking fields: an absent field keeps its value; `null` (or
 /// an empty text) clears `client` and `project`, and gives the request back
 /// to its requester for `owner`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrackingInput {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub client: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub project: Option<Option<String>>,
+    /// A user id; null gives the request back to its requester.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
     pub owner: Option<Option<i64>>,
 }
 

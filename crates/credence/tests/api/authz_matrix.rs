@@ -99,6 +99,9 @@ const NEW_CONNECTION: &str =
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
     //  method    route                                                              call                                                                    body                scope                        owner admin t-adm t-mem guest other anon  lacking
+    // The OpenAPI document and its page are public (openapi.rs).
+    row("GET",    "/api/v2/openapi.json",                                            "/api/v2/openapi.json",                                                 "",                 "",                          [200, 200, 200, 200, 200, 200, 200, 200]),
+    row("GET",    "/api/v2/docs",                                                    "/api/v2/docs",                                                         "",                 "",                          [200, 200, 200, 200, 200, 200, 200, 200]),
     row("GET",    "/api/v2/users/me",                                                "/api/v2/users/me",                                                     "",                 "user:read",                 [200, 200, 200, 200, 200, 200, 401, 403]),
     row("GET",    "/api/v2/users/me/current-authorization",                          "/api/v2/users/me/current-authorization",                               "",                 "",                          [200, 200, 200, 200, 200, 200, 401, 200]),
     row("GET",    "/api/v2/users/me/api-tokens",                                     "/api/v2/users/me/api-tokens",                                          "",                 "user:read",                 [200, 200, 200, 200, 200, 200, 401, 403]),

@@ -22,6 +22,7 @@ mod mail;
 mod oauth;
 mod oidc;
 mod operations;
+mod openapi;
 mod own_connections;
 mod query_plans;
 mod races;

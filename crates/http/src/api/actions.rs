@@ -96,7 +96,7 @@ async fn create_for_action(
 /// nameOverride?, description?}]`) plus Credence's `provider` (and the optional
 /// `client`, `project`, `owner`, `expiresAt` of `/requests/v2`). Answers 201
 /// `{"request", "publicUri"}`, the request with its `credentials`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateActionBody {
     name: Option<String>,
@@ -111,6 +111,11 @@ pub struct CreateActionBody {
     expires_at: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(post, path = "/credential-requests/actions/create", tag = "credential requests",
+    summary = "Create a request from a selection of apps and modules (Make's action), asked of one recipient",
+    request_body = CreateActionBody,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 201, description = "The request, its credentials and the recipient's link.", body = super::requests::schema::Created)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -144,7 +149,7 @@ pub async fn create(
 }
 
 /// One entry of `connections` or `keys` in `create-by-credentials`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TypeSelection {
     #[serde(rename = "type")]
@@ -154,6 +159,7 @@ pub struct TypeSelection {
     /// OAuth scopes the connection should have (connections only).
     scope: Option<Vec<String>>,
     /// Values to fill in for the recipient: Credence never does that.
+    #[schema(value_type = Option<Object>)]
     prefill: Option<Value>,
 }
 
@@ -163,7 +169,7 @@ pub struct TypeSelection {
 /// plus `provider`. Each type names an app (`account:acme-crm`, `keychain:…` or
 /// the bare key); Credence asks for all of its modules. Answers 201
 /// `{"request", "credentials", "publicUri"}` as Make does.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateByCredentialsBody {
     name: Option<String>,
@@ -179,6 +185,11 @@ pub struct CreateByCredentialsBody {
     expires_at: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(post, path = "/credential-requests/actions/create-by-credentials", tag = "credential requests",
+    summary = "Create a request from connection and key types (Make's action), asked of one recipient",
+    request_body = CreateByCredentialsBody,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 201, description = "The request, its credentials (also at the top level, as Make answers) and the recipient's link.", body = schema::CreatedByCredentials)))]
 pub async fn create_by_credentials(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -279,10 +290,14 @@ pub async fn create_by_credentials(
 }
 
 /// `POST /credential-requests/actions/extend`: `{connectionId, scopes}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExtendBody {
+    /// The connection's id.
+    #[schema(value_type = Option<i64>)]
     connection_id: Option<Value>,
+    /// The OAuth scopes to add.
+    #[schema(value_type = Option<Vec<String>>)]
     scopes: Option<Value>,
 }
 
@@ -290,6 +305,11 @@ pub struct ExtendBody {
 /// Credence does not do yet: a visible connection gets a 400 naming
 /// `connectionId` and saying why; an unknown one, or one of a team the caller is
 /// not in, a 404.
+#[utoipa::path(post, path = "/credential-requests/actions/extend", tag = "credential requests",
+    summary = "Ask for more OAuth scopes on a connection (not supported yet: always a 400 naming connectionId, or a 404)",
+    request_body = ExtendBody,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 400, description = "Credence cannot extend a connection's scopes yet; `suberrors` names `connectionId` and says why.", body = crate::error::Body)))]
 pub async fn extend(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -375,4 +395,19 @@ pub async fn extend(
         )
     };
     Err(ApiError::invalid("connectionId", message))
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use super::super::requests::schema::{CreatedRequest, Credential};
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct CreatedByCredentials {
+        request: CreatedRequest,
+        credentials: Vec<Credential>,
+        public_uri: String,
+    }
 }

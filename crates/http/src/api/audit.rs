@@ -105,6 +105,15 @@ async fn list(
 }
 
 /// `GET /audit-logs/organization/{organizationId}`.
+#[utoipa::path(get, path = "/audit-logs/organization/{id}", tag = "audit logs",
+    summary = "An organization's audit log, newest first",
+    params(
+        ("id" = String, Path, description = "The organization's id (an integer)."),
+        AuditFilters,
+        crate::api::doc::PageParams
+    ),
+    security(("token" = ["organization:read"])),
+    responses((status = 200, description = "An organization's audit log, newest first.", body = schema::Logs)))]
 pub async fn organization_log(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -116,6 +125,15 @@ pub async fn organization_log(
 }
 
 /// `GET /audit-logs/team/{teamId}`.
+#[utoipa::path(get, path = "/audit-logs/team/{id}", tag = "audit logs",
+    summary = "A team's audit log, newest first",
+    params(
+        ("id" = String, Path, description = "The team's id (an integer)."),
+        AuditFilters,
+        crate::api::doc::PageParams
+    ),
+    security(("token" = ["organization:read"])),
+    responses((status = 200, description = "A team's audit log, newest first.", body = schema::Logs)))]
 pub async fn team_log(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -145,6 +163,13 @@ async fn filters(state: AppState, caller: ApiCaller, log: Log) -> Result<Json<Va
 }
 
 /// `GET /audit-logs/organization/{organizationId}/filters`.
+#[utoipa::path(get, path = "/audit-logs/organization/{id}/filters", tag = "audit logs",
+    summary = "The values the organization's log can be filtered by",
+    params(
+        ("id" = String, Path, description = "The organization's id (an integer).")
+    ),
+    security(("token" = ["organization:read"])),
+    responses((status = 200, description = "The values the organization's log can be filtered by.", body = schema::Filters)))]
 pub async fn organization_filters(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -155,6 +180,13 @@ pub async fn organization_filters(
 }
 
 /// `GET /audit-logs/team/{teamId}/filters`.
+#[utoipa::path(get, path = "/audit-logs/team/{id}/filters", tag = "audit logs",
+    summary = "The values the team's log can be filtered by",
+    params(
+        ("id" = String, Path, description = "The team's id (an integer).")
+    ),
+    security(("token" = ["organization:read"])),
+    responses((status = 200, description = "The values the team's log can be filtered by.", body = schema::Filters)))]
 pub async fn team_filters(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -166,6 +198,11 @@ pub async fn team_filters(
 
 /// `GET /audit-logs/{id}`: one entry (Make addresses entries by UUID; ours
 /// have integer ids).
+#[utoipa::path(get, path = "/audit-logs/{id}", tag = "audit logs",
+    summary = "One audit log entry",
+    params(("id" = String, Path, description = "The entry's id (an integer).")),
+    security(("token" = ["organization:read"])),
+    responses((status = 200, description = "The entry.", body = schema::One)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -210,6 +247,14 @@ async fn export(
 }
 
 /// `GET /audit-logs/organization/{organizationId}/export`.
+#[utoipa::path(get, path = "/audit-logs/organization/{id}/export", tag = "audit logs",
+    summary = "An organization's audit log as JSON lines",
+    params(
+        ("id" = String, Path, description = "The organization's id (an integer)."),
+        AuditFilters
+    ),
+    security(("token" = ["organization:read"])),
+    responses((status = 200, description = "Every matching entry, oldest first, one JSON object (an AuditLog) per line.", content_type = "application/x-ndjson", body = String)))]
 pub async fn organization_export(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -221,6 +266,14 @@ pub async fn organization_export(
 }
 
 /// `GET /audit-logs/team/{teamId}/export`.
+#[utoipa::path(get, path = "/audit-logs/team/{id}/export", tag = "audit logs",
+    summary = "A team's audit log as JSON lines",
+    params(
+        ("id" = String, Path, description = "The team's id (an integer)."),
+        AuditFilters
+    ),
+    security(("token" = ["organization:read"])),
+    responses((status = 200, description = "Every matching entry, oldest first, one JSON object (an AuditLog) per line.", content_type = "application/x-ndjson", body = String)))]
 pub async fn team_export(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -229,4 +282,67 @@ pub async fn team_export(
 ) -> Result<Response, ApiError> {
     let team = TeamId(path_id("teamId", &id)?);
     export(state, caller, Log::Team(team), query).await
+}
+
+/// The log's filters (`AuditQuery::from_pairs`), for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct AuditFilters {
+    /// ISO 8601 date or date-time: entries from then on.
+    #[param(rename = "dateFrom")]
+    date_from: Option<String>,
+    /// ISO 8601 date or date-time: entries until then.
+    #[param(rename = "dateTo")]
+    date_to: Option<String>,
+    /// Only these events (repeatable).
+    #[param(rename = "event[]")]
+    event: Option<Vec<String>>,
+    /// Only entries by this user.
+    author: Option<i64>,
+    /// Only entries of this team.
+    team: Option<i64>,
+    /// Only entries about this target.
+    target: Option<String>,
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use crate::api::doc::Pg;
+    use credence_service::audit_log::AuditRecord;
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Logs {
+        audit_logs: Vec<AuditRecord>,
+        pg: Pg,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = AuditLogAnswer, rename_all = "camelCase")]
+    pub struct One {
+        audit_log: AuditRecord,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Named {
+        id: i64,
+        name: String,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = AuditLogFilterValues)]
+    pub struct FilterValues {
+        events: Vec<String>,
+        authors: Vec<Named>,
+        teams: Vec<Named>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = AuditLogFilters, rename_all = "camelCase")]
+    pub struct Filters {
+        audit_log_filters: FilterValues,
+    }
 }

@@ -120,6 +120,15 @@ fn columns(params: &ListParams) -> Vec<String> {
 }
 
 /// `GET /connections?teamId=[&type=appName]`.
+#[utoipa::path(get, path = "/connections", tag = "connections",
+    summary = "A team's connections (its own and those authorized for its requests), with their permissions; never a secret",
+    params(
+        ("teamId" = i64, Query, description = "The team."),
+        ("type[]" = Option<Vec<String>>, Query, description = "Only connections of these apps (also `type`)."),
+        crate::api::doc::PageParams,
+    ),
+    security(("token" = ["connections:read"])),
+    responses((status = 200, description = "The connections.", body = schema::Connections)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -154,6 +163,11 @@ pub async fn list(
 }
 
 /// `GET /connections/{id}`.
+#[utoipa::path(get, path = "/connections/{id}", tag = "connections",
+    summary = "One connection",
+    params(("id" = i64, Path, description = "The connection."), ("cols[]" = Option<Vec<String>>, Query, description = "Only these keys of the connection (`*`: all).")),
+    security(("token" = ["connections:read"])),
+    responses((status = 200, description = "The connection.", body = schema::One)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -166,6 +180,12 @@ pub async fn get(
 }
 
 /// `POST /connections/{id}/test` → `{"verified": bool}`.
+#[utoipa::path(post, path = "/connections/{id}/test", tag = "connections",
+    summary = "Test a connection (the app's verify call, or a refresh for OAuth 2.0); its state follows",
+    params(("id" = i64, Path, description = "The connection.")),
+    security(("token" = ["connections:write"])),
+    responses((status = 200, description = "Whether the app accepted the connection.", body = schema::Tested),
+        (status = 409, description = "The connection cannot be tested in its state.", body = crate::error::Body)))]
 pub async fn test(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -178,7 +198,7 @@ pub async fn test(
     Ok(Json(json!({ "verified": verified })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ScopedBody {
     scope: Option<Vec<String>>,
@@ -186,6 +206,12 @@ struct ScopedBody {
 
 /// `POST /connections/{id}/scoped {"scope": [...]}`: whether the connection
 /// holds every one of these scopes.
+#[utoipa::path(post, path = "/connections/{id}/scoped", tag = "connections",
+    summary = "Whether a connection holds every one of these scopes",
+    params(("id" = i64, Path, description = "The connection.")),
+    request_body = Option<ScopedBody>,
+    security(("token" = ["connections:read"])),
+    responses((status = 200, description = "Whether it holds them, and those it lacks.", body = schema::Scoped)))]
 pub async fn scoped(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -279,6 +305,18 @@ fn texts(body: &mut Map<String, Value>, key: &str) -> Result<Option<Vec<String>>
 /// `clientSecret`). An API-key, basic or custom app answers the verified
 /// connection; an OAuth app answers `202 {"redirectUri"}`, the consent page to
 /// open in the browser, after which the connection exists.
+#[utoipa::path(post, path = "/connections", tag = "connections",
+    summary = "Add a team's own connection: verified at once, or (OAuth 2.0) after the consent page",
+    params(
+        ("teamId" = i64, Query, description = "The team."),
+        ("cols[]" = Option<Vec<String>>, Query, description = "Only these keys of the connection (`*`: all)."),
+    ),
+    request_body = schema::NewConnection,
+    security(("token" = ["connections:write"])),
+    responses((status = 201, description = "The connection, verified.", body = schema::One),
+        (status = 202, description = "OAuth 2.0: open `redirectUri` in the browser to consent; the connection exists after.", body = super::requests::schema::Redirect),
+        (status = 409, description = "A connection of that name exists, or the app is not usable so.", body = crate::error::Body),
+        (status = 502, description = "The app could not be reached to verify the values.", body = crate::error::Body)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -344,13 +382,19 @@ pub async fn create(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameBody {
     name: Option<String>,
 }
 
 /// `PATCH /connections/{id} {"name"}`.
+#[utoipa::path(patch, path = "/connections/{id}", tag = "connections",
+    summary = "Rename a team's own connection",
+    params(("id" = i64, Path, description = "The connection."), ("cols[]" = Option<Vec<String>>, Query, description = "Only these keys of the connection (`*`: all).")),
+    request_body = RenameBody,
+    security(("token" = ["connections:write"])),
+    responses((status = 200, description = "The connection.", body = schema::One)))]
 pub async fn rename(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -365,6 +409,12 @@ pub async fn rename(
 }
 
 /// `DELETE /connections/{id}?confirmed=true`.
+#[utoipa::path(delete, path = "/connections/{id}", tag = "connections",
+    summary = "Delete a team's own connection",
+    params(("id" = i64, Path, description = "The connection."), ("confirmed" = Option<bool>, Query, description = "Must be true when the connection was used recently.")),
+    security(("token" = ["connections:write"])),
+    responses((status = 200, description = "The id of the connection deleted.", body = schema::Deleted),
+        (status = 409, description = "Not confirmed while the connection has recent consumers.", body = crate::error::Body)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -375,4 +425,121 @@ pub async fn delete(
     let confirmed = query.flag("confirmed")?;
     team_connections::delete(&state.ctx(), &caller.user, id, confirmed).await?;
     Ok(Json(json!({ "connection": id })))
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`;
+/// the schemathesis test checks that they match).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use crate::api::doc::Pg;
+    use chrono::{DateTime, Utc};
+    use std::collections::BTreeMap;
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(as = ConnectionPermission)]
+    pub struct Permission {
+        module: String,
+        label: String,
+        #[schema(pattern = "^(read|write)$")]
+        access: String,
+        operations: Vec<String>,
+    }
+
+    /// A connection as Make shows it, plus its state, modules and permissions.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Connection {
+        id: i64,
+        name: String,
+        /// The app.
+        account_name: String,
+        account_label: String,
+        #[schema(value_type = Option<String>)]
+        package_name: Option<String>,
+        #[schema(value_type = Option<String>)]
+        expire: Option<String>,
+        #[schema(value_type = Option<Object>)]
+        metadata: Option<String>,
+        team_id: i64,
+        theme: String,
+        upgradeable: bool,
+        scopes_cnt: u32,
+        scoped: bool,
+        #[schema(pattern = "^(oauth|apikey|basic|custom)$")]
+        account_type: String,
+        editable: bool,
+        #[schema(value_type = Option<String>)]
+        uid: Option<String>,
+        #[schema(value_type = Option<String>)]
+        connected_system_id: Option<String>,
+        state: String,
+        app_version: i64,
+        modules: Vec<String>,
+        scopes: Vec<String>,
+        permissions: Vec<Permission>,
+        /// The recipient who authorized it; null for the team's own.
+        provided_by: Option<i64>,
+        oauth_client_id: Option<String>,
+        verified_at: Option<DateTime<Utc>>,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Connections {
+        connections: Vec<Connection>,
+        pg: Pg,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = ConnectionAnswer)]
+    pub struct One {
+        connection: Connection,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = ConnectionDeleted)]
+    pub struct Deleted {
+        connection: i64,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = ConnectionTested)]
+    pub struct Tested {
+        verified: bool,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct ScopedConnection {
+        id: i64,
+        scoped: bool,
+        missing_scopes: Vec<String>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = ConnectionScoped)]
+    pub struct Scoped {
+        connection: ScopedConnection,
+    }
+
+    /// Make's body: `accountName` is the name, `accountType` the app; the
+    /// app's fields at the top level (any other key) or under `data`.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct NewConnection {
+        account_name: Option<String>,
+        account_type: Option<String>,
+        /// A number or `latest`.
+        #[schema(value_type = Option<credence_service::requests::AppVersion>)]
+        app_version: Option<String>,
+        modules: Option<Vec<String>>,
+        scopes: Option<Vec<String>>,
+        /// OAuth 2.0: the team's own client.
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        /// The app's field values.
+        data: Option<BTreeMap<String, serde_json::Value>>,
+    }
 }

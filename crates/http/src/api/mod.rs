@@ -5,6 +5,8 @@
 mod actions;
 mod audit;
 mod connections;
+pub mod doc;
+mod doc_page;
 mod organizations;
 mod requests;
 mod teams;
@@ -31,6 +33,8 @@ pub fn router() -> Router<AppState> {
 /// Every route of the API, its paths relative to `/api/v2` (see [`Routes`]).
 pub fn routes() -> Routes {
     Routes::new()
+        .route("/openapi.json", get(doc::openapi_json))
+        .route("/docs", get(doc::docs_page))
         .route("/users/me", get(users::me))
         .route(
             "/users/me/current-authorization",
@@ -64,7 +68,7 @@ pub fn routes() -> Routes {
         )
         .route(
             "/credential-requests/requests",
-            get(requests::list).post(requests::create),
+            get(requests::list).post(requests::create_deprecated),
         )
         .route("/credential-requests/requests/v2", post(requests::create))
         .route(

@@ -42,6 +42,11 @@ fn zone(state: &AppState) -> &str {
     url.split_once("://").map(|(_, rest)| rest).unwrap_or(url)
 }
 
+#[utoipa::path(get, path = "/organizations", tag = "organizations",
+    summary = "The organizations the caller belongs to",
+    params(crate::api::doc::PageParams),
+    security(("token" = ["organizations:read"])),
+    responses((status = 200, description = "The organizations (`pg[sortBy]`: name, id).", body = schema::Organizations)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -80,6 +85,11 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(get, path = "/organizations/{id}", tag = "organizations",
+    summary = "One organization the caller belongs to",
+    params(("id" = i64, Path, description = "The organization.")),
+    security(("token" = ["organizations:read"])),
+    responses((status = 200, description = "The organization.", body = schema::One)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -96,4 +106,40 @@ pub async fn get(
     Ok(Json(
         json!({ "organization": organization_json(&organization, role, zone(&state)) }),
     ))
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use crate::api::doc::{OrgRoleName, Pg};
+    use std::collections::BTreeMap;
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Organization {
+        id: i64,
+        name: String,
+        #[schema(pattern = "^(free|core|pro|teams|enterprise)$")]
+        plan: String,
+        partner: bool,
+        /// The host of the public URL.
+        zone: String,
+        license: BTreeMap<String, serde_json::Value>,
+        is_paused: bool,
+        user_role: OrgRoleName,
+        credential_requests_qualified: bool,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Organizations {
+        organizations: Vec<Organization>,
+        pg: Pg,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = OrganizationAnswer)]
+    pub struct One {
+        organization: Organization,
+    }
 }

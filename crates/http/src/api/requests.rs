@@ -322,6 +322,22 @@ fn pg_answer(params: &ListParams, total: i64) -> Value {
 /// narrows them to one recipient; it never widens the list beyond those teams,
 /// so a caller who sends from no team (a guest, a member of no team, the owner
 /// of an organization without teams) lists nothing.
+#[utoipa::path(get, path = "/credential-requests/requests", tag = "credential requests",
+    summary = "The requests the caller's teams sent",
+    params(
+        ("teamId" = Option<i64>, Query, description = "Only this team's (else every team the caller sends for)."),
+        ("makeProviderId" = Option<i64>, Query, description = "Only those sent to this user."),
+        ("status" = Option<String>, Query, description = "Only requests of this status.", pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"),
+        ("name" = Option<String>, Query, description = "Only requests whose name contains this (≤ 255 characters)."),
+        ("client" = Option<String>, Query, description = "Only requests of this client."),
+        ("project" = Option<String>, Query, description = "Only requests of this project."),
+        ("ownerId" = Option<i64>, Query, description = "Only requests this user follows up."),
+        ("userId" = Option<i64>, Query, description = "Only requests this user sent."),
+        ("view" = Option<String>, Query, description = "A tracking view.", pattern = "^(active|due-for-nudge|sla-breach|authorized-this-week)$"),
+        crate::api::doc::PageParams,
+    ),
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The requests, newest first (`pg[sortBy]`: createdAt, name, status).", body = schema::Requests)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -388,6 +404,20 @@ async fn list_answer(
 }
 
 /// `GET /credential-requests/received`: the requests the caller received.
+#[utoipa::path(get, path = "/credential-requests/received", tag = "credential requests",
+    summary = "The requests the caller received",
+    params(
+        ("status" = Option<String>, Query, description = "Only requests of this status.", pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"),
+        ("name" = Option<String>, Query, description = "Only requests whose name contains this (≤ 255 characters)."),
+        ("client" = Option<String>, Query, description = "Only requests of this client."),
+        ("project" = Option<String>, Query, description = "Only requests of this project."),
+        ("ownerId" = Option<i64>, Query, description = "Only requests this user follows up."),
+        ("userId" = Option<i64>, Query, description = "Only requests this user sent."),
+        ("view" = Option<String>, Query, description = "A tracking view.", pattern = "^(active|due-for-nudge|sla-breach|authorized-this-week)$"),
+        crate::api::doc::PageParams,
+    ),
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The requests, newest first.", body = schema::Requests)))]
 pub async fn received(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -432,6 +462,11 @@ pub(super) async fn create_answer(
 
 /// `POST /credential-requests/requests/v2`, and Make's deprecated
 /// `POST /credential-requests/requests` (same body, same answer).
+#[utoipa::path(post, path = "/credential-requests/requests/v2", tag = "credential requests",
+    summary = "Create a request: apps and modules asked of one recipient",
+    request_body = CreateRequestInput,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 201, description = "The request, its credentials and the recipient's link.", body = schema::Created)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -441,6 +476,11 @@ pub async fn create(
 }
 
 /// `GET /credential-requests/requests/{id}`.
+#[utoipa::path(get, path = "/credential-requests/requests/{id}", tag = "credential requests",
+    summary = "One request (sent by a team of the caller's, or received)",
+    params(("id" = String, Path, format = Uuid, description = "The request's id."), ("cols[]" = Option<Vec<String>>, Query, description = "Only these keys (`*`: all).")),
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The request.", body = schema::RequestAnswer)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -461,6 +501,11 @@ pub async fn get(
 
 /// `GET /credential-requests/requests/{id}/detail`: with the people and every
 /// credential, its modules and permissions and its state.
+#[utoipa::path(get, path = "/credential-requests/requests/{id}/detail", tag = "credential requests",
+    summary = "A request with its people and every credential, its modules, permissions and state",
+    params(("id" = String, Path, format = Uuid, description = "The request's id.")),
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The request in detail.", body = schema::DetailAnswer)))]
 pub async fn detail(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -489,6 +534,12 @@ pub async fn detail(
 }
 
 /// `DELETE /credential-requests/requests/{id}?confirmed=true`.
+#[utoipa::path(delete, path = "/credential-requests/requests/{id}", tag = "credential requests",
+    summary = "Delete a request and the connections made for it",
+    params(("id" = String, Path, format = Uuid, description = "The request's id."), ("confirmed" = Option<bool>, Query, description = "Must be true when connections would be deleted.")),
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "The id of the request deleted and the connections deleted with it.", body = schema::RequestDeleted),
+        (status = 409, description = "Not confirmed while connections would be deleted.", body = crate::error::Body)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -505,6 +556,11 @@ pub async fn delete(
 }
 
 /// `GET /credential-requests/credentials/{id}`.
+#[utoipa::path(get, path = "/credential-requests/credentials/{id}", tag = "credentials",
+    summary = "One requested credential",
+    params(("id" = String, Path, format = Uuid, description = "The credential's id.")),
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The credential.", body = schema::CredentialAnswer)))]
 pub async fn get_credential(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -519,9 +575,10 @@ pub async fn get_credential(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeclineBody {
+    /// Why, for the requester.
     reason: Option<String>,
 }
 
@@ -537,6 +594,13 @@ fn optional_body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<Option
 }
 
 /// `POST /credential-requests/credentials/{id}/decline`: the body (a reason) is optional.
+#[utoipa::path(post, path = "/credential-requests/credentials/{id}/decline", tag = "credentials",
+    summary = "Decline a credential (the recipient), with an optional reason",
+    params(("id" = String, Path, format = Uuid, description = "The credential's id.")),
+    request_body = Option<DeclineBody>,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "The credential as it is now.", body = schema::CredentialAnswer),
+        (status = 409, description = "The credential's state does not allow this.", body = crate::error::Body)))]
 pub async fn decline(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -554,6 +618,12 @@ pub async fn decline(
     ))
 }
 
+#[utoipa::path(post, path = "/credential-requests/credentials/{id}/delete-remote", tag = "credentials",
+    summary = "Delete the connection a credential made (the requester)",
+    params(("id" = String, Path, format = Uuid, description = "The credential's id.")),
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "The credential as it is now.", body = schema::CredentialAnswer),
+        (status = 409, description = "The credential's state does not allow this.", body = crate::error::Body)))]
 pub async fn delete_remote(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -567,6 +637,12 @@ pub async fn delete_remote(
     ))
 }
 
+#[utoipa::path(post, path = "/credential-requests/credentials/{id}/request-reauthorize", tag = "credentials",
+    summary = "Ask the recipient to authorize a credential again (the requester)",
+    params(("id" = String, Path, format = Uuid, description = "The credential's id.")),
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "The credential as it is now.", body = schema::CredentialAnswer),
+        (status = 409, description = "The credential's state does not allow this.", body = crate::error::Body)))]
 pub async fn request_reauthorize(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -581,14 +657,24 @@ pub async fn request_reauthorize(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeBody {
-    /// The app's field values: secrets, zeroized once the service took them.
+    /// The app's field values (an OAuth 2.0 app has none): secrets, zeroized
+    /// once the service took them.
+    #[schema(value_type = Option<Object>)]
     data: Option<SecretJson>,
 }
 
 /// `POST …/credentials/{id}/authorize` (the recipient's first authorization).
+#[utoipa::path(post, path = "/credential-requests/credentials/{id}/authorize", tag = "credentials",
+    summary = "Authorize a credential (the recipient): the app's fields, or OAuth consent",
+    params(("id" = String, Path, format = Uuid, description = "The credential's id.")),
+    request_body = Option<AuthorizeBody>,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "The authorized credential; for an OAuth 2.0 app, `redirectUri`, the consent page to open in the browser.", body = schema::Authorized),
+        (status = 502, description = "The app could not be reached to verify the values.", body = crate::error::Body),
+        (status = 409, description = "The credential's state does not allow this.", body = crate::error::Body)))]
 pub async fn authorize(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -599,6 +685,14 @@ pub async fn authorize(
 }
 
 /// `POST …/credentials/{id}/reauthorize` (same body as authorize).
+#[utoipa::path(post, path = "/credential-requests/credentials/{id}/reauthorize", tag = "credentials",
+    summary = "Authorize a credential again (the recipient; same body as authorize)",
+    params(("id" = String, Path, format = Uuid, description = "The credential's id.")),
+    request_body = Option<AuthorizeBody>,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "The authorized credential; for an OAuth 2.0 app, `redirectUri`, the consent page to open in the browser.", body = schema::Authorized),
+        (status = 502, description = "The app could not be reached to verify the values.", body = crate::error::Body),
+        (status = 409, description = "The credential's state does not allow this.", body = crate::error::Body)))]
 pub async fn reauthorize(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -639,6 +733,12 @@ fn authorization_json(state: &AppState, authorization: credentials::Authorizatio
     }
 }
 
+#[utoipa::path(post, path = "/credential-requests/credentials/{id}/revoke", tag = "credentials",
+    summary = "Revoke an authorized credential (the recipient)",
+    params(("id" = String, Path, format = Uuid, description = "The credential's id.")),
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "The credential as it is now.", body = schema::CredentialAnswer),
+        (status = 409, description = "The credential's state does not allow this.", body = crate::error::Body)))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -652,6 +752,10 @@ pub async fn revoke(
 }
 
 /// `GET /credential-requests/apps`: the catalog, briefly.
+#[utoipa::path(get, path = "/credential-requests/apps", tag = "apps",
+    summary = "The apps of the catalog, briefly",
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The apps.", body = schema::Apps)))]
 pub async fn apps(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -674,6 +778,14 @@ pub async fn apps(
 }
 
 /// `GET /credential-requests/apps/{appName}/{appVersion}/modules-with-credentials`.
+#[utoipa::path(get, path = "/credential-requests/apps/{app_name}/{app_version}/modules-with-credentials", tag = "apps",
+    summary = "An app version's modules, with their access, operations and scopes",
+    params(
+        ("app_name" = String, Path, description = "The app (`app#` prefix allowed)."),
+        ("app_version" = String, Path, description = "A version number or `latest`."),
+    ),
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The modules.", body = schema::AppModules)))]
 pub async fn modules_with_credentials(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -732,6 +844,10 @@ pub async fn modules_with_credentials(
 
 /// `GET /credential-requests/feature`: the caller's feature status and the
 /// eligibility check Credence performs.
+#[utoipa::path(get, path = "/credential-requests/feature", tag = "feature",
+    summary = "Whether the caller has the credential-requests feature, and whether they may ask for it",
+    security(("token" = [])),
+    responses((status = 200, description = "The feature's status.", body = schema::FeatureAnswer)))]
 pub async fn feature_status(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -759,6 +875,11 @@ pub async fn feature_status(
 }
 
 /// `POST /credential-requests/feature`: ask for the feature.
+#[utoipa::path(post, path = "/credential-requests/feature", tag = "feature",
+    summary = "Ask for the credential-requests feature",
+    security(("token" = [])),
+    responses((status = 201, description = "Asked.", body = schema::FeatureRequested),
+        (status = 200, description = "Already asked.", body = schema::FeatureRequested)))]
 pub async fn request_feature(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -773,4 +894,322 @@ pub async fn request_feature(
         status,
         Json(json!({ "featureRequest": { "status": "pending", "eligibility": eligibility } })),
     ))
+}
+
+/// A request answered from its own `#[utoipa::path]`: Make's deprecated path
+/// for [`create`], kept apart so that the document describes both.
+#[utoipa::path(post, path = "/credential-requests/requests", tag = "credential requests",
+    summary = "Create a request (Make's deprecated form of /requests/v2; same body and answer)",
+    request_body = CreateRequestInput,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 201, description = "The request, its credentials and the recipient's link.", body = schema::Created)))]
+pub async fn create_deprecated(
+    state: State<AppState>,
+    caller: ApiCaller,
+    input: AppJson<CreateRequestInput>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    create(state, caller, input).await
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`;
+/// the schemathesis test checks that they match).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use crate::api::doc::Pg;
+    use chrono::{DateTime, Utc};
+    use utoipa::ToSchema;
+
+    /// What a credential's modules allow.
+    #[derive(ToSchema)]
+    pub struct Permission {
+        module: String,
+        label: String,
+        #[schema(pattern = "^(read|write)$")]
+        access: String,
+        /// OAuth 2.0 scopes the module needs.
+        scopes: Vec<String>,
+        /// `METHOD /path` the module allows on the app.
+        operations: Vec<String>,
+    }
+
+    /// A requested credential: one app of a request.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Credential {
+        #[schema(format = Uuid)]
+        id: String,
+        #[schema(format = Uuid)]
+        request_id: String,
+        component: String,
+        #[schema(pattern = "^(oauth|apikey|basic|custom)$")]
+        r#type: String,
+        name: String,
+        label: String,
+        #[schema(required = true)]
+        description: Option<String>,
+        scope: Vec<String>,
+        /// The connection made when authorized.
+        #[schema(required = true)]
+        remote_id: Option<String>,
+        remote_scope: Vec<String>,
+        #[schema(required = true, value_type = Option<String>)]
+        token_id: Option<String>,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+        #[schema(pattern = "^(pending|authorized|invalid|declined|revoked|reauthorizing)$")]
+        state: String,
+        #[schema(required = true)]
+        decline_reason: Option<String>,
+        #[schema(required = true)]
+        invalid_reason: Option<String>,
+        app_name: String,
+        app_modules: Vec<String>,
+        app_version: String,
+        name_override: String,
+        permissions: Vec<Permission>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CredentialAnswer {
+        credential: Credential,
+    }
+
+    /// `credential` once authorized; `redirectUri` for an OAuth 2.0 app.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Authorized {
+        #[schema(required = false)]
+        credential: Option<Credential>,
+        #[schema(required = false)]
+        redirect_uri: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Person {
+        #[schema(required = true)]
+        id: Option<i64>,
+        email: String,
+        name: String,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Recipient {
+        #[schema(pattern = "^(internal|external)$")]
+        kind: String,
+        name: String,
+        email: String,
+        #[schema(required = true)]
+        user_id: Option<i64>,
+    }
+
+    /// A credential request as Make shows it, plus Credence's tracking fields.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Request {
+        #[schema(format = Uuid)]
+        id: String,
+        organization_id: i64,
+        team_id: i64,
+        user_id: i64,
+        name: String,
+        description: Option<String>,
+        #[schema(value_type = Option<String>)]
+        external_provider_id: Option<String>,
+        make_provider_id: Option<String>,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+        #[schema(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+        status: String,
+        should_send_email: bool,
+        #[schema(value_type = Option<String>)]
+        email_sent_at: Option<String>,
+        app_names: Vec<String>,
+        make_provider: Person,
+        recipient: Recipient,
+        client: Option<String>,
+        project: Option<String>,
+        owner_id: i64,
+        opened_at: Option<DateTime<Utc>>,
+        nudge_count: i64,
+        last_nudge_at: Option<DateTime<Utc>>,
+        next_nudge_at: Option<DateTime<Utc>>,
+        sla_due_at: Option<DateTime<Utc>>,
+        sla_notified_at: Option<DateTime<Utc>>,
+        authorized_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Requests {
+        requests: Vec<Request>,
+        pg: Pg,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RequestAnswer {
+        request: Request,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = RequestCreated, rename_all = "camelCase")]
+    pub struct Created {
+        request: CreatedRequest,
+        /// The link for the recipient.
+        public_uri: String,
+    }
+
+    /// [`Request`] with `credentials`.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct CreatedRequest {
+        #[schema(format = Uuid)]
+        id: String,
+        organization_id: i64,
+        team_id: i64,
+        user_id: i64,
+        name: String,
+        #[schema(required = true)]
+        description: Option<String>,
+        #[schema(required = true)]
+        make_provider_id: Option<String>,
+        created_at: DateTime<Utc>,
+        #[schema(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+        status: String,
+        app_names: Vec<String>,
+        make_provider: Person,
+        recipient: Recipient,
+        owner_id: i64,
+        credentials: Vec<Credential>,
+    }
+
+    /// [`Request`] with the people, every credential and who is looking.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct RequestDetail {
+        #[schema(format = Uuid)]
+        id: String,
+        organization_id: i64,
+        team_id: i64,
+        user_id: i64,
+        name: String,
+        #[schema(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+        status: String,
+        app_names: Vec<String>,
+        make_provider: Person,
+        recipient: Recipient,
+        /// The requester.
+        #[schema(required = true)]
+        user: Option<Person>,
+        credentials: Vec<Credential>,
+        #[schema(pattern = "^(sender|recipient)$")]
+        viewer: String,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct DetailAnswer {
+        request_detail: RequestDetail,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct RequestDeleted {
+        #[schema(format = Uuid)]
+        request: String,
+        /// The ids of the connections deleted with it.
+        deleted_connections: Vec<i64>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Redirect {
+        /// The consent page to open in the browser.
+        redirect_uri: String,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct App {
+        name: String,
+        label: String,
+        versions: Vec<u32>,
+        #[schema(pattern = "^(api_key|basic|custom|oauth2)$")]
+        auth_kind: String,
+        /// How many modules its latest version has.
+        modules: u32,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Apps {
+        apps: Vec<App>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct AppModule {
+        id: String,
+        name: String,
+        label: String,
+        /// `account:<app>` (OAuth 2.0) or `keychain:<app>`.
+        r#type: String,
+        /// Whether it is a trigger.
+        hook: bool,
+        #[schema(pattern = "^(read|write)$")]
+        access: String,
+        operations: Vec<String>,
+        /// OAuth 2.0 apps only: the scopes it needs.
+        #[schema(required = false)]
+        scope: Vec<String>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct AppModules {
+        app_modules: Vec<AppModule>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct FeatureRequest {
+        status: String,
+        requested_at: DateTime<Utc>,
+        decided_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct QualifyingOrganization {
+        id: i64,
+        name: String,
+        qualifies: bool,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Feature {
+        /// `credential-requests`.
+        name: String,
+        enabled: bool,
+        #[schema(required = true)]
+        request: Option<FeatureRequest>,
+        /// Whether the caller may ask for it, and why not.
+        eligibility: credence_service::features::Eligibility,
+        organizations: Vec<QualifyingOrganization>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct FeatureAnswer {
+        feature: Feature,
+    }
+
+    #[derive(ToSchema)]
+    pub struct PendingFeatureRequest {
+        /// `pending`.
+        status: String,
+        eligibility: credence_service::features::Eligibility,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct FeatureRequested {
+        feature_request: PendingFeatureRequest,
+    }
 }

@@ -18,6 +18,14 @@ fn team_json(team: &Team, role: Option<TeamRole>) -> Value {
     json!({ "id": team.id, "name": team.name, "organizationId": team.organization_id, "userRole": role })
 }
 
+#[utoipa::path(get, path = "/teams", tag = "organizations",
+    summary = "The teams of an organization the caller may see",
+    params(
+        ("organizationId" = i64, Query, description = "The organization."),
+        crate::api::doc::PageParams,
+    ),
+    security(("token" = ["teams:read"])),
+    responses((status = 200, description = "The teams (`pg[sortBy]`: name, id).", body = schema::Teams)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -62,6 +70,11 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(get, path = "/teams/{id}", tag = "organizations",
+    summary = "One team",
+    params(("id" = i64, Path, description = "The team.")),
+    security(("token" = ["teams:read"])),
+    responses((status = 200, description = "The team.", body = schema::One)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -71,4 +84,33 @@ pub async fn get(
     let mut db = state.store.db().await?;
     let (team, role) = visible_team(&mut db, TeamId(id), caller.user.id).await?;
     Ok(Json(json!({ "team": team_json(&team, role) })))
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use crate::api::doc::{Pg, TeamRoleName};
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Team {
+        id: i64,
+        name: String,
+        organization_id: i64,
+        /// The caller's role in the team; null when they manage the organization.
+        user_role: Option<TeamRoleName>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Teams {
+        teams: Vec<Team>,
+        pg: Pg,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = TeamAnswer)]
+    pub struct One {
+        team: Team,
+    }
 }

@@ -30,6 +30,10 @@ fn token_json(token: &ApiToken) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/users/me/api-tokens", tag = "users",
+    summary = "The caller's API tokens (never their values)",
+    security(("token" = ["user:read"])),
+    responses((status = 200, description = "The tokens.", body = schema::Tokens)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -46,16 +50,23 @@ pub async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// A name for the token.
     label: String,
+    /// The scopes, each held by the calling token.
     scope: Vec<String>,
     /// ISO 8601 date or date-time; absent or null: the token never expires.
     #[serde(rename = "expiresAt", default)]
     expires_at: Option<String>,
 }
 
+#[utoipa::path(post, path = "/users/me/api-tokens", tag = "users",
+    summary = "Create an API token with scopes the calling token holds; its value is shown once",
+    request_body = CreateToken,
+    security(("token" = ["user:write"])),
+    responses((status = 201, description = "The token, with its value in `token` (shown this once).", body = schema::Created)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -115,6 +126,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "apiToken": answer }))))
 }
 
+#[utoipa::path(delete, path = "/users/me/api-tokens/{id}", tag = "users",
+    summary = "Delete one of the caller's API tokens",
+    description = "A token may always delete itself; deleting another needs `user:write` and every scope that token holds.",
+    params(("id" = i64, Path, description = "The token's id.")),
+    security(("token" = ["user:write"])),
+    responses((status = 200, description = "The id of the token deleted.", body = schema::Deleted)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -155,4 +172,57 @@ pub async fn delete(
     )
     .await?;
     Ok(Json(json!({ "apiToken": id })))
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use chrono::{DateTime, Utc};
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(as = ApiToken, rename_all = "camelCase")]
+    pub struct Token {
+        id: i64,
+        label: String,
+        scope: Vec<String>,
+        created: DateTime<Utc>,
+        #[schema(required = true)]
+        last_used: Option<DateTime<Utc>>,
+        #[schema(required = true)]
+        expires_at: Option<DateTime<Utc>>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Tokens {
+        api_tokens: Vec<Token>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = NewApiToken, rename_all = "camelCase")]
+    pub struct NewToken {
+        id: i64,
+        label: String,
+        scope: Vec<String>,
+        created: DateTime<Utc>,
+        #[schema(required = true)]
+        last_used: Option<DateTime<Utc>>,
+        #[schema(required = true)]
+        expires_at: Option<DateTime<Utc>>,
+        /// The token's value: shown only in this answer.
+        token: String,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = ApiTokenCreated, rename_all = "camelCase")]
+    pub struct Created {
+        api_token: NewToken,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = ApiTokenDeleted, rename_all = "camelCase")]
+    pub struct Deleted {
+        api_token: i64,
+    }
 }

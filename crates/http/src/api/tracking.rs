@@ -20,6 +20,12 @@ use serde_json::{json, Value};
 /// `PATCH /credential-requests/requests/{id}`: `{"client", "project",
 /// "owner"}`, each optional (absent keeps, `null` clears; a cleared owner is
 /// the requester again). Answers the request.
+#[utoipa::path(patch, path = "/credential-requests/requests/{id}", tag = "tracking",
+    summary = "Change a request's client, project or owner",
+    params(("id" = String, Path, format = Uuid, description = "The request's id.")),
+    request_body = TrackingInput,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "The request.", body = super::requests::schema::RequestAnswer)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -40,6 +46,19 @@ pub async fn update(
 /// the caller sees as sender (`teamId`, `client`, `ownerId`, `view` narrow
 /// them as on the Sent list): total, authorized, pending, breaches and the
 /// SLA rate (authorized ÷ total, 1 when empty).
+#[utoipa::path(get, path = "/credential-requests/projects", tag = "tracking",
+    summary = "Rollups per team and project of the requests the caller's teams sent",
+    params(
+        ("teamId" = Option<i64>, Query, description = "Only this team's."),
+        ("status" = Option<String>, Query, description = "Only requests of this status.", pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"),
+        ("client" = Option<String>, Query, description = "Only requests of this client."),
+        ("project" = Option<String>, Query, description = "Only requests of this project."),
+        ("ownerId" = Option<i64>, Query, description = "Only requests this user follows up."),
+        ("view" = Option<String>, Query, description = "A tracking view.", pattern = "^(active|due-for-nudge|sla-breach|authorized-this-week)$"),
+        crate::api::doc::PageParams,
+    ),
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The rollups.", body = schema::Projects)))]
 pub async fn projects(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -90,6 +109,11 @@ fn policy_answer(team: TeamId, policy: &reminders::Policy) -> Json<Value> {
 /// `GET /credential-requests/teams/{teamId}/reminder-policy`: the team's
 /// policy (the defaults until an admin sets one). The Slack URL is a key to
 /// the channel: it is never shown, only whether there is one.
+#[utoipa::path(get, path = "/credential-requests/teams/{id}/reminder-policy", tag = "tracking",
+    summary = "A team's reminder policy (the defaults until an admin sets one)",
+    params(("id" = i64, Path, description = "The team.")),
+    security(("token" = ["credential-requests:read"])),
+    responses((status = 200, description = "The policy.", body = schema::PolicyAnswer)))]
 pub async fn get_policy(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -105,6 +129,12 @@ pub async fn get_policy(
 /// organization owners and admins): `firstAfterHours`, `everyHours`,
 /// `maxCount`, `slaHours`, `email`, `sponsorCc`, `slackWebhookUrl`; an
 /// absent field keeps its value.
+#[utoipa::path(put, path = "/credential-requests/teams/{id}/reminder-policy", tag = "tracking",
+    summary = "Change a team's reminder policy (team admins, organization owners and admins)",
+    params(("id" = i64, Path, description = "The team.")),
+    request_body = PolicyInput,
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "The policy.", body = schema::PolicyAnswer)))]
 pub async fn put_policy(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -122,4 +152,62 @@ pub async fn put_policy(
     )
     .await?;
     Ok(policy_answer(team, &policy))
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use chrono::{DateTime, Utc};
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Rollup {
+        team_id: i64,
+        #[schema(required = true)]
+        project: Option<String>,
+        total: i64,
+        authorized: i64,
+        pending: i64,
+        breaches: i64,
+        /// Authorized ÷ total; 1 when there are none.
+        sla_rate: f64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Projects {
+        projects: Vec<Rollup>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Channels {
+        email: bool,
+        /// Whether a Slack webhook is set (its URL is never shown).
+        slack: bool,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = ReminderPolicy, rename_all = "camelCase")]
+    pub struct Policy {
+        first_after_hours: i64,
+        every_hours: i64,
+        max_count: i64,
+        sla_hours: i64,
+        email: bool,
+        #[schema(required = true)]
+        sponsor_cc: Option<String>,
+        slack_webhook_configured: bool,
+        team_id: i64,
+        channels: Channels,
+        #[schema(required = true)]
+        updated_at: Option<DateTime<Utc>>,
+        #[schema(required = true)]
+        updated_by: Option<i64>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct PolicyAnswer {
+        reminder_policy: Policy,
+    }
 }

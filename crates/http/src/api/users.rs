@@ -32,6 +32,10 @@ fn user_json(user: &User, features: &[Feature]) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/users/me", tag = "users",
+    summary = "The caller: the user the token belongs to",
+    security(("token" = ["user:read"])),
+    responses((status = 200, description = "The caller.", body = schema::Me)))]
 pub async fn me(State(state): State<AppState>, caller: ApiCaller) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::UserRead)?;
     let features = state
@@ -45,6 +49,10 @@ pub async fn me(State(state): State<AppState>, caller: ApiCaller) -> Result<Json
     ))
 }
 
+#[utoipa::path(get, path = "/users/me/current-authorization", tag = "users",
+    summary = "How the caller is authenticated and the token's scopes",
+    security(("token" = [])),
+    responses((status = 200, description = "The token's scopes.", body = schema::CurrentAuthorization)))]
 pub async fn current_authorization(caller: ApiCaller) -> Json<Value> {
     let scopes: Vec<&str> = caller.token.scopes.iter().map(|s| s.as_str()).collect();
     Json(json!({ "authorization": { "authUsed": "token", "scope": scopes } }))
@@ -75,6 +83,14 @@ fn member_json(member: &TeamMember) -> Value {
 /// `GET /users?teamId=`: any member of the team (and the organization's owners
 /// and admins) sees who is in it and who has the credential-requests feature;
 /// a guest in the team does not (`visible_team`).
+#[utoipa::path(get, path = "/users", tag = "users",
+    summary = "A team's members, their roles and who has the credential-requests feature",
+    params(
+        ("teamId" = i64, Query, description = "The team."),
+        crate::api::doc::PageParams,
+    ),
+    security(("token" = ["teams:read"])),
+    responses((status = 200, description = "The members (`pg[sortBy]`: name, id, email).", body = schema::Members)))]
 pub async fn list_team_members(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -114,4 +130,68 @@ pub async fn list_team_members(
     Ok(Json(
         json!({ "users": users, "pg": params.answer(sort_by) }),
     ))
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`;
+/// the schemathesis test checks that they match).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use crate::api::doc::{Pg, OrgRoleName, TeamRoleName};
+    use std::collections::BTreeMap;
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Me {
+        auth_user: User,
+    }
+
+    #[derive(ToSchema)]
+    pub struct User {
+        id: i64,
+        name: String,
+        email: String,
+        language: String,
+        timezone: String,
+        locale: String,
+        avatar: String,
+        /// Every feature, and whether the user has it.
+        features: BTreeMap<String, bool>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct TeamMember {
+        id: i64,
+        name: String,
+        email: String,
+        language: String,
+        timezone: String,
+        locale: String,
+        avatar: String,
+        features: BTreeMap<String, bool>,
+        team_role: TeamRoleName,
+        organization_role: OrgRoleName,
+        /// Whether the member may send credential requests.
+        credential_requests: bool,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Members {
+        users: Vec<TeamMember>,
+        pg: Pg,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CurrentAuthorization {
+        authorization: Authorization,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Authorization {
+        /// Always `token`.
+        auth_used: String,
+        scope: Vec<String>,
+    }
 }

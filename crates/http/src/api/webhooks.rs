@@ -91,6 +91,14 @@ fn owner_of(team: Option<i64>, organization: Option<i64>) -> Result<Owner, ApiEr
     }
 }
 
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks",
+    summary = "A team's or an organization's webhook endpoints (give exactly one of teamId, organizationId)",
+    params(
+        ("teamId" = Option<i64>, Query, description = "A team's endpoints."),
+        ("organizationId" = Option<i64>, Query, description = "The whole organization's endpoints."),
+    ),
+    security(("token" = ["webhooks:read"])),
+    responses((status = 200, description = "The endpoints.", body = schema::Webhooks)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -104,7 +112,7 @@ pub async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
     #[serde(rename = "teamId", default)]
@@ -121,6 +129,11 @@ fn enabled_by_default() -> bool {
     true
 }
 
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks",
+    summary = "Add a webhook endpoint; its signing secret is shown once",
+    request_body = CreateEndpoint,
+    security(("token" = ["webhooks:write"])),
+    responses((status = 201, description = "The endpoint with its `whsec_` signing secret (shown this once).", body = schema::WithSecret)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -144,6 +157,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&endpoint, &secret))))
 }
 
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks",
+    summary = "One webhook endpoint",
+    params(("id" = i64, Path, description = "The webhook endpoint.")),
+    security(("token" = ["webhooks:read"])),
+    responses((status = 200, description = "The endpoint.", body = schema::One)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -154,7 +172,7 @@ pub async fn get(
     Ok(Json(json!({ "webhook": endpoint_json(&endpoint) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
     #[serde(default)]
@@ -165,6 +183,12 @@ pub struct UpdateEndpoint {
     enabled: Option<bool>,
 }
 
+#[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks",
+    summary = "Change a webhook endpoint's URL, events or whether it is enabled",
+    params(("id" = i64, Path, description = "The webhook endpoint.")),
+    request_body = UpdateEndpoint,
+    security(("token" = ["webhooks:write"])),
+    responses((status = 200, description = "The endpoint.", body = schema::One)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -187,6 +211,11 @@ pub async fn update(
     Ok(Json(json!({ "webhook": endpoint_json(&endpoint) })))
 }
 
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks",
+    summary = "Delete a webhook endpoint",
+    params(("id" = i64, Path, description = "The webhook endpoint.")),
+    security(("token" = ["webhooks:write"])),
+    responses((status = 200, description = "The id of the endpoint deleted.", body = schema::Deleted)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -197,6 +226,11 @@ pub async fn delete(
     Ok(Json(json!({ "webhook": id })))
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/rotate-secret", tag = "webhooks",
+    summary = "A new signing secret; the previous one stays valid for a while",
+    params(("id" = i64, Path, description = "The webhook endpoint.")),
+    security(("token" = ["webhooks:write"])),
+    responses((status = 200, description = "The endpoint with its new signing secret (shown this once).", body = schema::WithSecret)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -217,6 +251,11 @@ pub async fn rotate_secret(
 /// The most deliveries one page of the log shows.
 const DELIVERIES_LIMIT: i64 = 100;
 
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks",
+    summary = "An endpoint's delivery log, newest first",
+    params(("id" = i64, Path, description = "The webhook endpoint."), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "How many, 1 to 100.")),
+    security(("token" = ["webhooks:read"])),
+    responses((status = 200, description = "The deliveries.", body = schema::Deliveries)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -245,6 +284,11 @@ pub async fn deliveries(
     ))
 }
 
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries/{delivery}", tag = "webhooks",
+    summary = "One delivery",
+    params(("id" = i64, Path, description = "The webhook endpoint."), ("delivery" = i64, Path, description = "The delivery.")),
+    security(("token" = ["webhooks:read"])),
+    responses((status = 200, description = "The delivery.", body = schema::DeliveryAnswer)))]
 pub async fn delivery(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -255,6 +299,11 @@ pub async fn delivery(
     Ok(Json(json!({ "delivery": delivery_json(&found) })))
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/deliveries/{delivery}/replay", tag = "webhooks",
+    summary = "Send a delivery's message again, as a new delivery",
+    params(("id" = i64, Path, description = "The webhook endpoint."), ("delivery" = i64, Path, description = "The delivery.")),
+    security(("token" = ["webhooks:write"])),
+    responses((status = 202, description = "The new delivery, queued.", body = schema::DeliveryAnswer)))]
 pub async fn replay(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -266,4 +315,118 @@ pub async fn replay(
         StatusCode::ACCEPTED,
         Json(json!({ "delivery": delivery_json(&replayed) })),
     ))
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use chrono::{DateTime, Utc};
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Webhook {
+        id: i64,
+        organization_id: i64,
+        /// Null for an organization's endpoint.
+        #[schema(required = true)]
+        team_id: Option<i64>,
+        url: String,
+        events: Vec<String>,
+        enabled: bool,
+        created: DateTime<Utc>,
+        updated: DateTime<Utc>,
+        #[schema(required = true)]
+        previous_secret_valid_until: Option<DateTime<Utc>>,
+        #[schema(required = true)]
+        failing_since: Option<DateTime<Utc>>,
+        #[schema(required = true)]
+        disabled_at: Option<DateTime<Utc>>,
+        #[schema(required = true)]
+        disabled_reason: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct WebhookWithSecret {
+        id: i64,
+        organization_id: i64,
+        #[schema(required = true)]
+        team_id: Option<i64>,
+        url: String,
+        events: Vec<String>,
+        enabled: bool,
+        created: DateTime<Utc>,
+        updated: DateTime<Utc>,
+        /// The `whsec_` signing secret: only in this answer.
+        secret: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Webhooks {
+        webhooks: Vec<Webhook>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = WebhookAnswer)]
+    pub struct One {
+        webhook: Webhook,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = WebhookCreated)]
+    pub struct WithSecret {
+        webhook: WebhookWithSecret,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = WebhookDeleted)]
+    pub struct Deleted {
+        webhook: i64,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = WebhookDelivery, rename_all = "camelCase")]
+    pub struct Delivery {
+        id: i64,
+        webhook_id: i64,
+        message_id: String,
+        event: String,
+        #[schema(pattern = "^(delivered|failed|retrying|pending)$")]
+        state: String,
+        attempts: i64,
+        created: DateTime<Utc>,
+        #[schema(required = true)]
+        last_attempt_at: Option<DateTime<Utc>>,
+        #[schema(required = true)]
+        next_attempt_at: Option<DateTime<Utc>>,
+        /// The endpoint's last HTTP status.
+        #[schema(required = true)]
+        status: Option<i32>,
+        #[schema(required = true)]
+        latency_ms: Option<i64>,
+        /// The start of the endpoint's last answer (≤ 1 KiB, secrets blanked).
+        #[schema(required = true)]
+        response: Option<String>,
+        #[schema(required = true)]
+        error: Option<String>,
+        #[schema(required = true)]
+        delivered_at: Option<DateTime<Utc>>,
+        #[schema(required = true)]
+        failed_at: Option<DateTime<Utc>>,
+        #[schema(required = true)]
+        replay_of: Option<i64>,
+        /// The message as sent.
+        payload: serde_json::Value,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Deliveries {
+        deliveries: Vec<Delivery>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct DeliveryAnswer {
+        delivery: Delivery,
+    }
 }

@@ -14,7 +14,7 @@ mod audit;
 mod connections;
 mod create;
 mod csrf;
-mod layout;
+pub(crate) mod layout;
 mod limits;
 pub mod mailbox;
 mod oauth;
