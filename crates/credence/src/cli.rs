@@ -12,6 +12,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 mod jobs;
+mod projects;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +60,9 @@ enum Command {
     /// The local mailbox (mail goes there when no SMTP server is configured).
     #[command(subcommand)]
     Mail(jobs::MailCommand),
+    /// Tracked projects: close one (teardown).
+    #[command(subcommand)]
+    Projects(projects::ProjectsCommand),
 }
 
 #[derive(Subcommand)]
@@ -251,6 +255,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Audit(command) => audit(command, &config).await,
         Command::Jobs(command) => jobs::jobs(command, &config).await,
         Command::Mail(command) => jobs::mail(command, &config).await,
+        Command::Projects(command) => projects::projects(command, &config).await,
         Command::Migrate => {
             let store = open_store(&config).await?;
             println!("migrations applied ({:?})", store.backend());

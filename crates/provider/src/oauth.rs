@@ -175,28 +175,74 @@ pub async fn revoke(
     client: Option<&OAuthClient>,
     tokens: &FieldValues,
 ) -> Result<u16, ()> {
-    let revocation_url = oauth.revocation_url.as_deref().ok_or(())?;
-    let url = endpoint(app, "revocation", revocation_url)
-        .await
-        .map_err(|_| ())?;
+    match revoke_reporting(http, app, oauth, client, tokens).await {
+        Revocation::Revoked { status } | Revocation::Refused { status, .. } => Ok(status),
+        Revocation::NotAsked { .. } => Err(()),
+    }
+}
+
+/// What a revocation at the provider came to. The reasons are fit to show:
+/// none holds a token or the client's secret, even when the provider echoes
+/// one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// The provider answered 2xx: the grant is gone there.
+    Revoked { status: u16 },
+    /// The provider answered, but not 2xx; `reason` is its `error` (and
+    /// `error_description`) when it sent one, else the status.
+    Refused { status: u16, reason: String },
+    /// The provider was not asked or did not answer (no token, no client,
+    /// a refused destination, unreachable).
+    NotAsked { reason: String },
+}
+
+/// The longest reason kept from a revocation endpoint's answer.
+const REVOCATION_REASON_MAX: usize = 200;
+
+/// [`revoke`], answering what happened and why.
+pub async fn revoke_reporting(
+    http: &reqwest::Client,
+    app: &App,
+    oauth: &OAuth2,
+    client: Option<&OAuthClient>,
+    tokens: &FieldValues,
+) -> Revocation {
+    let not_asked = |reason: String| Revocation::NotAsked { reason };
+    let Some(revocation_url) = oauth.revocation_url.as_deref() else {
+        return not_asked(format!("{} has no revocation endpoint", app.label));
+    };
+    let url = match endpoint(app, "revocation", revocation_url).await {
+        Ok(url) => url,
+        Err(refusal) => return not_asked(refusal),
+    };
+    let mut secrets: Vec<&str> = ["refresh_token", "access_token"]
+        .iter()
+        .filter_map(|name| tokens.get(name))
+        .collect();
     let request = match oauth.revocation_style {
         RevocationStyle::Rfc7009 => {
             // Revoking the refresh token ends the whole grant (RFC 7009 §2.1).
             let (token, hint) = match (tokens.get("refresh_token"), tokens.get("access_token")) {
                 (Some(refresh), _) => (refresh, "refresh_token"),
                 (None, Some(access)) => (access, "access_token"),
-                (None, None) => return Err(()),
+                (None, None) => return not_asked("the connection holds no token to revoke".into()),
             };
-            let client = client.ok_or(())?;
+            let Some(client) = client else {
+                return not_asked(format!("no OAuth client is configured for {}", app.label));
+            };
+            secrets.push(client.client_secret.expose_secret());
             let mut form = vec![("token", token), ("token_type_hint", hint)];
             let mut request = http.post(url);
             match oauth.client_auth {
-                ClientAuth::Basic => {
-                    request = request.header(
-                        reqwest::header::AUTHORIZATION,
-                        basic_credentials(client).map_err(|_| ())?,
-                    );
-                }
+                ClientAuth::Basic => match basic_credentials(client) {
+                    Ok(value) => request = request.header(reqwest::header::AUTHORIZATION, value),
+                    Err(_) => {
+                        return not_asked(format!(
+                            "the OAuth client of {} cannot be sent as Basic credentials",
+                            app.label
+                        ))
+                    }
+                },
                 ClientAuth::Post => {
                     form.push(("client_id", &client.client_id));
                     form.push(("client_secret", client.client_secret.expose_secret()));
@@ -205,18 +251,47 @@ pub async fn revoke(
             request.form(&form)
         }
         RevocationStyle::Bearer => {
-            let access = tokens.get("access_token").ok_or(())?;
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {access}"))
-                .map_err(|_| ())?;
+            let Some(access) = tokens.get("access_token") else {
+                return not_asked("the connection holds no access token to revoke".into());
+            };
+            let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {access}"))
+            else {
+                return not_asked("the access token cannot be sent in a header".into());
+            };
             value.set_sensitive(true);
             http.post(url).header(reqwest::header::AUTHORIZATION, value)
         }
     };
-    request
-        .send()
-        .await
-        .map(|response| response.status().as_u16())
-        .map_err(|_| ())
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) if error.is_timeout() => {
+            return not_asked(format!("{} did not answer in time", app.label))
+        }
+        Err(_) => return not_asked(format!("could not reach {}", app.label)),
+    };
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Revocation::Revoked { status };
+    }
+    let body: Option<Value> = response.json().await.ok();
+    let text = |name: &str, max: usize| {
+        body.as_ref()
+            .and_then(|b| b.get(name))
+            .and_then(Value::as_str)
+            .map(|t| provider_text(t, &secrets, max))
+            .filter(|t| !t.is_empty())
+    };
+    let reason = match (
+        text("error", PROVIDER_ERROR_MAX),
+        text("error_description", REVOCATION_REASON_MAX),
+    ) {
+        (Some(error), Some(description)) => {
+            format!("{} answered {status}: {error} ({description})", app.label)
+        }
+        (Some(error), None) => format!("{} answered {status}: {error}", app.label),
+        _ => format!("{} answered {status}", app.label),
+    };
+    Revocation::Refused { status, reason }
 }
 
 /// The S256 code challenge of a verifier (RFC 7636 §4.2).

@@ -13,6 +13,7 @@ use super::audit::{self, Actor, Event};
 use super::{apps, connections, notices, secrets, Context, Result};
 use credence_catalog::AuthKind;
 use credence_domain::{CredentialAction, CredentialId};
+use credence_provider::oauth::Revocation;
 use credence_provider::{self as provider, FieldValues};
 use credence_store::{
     Connection, CredentialChange, CredentialRequest, Db, RequestedCredential, User,
@@ -233,24 +234,43 @@ async fn tokens_to_revoke(db: &mut Db, ctx: &Context, connection: i64) -> Option
 }
 
 impl Revocations {
+    /// Whether the grant of connection `connection` is held for revocation
+    /// (its app has a revocation endpoint and its tokens opened).
+    pub fn holds(&self, connection: i64) -> bool {
+        self.0.iter().any(|held| held.connection.id == connection)
+    }
+
     /// Revokes, once the transaction that destroyed the connections has
     /// committed, the grants [`destroy`] kept. The calls run in a task of
     /// their own, which the caller waits for: a request answered 408 (or a
     /// client gone) meanwhile must not cut a revocation short.
     pub async fn after_commit(self, ctx: &Context) {
+        let _ = self.after_commit_reporting(ctx).await;
+    }
+
+    /// [`Revocations::after_commit`], answering what each connection's
+    /// revocation came to (a teardown reports it per credential).
+    pub async fn after_commit_reporting(self, ctx: &Context) -> Vec<(i64, Revocation)> {
         let Revocations(all) = self;
         if all.is_empty() {
-            return;
+            return Vec::new();
         }
         let ctx = ctx.clone();
         let revoking = tokio::spawn(async move {
+            let mut outcomes = Vec::new();
             for ToRevoke { connection, tokens } in all {
                 let app_key = connection.app_key.clone();
-                revoke_at_provider(&ctx, &app_key, tokens, &connection).await;
+                let outcome = revoke_at_provider(&ctx, &app_key, tokens, &connection).await;
+                outcomes.push((connection.id, outcome));
             }
+            outcomes
         });
-        if let Err(error) = revoking.await {
-            tracing::error!(error = %error, "revocation at the provider stopped");
+        match revoking.await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::error!(error = %error, "revocation at the provider stopped");
+                Vec::new()
+            }
         }
     }
 }
@@ -259,31 +279,30 @@ impl Revocations {
 /// bearer style), after the connection holding them was destroyed and that
 /// transaction committed: a failure here must never keep a local secret
 /// alive. The outcome goes to the audit log as
-/// `connection.revoked_at_provider` (`ok`, `status`), never a token. Apps
-/// without a `revocation_url` are left alone. Never fails the caller.
+/// `connection.revoked_at_provider` (`ok`, `status`, `reason`), never a
+/// token, and is answered. Never fails the caller.
 async fn revoke_at_provider(
     ctx: &Context,
     app_key: &str,
     tokens: FieldValues,
     connection: &Connection,
-) {
-    let Some(app) = ctx.catalog.get(app_key) else {
-        return;
+) -> Revocation {
+    let Some(oauth_app) = ctx.catalog.get(app_key).and_then(|app| {
+        let oauth = app.version(connection.app_version as u32)?.auth.oauth2()?;
+        Some((app, oauth))
+    }) else {
+        return Revocation::NotAsked {
+            reason: format!("{app_key} is not an OAuth app of the catalog"),
+        };
     };
-    let Some(version) = app.version(connection.app_version as u32) else {
-        return;
-    };
-    let Some(oauth) = version.auth.oauth2() else {
-        return;
-    };
-    if oauth.revocation_url.is_none() {
-        return;
-    }
+    let (app, oauth) = oauth_app;
     let client = apps::client_for(ctx, app, tokens.own_client()).ok();
-    let status = provider::oauth::revoke(&ctx.http, app, oauth, client.as_ref(), &tokens).await;
-    let (ok, code) = match status {
-        Ok(code) => ((200..300).contains(&code), Some(code)),
-        Err(()) => (false, None),
+    let outcome =
+        provider::oauth::revoke_reporting(&ctx.http, app, oauth, client.as_ref(), &tokens).await;
+    let (ok, code, reason) = match &outcome {
+        Revocation::Revoked { status } => (true, Some(*status), None),
+        Revocation::Refused { status, reason } => (false, Some(*status), Some(reason.clone())),
+        Revocation::NotAsked { reason } => (false, None, Some(reason.clone())),
     };
     if !ok {
         tracing::warn!(
@@ -304,7 +323,7 @@ async fn revoke_at_provider(
                 name: "connection.revoked_at_provider",
                 target_kind: "connection",
                 target_id: connection.id.to_string(),
-                details: serde_json::json!({ "app": app_key, "ok": ok, "status": code }),
+                details: serde_json::json!({ "app": app_key, "ok": ok, "status": code, "reason": reason }),
             },
         )
         .await
@@ -312,4 +331,5 @@ async fn revoke_at_provider(
     if let Err(error) = recorded.await {
         tracing::warn!(connection = connection.id, error = %error, "could not audit a revocation at the provider");
     }
+    outcome
 }

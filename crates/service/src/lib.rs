@@ -47,6 +47,8 @@ pub mod reminders;
 pub mod requests;
 pub mod team_connections;
 pub mod tracking;
+// Closing a project: its credentials revoked here and at the providers.
+pub mod teardown;
 // The provider sent the browser back: dispatch to the owner of the flow.
 pub mod callback;
 // Webhook endpoints: managed by their owners, their deliveries' log and replay.

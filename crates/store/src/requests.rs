@@ -140,6 +140,10 @@ pub struct RequestedCredential {
     pub connection_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When it was revoked, while it is `revoked` (NULL before migration 0017).
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Why the sending team revoked it (a project closed), while it is `revoked`.
+    pub revoked_note: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -159,6 +163,8 @@ struct CredentialRow {
     connection_id: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    revoked_note: Option<String>,
 }
 
 impl TryFrom<CredentialRow> for RequestedCredential {
@@ -188,13 +194,16 @@ impl TryFrom<CredentialRow> for RequestedCredential {
             connection_id: row.connection_id,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            revoked_at: row.revoked_at,
+            revoked_note: row.revoked_note,
         })
     }
 }
 
 const CREDENTIAL_COLUMNS: &str =
     "id, request_id, position, app_key, app_version, modules, scopes, note, \
-    connection_name, state, decline_reason, invalid_reason, connection_id, created_at, updated_at";
+    connection_name, state, decline_reason, invalid_reason, connection_id, created_at, updated_at, \
+    revoked_at, revoked_note";
 
 /// A request to store, with its credentials.
 #[derive(Debug, Clone)]
@@ -411,6 +420,8 @@ pub struct CredentialChange {
     pub invalid_reason: Option<String>,
     /// `Some(Some(id))` sets the connection, `Some(None)` clears it.
     pub connection_id: Option<Option<i64>>,
+    /// Why the credential is revoked, kept with it (a project closed).
+    pub revoked_note: Option<String>,
 }
 
 impl Db {
@@ -616,6 +627,7 @@ impl Db {
             Bind::Text(change.decline_reason.clone().unwrap_or_default()),
             Bind::Text(change.invalid_reason.clone().unwrap_or_default()),
             Bind::Text(id.to_string()),
+            Bind::Text(change.revoked_note.clone().unwrap_or_default()),
         ];
         let connection = match change.connection_id {
             None => "connection_id".to_string(),
@@ -635,6 +647,8 @@ impl Db {
             "UPDATE requested_credentials SET state = $1, updated_at = $2, \
              decline_reason = CASE WHEN $1 = 'declined' THEN NULLIF($3, '') ELSE NULL END, \
              invalid_reason = CASE WHEN $1 = 'invalid' THEN NULLIF($4, '') ELSE NULL END, \
+             revoked_at = CASE WHEN $1 = 'revoked' THEN $2 ELSE NULL END, \
+             revoked_note = CASE WHEN $1 = 'revoked' THEN NULLIF($6, '') ELSE NULL END, \
              connection_id = {connection} \
              WHERE id = $5 AND state IN ({})",
             marks.join(", ")

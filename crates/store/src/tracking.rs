@@ -271,6 +271,26 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The ids of `team`'s requests in project `project` (exactly that
+    /// label), oldest first (index `credential_requests_project`): what a
+    /// project's teardown goes through.
+    pub async fn requests_of_project(
+        &mut self,
+        team: TeamId,
+        project: &str,
+    ) -> Result<Vec<RequestId>> {
+        let sql = "SELECT id FROM credential_requests WHERE team_id = $1 AND project = $2 ORDER BY created_at, id";
+        let ids = on_conn!(self, c => sqlx::query_scalar::<_, String>(sql).bind(team.0).bind(project).fetch_all(c).await)?;
+        ids.iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| crate::Error::Corrupt(format!("request id {id:?}")))
+            })
+            .collect()
+    }
+}
+
 fn due(rows: Vec<DueRow>) -> Result<Vec<Due>> {
     rows.into_iter()
         .map(|row| {

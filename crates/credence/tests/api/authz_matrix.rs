@@ -156,6 +156,7 @@ const MATRIX: &[Row] = &[
     // Tracking (SPEC §9): a request's client, project and owner, the projects' rollups, the team's reminder policy.
     row("PATCH",  "/api/v2/credential-requests/requests/{id}",                       "/api/v2/credential-requests/requests/{request}",                       r#"{"client":"Acme"}"#, "credential-requests:write", [200, 200, 200, 200, 403, 404, 401, 403]),
     row("GET",    "/api/v2/credential-requests/projects",                            "/api/v2/credential-requests/projects?teamId={team}",                   "",                 "credential-requests:read",  [200, 200, 200, 200, 404, 404, 401, 403]),
+    row("POST",   "/api/v2/credential-requests/projects/{name}/teardown",            "/api/v2/credential-requests/projects/Matrix/teardown?teamId={team}",   "",                 "credential-requests:write", [200, 200, 200, 200, 404, 404, 401, 403]),
     row("GET",    "/api/v2/credential-requests/teams/{id}/reminder-policy",          "/api/v2/credential-requests/teams/{team}/reminder-policy",             "",                 "credential-requests:read",  [200, 200, 200, 200, 404, 404, 401, 403]),
     row("PUT",    "/api/v2/credential-requests/teams/{id}/reminder-policy",          "/api/v2/credential-requests/teams/{team}/reminder-policy",             r#"{"maxCount":3}"#, "credential-requests:write", [200, 200, 200, 403, 404, 404, 401, 403]),
     // Webhooks (SPEC §10): the team's endpoint, its deliveries.

@@ -36,6 +36,7 @@ mod sdk;
 mod secrets;
 mod sign_in;
 mod sign_in_limits;
+mod teardown;
 mod token_hygiene;
 mod tokens;
 mod tracking;

@@ -1771,10 +1771,11 @@ async fn credential_in(agency: &Agency, state: CredentialState, key: &str) -> St
 async fn every_action_from_every_state_follows_the_domain_table(backend: Backend) {
     let agency = Agency::start(backend).await;
     let app = &agency.app;
-    // The endpoints cover every action a person performs.
+    // The endpoints cover every action a person performs on one credential
+    // (closing a project is the project's teardown, tested in teardown.rs).
     let people_actions: BTreeSet<&str> = CredentialAction::ALL
         .iter()
-        .filter(|a| a.actor() != Actor::System)
+        .filter(|a| a.actor() != Actor::System && **a != CredentialAction::Close)
         .map(|a| a.as_str())
         .collect();
     let offered: BTreeSet<&str> = HTTP_ACTIONS.iter().map(|(_, a)| a.as_str()).collect();

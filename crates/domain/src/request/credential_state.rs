@@ -21,6 +21,10 @@
 //! * **Token refresh or verify failing** (`invalidate`) applies to `authorized`
 //!   only: a `reauthorizing` credential is already known not to work and stays
 //!   where it is, waiting for the recipient.
+//! * **Closing a project** (SPEC §9, teardown) is the sending team's revoke:
+//!   every credential still granted or asked for (`pending`, `authorized`,
+//!   `invalid`, `reauthorizing`) becomes `revoked`; `declined` and `revoked`
+//!   ones are left as they are, so a second teardown changes nothing.
 //! * Nothing else moves: revoke needs `authorized` (a broken connection is
 //!   declined, not revoked), a reauthorization cannot be requested twice, and
 //!   delete-remote needs a connection to exist.
@@ -64,6 +68,8 @@ named_set!(
         Reauthorize => "reauthorize",
         /// The requester destroys the real connection; the credential is asked for anew.
         DeleteRemote => "delete-remote",
+        /// The sending team closes the credential's project (teardown): it is revoked.
+        Close => "close",
     }
 );
 
@@ -91,6 +97,7 @@ impl CredentialAction {
             CredentialAction::RequestReauthorization => &[Authorized, Invalid],
             CredentialAction::Reauthorize => &[Reauthorizing, Invalid],
             CredentialAction::DeleteRemote => &[Authorized, Invalid, Reauthorizing],
+            CredentialAction::Close => &[Pending, Authorized, Invalid, Reauthorizing],
         }
     }
 
@@ -104,7 +111,7 @@ impl CredentialAction {
                 CredentialState::Invalid
             }
             CredentialAction::Decline => CredentialState::Declined,
-            CredentialAction::Revoke => CredentialState::Revoked,
+            CredentialAction::Revoke | CredentialAction::Close => CredentialState::Revoked,
             CredentialAction::RequestReauthorization => CredentialState::Reauthorizing,
             CredentialAction::DeleteRemote => CredentialState::Pending,
         }
@@ -117,9 +124,9 @@ impl CredentialAction {
             | CredentialAction::Decline
             | CredentialAction::Revoke
             | CredentialAction::Reauthorize => Actor::Recipient,
-            CredentialAction::RequestReauthorization | CredentialAction::DeleteRemote => {
-                Actor::Requester
-            }
+            CredentialAction::RequestReauthorization
+            | CredentialAction::DeleteRemote
+            | CredentialAction::Close => Actor::Requester,
             CredentialAction::AuthorizationFailed | CredentialAction::Invalidate => Actor::System,
         }
     }
@@ -135,6 +142,7 @@ impl CredentialAction {
             CredentialAction::RequestReauthorization => "request reauthorization of",
             CredentialAction::Reauthorize => "reauthorize",
             CredentialAction::DeleteRemote => "delete the remote connection of",
+            CredentialAction::Close => "close the project of",
         }
     }
 }
@@ -202,7 +210,7 @@ mod tests {
 
     /// Every (state, action) pair and where it leads; `None` is refused. Written
     /// out in full so that any change to the machine has to change this table.
-    const EXPECTED: [(S, A, Option<S>); 48] = [
+    const EXPECTED: [(S, A, Option<S>); 54] = [
         (S::Pending, A::Authorize, Some(S::Authorized)),
         (S::Pending, A::AuthorizationFailed, Some(S::Invalid)),
         (S::Pending, A::Decline, Some(S::Declined)),
@@ -211,6 +219,7 @@ mod tests {
         (S::Pending, A::RequestReauthorization, None),
         (S::Pending, A::Reauthorize, None),
         (S::Pending, A::DeleteRemote, None),
+        (S::Pending, A::Close, Some(S::Revoked)),
         //
         (S::Authorized, A::Authorize, None),
         (S::Authorized, A::AuthorizationFailed, None),
@@ -224,6 +233,7 @@ mod tests {
         ),
         (S::Authorized, A::Reauthorize, None),
         (S::Authorized, A::DeleteRemote, Some(S::Pending)),
+        (S::Authorized, A::Close, Some(S::Revoked)),
         //
         (S::Invalid, A::Authorize, Some(S::Authorized)),
         (S::Invalid, A::AuthorizationFailed, Some(S::Invalid)),
@@ -237,6 +247,7 @@ mod tests {
         ),
         (S::Invalid, A::Reauthorize, Some(S::Authorized)),
         (S::Invalid, A::DeleteRemote, Some(S::Pending)),
+        (S::Invalid, A::Close, Some(S::Revoked)),
         //
         (S::Declined, A::Authorize, Some(S::Authorized)),
         (S::Declined, A::AuthorizationFailed, None),
@@ -246,6 +257,7 @@ mod tests {
         (S::Declined, A::RequestReauthorization, None),
         (S::Declined, A::Reauthorize, None),
         (S::Declined, A::DeleteRemote, None),
+        (S::Declined, A::Close, None),
         //
         (S::Revoked, A::Authorize, Some(S::Authorized)),
         (S::Revoked, A::AuthorizationFailed, None),
@@ -255,6 +267,7 @@ mod tests {
         (S::Revoked, A::RequestReauthorization, None),
         (S::Revoked, A::Reauthorize, None),
         (S::Revoked, A::DeleteRemote, None),
+        (S::Revoked, A::Close, None),
         //
         (S::Reauthorizing, A::Authorize, None),
         (S::Reauthorizing, A::AuthorizationFailed, Some(S::Invalid)),
@@ -264,6 +277,7 @@ mod tests {
         (S::Reauthorizing, A::RequestReauthorization, None),
         (S::Reauthorizing, A::Reauthorize, Some(S::Authorized)),
         (S::Reauthorizing, A::DeleteRemote, Some(S::Pending)),
+        (S::Reauthorizing, A::Close, Some(S::Revoked)),
     ];
 
     #[test]
@@ -312,6 +326,7 @@ mod tests {
             (A::RequestReauthorization, Actor::Requester),
             (A::Reauthorize, Actor::Recipient),
             (A::DeleteRemote, Actor::Requester),
+            (A::Close, Actor::Requester),
         ];
         assert_eq!(expected.len(), A::ALL.len());
         for (action, actor) in expected {

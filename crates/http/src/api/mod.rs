@@ -79,6 +79,10 @@ pub fn routes() -> Routes {
         )
         .route("/credential-requests/projects", get(tracking::projects))
         .route(
+            "/credential-requests/projects/{name}/teardown",
+            post(tracking::teardown),
+        )
+        .route(
             "/credential-requests/teams/{id}/reminder-policy",
             get(tracking::get_policy).put(tracking::put_policy),
         )

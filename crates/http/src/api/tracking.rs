@@ -210,4 +210,31 @@ pub(crate) mod schema {
     pub struct PolicyAnswer {
         reminder_policy: Policy,
     }
+/// `POST /credential-requests/projects/{name}/teardown?teamId=…`: closes
+/// project `name` of team `teamId` (SPEC §9): every credential of its
+/// requests still granted or asked for is revoked — at the provider where the
+/// app can, its secret destroyed here in any case — with the note "project
+/// <name> closed". Answers per credential what happened (`atProvider`:
+/// `revoked_at_provider`, `no_revocation_endpoint`, `provider_refused`,
+/// `provider_unreachable`, `nothing_granted`); a second call finds nothing
+/// left (`changed: false`).
+pub async fn teardown(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath(name): AppPath<String>,
+    query: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::CredentialRequestsWrite)?;
+    let team = match query.get("teamId") {
+        Some(raw) => team_id(raw)?,
+        None => {
+            return Err(ApiError::invalid(
+                "teamId",
+                "teamId is required: the team whose project closes",
+            ))
+        }
+    };
+    let closed =
+        credence_service::teardown::close_project(&state.ctx(), &caller.user, team, &name).await?;
+    Ok(Json(json!({ "teardown": closed.to_json() })))
 }
