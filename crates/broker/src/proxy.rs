@@ -100,6 +100,19 @@ async fn caller(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError>
             "send an API token with the scope connections:use as Authorization: Token <token>, or sign in".into(),
         ));
     };
+    // A session of someone an organization requires two-factor sign-in of,
+    // and who has none, opens only the enrolment page (`web::two_factor`);
+    // API tokens are not sessions and keep working.
+    if let Some(organization) =
+        credence_service::two_factor::awaiting_enrolment(&state.store, user.id)
+            .await?
+            .first()
+    {
+        return Err(ApiError::Forbidden(format!(
+            "organization {} requires two-factor authentication: set it up at /settings/two-factor first, or use an API token",
+            organization.name
+        )));
+    }
     // The session cookie is SameSite=Lax: a page of another site can still
     // make a browser navigate here. Browsers say so; such calls are refused.
     let site = parts

@@ -9,9 +9,9 @@
 
 use crate::on_both_backends;
 use crate::support::{
-    assert_error, browser, captured_logs, csrf_of, form_page, location, page, post_form,
-    register_secret, set_cookie, sign_in, signed_in, spawn_app_with_limits, ManualClock, Person,
-    TestApp,
+    assert_error, browser, captured_logs, contacts_app, csrf_of, form_page, location, page,
+    post_form, register_secret, set_cookie, sign_in, signed_in, spawn_app_with_limits, Agency,
+    ContactsApi, ManualClock, Person, TestApp,
 };
 use chrono::{DateTime, Utc};
 use credence::http::web::SignInLimits;
@@ -745,6 +745,85 @@ async fn the_secret_is_sealed_bound_to_its_user_and_never_shown_again(backend: B
     app.stop().await;
 }
 
+/// The broker's session callers are held to the same rule as pages: a
+/// session of someone who owes their organization a second factor may not use
+/// a connection; an API token may.
+async fn a_session_owing_a_second_factor_cannot_use_a_connection_but_a_token_can(backend: Backend) {
+    let api = ContactsApi::start().await;
+    let agency = Agency::start_with(
+        backend,
+        &[("contacts", contacts_app("contacts", &api))],
+        |_| {},
+    )
+    .await;
+    let body = json!({
+        "name": "Contacts sync",
+        "teamId": agency.app.team,
+        "credentials": [{ "appName": "contacts", "appModules": ["searchContacts"] }],
+        "provider": { "providerMakeUserId": agency.teammate.id },
+    });
+    let (status, created) = agency
+        .post(
+            "/api/v2/credential-requests/requests/v2",
+            &agency.requester_token,
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let credential = created["request"]["credentials"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = agency
+        .authorize_with(&credential, "authorize", &api.key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let connection = agency.app.team_connections().await[0].id;
+    let url = agency.app.url(&format!(
+        "/api/v2/connections/{connection}/proxy/v1/contacts"
+    ));
+    let token = agency
+        .app
+        .token(agency.requester.id, "connections:use")
+        .await;
+    let session = signed_in(&agency.app, &agency.requester).await;
+    assert_eq!(
+        session.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // A fixture: the organization requires it (the API's own test is above).
+    agency
+        .app
+        .db()
+        .await
+        .set_organization_two_factor(agency.app.organization, true)
+        .await
+        .unwrap();
+    let response = session.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body.to_string()
+            .contains("requires two-factor authentication"),
+        "{body}"
+    );
+    let response = agency
+        .app
+        .client
+        .get(&url)
+        .header("Authorization", format!("Token {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "API tokens are unaffected"
+    );
+    agency.app.stop().await;
+}
+
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -757,4 +836,5 @@ on_both_backends!(
     a_setup_link_resets_the_password_but_still_asks_for_the_code,
     owners_require_it_members_are_sent_to_enrolment_and_tokens_keep_working,
     the_secret_is_sealed_bound_to_its_user_and_never_shown_again,
+    a_session_owing_a_second_factor_cannot_use_a_connection_but_a_token_can,
 );
