@@ -210,6 +210,8 @@ pub(crate) mod schema {
     pub struct PolicyAnswer {
         reminder_policy: Policy,
     }
+}
+
 /// `POST /credential-requests/projects/{name}/teardown?teamId=…`: closes
 /// project `name` of team `teamId` (SPEC §9): every credential of its
 /// requests still granted or asked for is revoked — at the provider where the
