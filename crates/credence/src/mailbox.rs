@@ -1,8 +1,10 @@
 //! The local mailbox as the web pages read it (`credence_http::web::mailbox`):
-//! the same reads as `credence mail list|show` (`credence_jobs::mailbox`),
-//! each email rendered again from its sealed outbox row with the
-//! configuration's templates.
+//! the same mail as `credence mail list|show` (`credence_jobs::mailbox`), but
+//! only the organizations' own (each outbox row names its organization,
+//! migration 0018), each email rendered again from its sealed outbox row
+//! with the configuration's templates (`credence_jobs::open_delivered`).
 
+use credence_domain::OrganizationId;
 use credence_http::web::mailbox::{Answer, LocalMailbox, MailboxEmail};
 use credence_jobs::{Delivered, Templates};
 use credence_store::Store;
@@ -28,34 +30,55 @@ fn email(delivered: Delivered) -> MailboxEmail {
 }
 
 impl LocalMailbox for JobsMailbox {
-    fn list(&self, limit: i64) -> Answer<'_, Vec<MailboxEmail>> {
+    fn list<'a>(
+        &'a self,
+        organizations: &'a [OrganizationId],
+        limit: i64,
+    ) -> Answer<'a, Vec<MailboxEmail>> {
         Box::pin(async move {
-            let found = credence_jobs::mailbox(
-                &self.store,
-                &self.vault,
-                &self.templates,
-                &self.public_url,
-                None,
-                limit,
-            )
-            .await?;
-            Ok(found.into_iter().map(email).collect())
+            let entries = self
+                .store
+                .db()
+                .await?
+                .list_mailbox_of(organizations, limit)
+                .await?;
+            entries
+                .into_iter()
+                .map(|entry| {
+                    credence_jobs::open_delivered(
+                        &self.vault,
+                        &self.templates,
+                        &self.public_url,
+                        entry,
+                    )
+                    .map(email)
+                })
+                .collect()
         })
     }
 
-    fn get(&self, id: i64) -> Answer<'_, Option<MailboxEmail>> {
+    fn get<'a>(
+        &'a self,
+        organizations: &'a [OrganizationId],
+        id: i64,
+    ) -> Answer<'a, Option<MailboxEmail>> {
         Box::pin(async move {
-            if self.store.db().await?.get_mailbox(id).await?.is_none() {
+            let Some(entry) = self.store.db().await?.get_mailbox(id).await? else {
+                return Ok(None);
+            };
+            // Another organization's email, or one of none, is not there.
+            let theirs = entry
+                .organization_id
+                .is_some_and(|org| organizations.contains(&OrganizationId(org)));
+            if !theirs {
                 return Ok(None);
             }
-            let found = credence_jobs::mailbox_email(
-                &self.store,
+            let found = credence_jobs::open_delivered(
                 &self.vault,
                 &self.templates,
                 &self.public_url,
-                id,
-            )
-            .await?;
+                entry,
+            )?;
             Ok(Some(email(found)))
         })
     }

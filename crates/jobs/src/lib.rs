@@ -518,7 +518,9 @@ pub async fn mailbox_email(
     open_delivered(vault, templates, public_url, entry)
 }
 
-fn open_delivered(
+/// Renders a mailbox entry again from its sealed outbox row (also for the
+/// web's mailbox, which selects the entries of some organizations).
+pub fn open_delivered(
     vault: &Vault,
     templates: &Templates,
     public_url: &str,

@@ -96,19 +96,27 @@ pub(super) fn legacy_outbox_context(kind: &str, recipient_email: &str) -> String
 }
 
 /// Queues a notification for `recipient_email`; the payload is sealed to the
-/// outbox row.
+/// outbox row. `organization` is the one it belongs to (the request's, the
+/// team's, the endpoint's): the web's local mailbox shows it to that
+/// organization's owners and admins only.
 pub async fn notify(
     db: &mut Db,
     vault: &Vault,
+    organization: Option<OrganizationId>,
     kind: &str,
     recipient_email: &str,
     payload: Value,
 ) -> Result<()> {
     let plain = payload.to_string();
-    db.insert_outbox(kind, recipient_email, |id| -> Result<String> {
-        let context = outbox_context(&id.to_string(), kind, recipient_email);
-        Ok(vault.seal(plain.as_bytes(), &context)?.into_string())
-    })
+    db.insert_outbox(
+        organization,
+        kind,
+        recipient_email,
+        |id| -> Result<String> {
+            let context = outbox_context(&id.to_string(), kind, recipient_email);
+            Ok(vault.seal(plain.as_bytes(), &context)?.into_string())
+        },
+    )
     .await?;
     Ok(())
 }

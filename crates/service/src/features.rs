@@ -168,6 +168,7 @@ async fn announce_to_owners(
         audit::notify(
             tx,
             vault,
+            Some(membership.organization.id),
             "feature.granted",
             &owner.email,
             json!({

@@ -71,7 +71,15 @@ pub async fn tell(
     if let (Value::Object(base), Value::Object(extra)) = (&mut payload, extra) {
         base.extend(extra);
     }
-    audit::notify(db, &ctx.vault, kind, email, payload).await
+    audit::notify(
+        db,
+        &ctx.vault,
+        Some(request.organization_id),
+        kind,
+        email,
+        payload,
+    )
+    .await
 }
 
 /// Whom to tell on the requesting side: the person who sent the request.

@@ -22,7 +22,8 @@ use super::secrets;
 use super::{Context, Error, Result};
 use chrono::{DateTime, Duration, Utc};
 use credence_domain::{
-    CredentialState, EmailAddress, OrgRole, RequestStatus, TeamId, TeamRole, ValidationError,
+    CredentialState, EmailAddress, OrgRole, OrganizationId, RequestStatus, TeamId, TeamRole,
+    ValidationError,
 };
 use credence_store::{CredentialRequest, Db, Due, ReminderPolicyRow, User};
 use secrecy::{ExposeSecret, SecretString};
@@ -511,11 +512,13 @@ async fn owner_of(db: &mut Db, request: &CredentialRequest) -> Result<Option<Use
     })
 }
 
-/// Queues the Slack message of `kind` for `team`, if its policy names a webhook.
+/// Queues the Slack message of `kind` for `team` of `organization`, if its
+/// policy names a webhook.
 async fn notify_slack(
     db: &mut Db,
     ctx: &Context,
     policy: &Policy,
+    organization: OrganizationId,
     team: TeamId,
     kind: &str,
     mut payload: Value,
@@ -528,6 +531,7 @@ async fn notify_slack(
     audit::notify(
         db,
         &ctx.vault,
+        Some(organization),
         &format!("slack.{kind}"),
         &slack_recipient(team),
         payload,
@@ -598,6 +602,7 @@ async fn nudge(ctx: &Context, due: Due, at: DateTime<Utc>, done: &mut Scan) -> R
         audit::notify(
             &mut tx,
             &ctx.vault,
+            Some(request.organization_id),
             kind,
             &request.recipient_email,
             payload.clone(),
@@ -605,7 +610,17 @@ async fn nudge(ctx: &Context, due: Due, at: DateTime<Utc>, done: &mut Scan) -> R
         .await?;
         channels.push("email");
     }
-    if notify_slack(&mut tx, ctx, &policy, request.team_id, kind, payload).await? {
+    if notify_slack(
+        &mut tx,
+        ctx,
+        &policy,
+        request.organization_id,
+        request.team_id,
+        kind,
+        payload,
+    )
+    .await?
+    {
         channels.push("slack");
     }
     audit::record(
@@ -665,6 +680,7 @@ async fn check_sla(ctx: &Context, due: Due, at: DateTime<Utc>, done: &mut Scan) 
         audit::notify(
             &mut tx,
             &ctx.vault,
+            Some(request.organization_id),
             "credential_request.sla_breach",
             &owner.email,
             payload.clone(),
@@ -676,6 +692,7 @@ async fn check_sla(ctx: &Context, due: Due, at: DateTime<Utc>, done: &mut Scan) 
         &mut tx,
         ctx,
         &policy,
+        request.organization_id,
         request.team_id,
         "credential_request.sla_breach",
         payload,

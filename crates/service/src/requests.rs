@@ -609,6 +609,7 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
             audit::notify(
                 &mut tx,
                 &ctx.vault,
+                Some(organization.id),
                 "credential_request.received",
                 &new.recipient_email,
                 payload,
@@ -631,6 +632,7 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
             audit::notify(
                 &mut tx,
                 &ctx.vault,
+                Some(organization.id),
                 "credential_request.invitation",
                 email.as_str(),
                 payload,

@@ -501,6 +501,7 @@ pub async fn disable_failing(
         audit::notify(
             &mut tx,
             vault,
+            Some(endpoint.organization_id),
             "webhook.disabled",
             &email,
             json!({

@@ -232,19 +232,22 @@ impl Db {
     /// Queues a notification; delivered later by the outbox worker. Its
     /// payload is bound to its row: `seal` gets the new row's id and answers
     /// the sealed payload, which is stored in the same transaction.
+    /// `organization` is whose mail it is: the web's mailbox shows it to that
+    /// organization's owners and admins only (migration 0018).
     pub async fn insert_outbox<E: From<Error>>(
         &mut self,
+        organization: Option<OrganizationId>,
         kind: &str,
         recipient_email: &str,
         seal: impl FnOnce(i64) -> std::result::Result<String, E>,
     ) -> std::result::Result<i64, E> {
         // The id exists only once the row does: insert with an empty payload
         // (never visible outside the caller's transaction), then fill it in.
-        let sql = "INSERT INTO outbox (kind, recipient_email, payload, aad_scheme, created_at) \
-                   VALUES ($1, $2, '', $3, $4) RETURNING id";
+        let sql = "INSERT INTO outbox (kind, recipient_email, payload, aad_scheme, created_at, organization_id) \
+                   VALUES ($1, $2, '', $3, $4, $5) RETURNING id";
         let id =
             on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql).bind(kind).bind(recipient_email)
-            .bind(crate::AAD_OWNER_BOUND).bind(now()).fetch_one(c).await)
+            .bind(crate::AAD_OWNER_BOUND).bind(now()).bind(organization.map(|o| o.0)).fetch_one(c).await)
             .map_err(Error::from)?;
         let payload = seal(id)?;
         let sql = "UPDATE outbox SET payload = $1 WHERE id = $2";

@@ -9,8 +9,9 @@
 //! guarded `UPDATE` atomic. Either way a row is claimed only while it is
 //! unsent, not dead-lettered, due, and under no live lease.
 
-use crate::{Backend, Db, Result};
+use crate::{Backend, Bind, Db, Result};
 use chrono::{DateTime, Utc};
+use credence_domain::OrganizationId;
 
 /// One message of the outbox with its delivery bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -54,6 +55,8 @@ pub struct MailboxEntry {
     pub recipient_email: String,
     pub payload: String,
     pub created_at: DateTime<Utc>,
+    /// Whose mail it is (migration 0018); `None` for rows written before.
+    pub organization_id: Option<i64>,
 }
 
 impl MailboxEntry {
@@ -217,8 +220,8 @@ impl Db {
     }
 
     const MAILBOX_SELECT: &'static str =
-        "SELECT m.id, m.outbox_id, m.delivered_at, o.kind, o.recipient_email, o.payload, o.created_at \
-         FROM mailbox m JOIN outbox o ON o.id = m.outbox_id";
+        "SELECT m.id, m.outbox_id, m.delivered_at, o.kind, o.recipient_email, o.payload, o.created_at, \
+         o.organization_id FROM mailbox m JOIN outbox o ON o.id = m.outbox_id";
 
     /// The local mailbox, newest first (all of it when `recipient` is `None`).
     pub async fn list_mailbox(
@@ -233,6 +236,32 @@ impl Db {
         );
         Ok(on_conn!(self, c => sqlx::query_as::<_, MailboxEntry>(&sql)
             .bind(recipient).fetch_all(c).await)?)
+    }
+
+    /// The local mailbox of `organizations` only, newest first: what the web
+    /// shows an organization's owners and admins. Mail of no organization
+    /// (written before migration 0018) is in nobody's.
+    pub async fn list_mailbox_of(
+        &mut self,
+        organizations: &[OrganizationId],
+        limit: i64,
+    ) -> Result<Vec<MailboxEntry>> {
+        if organizations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (1..=organizations.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "{} WHERE o.organization_id IN ({placeholders}) ORDER BY m.id DESC LIMIT {}",
+            Self::MAILBOX_SELECT,
+            limit.max(0)
+        );
+        let binds: Vec<Bind> = organizations.iter().map(|o| Bind::Int(o.0)).collect();
+        Ok(
+            on_conn!(self, c => bind_all!(sqlx::query_as::<_, MailboxEntry>(&sql), &binds).fetch_all(c).await)?,
+        )
     }
 
     pub async fn get_mailbox(&mut self, id: i64) -> Result<Option<MailboxEntry>> {

@@ -6,14 +6,17 @@
 //! in the endpoint's log, disables, enables and deletes it; a team admin
 //! saves a reminder policy, a bad value is refused next to its field naming
 //! the limit, and the Slack URL is never drawn back; an owner reads the email
-//! a request sent in the mailbox, and a team member gets a 404 for all of it.
+//! a request sent in the mailbox, and a team member gets a 404 for all of it;
+//! on an instance with two organizations, each one's owner reads only its own
+//! mail there (another's, or mail of none, is a 404), the operator's CLI all.
 
 use crate::on_both_backends;
 use crate::support::chrome::Browser;
 use crate::support::{
     captured_logs, csrf_of, fast, page, post_form, register_secret, signed_in, wait_until, Agency,
-    Person, WebhookSink,
+    Person, WebhookSink, SCOPES,
 };
+use credence::service::identity;
 use credence_store::Backend;
 use fantoccini::Locator;
 use reqwest::StatusCode;
@@ -359,6 +362,146 @@ async fn an_owner_reads_a_requests_email_in_the_mailbox_and_a_member_gets_404(ba
     agency.app.stop().await;
 }
 
+/// One organization's request on an instance with two: its owner, admin of
+/// its team, and the request's recipient; answers (owner, recipient email).
+async fn a_second_organization_with_a_request(agency: &Agency) -> (Person, String) {
+    let app = &agency.app;
+    let borealis = identity::create_organization(&app.store, "Borealis", "enterprise", false)
+        .await
+        .unwrap()
+        .id;
+    let team = identity::create_team(&app.store, borealis, "Borealis team")
+        .await
+        .unwrap()
+        .id;
+    let bea = app
+        .add_person(
+            "bea@borealis.example",
+            borealis,
+            "owner",
+            Some((team, "admin")),
+        )
+        .await;
+    let ben = app
+        .add_person(
+            "ben@borealis.example",
+            borealis,
+            "member",
+            Some((team, "member")),
+        )
+        .await;
+    credence::service::features::grant(&app.store, &app.vault(), &bea.email)
+        .await
+        .unwrap();
+    let token = app.token(bea.id, SCOPES).await;
+    let (status, body) = app
+        .post(
+            "/api/v2/credential-requests/requests/v2",
+            &token,
+            Some(json!({
+                "name": "Borealis rollout",
+                "teamId": team,
+                "credentials": [{ "appName": "beta-desk", "appModules": ["*"] }],
+                "provider": { "providerMakeUserId": ben.id },
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (bea, ben.email)
+}
+
+/// The ids the mailbox list page links to.
+fn listed_ids(html: &str) -> std::collections::BTreeSet<i64> {
+    html.split("href=\"/mailbox/")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+async fn each_organizations_owner_reads_only_its_own_mail_in_the_mailbox(backend: Backend) {
+    let agency = running_agency(backend).await;
+    let app = &agency.app;
+    let owen = owner(&agency).await;
+    agency
+        .create_request(agency.teammate.id, &["acme-crm"])
+        .await;
+    let (bea, ben) = a_second_organization_with_a_request(&agency).await;
+    // Mail of no organization, as rows written before migration 0018 are.
+    let mut tx = app.store.begin().await.unwrap();
+    credence::service::audit::notify(
+        &mut tx,
+        &app.vault(),
+        None,
+        "credential.authorized",
+        "nobody@clients.test",
+        json!({ "requestName": "Orphan mail", "app": "acme-crm" }),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    app.wait_for_outbox_delivered().await;
+
+    let entries = app.db().await.list_mailbox(None, i64::MAX).await.unwrap();
+    let of = |organization: Option<i64>| -> std::collections::BTreeSet<i64> {
+        entries
+            .iter()
+            .filter(|e| e.organization_id == organization)
+            .map(|e| e.id)
+            .collect()
+    };
+    let by_recipient = |to: &str| {
+        entries
+            .iter()
+            .find(|e| e.recipient_email == to)
+            .unwrap_or_else(|| panic!("an email to {to}: {entries:?}"))
+    };
+    let to_tom = by_recipient(&agency.teammate.email);
+    let to_ben = by_recipient(&ben);
+    let orphan = by_recipient("nobody@clients.test");
+    assert_eq!(to_tom.organization_id, Some(app.organization.0));
+    assert_ne!(to_ben.organization_id, to_tom.organization_id);
+    assert!(to_ben.organization_id.is_some());
+    assert_eq!(orphan.organization_id, None);
+
+    let cases = [
+        (&owen, to_tom, to_ben, "Onboarding Acme", "Borealis rollout"),
+        (&bea, to_ben, to_tom, "Borealis rollout", "Onboarding Acme"),
+    ];
+    for (person, own, other, own_name, other_name) in cases {
+        let client = signed_in(app, person).await;
+        let (status, list) = page(&client, &app.url("/mailbox")).await;
+        assert_eq!(status, StatusCode::OK, "{}: {list}", person.email);
+        assert_eq!(listed_ids(&list), of(own.organization_id), "{list}");
+        assert!(list.contains(&own.recipient_email), "{list}");
+        assert!(!list.contains(&other.recipient_email), "{list}");
+        assert!(!list.contains("nobody@clients.test"), "{list}");
+        let (status, shown) = page(&client, &app.url(&format!("/mailbox/{}", own.id))).await;
+        assert_eq!(status, StatusCode::OK, "{shown}");
+        assert!(shown.contains(own_name), "{shown}");
+        for id in [other.id, orphan.id] {
+            let (status, refused) = page(&client, &app.url(&format!("/mailbox/{id}"))).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{}: {refused}", person.email);
+            assert!(!refused.contains(other_name), "{refused}");
+            assert!(!refused.contains("Orphan mail"), "{refused}");
+        }
+    }
+
+    // The operator's CLI still reads the whole instance's mailbox.
+    let (ok, listed, stderr) = app.operator(&["mail", "list"]).await;
+    assert!(ok, "{stderr}");
+    for to in [agency.teammate.email.as_str(), &ben, "nobody@clients.test"] {
+        assert!(listed.contains(to), "{to}: {listed}");
+    }
+    let (ok, shown, stderr) = app
+        .operator(&["mail", "show", &orphan.id.to_string()])
+        .await;
+    assert!(
+        ok && shown.contains("To: nobody@clients.test"),
+        "{stderr}{shown}"
+    );
+    agency.app.stop().await;
+}
+
 async fn webhook_and_reminder_forms_refuse_bad_input_by_field_and_hide_what_a_member_may_not_manage(
     backend: Backend,
 ) {
@@ -555,5 +698,6 @@ on_both_backends!(
     an_owner_adds_a_webhook_reads_its_secret_once_and_its_delivery_log_then_deletes_it,
     a_team_admin_saves_a_reminder_policy_and_the_slack_url_is_never_drawn_back,
     an_owner_reads_a_requests_email_in_the_mailbox_and_a_member_gets_404,
+    each_organizations_owner_reads_only_its_own_mail_in_the_mailbox,
     webhook_and_reminder_forms_refuse_bad_input_by_field_and_hide_what_a_member_may_not_manage,
 );

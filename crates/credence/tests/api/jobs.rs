@@ -27,6 +27,7 @@ async fn a_change_that_rolls_back_sends_nothing(backend: Backend) {
     credence::service::audit::notify(
         &mut rolled_back,
         &vault,
+        None,
         "credential.authorized",
         "never@clients.test",
         serde_json::json!({ "requestName": "Rolled back", "app": "acme" }),

@@ -4,10 +4,14 @@
 //! `credence_jobs::mailbox` (this crate does not know the job runner). With
 //! SMTP configured there is none, and the pages are a 404.
 //!
-//! The mailbox is the instance's, like the CLI's: only owners and admins of
-//! an organization read it (anyone else gets a 404). An email's HTML part is
-//! shown as escaped source, never rendered into our page (the CSP forbids
-//! its inline styles, and it must run nothing).
+//! The CLI reads the whole instance's mailbox (it is the operator's); the
+//! web shows a viewer only the mail of the organizations they own or
+//! administer (each outbox row names its organization, migration 0018).
+//! Anyone who manages none gets a 404 for the pages, and an email of another
+//! organization, or of none (written before 0018), is a 404 too: one
+//! organization's admins never read another's request links or invitations.
+//! An email's HTML part is shown as escaped source, never rendered into our
+//! page (the CSP forbids its inline styles, and it must run nothing).
 
 use super::layout::Nav;
 use super::session::{SignedIn, WebError};
@@ -16,6 +20,7 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use credence_domain::OrganizationId;
 use futures_util::future::BoxFuture;
 use maud::html;
 
@@ -36,30 +41,46 @@ pub struct MailboxEmail {
 /// What a [`LocalMailbox`] read answers, later.
 pub type Answer<'a, T> = BoxFuture<'a, anyhow::Result<T>>;
 
-/// The local mailbox, newest first.
+/// The local mailbox, newest first, as the organizations see it.
 pub trait LocalMailbox: Send + Sync {
-    /// The newest `limit` emails.
-    fn list(&self, limit: i64) -> Answer<'_, Vec<MailboxEmail>>;
-    /// Email `id`, if there is one.
-    fn get(&self, id: i64) -> Answer<'_, Option<MailboxEmail>>;
+    /// The newest `limit` emails of `organizations`.
+    fn list<'a>(
+        &'a self,
+        organizations: &'a [OrganizationId],
+        limit: i64,
+    ) -> Answer<'a, Vec<MailboxEmail>>;
+    /// Email `id`, if there is one and it belongs to one of `organizations`.
+    fn get<'a>(
+        &'a self,
+        organizations: &'a [OrganizationId],
+        id: i64,
+    ) -> Answer<'a, Option<MailboxEmail>>;
+}
+
+/// The organizations `viewer` owns or administers: whose mail they read.
+fn managed(viewer: &SignedIn) -> Vec<OrganizationId> {
+    viewer
+        .memberships
+        .iter()
+        .filter(|m| m.role.manages_organization())
+        .map(|m| m.organization.id)
+        .collect()
 }
 
 /// Whether `viewer` reads the local mailbox: there is one, and they own or
-/// administer an organization.
+/// administer an organization (whose mail they then read).
 pub fn may_read(state: &AppState, viewer: &SignedIn) -> bool {
-    state.mailbox.is_some()
-        && viewer
-            .memberships
-            .iter()
-            .any(|m| m.role.manages_organization())
+    state.mailbox.is_some() && !managed(viewer).is_empty()
 }
 
+/// The mailbox and the organizations whose mail `viewer` reads in it.
 fn mailbox_of<'a>(
     state: &'a AppState,
     viewer: &SignedIn,
-) -> Result<&'a dyn LocalMailbox, WebError> {
+) -> Result<(&'a dyn LocalMailbox, Vec<OrganizationId>), WebError> {
+    let organizations = managed(viewer);
     match &state.mailbox {
-        Some(mailbox) if may_read(state, viewer) => Ok(mailbox.as_ref()),
+        Some(mailbox) if !organizations.is_empty() => Ok((mailbox.as_ref(), organizations)),
         _ => Err(WebError::NotFound),
     }
 }
@@ -70,16 +91,14 @@ fn failed(error: anyhow::Error) -> WebError {
 
 /// `GET /mailbox`.
 pub async fn list(State(state): State<AppState>, viewer: SignedIn) -> Result<Response, WebError> {
-    let emails = mailbox_of(&state, &viewer)?
-        .list(LISTED)
-        .await
-        .map_err(failed)?;
+    let (mailbox, organizations) = mailbox_of(&state, &viewer)?;
+    let emails = mailbox.list(&organizations, LISTED).await.map_err(failed)?;
     let body = html! {
         h1 { "Settings" }
         (settings::tabs(&state, &viewer, settings::Tab::Mailbox))
         section.card aria-labelledby="mailbox-heading" {
             h2 id="mailbox-heading" { "Local mailbox" }
-            p.muted { "No SMTP server is configured, so Credence keeps the mail it sends here (also: credence mail list). Configure SMTP to send it for real." }
+            p.muted { "No SMTP server is configured, so Credence keeps the mail it sends here: the mail of the organizations you own or administer (the operator's credence mail list shows all of it). Configure SMTP to send it for real." }
             @if emails.is_empty() {
                 p.muted { "The local mailbox is empty." }
             } @else {
@@ -109,10 +128,10 @@ pub async fn show(
     viewer: SignedIn,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let mailbox = mailbox_of(&state, &viewer)?;
+    let (mailbox, organizations) = mailbox_of(&state, &viewer)?;
     let id = id.parse::<i64>().map_err(|_| WebError::NotFound)?;
     let email = mailbox
-        .get(id)
+        .get(&organizations, id)
         .await
         .map_err(failed)?
         .ok_or(WebError::NotFound)?;

@@ -99,6 +99,7 @@ impl TestApp {
                 credence::service::audit::notify(
                     &mut tx,
                     &vault,
+                    None,
                     kind,
                     &to,
                     serde_json::json!({
