@@ -879,7 +879,8 @@ pub async fn feature_status(
     summary = "Ask for the credential-requests feature",
     security(("token" = [])),
     responses((status = 201, description = "Asked.", body = schema::FeatureRequested),
-        (status = 200, description = "Already asked.", body = schema::FeatureRequested)))]
+        (status = 200, description = "Already asked.", body = schema::FeatureRequested),
+        (status = 409, description = "The caller has the feature already.", body = crate::error::Body)))]
 pub async fn request_feature(
     State(state): State<AppState>,
     caller: ApiCaller,
