@@ -9,8 +9,7 @@
 //! what the server serves, both ways, and runs schemathesis against it.
 
 use super::{
-    actions, audit, connections, organizations, requests, teams, tokens, tracking, users,
-    webhooks,
+    actions, audit, connections, organizations, requests, teams, tokens, tracking, users, webhooks,
 };
 use crate::error::{Body, SubError};
 use crate::routes::Routes;

@@ -1021,7 +1021,9 @@ pub(crate) mod schema {
         created_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
-        #[schema(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+        #[schema(
+            pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"
+        )]
         status: String,
         should_send_email: bool,
         #[schema(value_type = Option<String>)]
@@ -1075,7 +1077,9 @@ pub(crate) mod schema {
         #[schema(required = true)]
         make_provider_id: Option<String>,
         created_at: DateTime<Utc>,
-        #[schema(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+        #[schema(
+            pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"
+        )]
         status: String,
         app_names: Vec<String>,
         make_provider: Person,
@@ -1094,7 +1098,9 @@ pub(crate) mod schema {
         team_id: i64,
         user_id: i64,
         name: String,
-        #[schema(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+        #[schema(
+            pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"
+        )]
         status: String,
         app_names: Vec<String>,
         make_provider: Person,
