@@ -25,7 +25,12 @@ use utoipa::OpenApi;
 /// The broker's part of the OpenAPI document (full paths), merged into the
 /// one `/api/v2/openapi.json` serves through [`Routes::document`].
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(proxy::proxy, usage::of_connection, usage::of_credential, mcp::endpoint))]
+#[openapi(paths(
+    proxy::proxy,
+    usage::of_connection,
+    usage::of_credential,
+    mcp::endpoint
+))]
 struct Api;
 
 /// The broker's routes, full paths, for `http::router_with`.

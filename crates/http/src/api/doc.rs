@@ -9,8 +9,7 @@
 //! what the server serves, both ways, and runs schemathesis against it.
 
 use super::{
-    actions, audit, connections, organizations, requests, teams, tokens, tracking, users,
-    webhooks,
+    actions, audit, connections, organizations, requests, teams, tokens, tracking, users, webhooks,
 };
 use crate::error::{Body, SubError};
 use crate::routes::Routes;
@@ -228,6 +227,7 @@ fn finish(document: &mut Value) {
         return;
     };
     for (path, item) in paths.iter_mut() {
+        let path: &str = path;
         for method in METHODS {
             let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) else {
                 continue;
@@ -241,8 +241,9 @@ fn finish(document: &mut Value) {
                 .expect("responses is an object");
             for (status, name, _) in SHARED {
                 let applies = match *status {
-                    "401" | "403" => secured,
-                    "404" => path.contains('{'),
+                    // Any id a secured call names (in its path, query or
+                    // body) may be unknown to the caller.
+                    "401" | "403" | "404" => secured || path.contains('{'),
                     "415" => has_body,
                     _ => true,
                 };

@@ -879,7 +879,8 @@ pub async fn feature_status(
     summary = "Ask for the credential-requests feature",
     security(("token" = [])),
     responses((status = 201, description = "Asked.", body = schema::FeatureRequested),
-        (status = 200, description = "Already asked.", body = schema::FeatureRequested)))]
+        (status = 200, description = "Already asked.", body = schema::FeatureRequested),
+        (status = 409, description = "The caller has the feature already.", body = crate::error::Body)))]
 pub async fn request_feature(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -1020,7 +1021,9 @@ pub(crate) mod schema {
         created_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
-        #[schema(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+        #[schema(
+            pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"
+        )]
         status: String,
         should_send_email: bool,
         #[schema(value_type = Option<String>)]
@@ -1074,7 +1077,9 @@ pub(crate) mod schema {
         #[schema(required = true)]
         make_provider_id: Option<String>,
         created_at: DateTime<Utc>,
-        #[schema(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+        #[schema(
+            pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"
+        )]
         status: String,
         app_names: Vec<String>,
         make_provider: Person,
@@ -1093,7 +1098,9 @@ pub(crate) mod schema {
         team_id: i64,
         user_id: i64,
         name: String,
-        #[schema(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+        #[schema(
+            pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"
+        )]
         status: String,
         app_names: Vec<String>,
         make_provider: Person,

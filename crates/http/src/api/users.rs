@@ -136,7 +136,7 @@ pub async fn list_team_members(
 /// the schemathesis test checks that they match).
 #[allow(dead_code)]
 pub(crate) mod schema {
-    use crate::api::doc::{Pg, OrgRoleName, TeamRoleName};
+    use crate::api::doc::{OrgRoleName, Pg, TeamRoleName};
     use std::collections::BTreeMap;
     use utoipa::ToSchema;
 
