@@ -9,7 +9,8 @@
 //! what the server serves, both ways, and runs schemathesis against it.
 
 use super::{
-    actions, audit, connections, organizations, requests, teams, tokens, tracking, users, webhooks,
+    actions, audit, connections, organizations, requests, teams, tokens, tracking, two_factor,
+    users, webhooks,
 };
 use crate::error::{Body, SubError};
 use crate::routes::Routes;
@@ -37,6 +38,8 @@ pub const BEARER: &str = "bearer";
         tokens::delete,
         organizations::list,
         organizations::get,
+        two_factor::get,
+        two_factor::put,
         teams::list,
         teams::get,
         requests::apps,

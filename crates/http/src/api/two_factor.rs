@@ -19,6 +19,11 @@ fn answer(organization: OrganizationId, required: bool) -> Json<Value> {
 }
 
 /// `GET /organizations/{id}/two-factor`.
+#[utoipa::path(get, path = "/organizations/{id}/two-factor", tag = "organizations",
+    summary = "Whether the organization requires two-factor sign-in of its members",
+    params(("id" = i64, Path, description = "The organization.")),
+    security(("token" = ["organizations:read"])),
+    responses((status = 200, description = "The requirement.", body = schema::TwoFactorAnswer)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -30,13 +35,22 @@ pub async fn get(
     Ok(answer(organization, required))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequiredInput {
+    /// Whether everyone in the organization must sign in with a second factor.
     required: bool,
 }
 
 /// `PUT /organizations/{id}/two-factor` `{"required": true|false}`.
+#[utoipa::path(put, path = "/organizations/{id}/two-factor", tag = "organizations",
+    summary = "Require two-factor sign-in of the organization's members, or stop requiring it (owners)",
+    params(("id" = i64, Path, description = "The organization.")),
+    request_body = RequiredInput,
+    security(("token" = ["organizations:write"])),
+    responses(
+        (status = 200, description = "The requirement, as set.", body = schema::TwoFactorAnswer),
+        (status = 409, description = "The owner has not turned on two-factor sign-in themselves.", body = crate::error::Body)))]
 pub async fn put(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -54,4 +68,23 @@ pub async fn put(
     )
     .await?;
     Ok(answer(organization, input.required))
+}
+
+/// The answers' shapes, for the OpenAPI document (built above with `json!`).
+#[allow(dead_code)]
+pub(crate) mod schema {
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct TwoFactor {
+        organization_id: i64,
+        required: bool,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct TwoFactorAnswer {
+        two_factor: TwoFactor,
+    }
 }

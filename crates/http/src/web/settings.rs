@@ -56,7 +56,11 @@ pub enum Tab {
 pub fn tabs(state: &AppState, viewer: &SignedIn, current: Tab) -> Markup {
     let mut entries = vec![
         (Tab::Tokens, "API tokens", "/settings"),
-        (Tab::TwoFactor, "Two-factor authentication", super::two_factor::SETTINGS_PATH),
+        (
+            Tab::TwoFactor,
+            "Two-factor authentication",
+            super::two_factor::SETTINGS_PATH,
+        ),
     ];
     if viewer.team.is_some() {
         entries.push((Tab::Webhooks, "Webhooks", "/settings/webhooks"));
