@@ -78,7 +78,9 @@ pub use secrets::{SealedColumn, SealedRow, AAD_OWNER_BOUND};
 pub use sign_in::CountedAttempt;
 pub use tracking::{CreatedStatus, Due, ProjectRollup, ReminderPolicyRow};
 pub use usage::{NewUsage, Usage};
-pub use webhooks::{NewWebhookEndpoint, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
+pub use webhooks::{
+    NewWebhookEndpoint, WebhookAttempt, WebhookAttemptRow, WebhookDelivery, WebhookEndpoint,
+};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;
