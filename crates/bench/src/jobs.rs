@@ -19,9 +19,9 @@ use anyhow::Context;
 use credence::config::Config;
 use credence::jobs::{Jobs, MailSettings, Security, Settings, SmtpSettings};
 use credence::service::identity::Bootstrap;
-use credence_vault::Vault;
 use credence::Application;
 use credence_store::{Backend, Store};
+use credence_vault::Vault;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -92,7 +92,12 @@ pub async fn measure(
         },
         ..Settings::default()
     };
-    let jobs = Jobs::new(store.clone(), vault.clone(), app.public_url().into(), settings)?;
+    let jobs = Jobs::new(
+        store.clone(),
+        vault.clone(),
+        app.public_url().into(),
+        settings,
+    )?;
     let started = Instant::now();
     let mut sent = 0;
     while sent < notifications {
@@ -138,13 +143,20 @@ pub async fn measure(
         ..Settings::default()
     };
     settings.webhooks.allow_private_hosts = true;
-    let jobs = Jobs::new(store.clone(), vault.clone(), app.public_url().into(), settings)?;
+    let jobs = Jobs::new(
+        store.clone(),
+        vault.clone(),
+        app.public_url().into(),
+        settings,
+    )?;
     let started = Instant::now();
     let mut delivered = 0;
     while delivered < notifications {
         let pass = jobs.drain_webhooks().await?;
         if pass.claimed == 0 {
-            anyhow::bail!("the runner delivered {delivered} of {notifications} webhooks and stopped");
+            anyhow::bail!(
+                "the runner delivered {delivered} of {notifications} webhooks and stopped"
+            );
         }
         delivered += pass.delivered;
     }
@@ -175,7 +187,11 @@ pub async fn measure(
     let nudge_scan = measure::run("reminder scan: due nudges", plan, move |_| {
         let store = scanning.clone();
         async move {
-            store.db().await?.requests_due_for_nudge(at, SCAN_BATCH).await?;
+            store
+                .db()
+                .await?
+                .requests_due_for_nudge(at, SCAN_BATCH)
+                .await?;
             Ok(())
         }
     })
@@ -184,7 +200,11 @@ pub async fn measure(
     let sla_scan = measure::run("reminder scan: SLA deadlines", plan, move |_| {
         let store = scanning.clone();
         async move {
-            store.db().await?.requests_due_for_sla(at, SCAN_BATCH).await?;
+            store
+                .db()
+                .await?
+                .requests_due_for_sla(at, SCAN_BATCH)
+                .await?;
             Ok(())
         }
     })
@@ -291,7 +311,7 @@ async fn seed_scan(
                  $1, $1, $1, 0, \
                  CASE WHEN n % 3 = 0 THEN NULL ELSE $2 + make_interval(secs => (n * 7919) % {span}) END, \
                  CASE WHEN n % 3 = 0 THEN NULL ELSE $2 + make_interval(secs => (n * 104729) % {span}) END \
-                 FROM generate_series(1, {count}) AS n"
+                 FROM generate_series(1::bigint, {count}::bigint) AS n"
             );
             let mut conn = sqlx::PgConnection::connect(&database.url).await?;
             sqlx::query(&sql)
@@ -369,9 +389,7 @@ async fn plans(
                     .fetch_all(&mut conn)
                     .await?;
                 conn.close().await.ok();
-                rows.iter()
-                    .map(|row| row.get::<String, _>(0))
-                    .collect()
+                rows.iter().map(|row| row.get::<String, _>(0)).collect()
             }
             Backend::Sqlite => {
                 let mut conn = sqlx::SqliteConnection::connect(&database.url).await?;

@@ -202,8 +202,14 @@ pub fn print_jobs(report: &crate::jobs::JobsReport) {
         "max ms"
     );
     for (label, timings) in [
-        ("due nudges (requests_due_for_nudge, batch 200)", &report.nudge_scan),
-        ("SLA deadlines (requests_due_for_sla, batch 200)", &report.sla_scan),
+        (
+            "due nudges (requests_due_for_nudge, batch 200)",
+            &report.nudge_scan,
+        ),
+        (
+            "SLA deadlines (requests_due_for_sla, batch 200)",
+            &report.sla_scan,
+        ),
     ] {
         println!(
             "{label:<LABEL$} {:>6} {:>9.2} {:>9.2} {:>9.2}",

@@ -66,7 +66,7 @@ async fn an_escalation_in_the_local_mailbox_is_listed_for_everyone_it_copies(bac
     let recipient = listed(&agency.teammate.email).await;
     let line = escalation_line(&recipient).unwrap_or_else(|| panic!("{recipient}"));
     assert!(
-        line.contains(&agency.requester.email) && line.contains("sponsor@agency.example"),
+        line.contains(&agency.requester.email) && line.contains("Sponsor@Agency.example"),
         "{line}"
     );
     // The owner and the sponsor find the escalation, and only it of the
@@ -92,7 +92,9 @@ async fn an_escalation_in_the_local_mailbox_is_listed_for_everyone_it_copies(bac
     let (ok, shown, err) = agency.app.operator(&["mail", "show", &id]).await;
     assert!(ok, "{err}");
     assert!(
-        shown.lines().any(|l| l.starts_with("Cc: ") && l.contains(&agency.requester.email)),
+        shown
+            .lines()
+            .any(|l| l.starts_with("Cc: ") && l.contains(&agency.requester.email)),
         "{shown}"
     );
     agency.app.stop().await;

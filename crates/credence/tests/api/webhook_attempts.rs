@@ -31,10 +31,9 @@ async fn every_attempt_of_a_delivery_is_kept_with_its_status_and_latency(backend
         .app
         .token(agency.app.admin_id().await, "webhooks:read,webhooks:write")
         .await;
-    // The sink's URL carries a token of the receiver's: it must not show in
-    // the history either.
+    // The sink's URL carries a token of the receiver's: the endpoint shows
+    // it to its managers, the history must not.
     let url = format!("{}?token=receiver-own-token-4b9d", sink.url());
-    register_secret("receiver-own-token-4b9d");
     let (status, created) = agency
         .post(
             "/api/v2/webhooks",
@@ -120,14 +119,9 @@ async fn every_attempt_of_a_delivery_is_kept_with_its_status_and_latency(backend
         )
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND);
-    let (status, body) = agency
-        .app
-        .get_json(&path, &agency.outsider_token)
-        .await;
-    assert!(
-        status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
-        "{status} {body}"
-    );
+    let outsider = agency.app.token(agency.outsider.id, "webhooks:read").await;
+    let (status, body) = agency.app.get_json(&path, &outsider).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND);
     agency.app.stop().await;
 }
 
