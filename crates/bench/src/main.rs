@@ -1,7 +1,9 @@
 //! `credence-bench`: seeds a throwaway database with many credential requests,
 //! runs the real server on a loopback port, and prints latency percentiles of
 //! the list-sent and detail calls and the create throughput, on SQLite and
-//! PostgreSQL.
+//! PostgreSQL; then the background jobs' figures (`jobs.rs`): notifications
+//! per second to a local SMTP sink and a webhook sink, and the reminder
+//! due-scan over a million requests with its plan.
 //!
 //! Speed is measured here, not asserted in tests. Every figure is printed with
 //! its ratio to references measured in the same run (`GET /healthz`, which
@@ -15,9 +17,11 @@
 //! ```text
 //! cargo run --release -p credence-bench -- [--backend sqlite|postgres|both]
 //!     [--requests 100000] [--teams 100] [--samples 500] [--postgres-url URL]
+//!     [--figures all|api|jobs] [--notifications 2000] [--scan-requests 1000000]
 //! ```
 
 mod figures;
+mod jobs;
 mod measure;
 mod report;
 mod world;
@@ -28,6 +32,17 @@ use credence_store::Backend;
 use figures::{Budget, Report};
 use std::time::Duration;
 use world::{Database, World};
+
+/// Which figures to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Figures {
+    /// The API's and the jobs'.
+    All,
+    /// The credential-request API (latencies, create throughput).
+    Api,
+    /// The background jobs (notifications per second, the reminder scan).
+    Jobs,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Which {
@@ -64,6 +79,15 @@ struct Args {
     /// Longest time, in seconds, any one figure may take.
     #[arg(long, default_value_t = 120)]
     max_seconds: u64,
+    /// Which figures to measure.
+    #[arg(long, value_enum, default_value = "all")]
+    figures: Figures,
+    /// Notifications delivered for each of the SMTP and webhook figures.
+    #[arg(long, default_value_t = 2_000)]
+    notifications: usize,
+    /// Requests inserted for the reminder due-scan.
+    #[arg(long, default_value_t = 1_000_000)]
+    scan_requests: usize,
     /// Skip PostgreSQL's ANALYZE after seeding (measure with no planner statistics).
     #[arg(long)]
     no_analyze: bool,
@@ -134,6 +158,20 @@ async fn run_backend(backend: Backend, args: &Args) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// The jobs' figures on a database of their own, removed whatever happens.
+async fn run_jobs(backend: Backend, args: &Args) -> anyhow::Result<jobs::JobsReport> {
+    eprintln!("== {backend:?}: jobs ==");
+    let database = Database::create(backend, &args.postgres_url).await?;
+    let measured = tokio::select! {
+        measured = jobs::measure(&database, args.notifications, args.scan_requests, args.samples) => measured,
+        () = stop_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let removed = database.remove().await;
+    let report = measured?;
+    removed?;
+    Ok(report)
+}
+
 async fn measure(database: &Database, args: &Args) -> anyhow::Result<Report> {
     let world = World::start(database, args.teams, args.requests, !args.no_analyze).await?;
     let measured = figures::measure(&world, args.budget()).await;
@@ -153,13 +191,21 @@ async fn main() -> anyhow::Result<()> {
         Which::Both => &[Backend::Sqlite, Backend::Postgres],
     };
     let mut reports = Vec::new();
-    for &backend in backends {
-        let report = run_backend(backend, &args).await?;
-        report::print_backend(&report, args.read_workers, args.create_workers);
-        reports.push(report);
+    if args.figures != Figures::Jobs {
+        for &backend in backends {
+            let report = run_backend(backend, &args).await?;
+            report::print_backend(&report, args.read_workers, args.create_workers);
+            reports.push(report);
+        }
+        if let [sqlite, postgres] = reports.as_slice() {
+            report::print_comparison(sqlite, postgres);
+        }
     }
-    if let [sqlite, postgres] = reports.as_slice() {
-        report::print_comparison(sqlite, postgres);
+    if args.figures != Figures::Api {
+        for &backend in backends {
+            let report = run_jobs(backend, &args).await?;
+            report::print_jobs(&report);
+        }
     }
     Ok(())
 }

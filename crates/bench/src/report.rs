@@ -170,3 +170,55 @@ pub fn print_comparison(sqlite: &Report, postgres: &Report) {
         ratio(postgres.create.throughput(), sqlite.create.throughput())
     );
 }
+
+/// The background jobs' figures of one backend.
+pub fn print_jobs(report: &crate::jobs::JobsReport) {
+    println!();
+    println!("== {}: background jobs ==", name(report.backend));
+    println!();
+    println!(
+        "{:<LABEL$} {:>12}",
+        format!("notifications delivered ({} each)", report.notifications),
+        "per second"
+    );
+    println!(
+        "{:<LABEL$} {:>12.0}",
+        "email to a local SMTP sink (rendered, sent, marked)", report.smtp_per_second
+    );
+    println!(
+        "{:<LABEL$} {:>12.0}",
+        "webhook to a local sink (signed, POSTed, recorded)", report.webhooks_per_second
+    );
+    println!();
+    println!(
+        "{:<LABEL$} {:>6} {:>9} {:>9} {:>9}",
+        format!(
+            "reminder due-scan over {} requests ({} due found)",
+            report.scan_requests, report.scan_due
+        ),
+        "n",
+        "p50 ms",
+        "p95 ms",
+        "max ms"
+    );
+    for (label, timings) in [
+        (
+            "due nudges (requests_due_for_nudge, batch 200)",
+            &report.nudge_scan,
+        ),
+        (
+            "SLA deadlines (requests_due_for_sla, batch 200)",
+            &report.sla_scan,
+        ),
+    ] {
+        println!(
+            "{label:<LABEL$} {:>6} {:>9.2} {:>9.2} {:>9.2}",
+            count(timings),
+            ms(timings.percentile(50.0)),
+            ms(timings.percentile(95.0)),
+            ms(timings.percentile(100.0)),
+        );
+    }
+    println!("plan of the nudge query: {}", report.nudge_plan.join(" | "));
+    println!("plan of the SLA query:   {}", report.sla_plan.join(" | "));
+}

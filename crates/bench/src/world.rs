@@ -38,6 +38,11 @@ pub struct Database {
 }
 
 impl Database {
+    /// The temporary directory (the SQLite file, the key file).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub async fn create(backend: Backend, postgres_admin_url: &str) -> anyhow::Result<Database> {
         let dir = tempfile::Builder::new()
             .prefix("credence-bench-")

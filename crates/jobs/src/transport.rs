@@ -122,9 +122,11 @@ impl Transport {
                     .db()
                     .await
                     .map_err(|_| Failure::Transient("the database is unavailable".into()))?;
-                db.insert_mailbox(job.id, now).await.map_err(|_| {
-                    Failure::Transient("could not write to the local mailbox".into())
-                })?;
+                db.insert_mailbox(job.id, now, &email.cc)
+                    .await
+                    .map_err(|_| {
+                        Failure::Transient("could not write to the local mailbox".into())
+                    })?;
                 Ok("mailbox")
             }
             Transport::Smtp { mailer, from } => {

@@ -232,11 +232,16 @@ impl Jobs {
             response: outcome.response.as_deref(),
             error: outcome.error.as_deref(),
         };
-        let mut db = self.store.db().await?;
-        if !db
+        // The attempt joins the delivery's history whatever the lease says
+        // (it did reach the endpoint, or failed to), in the transaction
+        // that records its outcome.
+        let mut db = self.store.begin().await?;
+        db.insert_webhook_attempt(delivery.id, &attempt).await?;
+        let recorded = db
             .record_webhook_attempt(delivery.id, token, &attempt, delivered, retry_at)
-            .await?
-        {
+            .await?;
+        if !recorded {
+            db.commit().await?;
             done.lease_lost += 1;
             tracing::warn!(
                 webhook_delivery = delivery.id,
@@ -247,6 +252,7 @@ impl Jobs {
         if delivered {
             done.delivered += 1;
             db.webhook_endpoint_succeeded(endpoint.id).await?;
+            db.commit().await?;
             return Ok(done);
         }
         match retry_at {
@@ -268,7 +274,7 @@ impl Jobs {
             .webhook_endpoint_failed(endpoint.id, now)
             .await?
             .unwrap_or(now);
-        drop(db);
+        db.commit().await?;
         if self.failing_too_long(since, now) {
             let disabled = credence_service::webhooks::disable_failing(
                 &self.store,

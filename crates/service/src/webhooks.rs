@@ -406,6 +406,18 @@ pub async fn delivery(
         })
 }
 
+/// The attempts of delivery `delivery` of endpoint `id`, oldest first
+/// (migration 0017; deliveries attempted before it have none).
+pub async fn attempts(
+    store: &Store,
+    caller: &User,
+    id: i64,
+    delivery_id: i64,
+) -> Result<Vec<credence_store::WebhookAttemptRow>> {
+    let found = delivery(store, caller, id, delivery_id).await?;
+    Ok(store.db().await?.list_webhook_attempts(found.id).await?)
+}
+
 /// Sends delivery `delivery` of endpoint `id` again, as a new delivery of
 /// the same message (same `webhook-id` and body), due at once.
 pub async fn replay(

@@ -80,7 +80,9 @@ pub use sign_in::CountedAttempt;
 pub use tracking::{CreatedStatus, Due, ProjectRollup, ReminderPolicyRow};
 pub use two_factor::{SignInChallenge, TwoFactor};
 pub use usage::{NewUsage, Usage};
-pub use webhooks::{NewWebhookEndpoint, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
+pub use webhooks::{
+    NewWebhookEndpoint, WebhookAttempt, WebhookAttemptRow, WebhookDelivery, WebhookEndpoint,
+};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::pool::PoolConnection;

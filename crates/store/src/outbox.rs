@@ -211,11 +211,23 @@ impl Db {
         Ok(on_conn!(self, c => sqlx::query_as::<_, OutboxJob>(&sql).fetch_all(c).await)?)
     }
 
-    /// Records a delivery of message `outbox_id` to the local mailbox.
-    pub async fn insert_mailbox(&mut self, outbox_id: i64, at: DateTime<Utc>) -> Result<i64> {
-        let sql = "INSERT INTO mailbox (outbox_id, delivered_at) VALUES ($1, $2) RETURNING id";
+    /// Records a delivery of message `outbox_id` to the local mailbox, copied
+    /// to `cc` (listed for each of them too).
+    pub async fn insert_mailbox(
+        &mut self,
+        outbox_id: i64,
+        at: DateTime<Utc>,
+        cc: &[String],
+    ) -> Result<i64> {
+        let copied: Vec<String> = cc
+            .iter()
+            .map(|address| address.trim().to_lowercase())
+            .filter(|address| !address.is_empty())
+            .collect();
+        let copied = (!copied.is_empty()).then(|| copied.join("\n"));
+        let sql = "INSERT INTO mailbox (outbox_id, delivered_at, copied_to) VALUES ($1, $2, $3) RETURNING id";
         Ok(
-            on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql).bind(outbox_id).bind(at).fetch_one(c).await)?,
+            on_conn!(self, c => sqlx::query_scalar::<_, i64>(sql).bind(outbox_id).bind(at).bind(&copied).fetch_one(c).await)?,
         )
     }
 
@@ -223,14 +235,18 @@ impl Db {
         "SELECT m.id, m.outbox_id, m.delivered_at, o.kind, o.recipient_email, o.payload, o.created_at, \
          o.organization_id FROM mailbox m JOIN outbox o ON o.id = m.outbox_id";
 
-    /// The local mailbox, newest first (all of it when `recipient` is `None`).
+    /// The local mailbox, newest first (all of it when `recipient` is `None`;
+    /// else what was sent or copied to `recipient`).
     pub async fn list_mailbox(
         &mut self,
         recipient: Option<&str>,
         limit: i64,
     ) -> Result<Vec<MailboxEntry>> {
         let sql = format!(
-            "{} WHERE (CAST($1 AS TEXT) IS NULL OR LOWER(o.recipient_email) = LOWER($1)) ORDER BY m.id DESC LIMIT {}",
+            "{} WHERE (CAST($1 AS TEXT) IS NULL OR LOWER(o.recipient_email) = LOWER($1) \
+             OR (m.copied_to IS NOT NULL AND ('\n' || m.copied_to || '\n') \
+                 LIKE ('%\n' || REPLACE(REPLACE(REPLACE(LOWER($1), '!', '!!'), '%', '!%'), '_', '!_') || '\n%') ESCAPE '!')) \
+             ORDER BY m.id DESC LIMIT {}",
             Self::MAILBOX_SELECT,
             limit.max(0)
         );

@@ -370,3 +370,42 @@ impl Db {
             == 1)
     }
 }
+
+/// One attempt of a delivery, as the history keeps it (migration 0017).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WebhookAttemptRow {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub attempted_at: DateTime<Utc>,
+    /// The endpoint's HTTP status, when it answered.
+    pub status: Option<i32>,
+    /// Why it did not count as delivered (no URL, no secret: see the runner).
+    pub error: Option<String>,
+    pub latency_ms: i64,
+}
+
+impl Db {
+    /// Adds `attempt` to the history of delivery `delivery` (nothing when the
+    /// delivery went meanwhile, with its endpoint).
+    pub async fn insert_webhook_attempt(
+        &mut self,
+        delivery: i64,
+        attempt: &WebhookAttempt<'_>,
+    ) -> Result<()> {
+        let sql = "INSERT INTO webhook_delivery_attempts (delivery_id, attempted_at, status, error, latency_ms) \
+                   SELECT id, $2, $3, $4, $5 FROM webhook_deliveries WHERE id = $1";
+        on_conn!(self, c => sqlx::query(sql)
+            .bind(delivery).bind(attempt.at).bind(attempt.status).bind(attempt.error).bind(attempt.latency_ms)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The attempts of delivery `delivery`, oldest first.
+    pub async fn list_webhook_attempts(&mut self, delivery: i64) -> Result<Vec<WebhookAttemptRow>> {
+        let sql = "SELECT id, delivery_id, attempted_at, status, error, latency_ms \
+                   FROM webhook_delivery_attempts WHERE delivery_id = $1 ORDER BY id";
+        Ok(
+            on_conn!(self, c => sqlx::query_as::<_, WebhookAttemptRow>(sql).bind(delivery).fetch_all(c).await)?,
+        )
+    }
+}

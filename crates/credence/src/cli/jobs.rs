@@ -121,8 +121,13 @@ pub async fn mail(command: MailCommand, config: &Config) -> anyhow::Result<()> {
                 println!("the local mailbox is empty");
             }
             for delivered in emails {
+                let copied = if delivered.email.cc.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (cc {})", delivered.email.cc.join(", "))
+                };
                 println!(
-                    "{} {} to {}: {}",
+                    "{} {} to {}{copied}: {}",
                     delivered.entry.id,
                     time(Some(delivered.entry.delivered_at)),
                     delivered.entry.recipient_email,
@@ -136,6 +141,9 @@ pub async fn mail(command: MailCommand, config: &Config) -> anyhow::Result<()> {
                 credence_jobs::mailbox_email(&store, &vault, &templates, &public_url, id).await?;
             println!("From: {}", config.jobs.mail.from);
             println!("To: {}", delivered.entry.recipient_email);
+            if !delivered.email.cc.is_empty() {
+                println!("Cc: {}", delivered.email.cc.join(", "));
+            }
             println!("Date: {}", time(Some(delivered.entry.delivered_at)));
             println!("Subject: {}", delivered.email.subject);
             println!();

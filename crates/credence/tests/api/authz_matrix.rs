@@ -169,6 +169,7 @@ const MATRIX: &[Row] = &[
     row("GET",    "/api/v2/webhooks/{id}/deliveries",                                "/api/v2/webhooks/{webhook}/deliveries",                                "",                 "webhooks:read",             [200, 200, 200, 404, 404, 404, 401, 403]),
     row("GET",    "/api/v2/webhooks/{id}/deliveries/{delivery}",                     "/api/v2/webhooks/{webhook}/deliveries/{delivery}",                     "",                 "webhooks:read",             [200, 200, 200, 404, 404, 404, 401, 403]),
     row("POST",   "/api/v2/webhooks/{id}/deliveries/{delivery}/replay",              "/api/v2/webhooks/{webhook}/deliveries/{delivery}/replay",              "",                 "webhooks:write",            [202, 202, 202, 404, 404, 404, 401, 403]),
+    row("GET",    "/api/v2/webhooks/{id}/deliveries/{delivery}/attempts",            "/api/v2/webhooks/{webhook}/deliveries/{delivery}/attempts",            "",                 "webhooks:read",             [200, 200, 200, 404, 404, 404, 401, 403]),
     // The organization's other team: its requests, connections and log are
     // its own and its organization's managers'; the first team sees nothing.
     row("GET",    "/api/v2/teams/{id}",                                              "/api/v2/teams/{other_team}",                                           "",                 "teams:read",                [200, 200, 403, 403, 403, 404, 401, 403]),

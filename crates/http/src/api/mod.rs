@@ -173,6 +173,10 @@ pub fn routes() -> Routes {
             "/webhooks/{id}/deliveries/{delivery}/replay",
             post(webhooks::replay),
         )
+        .route(
+            "/webhooks/{id}/deliveries/{delivery}/attempts",
+            get(webhooks::attempts),
+        )
 }
 
 /// The caller's role in `organization`; a 404 when they are not a member, so

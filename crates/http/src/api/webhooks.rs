@@ -317,6 +317,34 @@ pub async fn replay(
     ))
 }
 
+/// `GET /webhooks/{id}/deliveries/{delivery}/attempts`: every attempt of one
+/// delivery, oldest first: when, the endpoint's status or why none counted
+/// (never the URL nor a secret), and how long it took.
+pub async fn attempts(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    AppPath((id, delivery)): AppPath<(i64, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let found = webhooks::attempts(&state.store, &caller.user, id, delivery).await?;
+    let attempts: Vec<Value> = found
+        .iter()
+        .enumerate()
+        .map(|(index, attempt)| {
+            json!({
+                "number": index + 1,
+                "attemptedAt": attempt.attempted_at,
+                "status": attempt.status,
+                "error": attempt.error,
+                "latencyMs": attempt.latency_ms,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "deliveryId": delivery, "webhookId": id, "attempts": attempts }),
+    ))
+}
+
 /// The answers' shapes, for the OpenAPI document (built above with `json!`).
 #[allow(dead_code)]
 pub(crate) mod schema {

@@ -19,3 +19,9 @@ CREATE TABLE webhook_delivery_attempts (
     latency_ms    BIGINT  NOT NULL
 );
 CREATE INDEX webhook_delivery_attempts_delivery ON webhook_delivery_attempts (delivery_id, id);
+
+-- Who else a mail of the local mailbox was copied to (Cc; an escalation's
+-- owner and sponsor), lowercased, one address per line, so that
+-- `credence mail list --to <owner>` finds the owner's copy too. NULL before
+-- this migration and for mail copied to nobody.
+ALTER TABLE mailbox ADD COLUMN copied_to TEXT;
