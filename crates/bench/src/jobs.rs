@@ -235,6 +235,7 @@ async fn write_notifications(store: &Store, vault: &Vault, count: usize) -> anyh
             credence::service::audit::notify(
                 &mut tx,
                 vault,
+                None,
                 "credential.authorized",
                 &to,
                 serde_json::json!({

@@ -55,6 +55,7 @@ pub const BEARER: &str = "bearer";
         tracking::projects,
         tracking::get_policy,
         tracking::put_policy,
+        tracking::teardown,
         requests::detail,
         requests::received,
         requests::get_credential,
@@ -90,6 +91,7 @@ pub const BEARER: &str = "bearer";
         webhooks::deliveries,
         webhooks::delivery,
         webhooks::replay,
+        webhooks::attempts,
     ),
     components(schemas(Body, SubError, Pg))
 )]

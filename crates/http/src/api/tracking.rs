@@ -210,6 +210,53 @@ pub(crate) mod schema {
     pub struct PolicyAnswer {
         reminder_policy: Policy,
     }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct ClosedCredential {
+        #[schema(format = Uuid)]
+        request_id: String,
+        #[schema(format = Uuid)]
+        credential_id: String,
+        app_name: String,
+        previous_state: String,
+        #[schema(pattern = "^revoked$")]
+        state: String,
+        #[schema(required = true)]
+        connection_id: Option<i64>,
+        #[schema(
+            pattern = "^(nothing_granted|no_revocation_endpoint|revoked_at_provider|provider_refused|provider_unreachable)$"
+        )]
+        at_provider: String,
+        /// The provider's HTTP status, when it answered.
+        #[schema(required = true)]
+        provider_status: Option<u16>,
+        /// Why the provider did not revoke, when it did not.
+        #[schema(required = true)]
+        reason: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Teardown {
+        team_id: i64,
+        project: String,
+        /// The note each revoked credential carries.
+        note: String,
+        closed_at: DateTime<Utc>,
+        /// The project's requests.
+        requests: i64,
+        changed: bool,
+        /// Credentials that had ended before (declined or revoked).
+        already_ended: i64,
+        credentials: Vec<ClosedCredential>,
+        message: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct TeardownAnswer {
+        teardown: Teardown,
+    }
 }
 
 /// `POST /credential-requests/projects/{name}/teardown?teamId=…`: closes
@@ -220,6 +267,14 @@ pub(crate) mod schema {
 /// `revoked_at_provider`, `no_revocation_endpoint`, `provider_refused`,
 /// `provider_unreachable`, `nothing_granted`); a second call finds nothing
 /// left (`changed: false`).
+#[utoipa::path(post, path = "/credential-requests/projects/{name}/teardown", tag = "tracking",
+    summary = "Close a project: revoke every credential of its requests, at the provider where the app can",
+    params(
+        ("name" = String, Path, description = "The project, as set on its requests."),
+        ("teamId" = i64, Query, description = "The team whose project closes."),
+    ),
+    security(("token" = ["credential-requests:write"])),
+    responses((status = 200, description = "What happened to each credential; `changed: false` when nothing was left.", body = schema::TeardownAnswer)))]
 pub async fn teardown(
     State(state): State<AppState>,
     caller: ApiCaller,

@@ -320,6 +320,14 @@ pub async fn replay(
 /// `GET /webhooks/{id}/deliveries/{delivery}/attempts`: every attempt of one
 /// delivery, oldest first: when, the endpoint's status or why none counted
 /// (never the URL nor a secret), and how long it took.
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries/{delivery}/attempts", tag = "webhooks",
+    summary = "Every attempt of one delivery, oldest first",
+    params(
+        ("id" = i64, Path, description = "The endpoint."),
+        ("delivery" = i64, Path, description = "The delivery."),
+    ),
+    security(("token" = ["webhooks:read"])),
+    responses((status = 200, description = "The attempts.", body = schema::Attempts)))]
 pub async fn attempts(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -456,5 +464,28 @@ pub(crate) mod schema {
     #[derive(ToSchema)]
     pub struct DeliveryAnswer {
         delivery: Delivery,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = WebhookDeliveryAttempt, rename_all = "camelCase")]
+    pub struct Attempt {
+        /// 1 for the first.
+        number: i64,
+        attempted_at: DateTime<Utc>,
+        /// The endpoint's HTTP status, when it answered.
+        #[schema(required = true)]
+        status: Option<i32>,
+        /// Why the attempt did not count (never the URL nor a secret).
+        #[schema(required = true)]
+        error: Option<String>,
+        latency_ms: i64,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct Attempts {
+        delivery_id: i64,
+        webhook_id: i64,
+        attempts: Vec<Attempt>,
     }
 }
