@@ -7,6 +7,7 @@ mod audit;
 mod authz_matrix;
 mod bad_input;
 mod broker;
+mod browser_every_page;
 mod browser_journeys;
 mod browser_recipient;
 mod browser_requester;
