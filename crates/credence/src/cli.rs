@@ -61,7 +61,7 @@ enum Command {
     #[command(subcommand)]
     Mail(jobs::MailCommand),
     /// Tracked projects: close one (teardown).
-    #[command(subcommand)]
+    #[command(subcommand, visible_alias = "project")]
     Projects(projects::ProjectsCommand),
 }
 

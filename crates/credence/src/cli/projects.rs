@@ -15,7 +15,11 @@ pub enum ProjectsCommand {
     /// closed". Running it again changes nothing.
     Teardown {
         /// The project, exactly as the requests carry it.
-        name: String,
+        #[arg(required_unless_present = "project", conflicts_with = "project")]
+        name: Option<String>,
+        /// The project, as a flag (`--project P`) instead of the argument.
+        #[arg(long)]
+        project: Option<String>,
         /// The id of the team whose project it is.
         #[arg(long)]
         team: i64,
@@ -27,7 +31,14 @@ pub enum ProjectsCommand {
 
 pub async fn projects(command: ProjectsCommand, config: &Config) -> anyhow::Result<()> {
     match command {
-        ProjectsCommand::Teardown { name, team, json } => {
+        ProjectsCommand::Teardown {
+            name,
+            project,
+            team,
+            json,
+        } => {
+            // clap has required exactly one of the two.
+            let name = name.or(project).unwrap_or_default();
             let store = open_store(config).await?;
             let catalog = open_catalog(config)?;
             let ctx = credence_service::Context {

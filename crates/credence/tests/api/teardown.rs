@@ -525,7 +525,20 @@ async fn the_operator_closes_a_project_from_the_command_line(backend: Backend) {
         "{entries:?}"
     );
 
-    let (ok, stdout, stderr) = run(args(&["--json"])).await;
+    // Again, in the form `credence project teardown --team T --project P`.
+    let (ok, stdout, stderr) = run([
+        "project",
+        "teardown",
+        "--team",
+        team.as_str(),
+        "--project",
+        PROJECT,
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect())
+    .await;
     assert!(ok, "{stdout}\n{stderr}");
     let report: Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(report["changed"], false, "{report}");
