@@ -350,6 +350,11 @@ fn checked_builder(lookup: Lookup, private_hosts: PrivateHosts) -> reqwest::Clie
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(10))
+        // Servers close idle kept-alive connections after a while (Node.js, a
+        // common stack for apps, after 5 s); a request sent on one at that
+        // moment is reset after it left, and cannot be retried safely. Drop
+        // idle connections before the shortest usual server timeout.
+        .pool_idle_timeout(std::time::Duration::from_secs(4))
         .user_agent(concat!("Credence/", env!("CARGO_PKG_VERSION")))
 }
 

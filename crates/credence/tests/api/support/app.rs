@@ -144,6 +144,7 @@ pub async fn spawn_app_with_limits(
         store,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(CLIENT_IDLE)
             .build()
             .unwrap(),
         admin_email: bootstrap.admin.email.clone(),
@@ -541,6 +542,14 @@ pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) -> &
 /// idle machine, so that only a condition that never comes fails, not a slow
 /// or loaded machine.
 pub const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long the suite's clients keep an idle connection to the server for
+/// reuse. The server closes a kept-alive connection that sends no request
+/// within `header_read_timeout` (10 s); a client that reuses one at that very
+/// moment gets a reset on a request it already sent (seen once in CI, on a
+/// POST after a long sign-in). Dropping idle connections well before the
+/// server does takes the race away.
+pub const CLIENT_IDLE: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// Polls `check` until it holds, for at most [`WAIT_LIMIT`]. Between checks
 /// it pauses a few milliseconds (a check may be a query or a request; a

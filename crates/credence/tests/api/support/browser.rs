@@ -10,6 +10,7 @@ pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(super::app::CLIENT_IDLE)
         .build()
         .unwrap()
 }
@@ -19,6 +20,7 @@ pub fn browser() -> reqwest::Client {
 pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(super::app::CLIENT_IDLE)
         .build()
         .unwrap()
 }

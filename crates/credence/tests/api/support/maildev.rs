@@ -130,7 +130,11 @@ impl Maildev {
             _stdin: stdin,
             smtp_port,
             api: format!("http://127.0.0.1:{api_port}/api"),
-            http: reqwest::Client::new(),
+            // Node closes idle connections after 5 s (keepAliveTimeout).
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(super::app::CLIENT_IDLE)
+                .build()
+                .unwrap(),
         }
     }
 

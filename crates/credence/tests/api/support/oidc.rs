@@ -132,6 +132,8 @@ impl OidcProvider {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(30))
+                // Node closes idle connections after 5 s (keepAliveTimeout).
+                .pool_idle_timeout(super::app::CLIENT_IDLE)
                 .build()
                 .unwrap(),
             child: None,
@@ -300,6 +302,7 @@ impl OidcProvider {
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(super::app::CLIENT_IDLE)
             .build()
             .unwrap();
         let issuer = Url::parse(&self.issuer).unwrap();
