@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use credence_domain::{OrgRole, TeamId};
+use credence_domain::{OrgRole, TeamId, TeamRole};
 use credence_service::{self as service, access, auth};
 use credence_store::{Membership, Organization, Team, User};
 use maud::Markup;
@@ -57,6 +57,9 @@ pub struct SignedIn {
     /// The team the switcher shows; `None` when the user acts for no team
     /// (a guest, or a member of no team).
     pub team: Option<TeamChoice>,
+    /// Whether the user manages `team`'s settings (its webhooks): an owner or
+    /// admin of its organization, or an admin of the team.
+    pub manages_team: bool,
     pub csrf: String,
     pub flash: Option<Flash>,
     /// The path of the page (for the switcher to come back to).
@@ -102,6 +105,9 @@ impl FromRequestParts<AppState> for SignedIn {
             .find(|t| Some(t.team.id.0) == chosen)
             .or(teams.first())
             .cloned();
+        let manages_team = manages(state, &user, team.as_ref())
+            .await
+            .map_err(internal)?;
         let flash = jar
             .get(&state.settings.cookie_name(FLASH_COOKIE))
             .and_then(|c| parse_flash(c.value()));
@@ -111,6 +117,7 @@ impl FromRequestParts<AppState> for SignedIn {
             memberships,
             teams,
             team,
+            manages_team,
             csrf,
             flash,
             path,
@@ -178,6 +185,23 @@ async fn teams_of(
         }
     }
     Ok((memberships, teams))
+}
+
+/// Whether `user` manages the settings of `team`: an owner or admin of its
+/// organization (no query), or an admin of the team itself.
+async fn manages(
+    state: &AppState,
+    user: &User,
+    team: Option<&TeamChoice>,
+) -> Result<bool, service::Error> {
+    Ok(match team {
+        None => false,
+        Some(choice) if choice.role.manages_organization() => true,
+        Some(choice) => {
+            state.store.db().await?.team_role(choice.team.id, user.id).await?
+                == Some(TeamRole::Admin)
+        }
+    })
 }
 
 fn parse_flash(value: &str) -> Option<Flash> {

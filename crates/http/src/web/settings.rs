@@ -50,9 +50,10 @@ pub enum Tab {
     Mailbox,
 }
 
-/// The tabs of Settings: API tokens and two-factor sign-in for everyone; webhooks and the reminder
-/// policy for whoever acts for a team (their pages answer 404 to those who
-/// manage nothing there); the local mailbox for owners and admins.
+/// The tabs of Settings: API tokens and two-factor sign-in for everyone; the
+/// reminder policy for whoever acts for a team (read-only unless they manage
+/// it); webhooks for those who manage the team (the page answers 404 to
+/// others); the local mailbox for owners and admins.
 pub fn tabs(state: &AppState, viewer: &SignedIn, current: Tab) -> Markup {
     let mut entries = vec![
         (Tab::Tokens, "API tokens", "/settings"),
@@ -62,8 +63,10 @@ pub fn tabs(state: &AppState, viewer: &SignedIn, current: Tab) -> Markup {
             super::two_factor::SETTINGS_PATH,
         ),
     ];
-    if viewer.team.is_some() {
+    if viewer.manages_team {
         entries.push((Tab::Webhooks, "Webhooks", "/settings/webhooks"));
+    }
+    if viewer.team.is_some() {
         entries.push((Tab::Reminders, "Reminder policy", "/settings/reminders"));
     }
     if super::mailbox::may_read(state, viewer) {
