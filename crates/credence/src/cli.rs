@@ -134,6 +134,13 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Turn off a user's two-factor sign-in (they lost their authenticator
+    /// and their recovery codes): they sign in with their password next, and
+    /// enrol again where an organization requires it. Audited.
+    ResetTwoFactor {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -361,10 +368,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Feature(FeatureCommand::Request { email }) => {
             let store = open_store(&config).await?;
-            let user = store.db().await?.find_user_by_email(&email).await?;
-            let user = user.ok_or_else(|| {
-                service::Error::NotFound(format!("no user has the email {email:?}"))
-            })?;
+            let user = user_by_email(&store, &email).await?;
             let (check, created) = features::request_feature(&store, &user).await?;
             let verb = if created {
                 "recorded"
@@ -427,6 +431,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User(UserCommand::ResetTwoFactor { email }) => {
+            let store = open_store(&config).await?;
+            let user = user_by_email(&store, &email).await?;
+            service::two_factor::reset(&store, &service::audit::Actor::operator(), &user).await?;
+            println!(
+                "two-factor authentication of user {} ({}) is off; they sign in with their password next",
+                user.id, user.email
+            );
+            Ok(())
+        }
         Command::Token(TokenCommand::Create {
             email,
             name,
@@ -440,10 +454,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 .transpose()
                 .map_err(service::Error::from)?;
             let store = open_store(&config).await?;
-            let user = store.db().await?.find_user_by_email(&email).await?;
-            let user = user.ok_or_else(|| {
-                service::Error::NotFound(format!("no user has the email {email:?}"))
-            })?;
+            let user = user_by_email(&store, &email).await?;
             let (token, value) = auth::create_api_token(
                 &store,
                 &service::audit::Actor::operator(),
@@ -596,6 +607,15 @@ fn print_renewal(renewal: &secrets::Renewal) {
     for problem in &renewal.problems {
         eprintln!("{problem}");
     }
+}
+
+/// The user with `email`, or a not-found error naming it.
+async fn user_by_email(
+    store: &credence_store::Store,
+    email: &str,
+) -> anyhow::Result<credence_store::User> {
+    let user = store.db().await?.find_user_by_email(email).await?;
+    Ok(user.ok_or_else(|| service::Error::NotFound(format!("no user has the email {email:?}")))?)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

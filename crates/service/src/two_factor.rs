@@ -482,6 +482,27 @@ pub async fn disable(
     Ok(verified)
 }
 
+/// Turns two-factor sign-in off for `user` without a code: what an operator
+/// does for someone who lost both their authenticator and their recovery
+/// codes (`credence user reset-two-factor`). The secret, the recovery codes
+/// and any sign-in half done are deleted; where an organization requires
+/// two-factor sign-in, the user's next sign-in goes to enrolment. Audited
+/// `two_factor.reset` in each of their organizations. A conflict when the
+/// user has none (nothing is changed).
+pub async fn reset(store: &Store, actor: &Actor, user: &User) -> Result<()> {
+    let mut tx = store.begin().await?;
+    if !tx.delete_two_factor(user.id).await? {
+        return Err(Error::Conflict(format!(
+            "user {} has no two-factor authentication to reset",
+            user.email
+        )));
+    }
+    tx.delete_sign_in_challenges_of_user(user.id).await?;
+    audit_user(&mut tx, actor, "two_factor.reset", user, json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// New recovery codes for `user` in place of every old one, given a current
 /// code of their authenticator app (field `code`). Audited
 /// `two_factor.recovery_codes_regenerated`.

@@ -431,6 +431,47 @@ async fn turning_it_off_takes_a_code_and_deletes_the_secret(backend: Backend) {
     app.stop().await;
 }
 
+async fn an_operator_resets_it_for_someone_who_lost_both_factors(backend: Backend) {
+    let (app, clock) = clocked(backend).await;
+    let ada = someone(&app, "ada@agency.example").await;
+    enrol(&app, &signed_in(&app, &ada).await, &clock).await;
+    // Half signed in when the reset comes: that second step is gone with it.
+    let halfway = password_step(&app, &ada).await;
+
+    let (ok, out, err) = app
+        .operator(&["user", "reset-two-factor", "--email", &ada.email])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("two-factor authentication of user") && out.contains(&ada.email), "{out}");
+    assert!(!two_factor::is_enabled(&app.store, ada.id).await.unwrap());
+    assert_eq!(app.db().await.recovery_codes_left(ada.id).await.unwrap(), 0);
+    let (status, _) = page(&halfway, &app.url(CHALLENGE)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the second step is gone");
+    let reset = app.audit_entries(&["two_factor.reset"]).await;
+    assert_eq!(reset.len(), 1, "{reset:?}");
+    assert_eq!(
+        (reset[0].actor_label.as_str(), reset[0].target_id.as_str()),
+        ("operator", ada.id.to_string().as_str())
+    );
+    // The password alone signs in now.
+    let client = browser();
+    let response = sign_in(&app, &client, &ada.email, &ada.password).await;
+    assert_eq!(location(&response), "/");
+
+    // Nothing to reset, or nobody by that email: a failure naming why, and
+    // no second audit entry.
+    let (ok, _, err) = app
+        .operator(&["user", "reset-two-factor", "--email", &ada.email])
+        .await;
+    assert!(!ok && err.contains("has no two-factor authentication to reset"), "{err}");
+    let (ok, _, err) = app
+        .operator(&["user", "reset-two-factor", "--email", "nobody@agency.example"])
+        .await;
+    assert!(!ok && err.contains("nobody@agency.example"), "{err}");
+    assert_eq!(app.audit_entries(&["two_factor.reset"]).await.len(), 1);
+    app.stop().await;
+}
+
 async fn a_setup_link_resets_the_password_but_still_asks_for_the_code(backend: Backend) {
     let (app, clock) = clocked(backend).await;
     let ada = someone(&app, "ada@agency.example").await;
@@ -834,6 +875,7 @@ on_both_backends!(
     recovery_codes_sign_in_once_and_new_ones_replace_them,
     turning_it_off_takes_a_code_and_deletes_the_secret,
     a_setup_link_resets_the_password_but_still_asks_for_the_code,
+    an_operator_resets_it_for_someone_who_lost_both_factors,
     owners_require_it_members_are_sent_to_enrolment_and_tokens_keep_working,
     the_secret_is_sealed_bound_to_its_user_and_never_shown_again,
     a_session_owing_a_second_factor_cannot_use_a_connection_but_a_token_can,
