@@ -133,6 +133,32 @@ pub struct PageParams {
     cols: Option<Vec<String>>,
 }
 
+/// The filters of the request lists (Sent, Received, the project rollups),
+/// for `params(RequestFilterParams)`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // described here, read by `requests::list_filter`
+pub struct RequestFilterParams {
+    /// Only requests of this status.
+    #[param(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+    status: Option<String>,
+    /// Only requests whose name contains this (≤ 255 characters).
+    name: Option<String>,
+    /// Only requests of this client.
+    client: Option<String>,
+    /// Only requests of this project.
+    project: Option<String>,
+    /// Only requests this user follows up.
+    #[param(rename = "ownerId")]
+    owner_id: Option<i64>,
+    /// Only requests this user sent.
+    #[param(rename = "userId")]
+    user_id: Option<i64>,
+    /// A tracking view.
+    #[param(pattern = "^(active|due-for-nudge|sla-breach|authorized-this-week)$")]
+    view: Option<String>,
+}
+
 /// The schemas of objects whose keys `cols[]` may narrow: none of their
 /// properties is required.
 const SELECTABLE: &[&str] = &[

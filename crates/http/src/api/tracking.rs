@@ -43,18 +43,14 @@ pub async fn update(
 }
 
 /// `GET /credential-requests/projects`: per team and project of the requests
-/// the caller sees as sender (`teamId`, `client`, `ownerId`, `view` narrow
-/// them as on the Sent list): total, authorized, pending, breaches and the
+/// the caller sees as sender (`teamId` and the Sent list's filters narrow
+/// them): total, authorized, pending, breaches and the
 /// SLA rate (authorized ÷ total, 1 when empty).
 #[utoipa::path(get, path = "/credential-requests/projects", tag = "tracking",
     summary = "Rollups per team and project of the requests the caller's teams sent",
     params(
         ("teamId" = Option<i64>, Query, description = "Only this team's."),
-        ("status" = Option<String>, Query, description = "Only requests of this status.", pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"),
-        ("client" = Option<String>, Query, description = "Only requests of this client."),
-        ("project" = Option<String>, Query, description = "Only requests of this project."),
-        ("ownerId" = Option<i64>, Query, description = "Only requests this user follows up."),
-        ("view" = Option<String>, Query, description = "A tracking view.", pattern = "^(active|due-for-nudge|sla-breach|authorized-this-week)$"),
+        crate::api::doc::RequestFilterParams,
         crate::api::doc::PageParams,
     ),
     security(("token" = ["credential-requests:read"])),
