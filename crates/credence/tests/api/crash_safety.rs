@@ -628,7 +628,10 @@ fn problems(ledger: &Ledger, stored: &Stored, recipient_email: &str) -> Vec<Stri
         let id = request.id.to_string();
         *by_name.entry(request.name.as_str()).or_insert(0) += 1;
         match ledger.creates.get(&request.name) {
-            None => problems.push(format!("request {id} ({}) was made by no call", request.name)),
+            None => problems.push(format!(
+                "request {id} ({}) was made by no call",
+                request.name
+            )),
             Some(create) => {
                 if !create.valid || create.outcome == Outcome::Refused {
                     problems.push(format!(
@@ -637,7 +640,10 @@ fn problems(ledger: &Ledger, stored: &Stored, recipient_email: &str) -> Vec<Stri
                     ));
                 }
                 if create.id.as_ref().is_some_and(|known| *known != id) {
-                    problems.push(format!("request {} is stored as {id}: {create:?}", request.name));
+                    problems.push(format!(
+                        "request {} is stored as {id}: {create:?}",
+                        request.name
+                    ));
                 }
                 let apps: Vec<&str> = credentials.iter().map(|c| c.app_key.as_str()).collect();
                 if apps != create.apps {
@@ -688,7 +694,9 @@ fn problems(ledger: &Ledger, stored: &Stored, recipient_email: &str) -> Vec<Stri
                 S::Authorized => (1, 0),
                 S::Revoked => (1, 1),
                 other => {
-                    problems.push(format!("credential {cid} is {other}, which the load never makes"));
+                    problems.push(format!(
+                        "credential {cid} is {other}, which the load never makes"
+                    ));
                     continue;
                 }
             };
@@ -712,7 +720,9 @@ fn problems(ledger: &Ledger, stored: &Stored, recipient_email: &str) -> Vec<Stri
                         ));
                     }
                     if !holds.is_some_and(|c| connection_ids.contains_key(&c)) {
-                        problems.push(format!("credential {cid} holds {holds:?}, which is not stored"));
+                        problems.push(format!(
+                            "credential {cid} holds {holds:?}, which is not stored"
+                        ));
                     }
                 }
                 S::Revoked => {
@@ -774,10 +784,14 @@ fn problems(ledger: &Ledger, stored: &Stored, recipient_email: &str) -> Vec<Stri
     for (name, create) in &ledger.creates {
         let count = by_name.get(name.as_str()).copied().unwrap_or(0);
         if count > 1 || (create.outcome == Outcome::Acked && count == 0) {
-            problems.push(format!("request {name} is stored {count} times: {create:?}"));
+            problems.push(format!(
+                "request {name} is stored {count} times: {create:?}"
+            ));
         }
         if create.outcome == Outcome::Acked && !create.valid {
-            problems.push(format!("request {name} with an unknown app was acknowledged"));
+            problems.push(format!(
+                "request {name} with an unknown app was acknowledged"
+            ));
         }
     }
     // Nothing audited or told about what is not stored.
@@ -797,19 +811,41 @@ fn problems(ledger: &Ledger, stored: &Stored, recipient_email: &str) -> Vec<Stri
     };
     let made: usize = connections_of.values().map(Vec::len).sum();
     for (what, found, expected) in [
-        ("creation audit entries", count("credential_request.created"), stored_requests),
-        ("authorization audit entries", count("credential.authorized"), granted + revoked),
+        (
+            "creation audit entries",
+            count("credential_request.created"),
+            stored_requests,
+        ),
+        (
+            "authorization audit entries",
+            count("credential.authorized"),
+            granted + revoked,
+        ),
         ("connection audit entries", made, granted + revoked),
-        ("revocation audit entries", count("credential.revoked"), revoked),
-        ("request notifications", told_count("credential_request.received"), stored_requests),
-        ("authorization notifications", told_count("credential.authorized"), granted + revoked),
-        ("revocation notifications", told_count("credential.revoked"), revoked),
+        (
+            "revocation audit entries",
+            count("credential.revoked"),
+            revoked,
+        ),
+        (
+            "request notifications",
+            told_count("credential_request.received"),
+            stored_requests,
+        ),
+        (
+            "authorization notifications",
+            told_count("credential.authorized"),
+            granted + revoked,
+        ),
+        (
+            "revocation notifications",
+            told_count("credential.revoked"),
+            revoked,
+        ),
         ("connections", stored.connections.len(), granted),
     ] {
         if found != expected {
-            problems.push(format!(
-                "{found} {what}, for {expected} committed changes"
-            ));
+            problems.push(format!("{found} {what}, for {expected} committed changes"));
         }
     }
     if !stored.secretless.is_empty() {
@@ -860,7 +896,8 @@ async fn the_server_killed_twenty_times_under_load_loses_nothing_and_leaves_noth
     let baseline = (
         sql.value::<i64>("SELECT COALESCE(MAX(id), 0) FROM audit_log")
             .await,
-        sql.value::<i64>("SELECT COALESCE(MAX(id), 0) FROM outbox").await,
+        sql.value::<i64>("SELECT COALESCE(MAX(id), 0) FROM outbox")
+            .await,
     );
     assert_eq!(sql.value::<i64>(UNNAMED_SECRETS).await, 0);
 
@@ -925,18 +962,23 @@ async fn the_server_killed_twenty_times_under_load_loses_nothing_and_leaves_noth
     // A killed instance's claims on outbox rows hold for its lease (two
     // minutes) before another instance takes them: the clock moves past
     // them here (no instance runs) instead of the test waiting.
-    sql.execute("UPDATE outbox SET lease_until = NULL WHERE sent_at IS NULL AND lease_until IS NOT NULL")
-        .await;
+    sql.execute(
+        "UPDATE outbox SET lease_until = NULL WHERE sent_at IS NULL AND lease_until IS NOT NULL",
+    )
+    .await;
     let server = Server::start(&setup, KILLS).await;
     let delivered = format!(
         "SELECT COUNT(*) FROM outbox WHERE id > {} AND sent_at IS NULL AND dead_lettered_at IS NULL",
         baseline.1
     );
     let sql = Arc::new(tokio::sync::Mutex::new(sql));
-    wait_until("every notification is delivered after the last restart", || {
-        let (sql, delivered) = (sql.clone(), delivered.clone());
-        async move { sql.lock().await.value::<i64>(&delivered).await == 0 }
-    })
+    wait_until(
+        "every notification is delivered after the last restart",
+        || {
+            let (sql, delivered) = (sql.clone(), delivered.clone());
+            async move { sql.lock().await.value::<i64>(&delivered).await == 0 }
+        },
+    )
     .await;
     let mut sql = Arc::try_unwrap(sql).ok().unwrap().into_inner();
 
@@ -966,7 +1008,12 @@ async fn the_server_killed_twenty_times_under_load_loses_nothing_and_leaves_noth
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| (c["id"].as_str().unwrap().to_string(), c["state"].as_str().unwrap().to_string()))
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_string(),
+                    c["state"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         let kept: Vec<(String, String)> = credentials
             .iter()
@@ -985,8 +1032,11 @@ async fn the_server_killed_twenty_times_under_load_loses_nothing_and_leaves_noth
     let ledger = ledger.lock().unwrap();
     let found = problems(&ledger, &stored, &recipient_email);
     // The calls without an answer whose change is there all the same.
-    let stored_names: std::collections::HashSet<&str> =
-        stored.requests.iter().map(|(r, _)| r.name.as_str()).collect();
+    let stored_names: std::collections::HashSet<&str> = stored
+        .requests
+        .iter()
+        .map(|(r, _)| r.name.as_str())
+        .collect();
     let states: HashMap<String, CredentialState> = stored
         .requests
         .iter()
@@ -1003,21 +1053,26 @@ async fn the_server_killed_twenty_times_under_load_loses_nothing_and_leaves_noth
             .filter(|(id, asked)| {
                 let state = states.get(id.as_str());
                 (asked.authorize == Some(Outcome::Unknown)
-                    && matches!(state, Some(CredentialState::Authorized | CredentialState::Revoked)))
+                    && matches!(
+                        state,
+                        Some(CredentialState::Authorized | CredentialState::Revoked)
+                    ))
                     || (asked.revoke == Some(Outcome::Unknown)
                         && state == Some(&CredentialState::Revoked))
             })
             .count();
     eprintln!(
         "crash safety on {backend:?}: {} calls ({} acknowledged, {} refused, {} without an answer, \
-         {committed_unknown} of which committed), {} requests stored, {} audit entries, {} notifications",
+         {committed_unknown} of which committed), {} requests stored, {} audit entries, {} notifications \
+         ({} delivered again after a kill between delivery and its record)",
         ledger.calls,
         ledger.acked,
         ledger.refused,
         ledger.unknown,
         stored.requests.len(),
         stored.audit.len(),
-        stored.outbox.len()
+        stored.outbox.len(),
+        stored.mailbox.values().filter(|n| **n > 1).count()
     );
     assert!(
         found.is_empty(),
@@ -1029,9 +1084,14 @@ async fn the_server_killed_twenty_times_under_load_loses_nothing_and_leaves_noth
     assert!(ledger.unknown > 0, "no call was in flight at any kill");
     assert!(ledger.refused > 0, "no refused call was made");
     assert!(
-        ledger.credentials.values().any(|c| c.revoke == Some(Outcome::Acked)),
+        ledger
+            .credentials
+            .values()
+            .any(|c| c.revoke == Some(Outcome::Acked)),
         "no revocation was acknowledged"
     );
 }
 
-on_both_backends!(the_server_killed_twenty_times_under_load_loses_nothing_and_leaves_nothing_half_done);
+on_both_backends!(
+    the_server_killed_twenty_times_under_load_loses_nothing_and_leaves_nothing_half_done
+);
