@@ -16,6 +16,7 @@ mod browser_shell;
 mod browser_two_factor;
 mod cli;
 mod connections;
+mod crash_safety;
 mod jobs;
 mod key_rotation;
 mod listing;

@@ -511,8 +511,21 @@ impl TestApp {
             .expect("credence runs")
     }
 
+    /// Stops the server gracefully like [`TestApp::stop`], but keeps its
+    /// directory (the key file, the SQLite file) and answers it: for another
+    /// process (`credence serve`) to go on with the same database.
+    pub async fn stop_keeping_files(mut self) -> tempfile::TempDir {
+        self.stop_server().await;
+        self.store.close().await;
+        self.dir
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
+        self.stop_server().await;
+    }
+
+    async fn stop_server(&mut self) {
         assert!(
             !*LEAKED.lock().unwrap(),
             "a secret value leaked into the logs"
