@@ -511,7 +511,10 @@ async fn webhook_and_reminder_forms_refuse_bad_input_by_field_and_hide_what_a_me
     let owner_browser = signed_in(app, &owen).await;
     let (status, hooks) = page(&owner_browser, &app.url("/settings/webhooks")).await;
     assert_eq!(status, StatusCode::OK, "{hooks}");
-    assert!(hooks.contains("href=\"/settings/webhooks\""), "the tab: {hooks}");
+    assert!(
+        hooks.contains("href=\"/settings/webhooks\""),
+        "the tab: {hooks}"
+    );
     let csrf = csrf_of(&hooks);
 
     // A bad URL and no event: both named next to their field; nothing made.
@@ -615,8 +618,14 @@ async fn webhook_and_reminder_forms_refuse_bad_input_by_field_and_hide_what_a_me
     let (_, settings) = page(&member, &app.url("/settings")).await;
     let member_csrf = csrf_of(&settings);
     // Nor is the tab shown to them (the reminder policy, which they read, is).
-    assert!(!settings.contains("href=\"/settings/webhooks\""), "{settings}");
-    assert!(settings.contains("href=\"/settings/reminders\""), "{settings}");
+    assert!(
+        !settings.contains("href=\"/settings/webhooks\""),
+        "{settings}"
+    );
+    assert!(
+        settings.contains("href=\"/settings/reminders\""),
+        "{settings}"
+    );
     for path in [
         "/settings/webhooks".to_string(),
         format!("/settings/webhooks/{}", endpoint.id),

@@ -442,7 +442,10 @@ async fn an_operator_resets_it_for_someone_who_lost_both_factors(backend: Backen
         .operator(&["user", "reset-two-factor", "--email", &ada.email])
         .await;
     assert!(ok, "{err}");
-    assert!(out.contains("two-factor authentication of user") && out.contains(&ada.email), "{out}");
+    assert!(
+        out.contains("two-factor authentication of user") && out.contains(&ada.email),
+        "{out}"
+    );
     assert!(!two_factor::is_enabled(&app.store, ada.id).await.unwrap());
     assert_eq!(app.db().await.recovery_codes_left(ada.id).await.unwrap(), 0);
     let (status, _) = page(&halfway, &app.url(CHALLENGE)).await;
@@ -463,9 +466,17 @@ async fn an_operator_resets_it_for_someone_who_lost_both_factors(backend: Backen
     let (ok, _, err) = app
         .operator(&["user", "reset-two-factor", "--email", &ada.email])
         .await;
-    assert!(!ok && err.contains("has no two-factor authentication to reset"), "{err}");
+    assert!(
+        !ok && err.contains("has no two-factor authentication to reset"),
+        "{err}"
+    );
     let (ok, _, err) = app
-        .operator(&["user", "reset-two-factor", "--email", "nobody@agency.example"])
+        .operator(&[
+            "user",
+            "reset-two-factor",
+            "--email",
+            "nobody@agency.example",
+        ])
         .await;
     assert!(!ok && err.contains("nobody@agency.example"), "{err}");
     assert_eq!(app.audit_entries(&["two_factor.reset"]).await.len(), 1);

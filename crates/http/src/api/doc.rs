@@ -140,7 +140,9 @@ pub struct PageParams {
 #[allow(dead_code)] // described here, read by `requests::list_filter`
 pub struct RequestFilterParams {
     /// Only requests of this status.
-    #[param(pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$")]
+    #[param(
+        pattern = "^(pending|incomplete|authorized|partially_authorized|declined|invalid|revoked)$"
+    )]
     status: Option<String>,
     /// Only requests whose name contains this (≤ 255 characters).
     name: Option<String>,

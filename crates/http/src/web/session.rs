@@ -198,7 +198,12 @@ async fn manages(
         None => false,
         Some(choice) if choice.role.manages_organization() => true,
         Some(choice) => {
-            state.store.db().await?.team_role(choice.team.id, user.id).await?
+            state
+                .store
+                .db()
+                .await?
+                .team_role(choice.team.id, user.id)
+                .await?
                 == Some(TeamRole::Admin)
         }
     })
