@@ -12,9 +12,11 @@
 
 use crate::on_both_backends;
 use crate::support::Agency;
-use crate::support::{register_secret, wait_until, TestApp};
+use crate::support::{
+    register_secret, signed_in, wait_until, world_with, OidcOptions, Rotation, TestApp,
+};
 use credence::service::{audit, secrets};
-use credence_domain::CredentialId;
+use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
@@ -1145,6 +1147,58 @@ async fn keys_rotate_under_load_fails_no_request(backend: Backend) {
     agency.app.stop().await;
 }
 
+/// A refresh under way while `keys rotate` re-wraps the connection's tokens
+/// keeps what the provider answered: the re-wrapped value holds the same
+/// tokens as the one the refresh read, so it is no reason to throw the
+/// answer away — with rotating refresh tokens, the one left stored would be
+/// consumed, and presenting it would revoke the grant.
+async fn a_refresh_under_way_while_keys_rotate_rewraps_the_tokens_keeps_the_new_ones(
+    backend: Backend,
+) {
+    use credence::service::refresh::{self, RefreshOutcome};
+    let world = world_with(
+        backend,
+        true,
+        OidcOptions {
+            rotation: Rotation::Rotate,
+            ..OidcOptions::default()
+        },
+    )
+    .await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let id = world.connection().await.id;
+    let before = world.tokens(&world.connection_by_id(id).await).await;
+
+    world.provider.hold_token_requests(true).await;
+    let ctx = world.ctx().clone();
+    let refreshing = tokio::spawn(async move { refresh::refresh_now(&ctx, id).await });
+    world.provider.token_request_held().await;
+    let (ok, stdout, stderr) = world.agency.app.operator(&["keys", "rotate"]).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("secrets.sealed: re-wrapped 1,"),
+        "the tokens were re-wrapped while the refresh waited: {stdout}"
+    );
+    world.provider.hold_token_requests(false).await;
+    assert_eq!(
+        refreshing.await.unwrap().unwrap(),
+        RefreshOutcome::Refreshed
+    );
+
+    let after = world.tokens(&world.connection_by_id(id).await).await;
+    assert_ne!(after["refresh_token"], before["refresh_token"], "the rotated refresh token is kept");
+    assert_ne!(after["access_token"], before["access_token"]);
+    assert!(key_versions(&world.agency.app).await[0].1.iter().all(|v| *v == 2));
+    // The kept refresh token is the live one: the next refresh works.
+    assert_eq!(
+        refresh::refresh_now(world.ctx(), id).await.unwrap(),
+        RefreshOutcome::Refreshed
+    );
+    assert_eq!(world.stored().await.state, CredentialState::Authorized);
+    world.agency.app.stop().await;
+}
+
 on_both_backends!(
     keys_rotate_moves_every_sealed_column_of_every_table_to_the_new_version,
     a_running_server_seals_under_the_rotated_version_without_opening_a_newer_value_first,
@@ -1158,4 +1212,5 @@ on_both_backends!(
     a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_reported,
     keys_retire_refuses_while_a_running_instance_has_an_older_copy_of_the_key_file,
     keys_rotate_under_load_fails_no_request,
+    a_refresh_under_way_while_keys_rotate_rewraps_the_tokens_keeps_the_new_ones,
 );

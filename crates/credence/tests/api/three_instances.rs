@@ -474,12 +474,31 @@ async fn the_whole_lifecycle_works_on_three_instances_and_background_work_happen
         );
     }
     assert_eq!(deliveries.len(), jobs.len(), "{deliveries:?}");
-    let mut told: Vec<(String, String)> = jobs
+    // One notification per change that tells someone, whichever instance
+    // made the change and whichever delivered it.
+    let mut told: Vec<(&str, &str)> = jobs
         .iter()
-        .map(|job| (job.kind.clone(), job.recipient_email.clone()))
+        .map(|job| (job.kind.as_str(), job.recipient_email.as_str()))
         .collect();
     told.sort();
-    eprintln!("{told:#?}");
+    let (rita, tom) = (
+        agency.requester.email.as_str(),
+        agency.teammate.email.as_str(),
+    );
+    assert_eq!(
+        told,
+        vec![
+            ("credential.authorized", rita),
+            ("credential.authorized", rita),
+            ("credential.reauthorization_requested", tom),
+            ("credential.reauthorized", rita),
+            ("credential.reauthorized", tom),
+            ("credential.revoked", rita),
+            ("credential_request.received", tom),
+            ("credential_request.reminder", tom),
+            ("feature.granted", app.admin_email.as_str()),
+        ]
+    );
     let answered = lb.answered.lock().unwrap().clone();
     assert!(answered.iter().all(|n| *n >= 10), "{answered:?}");
 
