@@ -1022,10 +1022,9 @@ async fn ask_and_authorize_until(
             .unwrap()
             .and_then(|c| c.connection_id)
         else {
-            load.failures
-                .lock()
-                .unwrap()
-                .push(format!("credential {credential} is authorized without a connection"));
+            load.failures.lock().unwrap().push(format!(
+                "credential {credential} is authorized without a connection"
+            ));
             continue;
         };
         proxy_call(agency, connection, use_token, load).await;
@@ -1052,7 +1051,10 @@ async fn proxy_call(agency: &Agency, connection: i64, use_token: &str, load: &Lo
         }
         Err(error) => {
             load.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            load.failures.lock().unwrap().push(format!("proxy: {error}"));
+            load.failures
+                .lock()
+                .unwrap()
+                .push(format!("proxy: {error}"));
         }
     }
 }
@@ -1187,9 +1189,15 @@ async fn a_refresh_under_way_while_keys_rotate_rewraps_the_tokens_keeps_the_new_
     );
 
     let after = world.tokens(&world.connection_by_id(id).await).await;
-    assert_ne!(after["refresh_token"], before["refresh_token"], "the rotated refresh token is kept");
+    assert_ne!(
+        after["refresh_token"], before["refresh_token"],
+        "the rotated refresh token is kept"
+    );
     assert_ne!(after["access_token"], before["access_token"]);
-    assert!(key_versions(&world.agency.app).await[0].1.iter().all(|v| *v == 2));
+    assert!(key_versions(&world.agency.app).await[0]
+        .1
+        .iter()
+        .all(|v| *v == 2));
     // The kept refresh token is the live one: the next refresh works.
     assert_eq!(
         refresh::refresh_now(world.ctx(), id).await.unwrap(),

@@ -283,7 +283,10 @@ async fn the_whole_lifecycle_works_on_three_instances_and_background_work_happen
     // Tom opens it: in his received list, then its detail, then its page in
     // his browser.
     let (status, body) = lb
-        .get("/api/v2/credential-requests/received", &agency.teammate_token)
+        .get(
+            "/api/v2/credential-requests/received",
+            &agency.teammate_token,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["requests"][0]["id"], request.as_str(), "{body}");
@@ -321,7 +324,11 @@ async fn the_whole_lifecycle_works_on_three_instances_and_background_work_happen
     // The OAuth credential: the consent page, then the provider's redirect
     // back, which the load balancer sends to whichever instance is next.
     let (status, body) = lb
-        .post(&credential_path(&oauth, "authorize"), &agency.teammate_token, None)
+        .post(
+            &credential_path(&oauth, "authorize"),
+            &agency.teammate_token,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let outcome = provider
@@ -354,7 +361,9 @@ async fn the_whole_lifecycle_works_on_three_instances_and_background_work_happen
     // The requester's team uses both through the broker, on every instance.
     let use_token = app.token(agency.requester.id, "connections:use").await;
     let oauth_connection = connection_of(&agency, &oauth).await.expect("a connection");
-    let key_connection = connection_of(&agency, &api_key).await.expect("a connection");
+    let key_connection = connection_of(&agency, &api_key)
+        .await
+        .expect("a connection");
     for _ in 0..3 {
         let (status, body) = lb.proxy(oauth_connection, "/me", &use_token).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -411,7 +420,9 @@ async fn the_whole_lifecycle_works_on_three_instances_and_background_work_happen
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let key_connection = connection_of(&agency, &api_key).await.expect("a connection");
+    let key_connection = connection_of(&agency, &api_key)
+        .await
+        .expect("a connection");
     for _ in 0..3 {
         let (status, body) = lb.proxy(key_connection, "/v1/contacts", &use_token).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -423,7 +434,11 @@ async fn the_whole_lifecycle_works_on_three_instances_and_background_work_happen
         .connection_values(&app.stored_connection(oauth_connection).await.unwrap())
         .await;
     let (status, body) = lb
-        .post(&credential_path(&oauth, "revoke"), &agency.teammate_token, None)
+        .post(
+            &credential_path(&oauth, "revoke"),
+            &agency.teammate_token,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = lb.proxy(oauth_connection, "/me", &use_token).await;
