@@ -13,8 +13,9 @@
 //! No database lock is held while the provider answers (on SQLite that would
 //! stop every writer); the outcome is written in a short transaction that
 //! holds the row and checks that the tokens are still the ones read (a
-//! reauthorization in between wins). A provider outage changes nothing but
-//! the backoff and answers a conflict the caller may retry after.
+//! reauthorization in between wins; a re-wrap by `keys rotate` does not). A
+//! provider outage changes nothing but the backoff and answers a conflict the
+//! caller may retry after.
 
 use super::{apps, endings, secrets, Context, Error, Result};
 use credence_catalog::AuthKind;
@@ -234,7 +235,7 @@ async fn refresh_leased(ctx: &Context, id: i64, when: When) -> Result<RefreshOut
             }
             let new = FieldValues(values);
             let mut tx = ctx.store.begin().await?;
-            if !unchanged(&mut tx, id, &secret, &read.sealed).await? {
+            if !unchanged(ctx, &mut tx, &connection, &secret, &read.sealed).await? {
                 return Ok(RefreshOutcome::StillValid);
             }
             let sealed = secrets::seal_connection_values(
@@ -266,22 +267,35 @@ async fn refresh_leased(ctx: &Context, id: i64, when: When) -> Result<RefreshOut
     }
 }
 
-/// Inside `tx`: holds connection `id` and answers whether its secret is still
-/// what the refresh read (`sealed`). When not — a reauthorization stored new
-/// tokens, or the connection is gone — the refresh's outcome is stale.
+/// Inside `tx`: holds `connection` and answers whether its secret still
+/// holds what the refresh read (`sealed`): the same text, or the same tokens
+/// sealed again (`keys rotate` re-wraps them under a newer key version
+/// meanwhile). When not — a reauthorization stored new tokens, or the
+/// connection is gone — the refresh's outcome is stale.
 async fn unchanged(
+    ctx: &Context,
     tx: &mut credence_store::Db,
-    id: i64,
+    connection: &Connection,
     secret: &str,
     sealed: &str,
 ) -> Result<bool> {
-    if tx.lock_connection(id).await?.is_none() {
+    if tx.lock_connection(connection.id).await?.is_none() {
         return Ok(false);
     }
-    Ok(tx
-        .get_secret(secret)
-        .await?
-        .is_some_and(|stored| stored.sealed == sealed))
+    let Some(stored) = tx.get_secret(secret).await? else {
+        return Ok(false);
+    };
+    if stored.sealed == sealed {
+        return Ok(true);
+    }
+    let open = |text: &str| secrets::open_connection_values(&ctx.vault, connection, secret, text);
+    let (read, now) = (open(sealed)?, open(&stored.sealed)?);
+    Ok(read.0.len() == now.0.len()
+        && read
+            .0
+            .iter()
+            .zip(&now.0)
+            .all(|((a, x), (b, y))| a == b && x.expose_secret() == y.expose_secret()))
 }
 
 /// Writes a definitive refusal, unless the tokens changed meanwhile.
@@ -297,7 +311,7 @@ async fn write_refusal(
     // (delete-remote, reauthorization and request deletion hold a credential,
     // then destroy its connection), so that none waits on another in a circle.
     let using = tx.lock_credentials_using_connection(connection.id).await?;
-    if !unchanged(&mut tx, connection.id, secret, sealed).await? {
+    if !unchanged(ctx, &mut tx, connection, secret, sealed).await? {
         return Ok(RefreshOutcome::StillValid);
     }
     endings::invalidate(ctx, &mut tx, connection, using, &reason).await?;

@@ -6,12 +6,17 @@
 //! an older copy of the key file,
 //! and a sealed value moved to another owner record (a connection of another
 //! team, another outbox row) does not open. Values sealed before the owner
-//! binding are re-sealed when an instance starts.
+//! binding are re-sealed when an instance starts. Two rotations while clients
+//! keep creating, reading and authorizing requests and calling the broker
+//! fail none of their calls.
 
 use crate::on_both_backends;
 use crate::support::Agency;
-use crate::support::{register_secret, wait_until, TestApp};
+use crate::support::{
+    register_secret, signed_in, wait_until, world_with, OidcOptions, Rotation, TestApp,
+};
 use credence::service::{audit, secrets};
+use credence_domain::{CredentialId, CredentialState};
 use credence_store::Backend;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
@@ -942,6 +947,272 @@ async fn seal_as_an_older_credence(
     (secret, plain, legacy.as_str().to_string())
 }
 
+/// What the load of [`keys_rotate_under_load_fails_no_request`] did, and
+/// every call answered otherwise than expected.
+#[derive(Default)]
+struct Load {
+    calls: std::sync::atomic::AtomicUsize,
+    failures: std::sync::Mutex<Vec<String>>,
+}
+
+impl Load {
+    /// Counts a call answered `status`, a failure unless it is `expected`.
+    fn answered(&self, what: &str, status: StatusCode, expected: StatusCode, body: &str) -> bool {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if status != expected {
+            self.failures
+                .lock()
+                .unwrap()
+                .push(format!("{what}: {status} (expected {expected}) {body}"));
+        }
+        status == expected
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One client of the API until `stop`: Rita asks Tom for the API-key app,
+/// reads the request, Tom reads and authorizes it with a new key, and Rita's
+/// team calls the app through the broker with it.
+async fn ask_and_authorize_until(
+    agency: &Agency,
+    use_token: &str,
+    worker: usize,
+    load: &Load,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut round = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        round += 1;
+        let (status, body) = agency
+            .post(
+                "/api/v2/credential-requests/requests/v2",
+                &agency.requester_token,
+                Some(agency.body_for(agency.teammate.id, &["acme-crm"])),
+            )
+            .await;
+        if !load.answered("create", status, StatusCode::CREATED, &body.to_string()) {
+            continue;
+        }
+        let request = body["request"]["id"].as_str().unwrap().to_string();
+        let credential = body["request"]["credentials"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let detail = format!("/api/v2/credential-requests/requests/{request}/detail");
+        for token in [&agency.requester_token, &agency.teammate_token] {
+            let (status, body) = agency.app.get_json(&detail, token).await;
+            load.answered("read", status, StatusCode::OK, &body.to_string());
+        }
+        let key = format!("load-{worker}-{round}-{}", uuid::Uuid::new_v4().simple());
+        agency.upstream.accept(&key);
+        let (status, body) = agency.authorize_with(&credential, "authorize", &key).await;
+        if !load.answered("authorize", status, StatusCode::OK, &body.to_string()) {
+            continue;
+        }
+        let id = CredentialId::parse("id", &credential).unwrap();
+        let Some(connection) = agency
+            .app
+            .db()
+            .await
+            .get_credential(id)
+            .await
+            .unwrap()
+            .and_then(|c| c.connection_id)
+        else {
+            load.failures.lock().unwrap().push(format!(
+                "credential {credential} is authorized without a connection"
+            ));
+            continue;
+        };
+        proxy_call(agency, connection, use_token, load).await;
+    }
+}
+
+/// `GET /v1/contacts` through the broker on `connection`, 200 expected.
+async fn proxy_call(agency: &Agency, connection: i64, use_token: &str, load: &Load) {
+    let response = agency
+        .app
+        .client
+        .get(agency.app.url(&format!(
+            "/api/v2/connections/{connection}/proxy/v1/contacts"
+        )))
+        .header("Authorization", format!("Token {use_token}"))
+        .send()
+        .await;
+    match response {
+        Ok(response) => {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            crate::support::assert_no_secret("a proxied answer", &body);
+            load.answered("proxy", status, StatusCode::OK, &body);
+        }
+        Err(error) => {
+            load.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            load.failures
+                .lock()
+                .unwrap()
+                .push(format!("proxy: {error}"));
+        }
+    }
+}
+
+/// Issue 14: `credence keys rotate`, twice, while clients keep creating,
+/// reading and authorizing requests and calling connections through the
+/// broker: no call fails, and afterwards every sealed value is on the newest
+/// version and still opens.
+async fn keys_rotate_under_load_fails_no_request(backend: Backend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let agency = Agency::start_with(backend, &[(OAUTH_APP, oauth_app())], |config| {
+        config.oauth_refresh_every = None;
+        // The broker's clients call as fast as they can: on a fast machine
+        // the per-connection limit would answer 429.
+        config.proxy_calls_per_minute = 1_000_000;
+    })
+    .await;
+    let (first, token) = seal_everywhere(&agency).await;
+    let mut existing = vec![first];
+    for i in 0..10 {
+        let key = format!("existing-{i}-{}", uuid::Uuid::new_v4().simple());
+        existing.push(api_key_connection(&agency, agency.app.team.0, &token, &key).await);
+    }
+    assert_all_on(&agency.app, 1).await;
+    let use_token = agency
+        .app
+        .token(agency.requester.id, "connections:use")
+        .await;
+    let load = Load::default();
+    let stop = AtomicBool::new(false);
+    let broker = |offset: usize| {
+        let (existing, load, stop, use_token) = (&existing, &load, &stop, &use_token);
+        let agency = &agency;
+        async move {
+            let mut at = offset;
+            while !stop.load(Ordering::SeqCst) {
+                proxy_call(agency, existing[at % existing.len()], use_token, load).await;
+                at += 1;
+            }
+        }
+    };
+    let rotations = async {
+        // Both rotations start while every client is busy, and end before
+        // the clients stop.
+        wait_until("the clients are busy", || async { load.calls() >= 20 }).await;
+        let mut during = Vec::new();
+        for version in [2, 3] {
+            let before = load.calls();
+            let (ok, stdout, stderr) = agency.app.operator(&["keys", "rotate"]).await;
+            during.push(load.calls() - before);
+            assert!(ok, "rotation to {version}: {stdout}{stderr}");
+            assert!(
+                stdout.contains(&format!("key version {version} added")),
+                "{stdout}"
+            );
+            let after = load.calls();
+            wait_until("the clients go on after the rotation", || async {
+                load.calls() >= after + 20
+            })
+            .await;
+        }
+        stop.store(true, Ordering::SeqCst);
+        during
+    };
+    let ((), (), (), (), (), during) = tokio::join!(
+        ask_and_authorize_until(&agency, &use_token, 0, &load, &stop),
+        ask_and_authorize_until(&agency, &use_token, 1, &load, &stop),
+        ask_and_authorize_until(&agency, &use_token, 2, &load, &stop),
+        broker(0),
+        broker(5),
+        rotations,
+    );
+    let failures = load.failures.lock().unwrap().clone();
+    assert_eq!(failures, Vec::<String>::new(), "of {} calls", load.calls());
+    assert!(
+        during.iter().all(|calls| *calls > 0),
+        "calls answered during each rotation: {during:?}"
+    );
+
+    // Everything is on version 3 and opens: every connection's secret (and
+    // works through the broker), every notification.
+    assert_all_on(&agency.app, 3).await;
+    let vault = agency.app.vault();
+    let connections = agency.app.team_connections().await;
+    assert!(connections.len() > existing.len(), "{}", connections.len());
+    for connection in &connections {
+        secrets::open_connection(&agency.app.store, &vault, connection)
+            .await
+            .unwrap_or_else(|e| panic!("connection {} does not open: {e}", connection.id));
+        if connection.app_key == "acme-crm" {
+            let before = load.failures.lock().unwrap().len();
+            proxy_call(&agency, connection.id, &use_token, &load).await;
+            let failures = load.failures.lock().unwrap();
+            assert_eq!(failures.len(), before, "{:?}", &failures[before..]);
+        }
+    }
+    assert!(!agency.outbox().await.is_empty());
+    agency.app.stop().await;
+}
+
+/// A refresh under way while `keys rotate` re-wraps the connection's tokens
+/// keeps what the provider answered: the re-wrapped value holds the same
+/// tokens as the one the refresh read, so it is no reason to throw the
+/// answer away — with rotating refresh tokens, the one left stored would be
+/// consumed, and presenting it would revoke the grant.
+async fn a_refresh_under_way_while_keys_rotate_rewraps_the_tokens_keeps_the_new_ones(
+    backend: Backend,
+) {
+    use credence::service::refresh::{self, RefreshOutcome};
+    let world = world_with(
+        backend,
+        true,
+        OidcOptions {
+            rotation: Rotation::Rotate,
+            ..OidcOptions::default()
+        },
+    )
+    .await;
+    let tom = signed_in(&world.agency.app, &world.agency.teammate).await;
+    world.consent_through(&tom, "authorize").await;
+    let id = world.connection().await.id;
+    let before = world.tokens(&world.connection_by_id(id).await).await;
+
+    world.provider.hold_token_requests(true).await;
+    let ctx = world.ctx().clone();
+    let refreshing = tokio::spawn(async move { refresh::refresh_now(&ctx, id).await });
+    world.provider.token_request_held().await;
+    let (ok, stdout, stderr) = world.agency.app.operator(&["keys", "rotate"]).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("secrets.sealed: re-wrapped 1,"),
+        "the tokens were re-wrapped while the refresh waited: {stdout}"
+    );
+    world.provider.hold_token_requests(false).await;
+    assert_eq!(
+        refreshing.await.unwrap().unwrap(),
+        RefreshOutcome::Refreshed
+    );
+
+    let after = world.tokens(&world.connection_by_id(id).await).await;
+    assert_ne!(
+        after["refresh_token"], before["refresh_token"],
+        "the rotated refresh token is kept"
+    );
+    assert_ne!(after["access_token"], before["access_token"]);
+    assert!(key_versions(&world.agency.app).await[0]
+        .1
+        .iter()
+        .all(|v| *v == 2));
+    // The kept refresh token is the live one: the next refresh works.
+    assert_eq!(
+        refresh::refresh_now(world.ctx(), id).await.unwrap(),
+        RefreshOutcome::Refreshed
+    );
+    assert_eq!(world.stored().await.state, CredentialState::Authorized);
+    world.agency.app.stop().await;
+}
+
 on_both_backends!(
     keys_rotate_moves_every_sealed_column_of_every_table_to_the_new_version,
     a_running_server_seals_under_the_rotated_version_without_opening_a_newer_value_first,
@@ -954,4 +1225,6 @@ on_both_backends!(
     a_value_rewritten_between_read_and_renewal_is_read_again_and_keeps_its_new_value,
     a_legacy_secret_two_connections_point_at_is_resealed_for_neither_and_reported,
     keys_retire_refuses_while_a_running_instance_has_an_older_copy_of_the_key_file,
+    keys_rotate_under_load_fails_no_request,
+    a_refresh_under_way_while_keys_rotate_rewraps_the_tokens_keeps_the_new_ones,
 );

@@ -40,6 +40,7 @@ mod secrets;
 mod sign_in;
 mod sign_in_limits;
 mod teardown;
+mod three_instances;
 mod token_hygiene;
 mod tokens;
 mod tracking;

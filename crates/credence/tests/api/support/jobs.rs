@@ -37,6 +37,8 @@ impl ManualClock {
 /// Another running instance of `app`'s deployment (same database, key file
 /// and configuration but for `adjust`), stopped by [`Instance::stop`].
 pub struct Instance {
+    /// `http://127.0.0.1:<port>`, where this instance listens.
+    pub address: String,
     shutdown: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -49,11 +51,16 @@ impl Instance {
         let instance = credence::Application::build(config)
             .await
             .expect("another instance starts");
+        let address = format!("http://127.0.0.1:{}", instance.port());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(instance.run_until(async {
             let _ = stopped.await;
         }));
-        Instance { shutdown, server }
+        Instance {
+            address,
+            shutdown,
+            server,
+        }
     }
 
     pub async fn stop(self) {

@@ -1,5 +1,6 @@
-//! A real local HTTP API playing a third-party app: `GET /v1/me` answers 200 for
-//! an accepted API key and 401 otherwise, and can hold its answer for one key
+//! A real local HTTP API playing a third-party app: `GET /v1/me` (and
+//! `GET /v1/contacts`, for the broker) answers 200 for an accepted API key
+//! and 401 otherwise, and can hold its answer for one key
 //! until the test releases it (to widen a race window without a sleep); plus
 //! the operator app file that points Credence at it.
 
@@ -63,7 +64,33 @@ impl Upstream {
                 }
             }
         };
-        let router = axum::Router::new().route("/v1/me", axum::routing::get(check));
+        // What the broker's calls reach (`GET /v1/contacts`): the same
+        // answer for an accepted key, never held.
+        let known = upstream.accepted.clone();
+        let contacts = move |headers: HeaderMap| {
+            let known = known.clone();
+            async move {
+                let key = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                if known.lock().unwrap().contains(key) {
+                    (
+                        StatusCode::OK,
+                        axum::Json(json!({ "contacts": [{ "id": 1, "name": "Jane Roe" }] })),
+                    )
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(json!({ "error": "invalid key" })),
+                    )
+                }
+            }
+        };
+        let router = axum::Router::new()
+            .route("/v1/me", axum::routing::get(check))
+            .route("/v1/contacts", axum::routing::get(contacts));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, router).await });
