@@ -511,7 +511,13 @@ impl TestApp {
     }
 
     /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    /// Like [`TestApp::stop`], answering the data directory (a SQLite
+    /// database lives in it), to read what the stopping server left.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
         assert!(
             !*LEAKED.lock().unwrap(),
             "a secret value leaked into the logs"
@@ -525,6 +531,7 @@ impl TestApp {
                 .expect("server task")
                 .expect("server stopped cleanly");
         }
+        self.dir
     }
 }
 
