@@ -14,11 +14,14 @@
 //! nginx must be installed (`apt-get install nginx-light`); the run fails
 //! loudly without it. It stops by itself and removes what it created.
 
-use anyhow::{bail, Context};
+mod load;
+
+use anyhow::Context;
 use clap::Parser;
-use std::process::{Child, Command, Stdio};
+use load::{credence_binary, free_port, load, resident_during, wait_for, Running};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "broker-bench")]
@@ -81,34 +84,6 @@ async fn upstream() -> anyhow::Result<u16> {
     Ok(port)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn wait_for(url: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if client.get(url).send().await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("{url} did not answer within 60 s")
-}
-
-/// A child process killed on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn nginx(dir: &std::path::Path, port: u16, upstream: u16) -> anyhow::Result<Running> {
     let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
@@ -146,16 +121,7 @@ fn nginx(dir: &std::path::Path, port: u16, upstream: u16) -> anyhow::Result<Runn
 /// Starts `credence serve` next to this binary, with a connection to the
 /// upstream; answers the process, the proxy URL and the token.
 async fn broker(dir: &std::path::Path, upstream: u16) -> anyhow::Result<(Running, String, String)> {
-    let credence = std::env::current_exe()?
-        .parent()
-        .context("no directory")?
-        .join("credence");
-    if !credence.exists() {
-        bail!(
-            "{} is missing: cargo build --release -p credence",
-            credence.display()
-        );
-    }
+    let credence = credence_binary()?;
     let apps = dir.join("apps");
     std::fs::create_dir_all(&apps)?;
     std::fs::write(
@@ -254,99 +220,6 @@ operations = ["GET /v1/items"]
     ))
 }
 
-struct Stats {
-    count: usize,
-    errors: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Stats {
-    fn throughput(&self) -> f64 {
-        self.count as f64 / self.elapsed.as_secs_f64()
-    }
-    fn percentile(&self, p: f64) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        sorted
-            .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    }
-}
-
-/// `workers` keep-alive connections for `duration`; with `rate`, requests
-/// are paced to that many per second in all (open loop), else as fast as
-/// answers come (closed loop).
-async fn load(
-    url: &str,
-    token: Option<&str>,
-    workers: usize,
-    duration: Duration,
-    rate: Option<f64>,
-) -> anyhow::Result<Stats> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(workers)
-        .build()?;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..workers {
-        let (client, url) = (client.clone(), url.to_string());
-        let token = token.map(|t| format!("Token {t}"));
-        tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0usize);
-            let mut sent = 0u64;
-            while start.elapsed() < duration {
-                if let Some(rate) = rate {
-                    let due = start
-                        + Duration::from_secs_f64(
-                            (sent * workers as u64 + worker as u64) as f64 / rate,
-                        );
-                    sent += 1;
-                    if due > Instant::now() {
-                        tokio::time::sleep_until(due.into()).await;
-                    }
-                }
-                let began = Instant::now();
-                let mut request = client.get(&url);
-                if let Some(token) = &token {
-                    request = request.header("Authorization", token);
-                }
-                match request.send().await {
-                    Ok(response) if response.status().is_success() => {
-                        let _ = response.bytes().await;
-                        latencies.push(began.elapsed());
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut stats = Stats {
-        count: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    for task in tasks {
-        let (latencies, errors) = task.await?;
-        stats.count += latencies.len();
-        stats.errors += errors;
-        stats.latencies.extend(latencies);
-    }
-    stats.elapsed = start.elapsed();
-    Ok(stats)
-}
-
-fn resident_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -408,9 +281,7 @@ async fn main() -> anyhow::Result<()> {
         ms(p99[2].saturating_sub(p99[0])),
         ms(p99[1].saturating_sub(p99[0])),
     );
-    let pid = credence.0.id();
-    let before = resident_kib(pid).unwrap_or(0);
-    let many = tokio::spawn({
+    let (before, peak, stats) = resident_during(credence.0.id(), {
         let (url, token) = (broker_url.clone(), token.clone());
         let connections = args.connections;
         async move {
@@ -423,13 +294,8 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-    });
-    let mut peak = before;
-    while !many.is_finished() {
-        peak = peak.max(resident_kib(pid).unwrap_or(0));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let stats = many.await??;
+    })
+    .await?;
     println!(
         "broker memory: {:.1} MB resident idle, {:.1} MB at most with {} connections calling ({:.0} req/s, {} errors)",
         before as f64 / 1024.0,

@@ -18,11 +18,18 @@
 //! cargo run --release -p credence-bench -- [--backend sqlite|postgres|both]
 //!     [--requests 100000] [--teams 100] [--samples 500] [--postgres-url URL]
 //!     [--figures all|api|jobs] [--notifications 2000] [--scan-requests 1000000]
+//!     [--memory-connections 1000]
 //! ```
+//!
+//! The memory figure (`memory.rs`) runs the release `credence` binary next to
+//! this one as a child process: `cargo build --release -p credence -p
+//! credence-bench`, and `ulimit -n` above twice the connections.
 
 mod figures;
 mod jobs;
+mod load;
 mod measure;
+mod memory;
 mod report;
 mod world;
 
@@ -88,6 +95,10 @@ struct Args {
     /// Requests inserted for the reminder due-scan.
     #[arg(long, default_value_t = 1_000_000)]
     scan_requests: usize,
+    /// Keep-alive connections for the memory figure (`credence serve` in a
+    /// child process); 0 skips it.
+    #[arg(long, default_value_t = 1_000)]
+    memory_connections: usize,
     /// Skip PostgreSQL's ANALYZE after seeding (measure with no planner statistics).
     #[arg(long)]
     no_analyze: bool,
@@ -144,7 +155,10 @@ async fn stop_signal() {
 
 /// Runs everything on one backend; the database is removed whatever happens,
 /// also on Ctrl-C or SIGTERM.
-async fn run_backend(backend: Backend, args: &Args) -> anyhow::Result<Report> {
+async fn run_backend(
+    backend: Backend,
+    args: &Args,
+) -> anyhow::Result<(Report, Option<memory::Memory>)> {
     eprintln!("== {backend:?} ==");
     let database = Database::create(backend, &args.postgres_url).await?;
     eprintln!("database: {}", world::redact(&database.url));
@@ -172,13 +186,24 @@ async fn run_jobs(backend: Backend, args: &Args) -> anyhow::Result<jobs::JobsRep
     Ok(report)
 }
 
-async fn measure(database: &Database, args: &Args) -> anyhow::Result<Report> {
+async fn measure(
+    database: &Database,
+    args: &Args,
+) -> anyhow::Result<(Report, Option<memory::Memory>)> {
     let world = World::start(database, args.teams, args.requests, !args.no_analyze).await?;
     let measured = figures::measure(&world, args.budget()).await;
+    let memory = match (&measured, args.memory_connections) {
+        (Ok(_), connections) if connections > 0 => {
+            eprintln!("measuring: memory of credence serve with {connections} connections");
+            Some(memory::measure(database, &world.teams[0].token, connections, 5).await)
+        }
+        _ => None,
+    };
     let stopped = world.stop().await;
     let report = measured?;
+    let memory = memory.transpose()?;
     stopped?;
-    Ok(report)
+    Ok((report, memory))
 }
 
 #[tokio::main]
@@ -193,8 +218,11 @@ async fn main() -> anyhow::Result<()> {
     let mut reports = Vec::new();
     if args.figures != Figures::Jobs {
         for &backend in backends {
-            let report = run_backend(backend, &args).await?;
+            let (report, memory) = run_backend(backend, &args).await?;
             report::print_backend(&report, args.read_workers, args.create_workers);
+            if let Some(memory) = &memory {
+                memory::print(memory);
+            }
             reports.push(report);
         }
         if let [sqlite, postgres] = reports.as_slice() {

@@ -36,6 +36,48 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// The issue's goal for a figure (issue 12), by the figure's label.
+enum Goal {
+    /// p99 at most this many ms.
+    P99(f64),
+    /// p50 at most this many times `GET /healthz`'s p50.
+    TimesHealthz(f64),
+    /// At least this many per second, with p99 at most this many ms.
+    Rate(f64, f64),
+}
+
+fn goal_of(label: &str) -> Option<Goal> {
+    [
+        ("token check", Goal::TimesHealthz(2.0)),
+        ("list-sent", Goal::P99(5.0)),
+        ("detail", Goal::P99(2.0)),
+        ("create", Goal::Rate(1000.0, 20.0)),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| label.starts_with(prefix))
+    .map(|(_, goal)| goal)
+}
+
+/// The goal of `label` and whether `timings` meet it (`healthz`: its p50 in ms).
+fn goal_column(label: &str, timings: &Timings, healthz: f64) -> String {
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    match goal_of(label) {
+        None => String::new(),
+        Some(Goal::P99(limit)) => format!(
+            "p99 ≤ {limit} ms: {}",
+            met(ms(timings.percentile(99.0)) <= limit)
+        ),
+        Some(Goal::TimesHealthz(times)) => format!(
+            "p50 ≤ {times} × healthz: {}",
+            met(ms(timings.percentile(50.0)) <= times * healthz)
+        ),
+        Some(Goal::Rate(rate, limit)) => format!(
+            "≥ {rate}/s, p99 ≤ {limit} ms: {}",
+            met(timings.throughput() >= rate && ms(timings.percentile(99.0)) <= limit)
+        ),
+    }
+}
+
 /// The figures of one backend.
 pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize) {
     let seeding = report.seeding.as_secs_f64();
@@ -54,7 +96,7 @@ pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize
     );
     println!();
     println!(
-        "{:<LABEL$} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11}",
+        "{:<LABEL$} {:>6} {:>9} {:>9} {:>9} {:>11} {:>11}  goal (issue 12)",
         format!("latency ({read_workers} concurrent)"),
         "n",
         "p50 ms",
@@ -78,17 +120,18 @@ pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize
     for (label, timings) in rows {
         let p50 = ms(timings.percentile(50.0));
         println!(
-            "{label:<LABEL$} {:>6} {p50:>9.3} {:>9.3} {:>9.3} {:>11} {:>11}",
+            "{label:<LABEL$} {:>6} {p50:>9.3} {:>9.3} {:>9.3} {:>11} {:>11}  {}",
             count(timings),
             ms(timings.percentile(95.0)),
             ms(timings.percentile(99.0)),
             ratio(p50, healthz),
             ratio(p50, select_one),
+            goal_column(label, timings, healthz),
         );
     }
     println!();
     println!(
-        "{:<LABEL$} {:>6} {:>9} {:>9} {:>9} {:>11}",
+        "{:<LABEL$} {:>6} {:>9} {:>9} {:>9} {:>11}  goal (issue 12)",
         format!("throughput ({create_workers} concurrent)"),
         "n",
         "per s",
@@ -102,12 +145,13 @@ pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize
         ("create       POST …/requests/v2 (1 app)", &report.create),
     ] {
         println!(
-            "{label:<LABEL$} {:>6} {:>9.0} {:>9.3} {:>9.3} {:>11}",
+            "{label:<LABEL$} {:>6} {:>9.0} {:>9.3} {:>9.3} {:>11}  {}",
             count(timings),
             timings.throughput(),
             ms(timings.percentile(50.0)),
             ms(timings.percentile(99.0)),
             ratio(timings.throughput(), reference),
+            goal_column(label, timings, healthz),
         );
     }
     let fixed = [

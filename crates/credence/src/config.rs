@@ -50,6 +50,12 @@ pub struct Config {
     /// version it seals under (`credence keys retire` waits for every live
     /// instance to have the newest).
     pub heartbeat_every: std::time::Duration,
+    /// How often the API tokens' uses noted in memory are written
+    /// (`last_used_at`); `auth::TOKEN_USE_FLUSH_EVERY` unless a test sets it.
+    pub token_use_flush_every: std::time::Duration,
+    /// How often SQLite's write-ahead log is checkpointed in the background
+    /// (`credence_store::Checkpointer`); nothing on PostgreSQL.
+    pub wal_checkpoint_every: std::time::Duration,
     /// Peers (addresses or CIDR blocks) whose `forwarded_header` names the
     /// client: the sign-in limits count the rightmost address in it that is not
     /// one of these. Empty: the TCP peer is the client, and the header is ignored.
@@ -192,6 +198,8 @@ impl Default for Config {
             oauth_clients: BTreeMap::new(),
             oauth_refresh_every: Some(std::time::Duration::from_secs(15)),
             heartbeat_every: std::time::Duration::from_secs(10),
+            token_use_flush_every: credence_service::auth::TOKEN_USE_FLUSH_EVERY,
+            wal_checkpoint_every: std::time::Duration::from_secs(1),
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::default(),
             header_read_timeout: std::time::Duration::from_secs(10),

@@ -25,6 +25,8 @@ pub struct Application {
 struct Background {
     oauth_refresh_every: Option<std::time::Duration>,
     heartbeat_every: std::time::Duration,
+    token_use_flush_every: std::time::Duration,
+    wal_checkpoint_every: std::time::Duration,
     header_read_timeout: std::time::Duration,
     jobs: credence_jobs::Jobs,
     reminders: credence_jobs::reminders::Reminders,
@@ -210,6 +212,8 @@ impl Application {
             background: Background {
                 oauth_refresh_every: config.oauth_refresh_every,
                 heartbeat_every: config.heartbeat_every,
+                token_use_flush_every: config.token_use_flush_every,
+                wal_checkpoint_every: config.wal_checkpoint_every,
                 header_read_timeout: config.header_read_timeout,
                 jobs,
                 reminders,
@@ -268,6 +272,25 @@ impl Application {
             .background
             .oauth_refresh_every
             .map(|every| tokio::spawn(refresh_oauth_connections(self.state.ctx(), every)));
+        let tokens = self.state.tokens.clone();
+        let (stop_token_uses, token_uses_stopping) = tokio::sync::oneshot::channel();
+        let token_uses = tokio::spawn(flush_token_uses(
+            store.clone(),
+            tokens.clone(),
+            self.background.token_use_flush_every,
+            token_uses_stopping,
+        ));
+        let checkpoints = match store.checkpointer().await {
+            Ok(Some(checkpointer)) => Some(tokio::spawn(checkpoint_wal(
+                checkpointer,
+                self.background.wal_checkpoint_every,
+            ))),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(error = %error, "no background WAL checkpoints: cannot open their connection");
+                None
+            }
+        };
         let instance = uuid::Uuid::new_v4().to_string();
         let heartbeat = tokio::spawn(beat(
             store.clone(),
@@ -300,6 +323,15 @@ impl Application {
         // The router is gone with its last connection: the usage writer stores
         // what is left and ends.
         usage_writer.finish().await;
+        // The last requests are answered: what they noted of their tokens'
+        // uses is written before the store closes.
+        // (Stopped between passes, not cut in one: a pass has taken the
+        // uses it writes out of memory.)
+        let _ = stop_token_uses.send(());
+        let _ = token_uses.await;
+        if let Err(error) = credence_service::auth::flush_token_uses(&store, &tokens).await {
+            tracing::warn!(error = %error, "could not record the API tokens' last uses");
+        }
         sweeper.abort();
         if let Some(refresher) = refresher {
             refresher.abort();
@@ -330,6 +362,12 @@ impl Application {
         };
         if let Err(error) = gone {
             tracing::warn!(error = %error, "could not delete this instance's heartbeat");
+        }
+        if let Some(checkpoints) = checkpoints {
+            // Its connection closes with it; the pool's last one to close
+            // checkpoints what is left.
+            checkpoints.abort();
+            let _ = checkpoints.await;
         }
         store.close().await;
         tracing::info!("stopped");
@@ -423,6 +461,45 @@ async fn beat(store: Store, vault: Arc<Vault>, instance: String, every: std::tim
         };
         if let Err(error) = recorded {
             tracing::warn!(error = %error, "could not record this instance's heartbeat");
+        }
+    }
+}
+
+/// Every `every`, writes the API tokens' uses noted since the last pass
+/// (`auth::flush_token_uses`): one batch, not a write per call. Ends, between
+/// passes, when `stop` fires.
+async fn flush_token_uses(
+    store: Store,
+    tokens: Arc<credence_service::auth::TokenCache>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = &mut stop => return,
+        }
+        if let Err(error) = credence_service::auth::flush_token_uses(&store, &tokens).await {
+            tracing::warn!(error = %error, "could not record the API tokens' last uses");
+        }
+    }
+}
+
+/// Every `every`, a pass of SQLite's WAL checkpointer (see
+/// `credence_store::Checkpointer`): the log is copied into the database here,
+/// not by the commit of a request that happens to cross a size.
+async fn checkpoint_wal(
+    mut checkpointer: credence_store::Checkpointer,
+    every: std::time::Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = checkpointer.pass().await {
+            tracing::warn!(error = %error, "a WAL checkpoint failed");
         }
     }
 }

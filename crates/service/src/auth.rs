@@ -293,25 +293,62 @@ pub enum TokenCheck {
 /// Checks an API token: an expired one is never `Valid`, whoever asks (the
 /// API, the broker and the MCP endpoint). A token found in force is
 /// remembered in `cache` for [`TOKEN_CACHE_TTL`], so that a busy client costs
-/// one hash and one map lookup per call rather than a database round trip
-/// (its `last_used_at` is written on the lookups that do reach the database,
-/// at most once a minute).
+/// one hash and one map lookup per call rather than a database round trip.
+/// Each valid use is noted in the cache's memory only; [`flush_token_uses`]
+/// writes the latest use of each token in one batch.
 pub async fn check_api_token(store: &Store, cache: &TokenCache, token: &str) -> Result<TokenCheck> {
     let hash = token_hash(token);
     let now = credence_store::now();
-    if let Some((found, user)) = cache.get(&hash) {
-        return Ok(verdict(found, user, now));
-    }
-    Ok(match store.db().await?.find_api_token(&hash).await? {
-        Some((found, user)) => {
-            let check = verdict(found, user, now);
-            if let TokenCheck::Valid(found, user) = &check {
-                cache.put(hash, found, user);
+    let check = match cache.get(&hash) {
+        Some((found, user)) => verdict(found, user, now),
+        None => match store.db().await?.find_api_token(&hash).await? {
+            Some((found, user)) => {
+                let check = verdict(found, user, now);
+                if let TokenCheck::Valid(found, user) = &check {
+                    cache.put(hash, found, user);
+                }
+                check
             }
-            check
+            None => TokenCheck::Unknown,
+        },
+    };
+    if let TokenCheck::Valid(found, _) = &check {
+        cache.note_use(found.id, now);
+    }
+    Ok(check)
+}
+
+/// How often a running instance writes the uses of API tokens it noted
+/// ([`flush_token_uses`]); a token's `last_used_at` lags its last call by at
+/// most this (and one write's duration), or, when the process is killed
+/// rather than stopped, loses at most this much (README, "Several instances").
+pub const TOKEN_USE_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes the uses of API tokens noted since the last flush, the latest per
+/// token, in one transaction; answers how many tokens it wrote. On failure
+/// the uses are noted again (a later use of the same token wins), so that the
+/// next flush retries them.
+pub async fn flush_token_uses(store: &Store, cache: &TokenCache) -> Result<usize> {
+    let uses = cache.take_uses();
+    if uses.is_empty() {
+        return Ok(0);
+    }
+    let written: Result<()> = async {
+        let mut tx = store.begin().await?;
+        tx.record_api_token_uses(&uses).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    match written {
+        Ok(()) => Ok(uses.len()),
+        Err(error) => {
+            for (token, at) in uses {
+                cache.note_use(token, at);
+            }
+            Err(error)
         }
-        None => TokenCheck::Unknown,
-    })
+    }
 }
 
 fn verdict(found: ApiToken, user: User, now: DateTime<Utc>) -> TokenCheck {
@@ -331,10 +368,15 @@ pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(
 /// full, the stale entries go, and if none are stale, all of them (a refill
 /// costs one query per token). Only tokens in force are kept — an unknown
 /// value is asked about every time, so guessing cannot fill it.
+///
+/// It also holds the uses noted since the last [`flush_token_uses`]: one
+/// time per token (the latest), so it is bounded by the number of tokens in
+/// use, not of calls.
 pub struct TokenCache {
     entries: std::sync::Mutex<std::collections::HashMap<String, CachedToken>>,
     ttl: std::time::Duration,
     capacity: usize,
+    uses: std::sync::Mutex<std::collections::HashMap<ApiTokenId, DateTime<Utc>>>,
 }
 
 struct CachedToken {
@@ -355,7 +397,32 @@ impl TokenCache {
             entries: Default::default(),
             ttl,
             capacity,
+            uses: Default::default(),
         }
+    }
+
+    /// Notes that `token` was used at `at` (kept: the latest).
+    fn note_use(&self, token: ApiTokenId, at: DateTime<Utc>) {
+        let mut uses = self
+            .uses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let latest = uses.entry(token).or_insert(at);
+        if *latest < at {
+            *latest = at;
+        }
+    }
+
+    /// The uses noted since the last call, emptied.
+    fn take_uses(&self) -> Vec<(ApiTokenId, DateTime<Utc>)> {
+        let mut uses = self
+            .uses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut taken: Vec<_> = std::mem::take(&mut *uses).into_iter().collect();
+        // In id order: two instances' batches update rows in one order.
+        taken.sort_by_key(|(token, _)| token.0);
+        taken
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CachedToken>> {
@@ -398,8 +465,12 @@ impl TokenCache {
         );
     }
 
-    /// Forgets a token (it was deleted here).
+    /// Forgets a token (it was deleted here), and its uses not yet written.
     pub fn forget(&self, token: ApiTokenId) {
         self.entries().retain(|_, cached| cached.token.id != token);
+        self.uses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&token);
     }
 }

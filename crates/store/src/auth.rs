@@ -128,8 +128,9 @@ impl Db {
     }
 
     /// The token with this hash and its owner, expired or not (the caller says
-    /// which). Notes the use of a live token, at most once a minute, so that a
-    /// busy token does not turn every read into a write.
+    /// which). A read only: its use is noted in memory by the caller and
+    /// written in batches ([`Db::record_api_token_uses`]), so that a busy
+    /// token does not turn reads into writes.
     pub async fn find_api_token(&mut self, token_hash: &str) -> Result<Option<(ApiToken, User)>> {
         let sql = format!(
             "SELECT t.id AS token_id, t.user_id, t.name AS token_name, t.scopes, t.created_at AS token_created_at, \
@@ -154,18 +155,24 @@ impl Db {
         let Some((token, user)) = found else {
             return Ok(None);
         };
-        let token = ApiToken::try_from(token)?;
-        let at = now();
-        let live = token.expires_at.is_none_or(|expiry| expiry > at);
-        if live
-            && token
-                .last_used_at
-                .is_none_or(|last| at - last > Duration::minutes(1))
-        {
-            let sql = "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2";
-            on_conn!(self, c => sqlx::query(sql).bind(at).bind(token.id.0).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(Some((ApiToken::try_from(token)?, user)))
+    }
+
+    /// Writes when each of these tokens was last used, as noted in memory
+    /// since the last batch; a time never moves back (another instance may
+    /// have written a later one). A deleted token is skipped. Answers the rows
+    /// changed.
+    pub async fn record_api_token_uses(
+        &mut self,
+        uses: &[(ApiTokenId, DateTime<Utc>)],
+    ) -> Result<u64> {
+        let sql = "UPDATE api_tokens SET last_used_at = $1 \
+                   WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)";
+        let mut changed = 0;
+        for (token, at) in uses {
+            changed += on_conn!(self, c => sqlx::query(sql).bind(*at).bind(token.0).execute(c).await.map(|r| r.rows_affected()))?;
         }
-        Ok(Some((token, user)))
+        Ok(changed)
     }
 
     pub async fn list_api_tokens(&mut self, user: UserId) -> Result<Vec<ApiToken>> {

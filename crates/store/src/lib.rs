@@ -171,12 +171,21 @@ impl Store {
                         return Err(Error::MissingDatabase(parent.display().to_string()));
                     }
                 }
+                // WAL with `synchronous=NORMAL`: a commit is a write to the
+                // log, not an fsync; the log is synced at each checkpoint. A
+                // power loss may lose the last commits before it, never
+                // corrupt the file (README, "Writes on SQLite"). No
+                // connection checkpoints on its own (`wal_autocheckpoint=0`):
+                // the commit that crosses 1,000 pages would pay for the copy
+                // and its fsync on a request; [`Checkpointer`] does it in the
+                // background instead.
                 let options = options
                     .create_if_missing(create_if_missing)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .pragma("wal_autocheckpoint", "0");
                 // No ping before each acquire: a connection to a local file
                 // does not go stale, and the ping is one more hop to the
                 // connection's worker thread on every checkout (the
@@ -256,6 +265,24 @@ impl Store {
         })
     }
 
+    /// The WAL checkpointer of a SQLite store (`None` on PostgreSQL, which
+    /// checkpoints by itself), on a connection of its own.
+    pub async fn checkpointer(&self) -> Result<Option<Checkpointer>> {
+        use sqlx::ConnectOptions;
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Ok(None);
+        };
+        // It never waits for a lock: what it cannot do now, it does later.
+        let options = (*pool.connect_options())
+            .clone()
+            .busy_timeout(Duration::ZERO);
+        Ok(Some(Checkpointer {
+            conn: options.connect().await?,
+            writer: self.writer.clone(),
+            last: None,
+        }))
+    }
+
     pub async fn close(&self) {
         match &self.pool {
             Pool::Sqlite(pool) => pool.close().await,
@@ -309,5 +336,59 @@ impl Db {
             Inner::Sqlite(_) | Inner::Postgres(_) => {}
         }
         Ok(())
+    }
+}
+
+/// What one [`Checkpointer::pass`] found and did, in WAL pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPass {
+    /// Pages in the log.
+    pub log: i64,
+    /// Of them, copied into the database file.
+    pub checkpointed: i64,
+    /// Whether the log was emptied (truncated to zero bytes).
+    pub truncated: bool,
+}
+
+/// Copies SQLite's write-ahead log into the database file off the request
+/// path (the pool's connections never do, `wal_autocheckpoint=0`). Each pass
+/// is `PASSIVE` — it copies what no reader still needs and waits for nobody;
+/// when two passes in a row find the log wholly copied and unchanged (the
+/// database is idle) it also empties the file (`TRUNCATE`), in this process's
+/// writer turn if it is free, never waiting for one.
+pub struct Checkpointer {
+    conn: SqliteConnection,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    last: Option<(i64, i64)>,
+}
+
+impl Checkpointer {
+    pub async fn pass(&mut self) -> Result<CheckpointPass> {
+        let (_busy, log, checkpointed): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&mut self.conn)
+                .await?;
+        let copied = log > 0 && log == checkpointed;
+        let idle = copied && self.last == Some((log, checkpointed));
+        self.last = Some((log, checkpointed));
+        let mut truncated = false;
+        if idle {
+            if let Ok(_turn) = self.writer.try_lock() {
+                // Busy (a reader of an older snapshot, another process's
+                // writer) is not an error: the next idle pass tries again.
+                truncated = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&mut self.conn)
+                    .await
+                    .is_ok_and(|(busy, _, _)| busy == 0);
+                if truncated {
+                    self.last = None;
+                }
+            }
+        }
+        Ok(CheckpointPass {
+            log,
+            checkpointed,
+            truncated,
+        })
     }
 }

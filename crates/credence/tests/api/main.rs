@@ -14,6 +14,7 @@ mod browser_requester;
 mod browser_settings;
 mod browser_shell;
 mod browser_two_factor;
+mod checkpoints;
 mod cli;
 mod connections;
 mod crash_safety;

@@ -3,7 +3,8 @@
 //! once, one elsewhere once this instance's cache entry lapses.
 
 use crate::on_both_backends;
-use crate::support::{assert_error, spawn_app, wait_until};
+use crate::support::{assert_error, spawn_app, spawn_app_with, wait_until};
+use chrono::{DateTime, Utc};
 use credence_store::Backend;
 use reqwest::StatusCode;
 
@@ -105,7 +106,6 @@ async fn deleting_a_token_stops_it_at_once(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "the token is now cached as valid");
     let listed = app.db().await.list_api_tokens(admin).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert!(listed[0].last_used_at.is_some(), "use is recorded");
     let (status, _) = app
         .delete(
             &format!("/api/v2/users/me/api-tokens/{}", listed[0].id),
@@ -140,7 +140,82 @@ async fn a_token_deleted_elsewhere_stops_once_its_cache_entry_lapses(backend: Ba
     app.stop().await;
 }
 
+/// The last use of a token.
+async fn last_used(
+    store: &credence_store::Store,
+    user: credence_domain::UserId,
+) -> Option<DateTime<Utc>> {
+    let listed = store
+        .db()
+        .await
+        .unwrap()
+        .list_api_tokens(user)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    listed[0].last_used_at
+}
+
+/// A call notes its token's use in memory only: with the flush an hour away,
+/// the row is unchanged after calls; the stopping server writes it.
+async fn a_tokens_use_is_written_by_a_flush_not_by_the_call(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.token_use_flush_every = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let admin = app.admin_id().await;
+    let token = app.token(admin, "user:read").await;
+    let before = credence_store::now();
+    for _ in 0..3 {
+        let (status, _) = app.get_json("/api/v2/users/me", &token).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let after = credence_store::now();
+    assert_eq!(
+        last_used(&app.store, admin).await,
+        None,
+        "a call wrote its token's use"
+    );
+    let url = app.database_url.clone();
+    let _data = app.stop_keeping_files().await;
+    let store = credence_store::Store::connect(&url, false).await.unwrap();
+    let at = last_used(&store, admin)
+        .await
+        .expect("the stopping server writes the uses it noted");
+    assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+    store.close().await;
+}
+
+/// Written every `token_use_flush_every`: the latest use of a token shows
+/// after the next flush, and a later use moves it on.
+async fn token_uses_are_written_in_periodic_batches(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.token_use_flush_every = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let admin = app.admin_id().await;
+    let token = app.token(admin, "user:read").await;
+    let mut previous = None;
+    for round in 0..2 {
+        let before = credence_store::now();
+        let (status, _) = app.get_json("/api/v2/users/me", &token).await;
+        assert_eq!(status, StatusCode::OK);
+        wait_until(&format!("use {round} is written"), || async {
+            last_used(&app.store, admin)
+                .await
+                .is_some_and(|at| at >= before)
+        })
+        .await;
+        let at = last_used(&app.store, admin).await;
+        assert!(at > previous, "round {round}: {at:?} after {previous:?}");
+        previous = at;
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_tokens_use_is_written_by_a_flush_not_by_the_call,
+    token_uses_are_written_in_periodic_batches,
     tokens_work_as_token_or_bearer_and_are_stored_hashed,
     missing_unknown_and_malformed_credentials_are_401,
     a_token_without_the_scope_is_refused_with_403,
