@@ -18,7 +18,9 @@ mod load;
 
 use anyhow::Context;
 use clap::Parser;
-use load::{credence_binary, free_port, load, resident_during, wait_for, Running};
+use load::{
+    credence_binary, credence_command, free_port, load, resident_during, serve, wait_for, Running,
+};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,34 +162,21 @@ operations = ["GET /v1/items"]
             apps = apps.display()
         ),
     )?;
-    let run = |args: &[&str]| {
-        let mut command = Command::new(&credence);
-        command
-            .env_clear()
-            .env("CREDENCE_LOG", "warn")
-            .arg("--config")
-            .arg(&config)
-            .args(args);
-        command
-    };
-    let child = run(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start credence serve")?;
-    let running = Running(child);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_for(&format!("{base}/healthz")).await?;
-    let output = run(&[
-        "token",
-        "create",
-        "--email",
-        "admin@credence.local",
-        "--name",
-        "bench",
-        "--scopes",
-        "connections:use,connections:write",
-    ])
+    let (running, base) = serve(&credence, &config, port).await?;
+    let output = credence_command(
+        &credence,
+        &config,
+        &[
+            "token",
+            "create",
+            "--email",
+            "admin@credence.local",
+            "--name",
+            "bench",
+            "--scopes",
+            "connections:use,connections:write",
+        ],
+    )
     .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let token = stdout

@@ -49,6 +49,36 @@ pub struct JobsReport {
 /// The scan's batch: the reminder runner's default (`reminders::Settings`).
 const SCAN_BATCH: i64 = 200;
 
+/// The two queries `service::reminders::scan` runs.
+#[derive(Clone, Copy)]
+enum Scan {
+    Nudges,
+    Sla,
+}
+
+/// Times `scan`'s first batch of [`SCAN_BATCH`] due at `at`.
+async fn measure_scan(
+    store: &Store,
+    label: &str,
+    plan: Plan,
+    at: chrono::DateTime<chrono::Utc>,
+    scan: Scan,
+) -> anyhow::Result<Timings> {
+    let store = store.clone();
+    measure::run(label, plan, move |_| {
+        let store = store.clone();
+        async move {
+            let mut db = store.db().await?;
+            match scan {
+                Scan::Nudges => db.requests_due_for_nudge(at, SCAN_BATCH).await?.len(),
+                Scan::Sla => db.requests_due_for_sla(at, SCAN_BATCH).await?.len(),
+            };
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// Runs the jobs' figures on a fresh database of `database`'s backend.
 pub async fn measure(
     database: &Database,
@@ -183,32 +213,10 @@ pub async fn measure(
         workers: 1,
         limit: Duration::from_secs(120),
     };
-    let scanning = store.clone();
-    let nudge_scan = measure::run("reminder scan: due nudges", plan, move |_| {
-        let store = scanning.clone();
-        async move {
-            store
-                .db()
-                .await?
-                .requests_due_for_nudge(at, SCAN_BATCH)
-                .await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let scanning = store.clone();
-    let sla_scan = measure::run("reminder scan: SLA deadlines", plan, move |_| {
-        let store = scanning.clone();
-        async move {
-            store
-                .db()
-                .await?
-                .requests_due_for_sla(at, SCAN_BATCH)
-                .await?;
-            Ok(())
-        }
-    })
-    .await?;
+    let nudge_scan =
+        measure_scan(&store, "reminder scan: due nudges", plan, at, Scan::Nudges).await?;
+    let sla_scan =
+        measure_scan(&store, "reminder scan: SLA deadlines", plan, at, Scan::Sla).await?;
     let (nudge_plan, sla_plan) = plans(database, at).await?;
     drop(app);
     Ok(JobsReport {

@@ -6,8 +6,9 @@
 // Each binary uses a part of it.
 #![allow(dead_code)]
 
-use anyhow::bail;
-use std::process::Child;
+use anyhow::{bail, Context};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> anyhow::Result<u16> {
@@ -160,4 +161,31 @@ pub fn credence_binary() -> anyhow::Result<std::path::PathBuf> {
         );
     }
     Ok(credence)
+}
+
+/// `credence` run with `config` and `args`, in an empty environment but for
+/// logs at `warn`.
+pub fn credence_command(credence: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(credence);
+    command
+        .env_clear()
+        .env("CREDENCE_LOG", "warn")
+        .arg("--config")
+        .arg(config)
+        .args(args);
+    command
+}
+
+/// Starts `credence serve` with `config`, which listens on `port`; answers
+/// the child and its base URL once `/healthz` answers.
+pub async fn serve(credence: &Path, config: &Path, port: u16) -> anyhow::Result<(Running, String)> {
+    let child = credence_command(credence, config, &["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start credence serve")?;
+    let running = Running(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&format!("{base}/healthz")).await?;
+    Ok((running, base))
 }

@@ -6,10 +6,8 @@
 //! answered from the token cache: what is measured is the connections, not a
 //! query's rows). The in-process server of the other figures is idle meanwhile.
 
-use crate::load::{credence_binary, free_port, load, resident_during, wait_for, Running, Stats};
+use crate::load::{credence_binary, free_port, load, resident_during, serve, Stats};
 use crate::world::Database;
-use anyhow::Context;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The goals, in MB.
@@ -43,19 +41,7 @@ pub async fn measure(
             key = database.dir().join("credence.key").display().to_string(),
         ),
     )?;
-    let child = Command::new(&credence)
-        .env_clear()
-        .env("CREDENCE_LOG", "warn")
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start credence serve")?;
-    let running = Running(child);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_for(&format!("{base}/healthz")).await?;
+    let (running, base) = serve(&credence, &config, port).await?;
     let url = format!("{base}/api/v2/users/me/current-authorization");
     // One call first, so that "idle" is a server that has answered, with its
     // token cached, as it is between bursts.
