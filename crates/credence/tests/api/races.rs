@@ -63,24 +63,12 @@ async fn reauthorizing(
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["credential"]["state"], "reauthorizing", "{body}");
-    let stored = stored_credential(agency, &credential).await;
+    let stored = agency.app.stored_credential(&credential).await;
     (
         request,
         credential,
         stored.connection_id.expect("a connection"),
     )
-}
-
-async fn stored_credential(agency: &Agency, id: &str) -> credence_store::RequestedCredential {
-    let id = credence_domain::CredentialId::parse("id", id).unwrap();
-    agency
-        .app
-        .db()
-        .await
-        .get_credential(id)
-        .await
-        .unwrap()
-        .expect("the credential")
 }
 
 /// The connections Tom provided that no credential names any more: the
@@ -222,7 +210,9 @@ async fn a_held_reauthorization_destroys_the_connection_held_when_it_commits(bac
                 .authorize_with(&credential, "reauthorize", &quick_key)
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            let second = stored_credential(&agency, &credential)
+            let second = agency
+                .app
+                .stored_credential(&credential)
                 .await
                 .connection_id
                 .expect("the second connection");
@@ -250,7 +240,7 @@ async fn a_held_reauthorization_destroys_the_connection_held_when_it_commits(bac
     );
     assert_eq!(status, StatusCode::OK, "{body}");
     let (second_connection, second_secret) = second_connection;
-    let stored = stored_credential(&agency, &credential).await;
+    let stored = agency.app.stored_credential(&credential).await;
     assert_eq!(stored.state, CredentialState::Authorized);
     let third = stored.connection_id.expect("the third connection");
     assert!(third != first_connection && third != second_connection);
@@ -296,12 +286,16 @@ async fn a_reauthorization_request_tested_on_a_replaced_connection_is_refused(ba
                 .authorize_with(&credential, "authorize", &second)
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            let replaced = stored_credential(&agency, &credential).await.connection_id;
+            let replaced = agency
+                .app
+                .stored_credential(&credential)
+                .await
+                .connection_id;
             let _ = release.send(());
             replaced
         });
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let stored = stored_credential(&agency, &credential).await;
+    let stored = agency.app.stored_credential(&credential).await;
     assert_eq!(stored.state, CredentialState::Authorized);
     assert_eq!(stored.connection_id, replaced);
     let mut db = agency.app.db().await;

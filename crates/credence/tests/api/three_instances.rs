@@ -151,20 +151,6 @@ async fn states(lb: &RoundRobin, agency: &Agency, request: &str) -> Vec<(String,
     states
 }
 
-/// The connection a credential holds, from the store.
-async fn connection_of(agency: &Agency, credential: &str) -> Option<i64> {
-    let id = credence_domain::CredentialId::parse("id", credential).unwrap();
-    agency
-        .app
-        .db()
-        .await
-        .get_credential(id)
-        .await
-        .unwrap()
-        .unwrap()
-        .connection_id
-}
-
 /// Makes the stored access token of OAuth connection `id` expired, in its
 /// sealed values and in the column the background refreshers look at.
 async fn expire_access_token(agency: &Agency, id: i64) {
@@ -360,9 +346,17 @@ async fn the_whole_lifecycle_works_on_three_instances_and_background_work_happen
 
     // The requester's team uses both through the broker, on every instance.
     let use_token = app.token(agency.requester.id, "connections:use").await;
-    let oauth_connection = connection_of(&agency, &oauth).await.expect("a connection");
-    let key_connection = connection_of(&agency, &api_key)
+    let oauth_connection = agency
+        .app
+        .stored_credential(&oauth)
         .await
+        .connection_id
+        .expect("a connection");
+    let key_connection = agency
+        .app
+        .stored_credential(&api_key)
+        .await
+        .connection_id
         .expect("a connection");
     for _ in 0..3 {
         let (status, body) = lb.proxy(oauth_connection, "/me", &use_token).await;
@@ -420,8 +414,11 @@ async fn the_whole_lifecycle_works_on_three_instances_and_background_work_happen
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let key_connection = connection_of(&agency, &api_key)
+    let key_connection = agency
+        .app
+        .stored_credential(&api_key)
         .await
+        .connection_id
         .expect("a connection");
     for _ in 0..3 {
         let (status, body) = lb.proxy(key_connection, "/v1/contacts", &use_token).await;

@@ -11,21 +11,12 @@ use crate::support::{
     wait_until, Agency,
 };
 use crate::support::{page, post_form as post};
-use credence_domain::{CredentialId, CredentialState};
+use credence_domain::CredentialState;
 use credence_store::Backend;
 use reqwest::StatusCode;
 
 async fn state_of(agency: &Agency, credential: &str) -> CredentialState {
-    let id = CredentialId::parse("id", credential).unwrap();
-    agency
-        .app
-        .db()
-        .await
-        .get_credential(id)
-        .await
-        .unwrap()
-        .expect("the credential")
-        .state
+    agency.app.stored_credential(credential).await.state
 }
 
 async fn the_recipient_authorizes_declines_and_revokes_on_the_page(backend: Backend) {

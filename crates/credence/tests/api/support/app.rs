@@ -382,6 +382,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The stored requested credential `id` (as the API shows it); panics
+    /// when there is none.
+    pub async fn stored_credential(&self, id: &str) -> credence_store::RequestedCredential {
+        let id = credence_domain::CredentialId::parse("id", id).unwrap();
+        self.db()
+            .await
+            .get_credential(id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no credential {id}"))
+    }
+
     /// The sealed values of `connection`, opened as the server would; the
     /// OAuth tokens among them join the suite's secrets.
     pub async fn connection_values(&self, connection: &credence_store::Connection) -> Value {

@@ -5,7 +5,7 @@
 use super::{register_secret, Agency};
 use super::{OidcOptions, OidcProvider};
 use chrono::{DateTime, Utc};
-use credence_domain::{CredentialId, CredentialState};
+use credence_domain::CredentialState;
 use credence_store::Backend;
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -118,15 +118,7 @@ impl World {
     }
 
     pub async fn stored(&self) -> credence_store::RequestedCredential {
-        let id = CredentialId::parse("id", &self.credential).unwrap();
-        self.agency
-            .app
-            .db()
-            .await
-            .get_credential(id)
-            .await
-            .unwrap()
-            .unwrap()
+        self.agency.app.stored_credential(&self.credential).await
     }
 
     pub async fn state(&self) -> String {
