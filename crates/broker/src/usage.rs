@@ -79,9 +79,7 @@ async fn write_batch(store: &Store, batch: &[NewUsage]) {
     for attempt in 1..=5 {
         let written: Result<(), credence_store::Error> = async {
             let mut tx = store.begin().await?;
-            for usage in batch {
-                tx.insert_usage(usage).await?;
-            }
+            tx.insert_usages(batch).await?;
             tx.commit().await
         }
         .await;
