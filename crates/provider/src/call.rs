@@ -7,6 +7,7 @@ use crate::destination::{check_destination, check_literal, private_address_in};
 use crate::FieldValues;
 use credence_catalog::{App, AppVersion, Auth, AuthKind, InjectionTarget};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// Builds the request for `method path` of a connection, with the credential
 /// injected. The account host, if the app has one, is among `values`.
@@ -169,6 +170,56 @@ pub fn injected_query_names(version: &AppVersion) -> Vec<String> {
             InjectionTarget::Header(_) => None,
         })
         .collect()
+}
+
+/// The secret values a call with `values` sends, as they are sent: each
+/// value of a field the catalog declares secret, Basic's
+/// `base64(username:password)`, an OAuth 2.0 connection's tokens (and its own
+/// client secret). What the broker must never hand back to the caller
+/// (`broker::scrub`); non-secret fields (a subdomain, an email) may be shown
+/// and are not among them. Each is zeroized on drop.
+pub fn sent_secrets(version: &AppVersion, values: &FieldValues) -> Vec<Zeroizing<String>> {
+    let mut secrets: Vec<Zeroizing<String>> = Vec::new();
+    let mut keep = |value: &str| {
+        if !value.is_empty() && !secrets.iter().any(|kept| kept.as_str() == value) {
+            secrets.push(Zeroizing::new(value.to_string()));
+        }
+    };
+    match &version.auth {
+        Auth::Oauth2(_) => {
+            for name in [
+                "access_token",
+                "refresh_token",
+                crate::oauth::OWN_CLIENT_SECRET,
+            ] {
+                values.get(name).into_iter().for_each(&mut keep);
+            }
+        }
+        auth => {
+            for field in auth.fields().iter().filter(|field| field.secret) {
+                values.get(&field.name).into_iter().for_each(&mut keep);
+            }
+        }
+    }
+    if let Auth::Basic(basic) = &version.auth {
+        use base64::Engine;
+        let value_of = |name: &str| values.get(name);
+        let username = basic.username.render(value_of).map(Zeroizing::new);
+        let password = basic.password.render(value_of).map(Zeroizing::new);
+        if let (Ok(username), Ok(password)) = (username, password) {
+            // Sized up front, so that no growing leaves a copy behind.
+            let mut pair =
+                Zeroizing::new(String::with_capacity(username.len() + 1 + password.len()));
+            pair.push_str(&username);
+            pair.push(':');
+            pair.push_str(&password);
+            let length = base64::encoded_len(pair.len(), true).unwrap_or_default();
+            let mut encoded = Zeroizing::new(String::with_capacity(length));
+            base64::engine::general_purpose::STANDARD.encode_string(pair.as_bytes(), &mut encoded);
+            keep(&encoded);
+        }
+    }
+    secrets
 }
 
 /// A call the broker forwards: method, the path relative to the app's base
