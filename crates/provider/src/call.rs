@@ -347,3 +347,59 @@ pub async fn send(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn values(pairs: &[(&str, &str)]) -> FieldValues {
+        FieldValues(
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), SecretString::from(value.to_string())))
+                .collect(),
+        )
+    }
+
+    fn sent(app: &str, pairs: &[(&str, &str)]) -> Vec<String> {
+        let catalog = credence_catalog::Catalog::builtin().unwrap();
+        let version = catalog.get(app).unwrap().latest();
+        sent_secrets(version, &values(pairs))
+            .iter()
+            .map(|secret| secret.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_secrets_sent_are_the_secret_fields_basics_pair_and_oauth_tokens() {
+        // Mailchimp: Basic with the literal user "credence" and the key; the
+        // data center is not secret.
+        assert_eq!(
+            sent(
+                "mailchimp",
+                &[("apiKey", "0123456789abcdef-us21"), ("dc", "us21")]
+            ),
+            [
+                "0123456789abcdef-us21",
+                "Y3JlZGVuY2U6MDEyMzQ1Njc4OWFiY2RlZi11czIx"
+            ]
+        );
+        assert_eq!(
+            sent("stripe", &[("secretKey", "sk_live_0123456789")]),
+            ["sk_live_0123456789"]
+        );
+        assert_eq!(
+            sent(
+                "asana",
+                &[
+                    ("access_token", "access-0123456789"),
+                    ("refresh_token", "refresh-0123456789"),
+                    ("token_type", "Bearer"),
+                    ("expires_at", "2026-12-01T22:00:00+00:00"),
+                ]
+            ),
+            ["access-0123456789", "refresh-0123456789"]
+        );
+    }
+}
