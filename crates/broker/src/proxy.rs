@@ -62,7 +62,7 @@ struct Caller {
         (status = "default", description = "The app's answer, passed back.", content_type = "*/*"),
         (status = 409, description = "The connection is not usable (its credential is not authorized, or it is invalid).", body = credence_http::error::Body),
         (status = 429, description = "Over the connection's calls per minute; `Retry-After` says when to try again.", body = credence_http::error::Body),
-        (status = 502, description = "The app could not be reached, or its address was refused.", body = credence_http::error::Body),
+        (status = 502, description = "The app could not be reached, its address was refused, or it answered compressed (named in the message).", body = credence_http::error::Body),
         (status = 504, description = "The app did not answer in time.", body = credence_http::error::Body),
     ),
 )]
