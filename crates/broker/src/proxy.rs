@@ -27,9 +27,9 @@ use credence_provider::FieldValues;
 use credence_service::refresh::{self, RefreshOutcome};
 use credence_service::{auth, secrets, Context};
 use credence_store::{NewUsage, User};
+use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Instant;
-use zeroize::Zeroizing;
 
 /// The header a caller names its workflow or agent in.
 pub const CONSUMER_HEADER: &str = "x-credence-consumer";
@@ -440,7 +440,7 @@ async fn answer(
     permit: &Permit<'_>,
     template: Option<String>,
     method: &Method,
-    secrets: Vec<Zeroizing<String>>,
+    secrets: Vec<SecretString>,
 ) -> Result<Response, ApiError> {
     let scrubber = Scrubber::new(&secrets);
     drop(secrets);

@@ -14,6 +14,7 @@ use aho_corasick::AhoCorasick;
 use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
 use futures_util::stream::{Stream, StreamExt};
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 /// The shortest value that is scrubbed, in bytes. A shorter one (a PIN, a
@@ -52,9 +53,13 @@ impl std::fmt::Debug for Scrubber {
 impl Scrubber {
     /// A scrubber of `secrets` (values as sent) and their encoded forms;
     /// values shorter than [`MIN_SECRET_LEN`] are left out.
-    pub fn new(secrets: &[Zeroizing<String>]) -> Scrubber {
+    pub fn new(secrets: &[SecretString]) -> Scrubber {
         let mut forms: Vec<Zeroizing<Vec<u8>>> = Vec::new();
-        for secret in secrets.iter().filter(|s| s.len() >= MIN_SECRET_LEN) {
+        let long_enough = secrets
+            .iter()
+            .map(ExposeSecret::expose_secret)
+            .filter(|secret| secret.len() >= MIN_SECRET_LEN);
+        for secret in long_enough {
             for form in forms_of(secret) {
                 if !forms.iter().any(|kept| **kept == *form) {
                     forms.push(form);
@@ -272,9 +277,9 @@ mod tests {
     use super::*;
 
     fn scrubber(secrets: &[&str]) -> Scrubber {
-        let secrets: Vec<Zeroizing<String>> = secrets
+        let secrets: Vec<SecretString> = secrets
             .iter()
-            .map(|s| Zeroizing::new(s.to_string()))
+            .map(|s| SecretString::from(s.to_string()))
             .collect();
         Scrubber::new(&secrets)
     }

@@ -6,6 +6,7 @@
 use crate::destination::{check_destination, check_literal, private_address_in};
 use crate::FieldValues;
 use credence_catalog::{App, AppVersion, Auth, AuthKind, InjectionTarget};
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -177,12 +178,12 @@ pub fn injected_query_names(version: &AppVersion) -> Vec<String> {
 /// `base64(username:password)`, an OAuth 2.0 connection's tokens (and its own
 /// client secret). What the broker must never hand back to the caller
 /// (`broker::scrub`); non-secret fields (a subdomain, an email) may be shown
-/// and are not among them. Each is zeroized on drop.
-pub fn sent_secrets(version: &AppVersion, values: &FieldValues) -> Vec<Zeroizing<String>> {
-    let mut secrets: Vec<Zeroizing<String>> = Vec::new();
+/// and are not among them. Each is zeroized on drop, and its `Debug` redacts it.
+pub fn sent_secrets(version: &AppVersion, values: &FieldValues) -> Vec<SecretString> {
+    let mut secrets: Vec<SecretString> = Vec::new();
     let mut keep = |value: &str| {
-        if !value.is_empty() && !secrets.iter().any(|kept| kept.as_str() == value) {
-            secrets.push(Zeroizing::new(value.to_string()));
+        if !value.is_empty() && !secrets.iter().any(|kept| kept.expose_secret() == value) {
+            secrets.push(SecretString::from(value.to_string()));
         }
     };
     match &version.auth {
@@ -351,7 +352,6 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::SecretString;
 
     fn values(pairs: &[(&str, &str)]) -> FieldValues {
         FieldValues(
@@ -367,7 +367,7 @@ mod tests {
         let version = catalog.get(app).unwrap().latest();
         sent_secrets(version, &values(pairs))
             .iter()
-            .map(|secret| secret.to_string())
+            .map(|secret| secret.expose_secret().to_string())
             .collect()
     }
 
@@ -401,5 +401,9 @@ mod tests {
             ),
             ["access-0123456789", "refresh-0123456789"]
         );
+        let catalog = credence_catalog::Catalog::builtin().unwrap();
+        let version = catalog.get("stripe").unwrap().latest();
+        let secrets = sent_secrets(version, &values(&[("secretKey", "sk_live_0123456789")]));
+        assert!(!format!("{secrets:?}").contains("sk_live"), "{secrets:?}");
     }
 }
