@@ -2,11 +2,14 @@
 //! headers that say nothing about the caller's own credentials: never its
 //! `Authorization`, `Cookie`, `Proxy-*`, hop-by-hop headers (and those its
 //! `Connection` header names), forwarding headers, Credence's own
-//! `X-Credence-*`, nor any header the app injects itself. Back to the caller
+//! `X-Credence-*`, nor any header the app injects itself; nor its `Range`
+//! and `If-Range`, and its `Accept-Encoding` becomes `identity`: the answer
+//! must come whole and uncompressed for the scrub of secrets to read it
+//! (`scrub`; a slice of an echoed key would pass as no key). Back to the caller
 //! go the app's headers without hop-by-hop ones and without `Set-Cookie`
 //! (a cookie of the app's session is a credential too).
 
-use axum::http::header::{self, HeaderMap, HeaderName};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and their usual companions.
 const HOP_BY_HOP: [&str; 8] = [
@@ -29,7 +32,15 @@ fn never_forwarded(name: &HeaderName) -> bool {
         || name.starts_with("x-forwarded-")
         || matches!(
             name,
-            "authorization" | "cookie" | "host" | "forwarded" | "x-real-ip" | "via"
+            "authorization"
+                | "cookie"
+                | "host"
+                | "forwarded"
+                | "x-real-ip"
+                | "via"
+                | "range"
+                | "if-range"
+                | "accept-encoding"
         )
 }
 
@@ -59,6 +70,10 @@ pub fn to_upstream(headers: &HeaderMap, injected: &[HeaderName]) -> HeaderMap {
         }
         kept.append(name.clone(), value.clone());
     }
+    kept.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     kept
 }
 
@@ -81,7 +96,6 @@ pub fn to_caller(headers: &HeaderMap) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
     fn the_callers_credentials_and_hop_by_hop_headers_stay_behind() {
@@ -98,6 +112,9 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
             ("x-api-key", "caller's own"),
             ("accept", "application/json"),
+            ("accept-encoding", "gzip, br"),
+            ("range", "bytes=0-9"),
+            ("if-range", "\"v1\""),
             ("content-type", "application/json"),
         ] {
             headers.append(
@@ -107,7 +124,8 @@ mod tests {
         }
         let kept = to_upstream(&headers, &[HeaderName::from_static("x-api-key")]);
         let names: Vec<&str> = kept.keys().map(|name| name.as_str()).collect();
-        assert_eq!(names, ["accept", "content-type"]);
+        assert_eq!(names, ["accept", "content-type", "accept-encoding"]);
+        assert_eq!(kept[header::ACCEPT_ENCODING], "identity");
     }
 
     #[test]

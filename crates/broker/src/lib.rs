@@ -4,7 +4,8 @@
 //! granted modules ([`check`]), opens the credential at the moment of the call
 //! (`service::secrets`), sends it only through `credence-provider` (the host
 //! from the catalog, the checked resolver, no redirects), streams the answer
-//! back with clean headers ([`headers`]), and records the call ([`usage`]).
+//! back with clean headers ([`headers`]) and with every secret value it sent
+//! masked ([`scrub`]), and records the call ([`usage`]).
 //!
 //! It calls `credence-service` and `credence-provider`, and mounts its routes
 //! into `credence-http`'s router from `credence` (`http::router_with`), so the
@@ -15,6 +16,7 @@ mod headers;
 pub mod limit;
 pub mod mcp;
 pub mod proxy;
+mod scrub;
 pub mod usage;
 
 use axum::routing::{any, get};

@@ -1,13 +1,15 @@
 //! `ANY /api/v2/connections/{id}/proxy/{*path}`: a call to the connection's
 //! app, made by Credence with the connection's credential. The caller (an API
 //! token with `connections:use`, or a signed-in member of the team) never
-//! sees the credential; the upstream host comes from the catalog only; bodies
-//! stream both ways; redirects come back as they are; every call that passed
-//! the access check is recorded as usage.
+//! sees the credential, not even when the app echoes it (the answer is
+//! scrubbed of every secret value sent, [`crate::scrub`]); the upstream host
+//! comes from the catalog only; bodies stream both ways; redirects come back
+//! as they are; every call that passed the access check is recorded as usage.
 
 use crate::check::{self, Permit, Refusal};
 use crate::headers;
 use crate::limit::CallLimit;
+use crate::scrub::Scrubber;
 use crate::usage::UsageLog;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -25,6 +27,7 @@ use credence_provider::FieldValues;
 use credence_service::refresh::{self, RefreshOutcome};
 use credence_service::{auth, secrets, Context};
 use credence_store::{NewUsage, User};
+use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -59,7 +62,7 @@ struct Caller {
         (status = "default", description = "The app's answer, passed back.", content_type = "*/*"),
         (status = 409, description = "The connection is not usable (its credential is not authorized, or it is invalid).", body = credence_http::error::Body),
         (status = 429, description = "Over the connection's calls per minute; `Retry-After` says when to try again.", body = credence_http::error::Body),
-        (status = 502, description = "The app could not be reached, or its address was refused.", body = credence_http::error::Body),
+        (status = 502, description = "The app could not be reached, its address was refused, or it answered compressed (named in the message).", body = credence_http::error::Body),
         (status = 504, description = "The app did not answer in time.", body = credence_http::error::Body),
     ),
 )]
@@ -336,6 +339,9 @@ pub(crate) async fn forward(
         Ok(values) => values,
         Err(refusal) => return Err(record.refused(refusal, template).await),
     };
+    // What the answer must not carry back: the secrets of this call, and of
+    // the retry's if there is one (a refreshed token).
+    let mut secrets = call::sent_secrets(permit.version, &values);
     let injected = call::injected_headers(permit.version);
     let upstream_headers = headers::to_upstream(&parts.headers, &injected);
     let query = query_without(
@@ -373,7 +379,7 @@ pub(crate) async fn forward(
                 proxied(Some(streamed)),
             )
             .await;
-            return answer(sent, &record, &permit, template, &parts.method).await;
+            return answer(sent, &record, &permit, template, &parts.method, secrets).await;
         }
     };
     let as_body =
@@ -400,6 +406,7 @@ pub(crate) async fn forward(
             Ok(values) => values,
             Err(refusal) => return Err(record.refused(refusal, template).await),
         };
+        secrets.extend(call::sent_secrets(permit.version, &values));
         sent = call::send(
             &ctx.http,
             permit.app,
@@ -409,7 +416,7 @@ pub(crate) async fn forward(
         )
         .await;
     }
-    answer(sent, &record, &permit, template, &parts.method).await
+    answer(sent, &record, &permit, template, &parts.method, secrets).await
 }
 
 /// The largest body an OAuth call keeps a copy of, to send it again after a
@@ -423,14 +430,20 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|value| value.parse::<u64>().ok())
 }
 
-/// The app's answer (or why there is none) as the caller gets it, recorded.
+/// The app's answer (or why there is none) as the caller gets it, recorded:
+/// its headers and its body scrubbed of `secrets` (the scrubber lives as long
+/// as the body streams); a compressed answer, which the scrub could not read,
+/// refused.
 async fn answer(
     sent: Result<reqwest::Response, SendError>,
     record: &Record<'_>,
     permit: &Permit<'_>,
     template: Option<String>,
     method: &Method,
+    secrets: Vec<SecretString>,
 ) -> Result<Response, ApiError> {
+    let scrubber = Scrubber::new(&secrets);
+    drop(secrets);
     let response = match sent {
         Ok(response) => response,
         Err(error) => {
@@ -454,9 +467,25 @@ async fn answer(
         }
     };
     let status = response.status();
+    if let Some(encoding) = compressed(response.headers(), &scrubber) {
+        let error = ApiError::BadGateway(format!(
+            "{} answered with Content-Encoding {encoding} although Credence asked for identity; a compressed answer cannot be checked for the connection's credential, so it is not passed back",
+            permit.app.label
+        ));
+        record
+            .write(
+                &permit.connection,
+                permit.credential_id.clone(),
+                template,
+                error_status(&error),
+                Some(status.as_u16()),
+            )
+            .await;
+        return Err(error);
+    }
     let mut answer = Response::builder().status(status);
     if let Some(headers) = answer.headers_mut() {
-        *headers = headers::to_caller(response.headers());
+        *headers = scrubber.headers(headers::to_caller(response.headers()));
     }
     record
         .write(
@@ -469,12 +498,40 @@ async fn answer(
         .await;
     let body = if method == Method::HEAD {
         Body::empty()
-    } else {
+    } else if scrubber.is_empty() {
         Body::from_stream(response.bytes_stream())
+    } else {
+        Body::from_stream(scrubber.body(response.bytes_stream()))
     };
     answer.body(body).map_err(|error| {
         ApiError::Internal(anyhow::anyhow!("cannot answer a proxied call: {error}"))
     })
+}
+
+/// The coding of a compressed answer (any `Content-Encoding` but
+/// `identity`), masked and shortened to be named in the refusal; `None` for
+/// an answer as is.
+fn compressed(headers: &HeaderMap, scrubber: &Scrubber) -> Option<String> {
+    let coded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"));
+    if !coded {
+        return None;
+    }
+    let named: Vec<u8> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .map(|value| {
+            scrubber
+                .masked(value.as_bytes())
+                .unwrap_or_else(|| value.as_bytes().to_vec())
+        })
+        .collect::<Vec<_>>()
+        .join(&b", "[..]);
+    Some(check::shorten(&String::from_utf8_lossy(&named)))
 }
 
 /// A refresh's outcome as the proxy sees it: a refusal made the connection

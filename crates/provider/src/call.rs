@@ -6,7 +6,9 @@
 use crate::destination::{check_destination, check_literal, private_address_in};
 use crate::FieldValues;
 use credence_catalog::{App, AppVersion, Auth, AuthKind, InjectionTarget};
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// Builds the request for `method path` of a connection, with the credential
 /// injected. The account host, if the app has one, is among `values`.
@@ -171,6 +173,56 @@ pub fn injected_query_names(version: &AppVersion) -> Vec<String> {
         .collect()
 }
 
+/// The secret values a call with `values` sends, as they are sent: each
+/// value of a field the catalog declares secret, Basic's
+/// `base64(username:password)`, an OAuth 2.0 connection's tokens (and its own
+/// client secret). What the broker must never hand back to the caller
+/// (`broker::scrub`); non-secret fields (a subdomain, an email) may be shown
+/// and are not among them. Each is zeroized on drop, and its `Debug` redacts it.
+pub fn sent_secrets(version: &AppVersion, values: &FieldValues) -> Vec<SecretString> {
+    let mut secrets: Vec<SecretString> = Vec::new();
+    let mut keep = |value: &str| {
+        if !value.is_empty() && !secrets.iter().any(|kept| kept.expose_secret() == value) {
+            secrets.push(SecretString::from(value.to_string()));
+        }
+    };
+    match &version.auth {
+        Auth::Oauth2(_) => {
+            for name in [
+                "access_token",
+                "refresh_token",
+                crate::oauth::OWN_CLIENT_SECRET,
+            ] {
+                values.get(name).into_iter().for_each(&mut keep);
+            }
+        }
+        auth => {
+            for field in auth.fields().iter().filter(|field| field.secret) {
+                values.get(&field.name).into_iter().for_each(&mut keep);
+            }
+        }
+    }
+    if let Auth::Basic(basic) = &version.auth {
+        use base64::Engine;
+        let value_of = |name: &str| values.get(name);
+        let username = basic.username.render(value_of).map(Zeroizing::new);
+        let password = basic.password.render(value_of).map(Zeroizing::new);
+        if let (Ok(username), Ok(password)) = (username, password) {
+            // Sized up front, so that no growing leaves a copy behind.
+            let mut pair =
+                Zeroizing::new(String::with_capacity(username.len() + 1 + password.len()));
+            pair.push_str(&username);
+            pair.push(':');
+            pair.push_str(&password);
+            let length = base64::encoded_len(pair.len(), true).unwrap_or_default();
+            let mut encoded = Zeroizing::new(String::with_capacity(length));
+            base64::engine::general_purpose::STANDARD.encode_string(pair.as_bytes(), &mut encoded);
+            keep(&encoded);
+        }
+    }
+    secrets
+}
+
 /// A call the broker forwards: method, the path relative to the app's base
 /// URL (already matched against an operation), the query as the caller wrote
 /// it (parameters the credential goes in already removed), the caller's
@@ -294,5 +346,64 @@ pub async fn send(
             }
             None => SendError::Unreachable(format!("could not reach {host}")),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> FieldValues {
+        FieldValues(
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), SecretString::from(value.to_string())))
+                .collect(),
+        )
+    }
+
+    fn sent(app: &str, pairs: &[(&str, &str)]) -> Vec<String> {
+        let catalog = credence_catalog::Catalog::builtin().unwrap();
+        let version = catalog.get(app).unwrap().latest();
+        sent_secrets(version, &values(pairs))
+            .iter()
+            .map(|secret| secret.expose_secret().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_secrets_sent_are_the_secret_fields_basics_pair_and_oauth_tokens() {
+        // Mailchimp: Basic with the literal user "credence" and the key; the
+        // data center is not secret.
+        assert_eq!(
+            sent(
+                "mailchimp",
+                &[("apiKey", "0123456789abcdef-us21"), ("dc", "us21")]
+            ),
+            [
+                "0123456789abcdef-us21",
+                "Y3JlZGVuY2U6MDEyMzQ1Njc4OWFiY2RlZi11czIx"
+            ]
+        );
+        assert_eq!(
+            sent("stripe", &[("secretKey", "sk_live_0123456789")]),
+            ["sk_live_0123456789"]
+        );
+        assert_eq!(
+            sent(
+                "asana",
+                &[
+                    ("access_token", "access-0123456789"),
+                    ("refresh_token", "refresh-0123456789"),
+                    ("token_type", "Bearer"),
+                    ("expires_at", "2026-12-01T22:00:00+00:00"),
+                ]
+            ),
+            ["access-0123456789", "refresh-0123456789"]
+        );
+        let catalog = credence_catalog::Catalog::builtin().unwrap();
+        let version = catalog.get("stripe").unwrap().latest();
+        let secrets = sent_secrets(version, &values(&[("secretKey", "sk_live_0123456789")]));
+        assert!(!format!("{secrets:?}").contains("sk_live"), "{secrets:?}");
     }
 }

@@ -3,11 +3,12 @@
 //! the granted modules, unsafe paths and unusable connections are refused,
 //! each naming why; redirects come back unfollowed; a revoke on one instance
 //! stops the next call on another; every call lands in the usage log that the
-//! team and the recipient read.
+//! team and the recipient read; a credential the app echoes back comes back
+//! masked, and a compressed answer is refused.
 
 use crate::support::{
-    assert_error, assert_no_secret, captured_logs, contacts_app, credential_path, signed_in,
-    wait_until, world, Agency, ContactsApi, World,
+    assert_error, assert_no_secret, captured_logs, contacts_app, contacts_basic_app,
+    credential_path, signed_in, wait_until, world, Agency, ContactsApi, World,
 };
 use credence_store::Backend;
 use reqwest::StatusCode;
@@ -846,6 +847,185 @@ async fn a_connection_past_its_calls_per_minute_is_answered_429(backend: Backend
     scene.agency.app.stop().await;
 }
 
+/// Panics when `bytes` or `headers` (an answer as the caller got it, whole)
+/// hold any of `secrets`.
+fn assert_none_of(
+    secrets: &[&str],
+    what: &str,
+    headers: &reqwest::header::HeaderMap,
+    bytes: &[u8],
+) {
+    for secret in secrets {
+        let secret = secret.as_bytes();
+        assert!(
+            !bytes.windows(secret.len()).any(|window| window == secret),
+            "a secret came back in the body of {what}"
+        );
+        for (name, value) in headers {
+            assert!(
+                !value
+                    .as_bytes()
+                    .windows(secret.len())
+                    .any(|window| window == secret),
+                "a secret came back in the {name} header of {what}"
+            );
+        }
+    }
+}
+
+async fn a_credential_the_app_echoes_comes_back_masked_and_a_gzip_answer_is_refused(
+    backend: Backend,
+) {
+    let api = ContactsApi::start().await;
+    let agency = Agency::start_with(
+        backend,
+        &[
+            ("contacts", contacts_app("contacts", &api)),
+            ("contacts-basic", contacts_basic_app("contacts-basic", &api)),
+        ],
+        |_| {},
+    )
+    .await;
+    let (_, credentials, _) = agency
+        .create_request(agency.teammate.id, &["contacts", "contacts-basic"])
+        .await;
+    for credential in &credentials {
+        let (status, body) = agency
+            .authorize_with(credential, "authorize", &api.key)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let connections = agency.app.team_connections().await;
+    let use_token = agency
+        .app
+        .token(agency.requester.id, "connections:use")
+        .await;
+    let bearer = format!("Bearer {}", api.key);
+    let basic = format!("Basic {}", api.basic);
+    let secrets = [api.key.as_str(), api.basic.as_str()];
+    let stars = |n: usize| "*".repeat(n);
+
+    for (app, authorization) in [("contacts", &bearer), ("contacts-basic", &basic)] {
+        let connection = connections
+            .iter()
+            .find(|c| c.app_key == app)
+            .expect("the authorized connection");
+        let call = |path: &str| {
+            agency
+                .app
+                .client
+                .get(agency.app.url(&format!(
+                    "/api/v2/connections/{}/proxy{path}",
+                    connection.id
+                )))
+                .header("Authorization", format!("Token {use_token}"))
+                // The caller's wish for gzip is not passed on.
+                .header("Accept-Encoding", "gzip")
+                .send()
+        };
+
+        // The key in an error body, in chunks cut inside each echo: the app
+        // sends the next one only once the previous came through, so the
+        // broker gets each echo in two pieces.
+        let mut response = call("/v1/contacts/echo-body?stepwise").await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{app}");
+        let headers = response.headers().clone();
+        let mut bytes = Vec::new();
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), response.chunk())
+                .await
+                .expect("the broker passes each chunk on");
+            let Some(chunk) = next.unwrap() else { break };
+            bytes.extend_from_slice(&chunk);
+            api.next_step();
+        }
+        let what = format!("{app}'s echo-body");
+        assert_none_of(&secrets, &what, &headers, &bytes);
+        assert_eq!(
+            headers[reqwest::header::CONTENT_LENGTH],
+            bytes.len().to_string().as_str(),
+            "{what}: the masks keep the length"
+        );
+        let body: Value = serde_json::from_slice(&bytes).expect("still JSON");
+        assert_eq!(
+            body["error"],
+            format!("invalid key {}", stars(api.key.len())),
+            "{what}"
+        );
+        assert_eq!(body["again"], stars(api.key.len()), "{what}");
+        assert_eq!(body["hint"], "check the key", "{what}");
+        assert_eq!(body["pad2"], "-".repeat(300), "{what}");
+        let shown = body["authorization"].as_str().unwrap();
+        assert!(
+            shown.ends_with(&stars(8)) && !shown.contains(&api.key[..8]),
+            "{what}: {shown}"
+        );
+        let seen = api.seen();
+        let sent = seen.last().unwrap();
+        assert_eq!(
+            sent.headers["authorization"],
+            authorization.as_str(),
+            "{app}"
+        );
+        assert_eq!(sent.headers["accept-encoding"], "identity", "{app}");
+
+        // The key in headers: the value stays, the key masked.
+        let response = call("/v1/contacts/echo-header").await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{app}");
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let what = format!("{app}'s echo-header");
+        assert_none_of(&secrets, &what, &headers, &bytes);
+        assert_eq!(
+            headers["x-echo-key"],
+            format!("key={}; checked", stars(api.key.len())).as_str(),
+            "{what}"
+        );
+        let echoed = match app {
+            "contacts" => format!("Bearer {}", stars(api.key.len())),
+            _ => format!("Basic {}", stars(api.basic.len())),
+        };
+        assert_eq!(headers["x-echo-authorization"], echoed.as_str(), "{what}");
+        assert!(headers[reqwest::header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer realm=\"contacts\""));
+
+        // A compressed answer cannot be read for the key: refused, naming it,
+        // and recorded.
+        let response = call("/v1/contacts/gzip").await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        let message = body.to_string();
+        assert!(
+            message.contains("Content-Encoding gzip") && message.contains("identity"),
+            "{message}"
+        );
+        let read_token = agency
+            .app
+            .token(agency.requester.id, "connections:read")
+            .await;
+        wait_until("the refused gzip answer is in the usage log", || async {
+            let (_, usage) = agency
+                .app
+                .get_json(
+                    &format!("/api/v2/connections/{}/usage", connection.id),
+                    &read_token,
+                )
+                .await;
+            usage["usage"].as_array().unwrap().iter().any(|u| {
+                u["status"] == 502
+                    && u["upstreamStatus"] == 200
+                    && u["pathTemplate"] == "/v1/contacts/{id}"
+            })
+        })
+        .await;
+    }
+    assert_no_secret("the logs", &captured_logs());
+    agency.app.stop().await;
+}
+
 /// The Python of the MCP client's venv (`scripts/test` makes it).
 fn mcp_python() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -882,6 +1062,8 @@ async fn an_agent_lists_and_calls_connections_through_mcp_within_the_grant(backe
             "query": "q=jane", "consumer": "support-agent" } },
         { "name": "call_connection", "arguments": {
             "connectionId": scene.connection, "method": "DELETE", "path": "/v1/contacts/1" } },
+        { "name": "call_connection", "arguments": {
+            "connectionId": scene.connection, "method": "GET", "path": "/v1/contacts/echo-body" } },
     ]);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let run = tokio::process::Command::new(mcp_python())
@@ -929,8 +1111,13 @@ async fn an_agent_lists_and_calls_connections_through_mcp_within_the_grant(backe
     let answer: Value = serde_json::from_str(lines[2]["text"].as_str().unwrap()).unwrap();
     assert_eq!(answer["status"], 200);
     assert_eq!(answer["body"]["contacts"][0]["name"], "Jane Roe");
+    // The client makes all its calls before the test reads its output.
     let seen = scene.api.seen();
-    assert_eq!(seen.last().unwrap().path_and_query, "/v1/contacts?q=jane");
+    assert!(
+        seen.iter()
+            .any(|c| c.path_and_query == "/v1/contacts?q=jane"),
+        "{seen:?}"
+    );
 
     assert_eq!(lines[3]["isError"], true, "{}", lines[3]);
     let refused = lines[3]["text"].as_str().unwrap();
@@ -938,20 +1125,29 @@ async fn an_agent_lists_and_calls_connections_through_mcp_within_the_grant(backe
         refused.contains("403") && refused.contains("DELETE") && refused.contains("searchContacts"),
         "{refused}"
     );
-    assert_eq!(
-        scene.api.seen().len(),
-        seen.len(),
+    assert!(
+        seen.iter().all(|c| c.method != "DELETE"),
         "the refused call was not sent"
+    );
+    // The app echoes the key: the tool's result has it masked (the output
+    // was checked for the key above).
+    assert_eq!(lines[4]["isError"], false, "{}", lines[4]);
+    let echoed: Value = serde_json::from_str(lines[4]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        echoed["body"]["again"],
+        "*".repeat(scene.api.key.len()),
+        "{echoed}"
     );
     wait_until("the agent's calls are in the usage log", || async {
         let usage = scene.usage().await;
-        usage.len() == 2 && usage.iter().any(|u| u["consumer"] == "support-agent")
+        usage.len() == 3 && usage.iter().any(|u| u["consumer"] == "support-agent")
     })
     .await;
     scene.agency.app.stop().await;
 }
 
 crate::on_both_backends!(
+    a_credential_the_app_echoes_comes_back_masked_and_a_gzip_answer_is_refused,
     an_agent_lists_and_calls_connections_through_mcp_within_the_grant,
     a_connection_past_its_calls_per_minute_is_answered_429,
     oauth_calls_refresh_an_expired_token_first_and_retry_once_on_401,

@@ -32,7 +32,7 @@ pub use browser::{
     accept_invitation_in, accept_invitation_link, browser, csrf_of, field_of, form_page, location,
     no_redirects, page, post_form, set_cookie, sign_in, signed_in,
 };
-pub use contacts::{contacts_app, ContactsApi};
+pub use contacts::{contacts_app, contacts_basic_app, ContactsApi};
 pub use jobs::{fast, runner, Instance, ManualClock};
 pub use maildev::{Maildev, MaildevTls, ReceivedEmail};
 pub use oauth::{context_at, oauth_app, world, world_with, World, APP};
