@@ -31,21 +31,20 @@ const MASK: u8 = b'*';
 
 /// Finds the secret values of one call in what the app answers. It lives as
 /// long as the answer streams. The forms it searches for are held in
-/// zeroizing memory only while the searcher is built; the searcher's own
-/// tables (like reqwest's copy of the injected header) are not zeroized, and
-/// are freed with the answer. Its `Debug` shows only how many forms it has.
+/// zeroizing memory; the searcher's own tables (like reqwest's copy of the
+/// injected header) are not zeroized, and are freed with the answer. Its
+/// `Debug` shows only how many forms it has.
 pub struct Scrubber {
     searcher: Option<AhoCorasick>,
-    forms: usize,
-    /// The longest form, in bytes: a form that straddles two chunks starts in
-    /// the last `longest - 1` bytes of the first, which are held back.
-    longest: usize,
+    /// The forms searched for: a chunk that ends with the start of one holds
+    /// that end back until the next chunk shows whether the form goes on.
+    forms: Vec<Zeroizing<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Scrubber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scrubber")
-            .field("forms", &self.forms)
+            .field("forms", &self.forms.len())
             .finish_non_exhaustive()
     }
 }
@@ -66,18 +65,13 @@ impl Scrubber {
                 }
             }
         }
-        let longest = forms.iter().map(|form| form.len()).max().unwrap_or(0);
         // The standard match kind finds every occurrence, overlapping ones
         // included, so that one form masked does not hide a neighbour's
         // remaining bytes from the search.
         let searcher = (!forms.is_empty())
             .then(|| AhoCorasick::new(forms.iter().map(|form| form.as_slice())).ok())
             .flatten();
-        Scrubber {
-            searcher,
-            forms: forms.len(),
-            longest,
-        }
+        Scrubber { searcher, forms }
     }
 
     /// Whether there is anything to scrub.
@@ -134,8 +128,9 @@ impl Scrubber {
     }
 
     /// `body` with every secret masked as it streams: each chunk goes on at
-    /// once but for its last `longest - 1` bytes, held back until the next
-    /// chunk shows whether a secret starts there. The length never changes.
+    /// once but for an end that is the start of a form, held back until the
+    /// next chunk shows whether the form goes on (so an ordinary stream,
+    /// events of a feed say, is not delayed). The length never changes.
     pub fn body<S, E>(self, body: S) -> impl Stream<Item = Result<Bytes, E>> + Send + 'static
     where
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
@@ -160,6 +155,23 @@ impl Scrubber {
                 }
             }
         })
+    }
+}
+
+impl Scrubber {
+    /// How many of the last bytes of `bytes` are the start of a form (the
+    /// longest such end, short of a whole form): the bytes a chunk must hold
+    /// back, as a form that straddles two chunks starts there.
+    fn started(&self, bytes: &[u8]) -> usize {
+        self.forms
+            .iter()
+            .filter_map(|form| {
+                (1..form.len().min(bytes.len() + 1))
+                    .rev()
+                    .find(|&length| bytes.ends_with(&form[..length]))
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -192,7 +204,7 @@ impl Streaming {
         for found_at in searcher.find_overlapping_iter(&self.held) {
             self.hidden[found_at.range()].fill(true);
         }
-        let keep = self.scrubber.longest.saturating_sub(1).min(self.held.len());
+        let keep = self.scrubber.started(&self.held);
         let ready = self.held.len() - keep;
         let out = apply(&self.held[..ready], &self.hidden[..ready]);
         self.held.drain(..ready);
@@ -360,6 +372,24 @@ mod tests {
             let out = streamed(&[first, second], body, &[cut]);
             assert_eq!(out, b"--****************--", "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_chunk_goes_on_whole_unless_it_ends_with_the_start_of_a_secret() {
+        let mut streaming = Streaming::new(scrubber(&["sk_live_0123456789"]));
+        // An event of a feed: nothing in it could begin the key.
+        assert_eq!(
+            &streaming.push(b"data: {\"n\": 1}\n\n")[..],
+            b"data: {\"n\": 1}\n\n"
+        );
+        // Its end could: only that end waits.
+        assert_eq!(&streaming.push(b"key sk_li")[..], b"key ");
+        assert_eq!(
+            &streaming.push(b"ve_0123456789 ok")[..],
+            b"****************** ok"
+        );
+        assert_eq!(&streaming.push(b"last sk")[..], b"last ");
+        assert_eq!(&streaming.finish()[..], b"sk");
     }
 
     #[test]
