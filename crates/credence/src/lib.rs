@@ -15,14 +15,6 @@ pub mod telemetry;
 pub use config::Config;
 pub use startup::Application;
 
-/// mimalloc rather than glibc's malloc, in every program built on this crate
-/// (the server, the benches, the tests): per-thread free lists, so the
-/// runtime's worker threads stop contending on the allocator's arenas.
-/// glibc's `malloc`/`free` were ~14 % of the broker's CPU at full load
-/// (README, "The broker", for what the change measured).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 // The layers below, under the names the tests and the bench use.
 pub use credence_http as http;
 pub use credence_jobs as jobs;
