@@ -1146,7 +1146,62 @@ async fn an_agent_lists_and_calls_connections_through_mcp_within_the_grant(backe
     scene.agency.app.stop().await;
 }
 
+/// The usage writer stores a batch in statements of many rows: a batch
+/// longer than one statement holds lands whole, in order, every column as
+/// given (the NULLs too).
+async fn a_usage_batch_longer_than_one_statement_is_stored_whole(backend: Backend) {
+    let app = crate::support::spawn_app(backend).await;
+    let rows: Vec<credence_store::NewUsage> = (0..150)
+        .map(|i| credence_store::NewUsage {
+            occurred_at: credence_store::now(),
+            organization_id: 1,
+            team_id: 2,
+            connection_id: 3,
+            credential_id: (i % 2 == 0).then(|| format!("credential-{i}")),
+            consumer: (i % 3 == 0).then(|| format!("consumer-{i}")),
+            actor_user_id: Some(i),
+            actor_label: format!("caller {i}"),
+            method: "GET".into(),
+            path_template: (i % 5 != 0).then(|| "/v1/contacts/{id}".to_string()),
+            status: 200,
+            upstream_status: (i % 7 != 0).then_some(200),
+            latency_ms: i,
+        })
+        .collect();
+    let mut tx = app.store.begin().await.unwrap();
+    tx.insert_usages(&rows).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut sql = app.sql().await;
+    let latencies = sql
+        .column::<i64>("SELECT latency_ms FROM connection_usage ORDER BY id")
+        .await;
+    assert_eq!(latencies, (0..150).collect::<Vec<i64>>());
+    let labels = sql
+        .column::<String>("SELECT actor_label FROM connection_usage ORDER BY id")
+        .await;
+    assert_eq!(labels[149], "caller 149");
+    let nulls = sql
+        .column::<i64>(
+            "SELECT COUNT(*) FROM connection_usage WHERE credential_id IS NULL \
+             OR consumer IS NULL OR path_template IS NULL OR upstream_status IS NULL",
+        )
+        .await;
+    let expected = (0..150)
+        .filter(|i| i % 2 != 0 || i % 3 != 0 || i % 5 == 0 || i % 7 == 0)
+        .count() as i64;
+    assert_eq!(nulls, vec![expected]);
+    let consumers = sql
+        .column::<String>(
+            "SELECT consumer FROM connection_usage WHERE consumer IS NOT NULL ORDER BY id",
+        )
+        .await;
+    assert_eq!(consumers.len(), 50);
+    assert_eq!(consumers[49], "consumer-147");
+    app.stop().await;
+}
+
 crate::on_both_backends!(
+    a_usage_batch_longer_than_one_statement_is_stored_whole,
     a_credential_the_app_echoes_comes_back_masked_and_a_gzip_answer_is_refused,
     an_agent_lists_and_calls_connections_through_mcp_within_the_grant,
     a_connection_past_its_calls_per_minute_is_answered_429,
