@@ -307,7 +307,7 @@ pub(crate) async fn forward(
         Err(Ok(refusal)) => return Err(record.refused(refusal, None).await),
     };
     if let Err(seconds) = limit.admit(id) {
-        let error = ApiError::TooManyRequests(seconds);
+        let error = ApiError::TooManyRequests(seconds, limit.reached(id));
         record
             .write(&usable.connection, usable.credential_id, None, 429, None)
             .await;

@@ -291,12 +291,15 @@ impl Application {
                 None
             }
         };
+        let limit =
+            credence_broker::limit::CallLimit::per_minute(self.background.proxy_calls_per_minute);
         let instance = uuid::Uuid::new_v4().to_string();
         let heartbeat = tokio::spawn(beat(
             store.clone(),
             self.state.vault.clone(),
             instance.clone(),
             self.background.heartbeat_every,
+            limit.clone(),
         ));
         // Every instance delivers the outbox; claims keep them apart.
         let (stop_jobs, jobs_stopping) = tokio::sync::watch::channel(false);
@@ -312,8 +315,6 @@ impl Application {
         let jobs_finish_within = self.background.jobs.settings().delivery_timeout;
         let header_read_timeout = self.background.header_read_timeout;
         let (usage, usage_writer) = credence_broker::usage::start(store.clone());
-        let limit =
-            credence_broker::limit::CallLimit::per_minute(self.background.proxy_calls_per_minute);
         let mounted = credence_broker::routes(usage, limit);
         // What `api_paths` lists must be what is served: a crate mounted here
         // and not there would be missing from the authorization matrix.
@@ -448,19 +449,33 @@ async fn serve(
 
 /// Every `every`, records in the database the newest key version this
 /// instance seals under (following the key file), so that `keys retire` can
-/// tell an instance with an older copy of the key file.
-async fn beat(store: Store, vault: Arc<Vault>, instance: String, every: std::time::Duration) {
+/// tell an instance with an older copy of the key file; and counts the live
+/// instances, among which the broker's call limit is shared.
+async fn beat(
+    store: Store,
+    vault: Arc<Vault>,
+    instance: String,
+    every: std::time::Duration,
+    limit: Arc<credence_broker::limit::CallLimit>,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let version = vault.current_version();
-        let recorded = match store.db().await {
-            Ok(mut db) => db.record_heartbeat(&instance, version, every).await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = recorded {
-            tracing::warn!(error = %error, "could not record this instance's heartbeat");
+        let beaten = async {
+            let mut db = store.db().await?;
+            db.record_heartbeat(&instance, version, every).await?;
+            let now = credence_store::now();
+            let beats = db.list_heartbeats().await?;
+            Ok::<_, credence_store::Error>(beats.iter().filter(|b| b.is_live_at(now)).count())
+        }
+        .await;
+        match beaten {
+            Ok(live) => limit.set_instances(live),
+            Err(error) => {
+                tracing::warn!(error = %error, "could not record this instance's heartbeat")
+            }
         }
     }
 }

@@ -41,9 +41,10 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 429: too many attempts; retry after the given seconds.
-    #[error("too many attempts; try again in {0} seconds")]
-    TooManyRequests(u64),
+    /// 429: too many attempts; retry after the given seconds (`Retry-After`),
+    /// and what limit was reached.
+    #[error("{1}; try again in {0} seconds")]
+    TooManyRequests(u64, String),
     /// 502: the app a proxied call went to could not be reached, or its
     /// destination was refused (the reason names the host, never a secret).
     #[error("{0}")]
@@ -109,7 +110,7 @@ impl ApiError {
                 "unsupported_media_type",
                 "Unsupported media type",
             ),
-            ApiError::TooManyRequests(_) => (
+            ApiError::TooManyRequests(..) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "Too many requests",
@@ -171,7 +172,7 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let ApiError::TooManyRequests(seconds) = self {
+        if let ApiError::TooManyRequests(seconds, _) = self {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }

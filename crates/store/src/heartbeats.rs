@@ -1,6 +1,7 @@
 //! Running instances' heartbeats: the newest key version each one seals under,
 //! so that retiring a key version can see an instance still holding an older
-//! copy of the key file (values in the database alone cannot show it).
+//! copy of the key file (values in the database alone cannot show it); and
+//! how many instances are live, among which the broker's call limit is shared.
 
 use crate::{now, Db, Result};
 use chrono::{DateTime, Utc};

@@ -847,6 +847,86 @@ async fn a_connection_past_its_calls_per_minute_is_answered_429(backend: Backend
     scene.agency.app.stop().await;
 }
 
+/// Two instances on one database share a connection's limit: each admits
+/// its share (the limit over the live instances their heartbeats count), so
+/// together they admit the limit, not twice it, and the refusal says so.
+async fn instances_sharing_a_database_share_a_connections_call_limit(backend: Backend) {
+    let beat = std::time::Duration::from_millis(50);
+    let scene = scene_with(backend, |config| {
+        config.proxy_calls_per_minute = 4;
+        config.heartbeat_every = beat;
+    })
+    .await;
+    let mut config = scene.agency.app.config.clone();
+    config.listen = ([127, 0, 0, 1], 0).into();
+    let other = credence::Application::build(config)
+        .await
+        .expect("a second instance builds");
+    let other_url = format!("http://127.0.0.1:{}", other.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(other.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let live_beats = || async {
+        let mut db = scene.agency.app.store.db().await.unwrap();
+        let now = credence_store::now();
+        let beats = db.list_heartbeats().await.unwrap();
+        beats
+            .into_iter()
+            .filter(|b| b.is_live_at(now))
+            .map(|b| b.seen_at)
+            .collect::<Vec<_>>()
+    };
+    wait_until("both instances beat", || async {
+        live_beats().await.len() == 2
+    })
+    .await;
+    // Each instance counts the live ones at its beat, after writing its own:
+    // once both beat again after both rows were there, both count two.
+    let both_there = live_beats().await.into_iter().max().unwrap();
+    wait_until("both instances beat again", || async {
+        let beats = live_beats().await;
+        beats.len() == 2 && beats.iter().all(|seen| *seen > both_there)
+    })
+    .await;
+    let call = |base: String| {
+        let client = scene.agency.app.client.clone();
+        let url = format!(
+            "{base}/api/v2/connections/{}/proxy/v1/contacts",
+            scene.connection
+        );
+        let token = scene.use_token.clone();
+        async move {
+            let response = client
+                .get(url)
+                .header("Authorization", format!("Token {token}"))
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let mut admitted = 0;
+    for base in [scene.agency.app.url(""), other_url.clone()] {
+        let base = base.trim_end_matches('/').to_string();
+        for _ in 0..2 {
+            let (status, body) = call(base.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            admitted += 1;
+        }
+        let (status, body) = call(base).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(
+            body.contains("its share of the limit of 4 over 2 instances"),
+            "{body}"
+        );
+    }
+    assert_eq!(admitted, 4, "the two instances admitted the limit together");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    scene.agency.app.stop().await;
+}
+
 /// Panics when `bytes` or `headers` (an answer as the caller got it, whole)
 /// hold any of `secrets`.
 fn assert_none_of(
@@ -1201,6 +1281,7 @@ async fn a_usage_batch_longer_than_one_statement_is_stored_whole(backend: Backen
 }
 
 crate::on_both_backends!(
+    instances_sharing_a_database_share_a_connections_call_limit,
     a_usage_batch_longer_than_one_statement_is_stored_whole,
     a_credential_the_app_echoes_comes_back_masked_and_a_gzip_answer_is_refused,
     an_agent_lists_and_calls_connections_through_mcp_within_the_grant,
