@@ -125,10 +125,15 @@ pub async fn load(
 }
 
 pub fn resident_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A size line of `/proc/<pid>/status` (`VmRSS`, `RssAnon`, `RssFile`), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 /// The resident memory of `pid` before a load, and at most while `load`

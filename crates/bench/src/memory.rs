@@ -6,7 +6,7 @@
 //! answered from the token cache: what is measured is the connections, not a
 //! query's rows). The in-process server of the other figures is idle meanwhile.
 
-use crate::load::{credence_binary, free_port, load, resident_during, serve, Stats};
+use crate::load::{credence_binary, free_port, load, resident_during, serve, status_kib, Stats};
 use crate::world::Database;
 use std::time::Duration;
 
@@ -16,6 +16,11 @@ pub const LOADED_GOAL_MB: f64 = 150.0;
 
 pub struct Memory {
     pub idle_kib: u64,
+    /// Of the idle figure, the process's own memory (heap, stacks) and the
+    /// pages of files it maps (its own code above all, shared with the page
+    /// cache and given back under pressure).
+    pub idle_anon_kib: u64,
+    pub idle_file_kib: u64,
     pub peak_kib: u64,
     pub connections: usize,
     pub load: Stats,
@@ -46,7 +51,10 @@ pub async fn measure(
     // One call first, so that "idle" is a server that has answered, with its
     // token cached, as it is between bursts.
     load(&url, Some(token), 1, Duration::from_millis(200), None).await?;
-    let (idle_kib, peak_kib, stats) = resident_during(running.0.id(), {
+    let pid = running.0.id();
+    let idle_anon_kib = status_kib(pid, "RssAnon").unwrap_or(0);
+    let idle_file_kib = status_kib(pid, "RssFile").unwrap_or(0);
+    let (idle_kib, peak_kib, stats) = resident_during(pid, {
         let (url, token) = (url.clone(), token.to_string());
         async move {
             load(
@@ -63,6 +71,8 @@ pub async fn measure(
     drop(running);
     Ok(Memory {
         idle_kib,
+        idle_anon_kib,
+        idle_file_kib,
         peak_kib,
         connections,
         load: stats,
@@ -83,5 +93,10 @@ pub fn print(memory: &Memory) {
         verdict(mb(memory.peak_kib), LOADED_GOAL_MB),
         memory.load.throughput(),
         memory.load.errors,
+    );
+    println!(
+        "             idle, of which its own memory (heap, stacks) {:.1} MB and mapped files (its code above all) {:.1} MB",
+        mb(memory.idle_anon_kib),
+        mb(memory.idle_file_kib),
     );
 }
