@@ -4,10 +4,12 @@
 //! list page so a slow figure can be traced to its queries.
 
 use crate::measure::{self, pick, Plan, Timings};
+use crate::statements;
 use crate::world::World;
 use anyhow::{bail, Context};
-use credence_domain::RequestId;
-use credence_store::{Backend, RequestFilter, RequestScope, Store};
+use credence::service::{access, requests::CreateRequestInput};
+use credence_domain::{RequestId, TeamId};
+use credence_store::{Backend, RequestFilter, RequestScope, Store, User};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +47,31 @@ pub struct Report {
     /// `GET /healthz` from the create workers: the throughput reference.
     pub healthz_rate: Timings,
     pub create: Timings,
+    /// The list Sent page, whole and in parts.
+    pub list: ListBreakdown,
+    /// The service's create called in-process (no HTTP), as many at once
+    /// as the HTTP creates.
+    pub create_service: Timings,
+    /// The same on PostgreSQL with commits that do not wait for the WAL's
+    /// fsync (`synchronous_commit=off`); `None` on SQLite.
+    pub create_service_no_fsync: Option<Timings>,
+    /// The SQL statements of one create (`BEGIN` and `COMMIT` aside): over
+    /// HTTP, and in the service alone.
+    pub create_statements: (u64, u64),
+}
+
+/// Where a list Sent page's time goes: the GET, the token check's GET (the
+/// same HTTP round trip and token check, with an answer of a few bytes), and
+/// each store call the handler makes, timed alone in the same run.
+pub struct ListBreakdown {
+    pub get: Timings,
+    pub token_check: Timings,
+    /// (label, timings) of each store call, in the handler's order.
+    pub store_calls: Vec<(&'static str, Timings)>,
+    /// The size of one page's answer (the JSON body).
+    pub bytes: usize,
+    /// The size of one detail's answer, for comparison.
+    pub detail_bytes: usize,
 }
 
 /// A keep-alive HTTP client for the server on loopback.
@@ -112,6 +139,52 @@ fn list_path(team: impl std::fmt::Display) -> String {
     format!("/api/v2/credential-requests/requests?teamId={team}&pg[limit]={PAGE}")
 }
 
+/// The body of the `i`th create: one app asked of the team's recipient.
+fn create_body(i: usize, team: &crate::world::Team) -> Value {
+    json!({
+        "name": format!("Bench create {i}"),
+        "teamId": team.id,
+        "credentials": [{ "appName": "stripe", "appModules": ["*"] }],
+        "provider": { "providerMakeUserId": team.recipient },
+    })
+}
+
+/// `url` with one more query parameter.
+fn with_parameter(url: &str, parameter: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{parameter}")
+}
+
+/// A second store on the PostgreSQL database whose commits do not wait for
+/// the WAL's fsync. sqlx 0.8 passes `options[NAME]=VALUE` in the URL as the
+/// startup option `-c NAME=VALUE` (its `PgConnectOptions::options`), so every
+/// connection of the pool starts with `synchronous_commit=off`; checked here
+/// with `SHOW` on a connection of the same URL rather than trusted.
+async fn store_without_fsync_wait(url: &str) -> anyhow::Result<Store> {
+    use sqlx::Connection;
+    let url = with_parameter(url, "options[synchronous_commit]=off");
+    let mut conn = sqlx::PgConnection::connect(&url).await?;
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await.ok();
+    if setting != "off" {
+        bail!("synchronous_commit is {setting:?} on a connection asking for off");
+    }
+    Ok(Store::connect(&url, false).await?)
+}
+
+/// The first page of the requests `team` sent, as the list handler asks.
+fn sent_page(team: TeamId) -> RequestFilter {
+    RequestFilter {
+        limit: PAGE as i64,
+        ..RequestFilter::within(RequestScope::Sent {
+            teams: vec![team],
+            recipient: None,
+        })
+    }
+}
+
 fn detail_path(id: RequestId) -> String {
     format!("/api/v2/credential-requests/requests/{id}/detail")
 }
@@ -154,6 +227,21 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
     }
     let by_team = Arc::new(by_team);
     let store: Store = world.store.clone();
+    // Each team's requester, the caller of the list and of the creates.
+    let mut users: Vec<User> = Vec::with_capacity(teams.len());
+    for team in teams.iter() {
+        let user = store.db().await?.get_user(team.requester).await?;
+        users.push(user.context("a seeded requester is missing")?);
+    }
+    let users = Arc::new(users);
+    let list_bytes = api
+        .get(&list_path(teams[0].id), Some(&teams[0].token))
+        .await?
+        .len();
+    let detail_bytes = api
+        .get(&detail_path(requests[0].0), Some(&teams[0].token))
+        .await?
+        .len();
     let read = Plan {
         count: budget.samples,
         workers: budget.read_workers,
@@ -220,19 +308,44 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
         })
         .await?
     };
-    let store_list = {
+    // The store calls of the list handler, one by one, on the same teams'
+    // pages the GETs ask for (a full page of 50: the COUNT runs).
+    // The store calls of the list handler, one by one, on the same teams'
+    // pages the GETs ask for (a full page of 50: the COUNT runs).
+    let store_team_check = {
+        let (store, teams, users) = (store.clone(), teams.clone(), users.clone());
+        measure::run("store may_see_team", read, move |i| {
+            let (store, teams, users) = (store.clone(), teams.clone(), users.clone());
+            async move {
+                let index = pick(i, 4, teams.len());
+                let mut db = store.db().await?;
+                if !access::may_see_team(&mut db, &users[index], teams[index].id).await? {
+                    bail!("a requester may not see their own team");
+                }
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let store_page = {
         let (store, teams) = (store.clone(), teams.clone());
-        measure::run("store list_requests", read, move |i| {
+        measure::run("store page_of_requests", read, move |i| {
             let (store, teams) = (store.clone(), teams.clone());
             async move {
-                let filter = RequestFilter {
-                    limit: PAGE as i64,
-                    ..RequestFilter::within(RequestScope::Sent {
-                        teams: vec![teams[pick(i, 4, teams.len())].id],
-                        recipient: None,
-                    })
-                };
-                store.db().await?.list_requests(&filter).await?;
+                let filter = sent_page(teams[pick(i, 4, teams.len())].id);
+                store.db().await?.page_of_requests(&filter).await?;
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let store_count = {
+        let (store, teams) = (store.clone(), teams.clone());
+        measure::run("store count_requests", read, move |i| {
+            let (store, teams) = (store.clone(), teams.clone());
+            async move {
+                let filter = sent_page(teams[pick(i, 4, teams.len())].id);
+                store.db().await?.count_requests(&filter).await?;
                 Ok(())
             }
         })
@@ -293,22 +406,69 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
             let (api, teams) = (api.clone(), teams.clone());
             async move {
                 let team = &teams[pick(i, 7, teams.len())];
-                let body = json!({
-                    "name": format!("Bench create {i}"),
-                    "teamId": team.id,
-                    "credentials": [{ "appName": "stripe", "appModules": ["*"] }],
-                    "provider": { "providerMakeUserId": team.recipient },
-                });
                 api.post(
                     "/api/v2/credential-requests/requests/v2",
                     &team.token,
-                    &body,
+                    &create_body(i, team),
                 )
                 .await
                 .map(drop)
             }
         })
         .await?
+    };
+    // The same creates through the service, in-process: what HTTP (the
+    // token check, the body's parsing, the answer's JSON and the round trip)
+    // adds is the difference.
+    let service_create = |label: &'static str, context: credence::service::Context, salt: u64| {
+        let (teams, users) = (teams.clone(), users.clone());
+        measure::run(label, write, move |i| {
+            let (context, teams, users) = (context.clone(), teams.clone(), users.clone());
+            async move {
+                let index = pick(i, salt, teams.len());
+                let input: CreateRequestInput =
+                    serde_json::from_value(create_body(i, &teams[index]))?;
+                credence::service::requests::create(&context, &users[index], input).await?;
+                Ok(())
+            }
+        })
+    };
+    let create_service =
+        service_create("service create (no HTTP)", world.context.clone(), 8).await?;
+    let create_service_no_fsync = match store.backend() {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let no_fsync = store_without_fsync_wait(&world.database_url).await?;
+            let context = credence::service::Context {
+                store: no_fsync.clone(),
+                ..world.context.clone()
+            };
+            let timings =
+                service_create("service create, synchronous_commit=off", context, 9).await;
+            no_fsync.close().await;
+            Some(timings?)
+        }
+    };
+
+    // One create at a time, counted: over HTTP, then the service alone.
+    let create_statements = {
+        let (api, teams, users, context) = (&api, &teams, &users, &world.context);
+        let http = statements::typical(50, move |i| async move {
+            let team = &teams[pick(i, 10, teams.len())];
+            let path = "/api/v2/credential-requests/requests/v2";
+            api.post(path, &team.token, &create_body(i, team))
+                .await
+                .map(drop)
+        })
+        .await?;
+        let service = statements::typical(50, move |i| async move {
+            let index = pick(i, 11, teams.len());
+            let input: CreateRequestInput = serde_json::from_value(create_body(i, &teams[index]))?;
+            credence::service::requests::create(context, &users[index], input).await?;
+            Ok(())
+        })
+        .await?;
+        (http, service)
     };
 
     Ok(Report {
@@ -320,18 +480,15 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
         healthz,
         select_one,
         latencies: vec![
-            ("token check  GET /users/me/current-authorization", auth),
-            ("list-sent    GET …/requests?teamId=T&pg[limit]=50", list),
+            (
+                "token check  GET /users/me/current-authorization",
+                auth.clone(),
+            ),
+            (
+                "list-sent    GET …/requests?teamId=T&pg[limit]=50",
+                list.clone(),
+            ),
             ("detail       GET …/requests/{id}/detail", detail),
-            ("  store: list_requests (page of 50 + COUNT)", store_list),
-            (
-                "  store: list_credentials_of (50 requests)",
-                store_credentials,
-            ),
-            (
-                "  store: get_users (the page's recipients, one query)",
-                store_users,
-            ),
             (
                 "reminders    store: requests_due_for_nudge (200)",
                 reminder_scan,
@@ -339,5 +496,21 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
         ],
         healthz_rate,
         create,
+        list: ListBreakdown {
+            get: list,
+            token_check: auth,
+            store_calls: vec![
+                ("team check (access::may_see_team)", store_team_check),
+                ("page of 50 (page_of_requests)", store_page),
+                ("COUNT(*) of the team (count_requests)", store_count),
+                ("credentials of 50 (list_credentials_of)", store_credentials),
+                ("recipients (get_users, one query)", store_users),
+            ],
+            bytes: list_bytes,
+            detail_bytes,
+        },
+        create_service,
+        create_service_no_fsync,
+        create_statements,
     })
 }

@@ -31,6 +31,7 @@ mod load;
 mod measure;
 mod memory;
 mod report;
+mod statements;
 mod world;
 
 use anyhow::bail;
@@ -210,6 +211,7 @@ async fn measure(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.check()?;
+    statements::install()?;
     let backends: &[Backend] = match args.backend {
         Which::Sqlite => &[Backend::Sqlite],
         Which::Postgres => &[Backend::Postgres],

@@ -38,6 +38,15 @@ impl Timings {
         self.sorted[rank.clamp(1, self.sorted.len()) - 1]
     }
 
+    /// The mean latency: means add up where percentiles do not, so a sum of
+    /// parts is compared with the whole by their means.
+    pub fn mean(&self) -> Duration {
+        if self.sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        self.sorted.iter().sum::<Duration>() / self.sorted.len() as u32
+    }
+
     /// Operations per second over the whole run.
     pub fn throughput(&self) -> f64 {
         self.count() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)

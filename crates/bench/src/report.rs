@@ -140,10 +140,21 @@ pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize
         "÷ healthz"
     );
     let reference = report.healthz_rate.throughput();
-    for (label, timings) in [
+    let mut rates = vec![
         ("reference    GET /healthz", &report.healthz_rate),
         ("create       POST …/requests/v2 (1 app)", &report.create),
-    ] {
+        (
+            "  the service's create in-process (no HTTP)",
+            &report.create_service,
+        ),
+    ];
+    if let Some(no_fsync) = &report.create_service_no_fsync {
+        rates.push((
+            "  the same, synchronous_commit=off (no fsync wait)",
+            no_fsync,
+        ));
+    }
+    for (label, timings) in rates {
         println!(
             "{label:<LABEL$} {:>6} {:>9.0} {:>9.3} {:>9.3} {:>11}  {}",
             count(timings),
@@ -154,18 +165,109 @@ pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize
             goal_column(label, timings, healthz),
         );
     }
+    print_create_shares(report);
+    print_list_breakdown(report, healthz);
     let fixed = [
         &report.healthz,
         &report.select_one,
         &report.healthz_rate,
         &report.create,
+        &report.create_service,
     ];
     let mut all = fixed
         .into_iter()
-        .chain(report.latencies.iter().map(|(_, t)| t));
+        .chain(report.create_service_no_fsync.iter())
+        .chain(report.latencies.iter().map(|(_, t)| t))
+        .chain(report.list.store_calls.iter().map(|(_, t)| t));
     if all.any(|t| t.truncated) {
         println!("* stopped by the time limit before the planned count");
     }
+}
+
+/// What HTTP adds to a create, and on PostgreSQL what waiting for the WAL's
+/// fsync costs, from the creates' rates and means.
+fn print_create_shares(report: &Report) {
+    let (over_http, in_service) = report.create_statements;
+    println!(
+        "create, SQL statements of one (BEGIN and COMMIT aside): {over_http} over HTTP, {in_service} in the service"
+    );
+    let http = ms(report.create.mean());
+    let service = ms(report.create_service.mean());
+    println!(
+        "create, mean: {http:.2} ms over HTTP, {service:.2} ms in the service ({:.0} % of it)",
+        100.0 * service / http.max(f64::EPSILON)
+    );
+    if let Some(no_fsync) = &report.create_service_no_fsync {
+        let without = ms(no_fsync.mean());
+        println!(
+            "create in the service, mean: {without:.2} ms without waiting for the fsync: the fsync wait is {:.2} ms ({:.0} % of the service's create)",
+            service - without,
+            100.0 * (service - without) / service.max(f64::EPSILON)
+        );
+    }
+}
+
+/// The list Sent page's GET beside the sum of the store calls its handler
+/// makes, each timed alone in the same run: what is left is outside the
+/// store (the HTTP round trip, the token check, the JSON of the answer).
+fn print_list_breakdown(report: &Report, healthz: f64) {
+    let list = &report.list;
+    println!();
+    println!(
+        "list Sent, where the time goes: an answer of {} bytes of JSON (a detail's: {})",
+        list.bytes, list.detail_bytes
+    );
+    println!(
+        "{:<LABEL$} {:>9} {:>9} {:>9}",
+        "each store call timed alone, same run", "p50 ms", "p99 ms", "mean ms"
+    );
+    let row = |label: &str, timings: &Timings| {
+        println!(
+            "{label:<LABEL$} {:>9.3} {:>9.3} {:>9.3}",
+            ms(timings.percentile(50.0)),
+            ms(timings.percentile(99.0)),
+            ms(timings.mean()),
+        );
+    };
+    row("the GET", &list.get);
+    for (label, timings) in &list.store_calls {
+        row(&format!("  store: {label}"), timings);
+    }
+    let (p50, mean) = list
+        .store_calls
+        .iter()
+        .fold((0.0, 0.0), |(p50, mean), (_, t)| {
+            (p50 + ms(t.percentile(50.0)), mean + ms(t.mean()))
+        });
+    let (get_p50, get_mean) = (ms(list.get.percentile(50.0)), ms(list.get.mean()));
+    println!(
+        "{:<LABEL$} {p50:>9.3} {:>9} {mean:>9.3}  ({:.0} % of the GET's mean)",
+        "  the store calls, summed",
+        "",
+        100.0 * mean / get_mean.max(f64::EPSILON)
+    );
+    let token = ms(list.token_check.mean());
+    println!(
+        "{:<LABEL$} {:>9.3} {:>9} {:>9.3}  ({:.0} %)",
+        "  outside the store",
+        get_p50 - p50,
+        "",
+        get_mean - mean,
+        100.0 * (get_mean - mean) / get_mean.max(f64::EPSILON)
+    );
+    println!(
+        "{:<LABEL$} {:>9.3} {:>9} {token:>9.3}  (healthz p50: {healthz:.3})",
+        "    of it, a token check's whole GET",
+        ms(list.token_check.percentile(50.0)),
+        "",
+    );
+    println!(
+        "{:<LABEL$} {:>9.3} {:>9} {:>9.3}",
+        "    the rest: the page's JSON, built, sent and read",
+        get_p50 - p50 - ms(list.token_check.percentile(50.0)),
+        "",
+        get_mean - mean - token,
+    );
 }
 
 /// PostgreSQL ÷ SQLite, figure by figure (above 1: PostgreSQL takes longer,

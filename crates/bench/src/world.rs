@@ -156,6 +156,11 @@ pub struct Team {
 pub struct World {
     pub address: String,
     pub store: Store,
+    /// The services' context of the running server (the create figure
+    /// calls the service in-process through it, without HTTP).
+    pub context: credence::service::Context,
+    /// The database's URL (a second store with other settings connects to it).
+    pub database_url: String,
     pub teams: Vec<Team>,
     /// Every seeded request with the index of its team.
     pub requests: Vec<(RequestId, usize)>,
@@ -187,6 +192,7 @@ impl World {
             .await
             .context("the application does not build")?;
         let store = app.store().clone();
+        let context = app.context();
         let vault = app.vault();
 
         eprintln!("creating an organization with {teams} teams of two people");
@@ -257,6 +263,8 @@ impl World {
         Ok(World {
             address,
             store,
+            context,
+            database_url: database.url.clone(),
             teams: people,
             requests,
             seeding,

@@ -705,18 +705,43 @@ impl Db {
 
     /// Requests matching `filter`, and how many match in all. The scope's
     /// clause always comes first, so the other filters only narrow it.
+    ///
+    /// The count is a query of its own only when the page cannot tell it
+    /// (`total_from_page`): a last page, or the only one, says it
+    /// exactly. Make's own client (`@makehq/sdk`, whose `Pagination` is
+    /// sortBy/sortDir/offset/limit) never reads `pg.total`, so the count is
+    /// ours to keep cheap, not a contract to keep expensive.
     pub async fn list_requests(
         &mut self,
         filter: &RequestFilter,
     ) -> Result<(Vec<CredentialRequest>, i64)> {
-        let (page_sql, count_sql, binds) = filter.list_sql();
-        let rows = on_conn!(self, c => bind_all!(sqlx::query_as::<_, RequestRow>(&page_sql), &binds).fetch_all(c).await)?;
-        let total = on_conn!(self, c => bind_all!(sqlx::query_scalar::<_, i64>(&count_sql), &binds).fetch_one(c).await)?;
-        let requests = rows
-            .into_iter()
-            .map(CredentialRequest::try_from)
-            .collect::<Result<Vec<_>>>()?;
+        let requests = self.page_of_requests(filter).await?;
+        let total = match total_from_page(filter.offset, filter.limit, requests.len()) {
+            Some(total) => total,
+            None => self.count_requests(filter).await?,
+        };
         Ok((requests, total))
+    }
+
+    /// The page of [`Db::list_requests`] alone, without its total.
+    pub async fn page_of_requests(
+        &mut self,
+        filter: &RequestFilter,
+    ) -> Result<Vec<CredentialRequest>> {
+        let (page_sql, _, binds) = filter.list_sql();
+        let rows = on_conn!(self, c => bind_all!(sqlx::query_as::<_, RequestRow>(&page_sql), &binds).fetch_all(c).await)?;
+        rows.into_iter()
+            .map(CredentialRequest::try_from)
+            .collect::<Result<Vec<_>>>()
+    }
+
+    /// How many requests match `filter` in all (its offset and limit aside):
+    /// a `COUNT(*)` over the matching rows.
+    pub async fn count_requests(&mut self, filter: &RequestFilter) -> Result<i64> {
+        let (_, count_sql, binds) = filter.list_sql();
+        Ok(
+            on_conn!(self, c => bind_all!(sqlx::query_scalar::<_, i64>(&count_sql), &binds).fetch_one(c).await)?,
+        )
     }
 
     /// The database's plans for the two queries of [`Db::list_requests`] (the
@@ -761,6 +786,16 @@ impl Db {
     }
 }
 
+/// The total a page of `rows` at `offset`, `limit` to a page, tells without
+/// counting: a page with fewer rows than the limit is the last one, so
+/// everything before it and on it is everything — unless it is empty past
+/// the start, when the offset may have overshot the end by any amount. A
+/// full page (more may follow) or an empty one past offset 0 tells nothing.
+fn total_from_page(offset: i64, limit: i64, rows: usize) -> Option<i64> {
+    let (offset, rows) = (offset.max(0), rows as i64);
+    (rows < limit.max(0) && (rows > 0 || offset == 0)).then_some(offset + rows)
+}
+
 impl RequestFilter {
     /// The page's query, the count's, and the binds both take.
     fn list_sql(&self) -> (String, String, Vec<Bind>) {
@@ -790,6 +825,20 @@ mod tests {
         let mut binds = Vec::new();
         let clauses = RequestFilter::within(scope).scope_clause(&mut binds);
         (clauses, binds.len())
+    }
+
+    #[test]
+    fn only_a_page_that_ends_the_list_tells_the_total() {
+        // The last, partial page: everything up to it and on it.
+        assert_eq!(total_from_page(0, 50, 7), Some(7));
+        assert_eq!(total_from_page(100, 50, 3), Some(103));
+        // Nothing at all, from the start.
+        assert_eq!(total_from_page(0, 50, 0), Some(0));
+        // A full page (more may follow), an empty page past the end (by how
+        // much?) and a page of no rows asked: counted.
+        assert_eq!(total_from_page(0, 50, 50), None);
+        assert_eq!(total_from_page(100, 50, 0), None);
+        assert_eq!(total_from_page(0, 0, 0), None);
     }
 
     #[test]

@@ -155,6 +155,6 @@ mod tests {
             })
             .collect();
         assert_eq!(values, expected.join(", "));
-        assert!(USAGE_ROWS_PER_STATEMENT * USAGE_INSERT_COLUMNS < 32_766);
+        const { assert!(USAGE_ROWS_PER_STATEMENT * USAGE_INSERT_COLUMNS < 32_766) };
     }
 }

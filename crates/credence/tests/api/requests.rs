@@ -694,10 +694,68 @@ async fn a_bad_operator_app_file_stops_the_start_naming_file_and_field() {
     );
 }
 
+/// `pg.total` is exact on every page, whether the list counted it or the
+/// page told it (a last, partial page is the end of the list, so no
+/// `COUNT(*)` runs for it: `Db::list_requests`). Make's SDK (`@makehq/sdk`
+/// 1.6.10, `tests/sdk`) does not read `pg.total` — its `Pagination` is
+/// sortBy/sortDir/offset/limit — so the count is ours to keep cheap, and
+/// this is what keeps it right.
+async fn the_list_total_is_exact_on_every_page_counted_or_not(backend: Backend) {
+    let agency = Agency::start(backend).await;
+    for n in 0..7 {
+        let mut body = agency.body_for(agency.teammate.id, &["acme-crm"]);
+        body["name"] = json!(if n < 2 {
+            "Quarterly Beta"
+        } else {
+            "Onboarding Acme"
+        });
+        let (status, answer) = agency
+            .post(
+                "/api/v2/credential-requests/requests/v2",
+                &agency.requester_token,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    let team = agency.app.team;
+    // (filter, offset, limit, rows on the page, total)
+    let pages = [
+        ("", 0, 3, 3, 7),   // a full first page: counted
+        ("", 3, 3, 3, 7),   // a full page in the middle: counted
+        ("", 6, 3, 1, 7),   // the last, partial page: told by the page
+        ("", 0, 7, 7, 7),   // exactly everything, a full page: counted
+        ("", 0, 50, 7, 7),  // the only page: told by the page
+        ("", 7, 3, 0, 7),   // just past the end: counted
+        ("", 100, 3, 0, 7), // far past the end: counted
+        ("&name=quarterly", 0, 50, 2, 2),
+        ("&name=quarterly", 1, 1, 1, 2),
+        ("&name=quarterly", 1, 5, 1, 2),
+        ("&name=quarterly", 2, 1, 0, 2),
+        ("&name=nothing-like-it", 0, 50, 0, 0),
+        ("&name=nothing-like-it", 10, 50, 0, 0),
+    ];
+    for (filter, offset, limit, rows, total) in pages {
+        let path = format!(
+            "/api/v2/credential-requests/requests?teamId={team}{filter}&pg[offset]={offset}&pg[limit]={limit}"
+        );
+        let (status, body) = agency.app.get_json(&path, &agency.teammate_token).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(
+            body["requests"].as_array().unwrap().len(),
+            rows,
+            "{path}: {body}"
+        );
+        assert_eq!(body["pg"]["total"], total, "{path}: {body}");
+    }
+    agency.app.stop().await;
+}
+
 on_both_backends!(
     oauth_apps_without_a_configured_client_name_the_variables_and_stay_pending,
     a_request_goes_from_pending_to_authorized_and_back_with_every_step_audited,
     deleting_a_request_with_live_connections_needs_confirmation,
     an_external_recipient_is_invited_as_a_guest_and_finds_the_request,
     lists_filter_page_and_select_columns_like_make,
+    the_list_total_is_exact_on_every_page_counted_or_not,
 );
