@@ -38,7 +38,7 @@ pub struct Report {
     pub requests: usize,
     pub teams: usize,
     pub seeding: Duration,
-    /// How long PostgreSQL's `ANALYZE` after seeding took, when it ran.
+    /// How long PostgreSQL's `VACUUM ANALYZE` after seeding took, when it ran.
     pub analyze: Option<Duration>,
     pub healthz: Timings,
     pub select_one: Timings,

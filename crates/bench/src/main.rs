@@ -9,7 +9,7 @@
 //! its ratio to references measured in the same run (`GET /healthz`, which
 //! touches no database, and `SELECT 1` through the store), so results from
 //! different machines can be compared by their ratios. On PostgreSQL the seeded
-//! database is `ANALYZE`d first, as autovacuum would do in production
+//! database is `VACUUM ANALYZE`d first, as autovacuum would do in production
 //! (`--no-analyze` measures without planner statistics). The command stops by
 //! itself and removes what it created: the SQLite file, the key file and the
 //! PostgreSQL database. Progress goes to stderr, results to stdout.
@@ -100,7 +100,7 @@ struct Args {
     /// child process); 0 skips it.
     #[arg(long, default_value_t = 1_000)]
     memory_connections: usize,
-    /// Skip PostgreSQL's ANALYZE after seeding (measure with no planner statistics).
+    /// Skip PostgreSQL's VACUUM ANALYZE after seeding (no planner statistics, no visibility map).
     #[arg(long)]
     no_analyze: bool,
     /// PostgreSQL administration URL; a database is created and dropped on it.

@@ -84,8 +84,12 @@ pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize
     println!();
     let statistics = match (report.backend, report.analyze) {
         (Backend::Sqlite, _) => String::new(),
-        (Backend::Postgres, Some(took)) => format!(", then ANALYZE in {:.1} s", took.as_secs_f64()),
-        (Backend::Postgres, None) => ", no ANALYZE (the planner has no statistics)".into(),
+        (Backend::Postgres, Some(took)) => {
+            format!(", then VACUUM ANALYZE in {:.1} s", took.as_secs_f64())
+        }
+        (Backend::Postgres, None) => {
+            ", no VACUUM ANALYZE (no planner statistics, no visibility map)".into()
+        }
     };
     println!(
         "== {}: {} requests over {} teams, seeded in {seeding:.1} s ({:.0} requests/s){statistics} ==",
