@@ -25,6 +25,36 @@ struct Scene {
     use_token: String,
 }
 
+/// Another instance on the scene's database and key file, serving until
+/// [`OtherInstance::stop`].
+struct OtherInstance {
+    url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl OtherInstance {
+    async fn start(scene: &Scene) -> OtherInstance {
+        let mut config = scene.agency.app.config.clone();
+        config.listen = ([127, 0, 0, 1], 0).into();
+        let other = credence::Application::build(config)
+            .await
+            .expect("a second instance builds");
+        let url = format!("http://127.0.0.1:{}", other.port());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(other.run_until(async move {
+            let _ = stopped.await;
+        }));
+        OtherInstance { url, stop, server }
+    }
+
+    /// A graceful stop: what it answered is stored before it returns.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+    }
+}
+
 async fn scene(backend: Backend) -> Scene {
     scene_with(backend, |_| {}).await
 }
@@ -402,16 +432,8 @@ async fn redirects_come_back_as_they_are_and_are_not_followed(backend: Backend) 
 
 async fn a_revoke_on_one_instance_stops_the_next_call_on_another(backend: Backend) {
     let scene = scene(backend).await;
-    let mut config = scene.agency.app.config.clone();
-    config.listen = ([127, 0, 0, 1], 0).into();
-    let other = credence::Application::build(config)
-        .await
-        .expect("a second instance builds");
-    let other_url = format!("http://127.0.0.1:{}", other.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(other.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let other = OtherInstance::start(&scene).await;
+    let other_url = other.url.clone();
     let call_other = || async {
         scene
             .agency
@@ -439,8 +461,7 @@ async fn a_revoke_on_one_instance_stops_the_next_call_on_another(backend: Backen
     assert_eq!(status, StatusCode::OK, "{body}");
     // The very next call on the other instance fails: nothing is cached.
     assert_eq!(call_other().await, StatusCode::NOT_FOUND);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    other.stop().await;
     scene.agency.app.stop().await;
 }
 
@@ -555,20 +576,11 @@ async fn every_call_is_in_the_usage_log_for_the_team_and_the_recipient(backend: 
 async fn the_usage_of_calls_answered_before_a_graceful_stop_is_stored(backend: Backend) {
     let scene = scene(backend).await;
     // An instance of its own, stopped while the test's keeps the database.
-    let mut config = scene.agency.app.config.clone();
-    config.listen = ([127, 0, 0, 1], 0).into();
-    let other = credence::Application::build(config)
-        .await
-        .expect("a second instance builds");
+    let other = OtherInstance::start(&scene).await;
     let url = format!(
-        "http://127.0.0.1:{}/api/v2/connections/{}/proxy/v1/contacts",
-        other.port(),
-        scene.connection
+        "{}/api/v2/connections/{}/proxy/v1/contacts",
+        other.url, scene.connection
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(other.run_until(async move {
-        let _ = stopped.await;
-    }));
     for _ in 0..20 {
         let response = scene
             .agency
@@ -581,8 +593,7 @@ async fn the_usage_of_calls_answered_before_a_graceful_stop_is_stored(backend: B
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    other.stop().await;
     let mut sql = scene.agency.app.sql().await;
     let stored = sql
         .column::<i64>("SELECT COUNT(*) FROM connection_usage")
@@ -857,16 +868,8 @@ async fn instances_sharing_a_database_share_a_connections_call_limit(backend: Ba
         config.heartbeat_every = beat;
     })
     .await;
-    let mut config = scene.agency.app.config.clone();
-    config.listen = ([127, 0, 0, 1], 0).into();
-    let other = credence::Application::build(config)
-        .await
-        .expect("a second instance builds");
-    let other_url = format!("http://127.0.0.1:{}", other.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(other.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let other = OtherInstance::start(&scene).await;
+    let other_url = other.url.clone();
     let live_beats = || async {
         let mut db = scene.agency.app.store.db().await.unwrap();
         let now = credence_store::now();
@@ -922,8 +925,7 @@ async fn instances_sharing_a_database_share_a_connections_call_limit(backend: Ba
         );
     }
     assert_eq!(admitted, 4, "the two instances admitted the limit together");
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    other.stop().await;
     scene.agency.app.stop().await;
 }
 
