@@ -654,8 +654,35 @@ async fn save_failure(client: &fantoccini::Client, dir: &Path) {
 }
 
 /// Starts chromedriver on a port of its choosing, in its own process group;
-/// answers the process and the port once it listens.
+/// answers the process and the port once it listens. With `--port=0` it picks
+/// a port free on one address family and then binds it on the other, where
+/// another process may hold it ("bind() failed: Address already in use …
+/// IPv4 port not available"): that start is tried again, with a new pick.
 async fn start_chromedriver(dir: &Path, profile: &Path) -> (std::process::Child, u16) {
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        match start_chromedriver_once(dir, profile).await {
+            Ok(started) => return started,
+            Err((why, log)) => {
+                let taken = std::fs::read_to_string(&log)
+                    .is_ok_and(|text| text.contains("Address already in use"));
+                if !(taken && attempt < ATTEMPTS) {
+                    panic!(
+                        "chromedriver did not start ({why}, attempt {attempt}); its log: {}",
+                        log.display()
+                    );
+                }
+            }
+        }
+    }
+    unreachable!("the last attempt panics")
+}
+
+/// One start of chromedriver; on failure, why and the path of its log.
+async fn start_chromedriver_once(
+    dir: &Path,
+    profile: &Path,
+) -> Result<(std::process::Child, u16), (&'static str, std::path::PathBuf)> {
     use std::os::unix::process::CommandExt;
     let log_path = dir.join("chromedriver.log");
     let log = std::fs::File::create(&log_path).expect("chromedriver's log file");
@@ -693,19 +720,16 @@ async fn start_chromedriver(dir: &Path, profile: &Path) -> (std::process::Child,
         }
     });
     match tokio::time::timeout(WAIT_LIMIT, port_rx).await {
-        Ok(Ok(port)) => (driver, port),
+        Ok(Ok(port)) => Ok((driver, port)),
         outcome => {
             let _ = driver.kill();
             let _ = driver.wait();
-            panic!(
-                "chromedriver did not start ({}); its log: {}",
-                if outcome.is_err() {
-                    "no port within the wait limit"
-                } else {
-                    "it exited"
-                },
-                log_path.display()
-            )
+            let why = if outcome.is_err() {
+                "no port within the wait limit"
+            } else {
+                "it exited"
+            };
+            Err((why, log_path))
         }
     }
 }
