@@ -38,8 +38,9 @@ pub struct Report {
     pub requests: usize,
     pub teams: usize,
     pub seeding: Duration,
-    /// How long PostgreSQL's `VACUUM ANALYZE` after seeding took, when it ran.
-    pub analyze: Option<Duration>,
+    /// How long settling after the seeding took: PostgreSQL's `VACUUM
+    /// ANALYZE` (when it ran), SQLite's checkpoint.
+    pub settling: Option<Duration>,
     pub healthz: Timings,
     pub select_one: Timings,
     /// Latency figures, in print order.
@@ -476,7 +477,7 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
         requests: world.requests.len(),
         teams: world.teams.len(),
         seeding: world.seeding,
-        analyze: world.analyze,
+        settling: world.settling,
         healthz,
         select_one,
         latencies: vec![

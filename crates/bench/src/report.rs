@@ -82,8 +82,14 @@ fn goal_column(label: &str, timings: &Timings, healthz: f64) -> String {
 pub fn print_backend(report: &Report, read_workers: usize, create_workers: usize) {
     let seeding = report.seeding.as_secs_f64();
     println!();
-    let statistics = match (report.backend, report.analyze) {
-        (Backend::Sqlite, _) => String::new(),
+    let statistics = match (report.backend, report.settling) {
+        (Backend::Sqlite, Some(took)) => {
+            format!(
+                ", then its write-ahead log checkpointed in {:.1} s",
+                took.as_secs_f64()
+            )
+        }
+        (Backend::Sqlite, None) => String::new(),
         (Backend::Postgres, Some(took)) => {
             format!(", then VACUUM ANALYZE in {:.1} s", took.as_secs_f64())
         }

@@ -382,9 +382,9 @@ impl Db {
     ) -> Result<u64> {
         let sql = "UPDATE credential_requests SET recipient_user_id = $1 \
                    WHERE organization_id = $2 AND lower(recipient_email) = lower($3) AND recipient_user_id IS NULL";
-        Ok(
-            on_conn!(self, c => sqlx::query(sql).bind(user.0).bind(organization.0).bind(email)
-            .execute(c).await.map(|r| r.rows_affected()))?,
-        )
+        let bound = on_conn!(self, c => sqlx::query(sql).bind(user.0).bind(organization.0).bind(email)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        self.requests_changed();
+        Ok(bound)
     }
 }

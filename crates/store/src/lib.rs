@@ -21,6 +21,7 @@ macro_rules! on_conn {
 }
 
 /// A value bound into a query built at run time.
+#[derive(Debug)]
 pub(crate) enum Bind {
     Int(i64),
     Text(String),
@@ -52,9 +53,11 @@ mod heartbeats;
 mod identity;
 mod model;
 mod oauth;
+mod one_row;
 mod outbox;
 mod requests;
 mod secrets;
+mod seek;
 mod sign_in;
 mod tracking;
 mod two_factor;
@@ -140,6 +143,8 @@ pub struct Store {
     /// 134 ms; writers of this process queue here instead, first come first
     /// served, and only another process's writer meets the busy handler.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Where list pages ended, for the next page to seek from (`seek`).
+    seeks: Arc<seek::Seeks>,
 }
 
 impl std::fmt::Debug for Store {
@@ -210,6 +215,7 @@ impl Store {
         Ok(Store {
             pool,
             writer: Default::default(),
+            seeks: Default::default(),
         })
     }
 
@@ -239,8 +245,8 @@ impl Store {
     /// A pooled connection for reads and single statements.
     pub async fn db(&self) -> Result<Db> {
         Ok(match &self.pool {
-            Pool::Sqlite(pool) => Db(Inner::Sqlite(pool.acquire().await?)),
-            Pool::Postgres(pool) => Db(Inner::Postgres(pool.acquire().await?)),
+            Pool::Sqlite(pool) => self.wrap(Inner::Sqlite(pool.acquire().await?)),
+            Pool::Postgres(pool) => self.wrap(Inner::Postgres(pool.acquire().await?)),
         })
     }
 
@@ -256,12 +262,12 @@ impl Store {
                     tokio::time::timeout(SQLITE_BUSY_TIMEOUT, self.writer.clone().lock_owned())
                         .await
                         .map_err(|_| Error::from(sqlx::Error::PoolTimedOut))?;
-                Db(Inner::SqliteTx(
+                self.wrap(Inner::SqliteTx(
                     pool.begin_with("BEGIN IMMEDIATE").await?,
                     turn,
                 ))
             }
-            Pool::Postgres(pool) => Db(Inner::PostgresTx(pool.begin().await?)),
+            Pool::Postgres(pool) => self.wrap(Inner::PostgresTx(pool.begin().await?)),
         })
     }
 
@@ -281,6 +287,14 @@ impl Store {
             writer: self.writer.clone(),
             last: None,
         }))
+    }
+
+    fn wrap(&self, inner: Inner) -> Db {
+        Db {
+            inner,
+            seeks: self.seeks.clone(),
+            wrote_requests: false,
+        }
     }
 
     pub async fn close(&self) {
@@ -304,7 +318,13 @@ enum Inner {
 
 /// A connection or transaction of either backend. Every query is a method on it.
 /// A transaction that is dropped without [`Db::commit`] is rolled back.
-pub struct Db(Inner);
+pub struct Db {
+    inner: Inner,
+    /// Its store's page ends (`seek`), which outlive it.
+    seeks: Arc<seek::Seeks>,
+    /// A transaction that wrote to requests: its commit makes the ends stale.
+    wrote_requests: bool,
+}
 
 pub(crate) enum Conn<'c> {
     Sqlite(&'c mut SqliteConnection),
@@ -313,7 +333,7 @@ pub(crate) enum Conn<'c> {
 
 impl Db {
     pub(crate) fn conn(&mut self) -> Conn<'_> {
-        match &mut self.0 {
+        match &mut self.inner {
             Inner::Sqlite(c) => Conn::Sqlite(c),
             Inner::Postgres(c) => Conn::Postgres(c),
             Inner::SqliteTx(tx, _) => Conn::Sqlite(tx),
@@ -322,7 +342,7 @@ impl Db {
     }
 
     pub fn backend(&self) -> Backend {
-        match self.0 {
+        match self.inner {
             Inner::Sqlite(_) | Inner::SqliteTx(..) => Backend::Sqlite,
             Inner::Postgres(_) | Inner::PostgresTx(_) => Backend::Postgres,
         }
@@ -330,12 +350,29 @@ impl Db {
 
     /// Commits a transaction; for a plain connection there is nothing to do.
     pub async fn commit(self) -> Result<()> {
-        match self.0 {
+        match self.inner {
             Inner::SqliteTx(tx, _turn) => tx.commit().await?,
             Inner::PostgresTx(tx) => tx.commit().await?,
             Inner::Sqlite(_) | Inner::Postgres(_) => {}
         }
+        if self.wrote_requests {
+            self.seeks.changed();
+        }
         Ok(())
+    }
+
+    fn in_transaction(&self) -> bool {
+        matches!(self.inner, Inner::SqliteTx(..) | Inner::PostgresTx(_))
+    }
+
+    /// Requests were written (created, deleted, or a column a list filters
+    /// or sorts on changed): the page ends kept are stale once this commits
+    /// — now, outside a transaction.
+    pub(crate) fn requests_changed(&mut self) {
+        match self.in_transaction() {
+            true => self.wrote_requests = true,
+            false => self.seeks.changed(),
+        }
     }
 }
 

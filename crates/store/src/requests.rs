@@ -3,12 +3,14 @@
 //! concurrent actions on one credential cannot both win; the request's cached
 //! `status` is recomputed in the same transaction.
 
+use crate::seek::{SeekKey, SortValue};
 use crate::{now, Bind, Conn, Db, Error, Result};
 use chrono::{DateTime, Utc};
 use credence_domain::{
     derive_status, CredentialAction, CredentialId, CredentialState, OrganizationId, RequestId,
     RequestStatus, TeamId, UserId,
 };
+use serde::Deserialize;
 use sqlx::FromRow;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +49,9 @@ pub struct CredentialRequest {
     pub authorized_at: Option<DateTime<Utc>>,
 }
 
-#[derive(FromRow)]
+/// A row as both backends read it: by column name from sqlx, or by
+/// position from SQLite's one-row JSON (`one_row`).
+#[derive(FromRow, Deserialize)]
 struct RequestRow {
     id: String,
     organization_id: i64,
@@ -63,16 +67,26 @@ struct RequestRow {
     project: Option<String>,
     owner_id: Option<i64>,
     status: String,
+    #[serde(deserialize_with = "crate::one_row::time")]
     terms_accepted_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::one_row::optional_time")]
     opened_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "crate::one_row::optional_time")]
     expires_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "crate::one_row::time")]
     created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::one_row::time")]
     updated_at: DateTime<Utc>,
     nudge_count: i64,
+    #[serde(deserialize_with = "crate::one_row::optional_time")]
     last_nudge_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "crate::one_row::optional_time")]
     next_nudge_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "crate::one_row::optional_time")]
     sla_due_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "crate::one_row::optional_time")]
     sla_notified_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "crate::one_row::optional_time")]
     authorized_at: Option<DateTime<Utc>>,
 }
 
@@ -146,7 +160,9 @@ pub struct RequestedCredential {
     pub revoked_note: Option<String>,
 }
 
-#[derive(FromRow)]
+/// A row as both backends read it: by column name from sqlx, or by
+/// position from SQLite's one-row JSON (`one_row`).
+#[derive(FromRow, Deserialize)]
 struct CredentialRow {
     id: String,
     request_id: String,
@@ -161,8 +177,11 @@ struct CredentialRow {
     decline_reason: Option<String>,
     invalid_reason: Option<String>,
     connection_id: Option<i64>,
+    #[serde(deserialize_with = "crate::one_row::time")]
     created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::one_row::time")]
     updated_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::one_row::optional_time")]
     revoked_at: Option<DateTime<Utc>>,
     revoked_note: Option<String>,
 }
@@ -453,6 +472,7 @@ impl Db {
                 .bind(&credential.scopes).bind(&credential.note).bind(&credential.connection_name).bind(at)
                 .execute(c).await.map(|r| r.rows_affected()))?;
         }
+        self.requests_changed();
         Ok(())
     }
 
@@ -485,15 +505,15 @@ impl Db {
         let sql =
             "UPDATE credential_requests SET recipient_user_id = $1, updated_at = $2 WHERE id = $3";
         on_conn!(self, c => sqlx::query(sql).bind(user.0).bind(now()).bind(id.to_string()).execute(c).await.map(|r| r.rows_affected()))?;
+        self.requests_changed();
         Ok(())
     }
 
     pub async fn delete_request(&mut self, id: RequestId) -> Result<bool> {
         let sql = "DELETE FROM credential_requests WHERE id = $1";
-        Ok(
-            on_conn!(self, c => sqlx::query(sql).bind(id.to_string()).execute(c).await.map(|r| r.rows_affected()))?
-                == 1,
-        )
+        let deleted = on_conn!(self, c => sqlx::query(sql).bind(id.to_string()).execute(c).await.map(|r| r.rows_affected()))?;
+        self.requests_changed();
+        Ok(deleted == 1)
     }
 
     pub async fn list_credentials(
@@ -524,7 +544,19 @@ impl Db {
             .iter()
             .map(|id| Bind::Text(id.to_string()))
             .collect();
-        let rows = on_conn!(self, c => bind_all!(sqlx::query_as::<_, CredentialRow>(&sql), &binds).fetch_all(c).await)?;
+        let rows: Vec<CredentialRow> = match self.conn() {
+            Conn::Sqlite(c) => {
+                crate::one_row::fetch_all(
+                    c,
+                    CREDENTIAL_COLUMNS,
+                    &sql,
+                    "request_id, position",
+                    &binds,
+                )
+                .await?
+            }
+            Conn::Postgres(c) => bind_all!(sqlx::query_as(&sql), &binds).fetch_all(c).await?,
+        };
         rows.into_iter()
             .map(RequestedCredential::try_from)
             .collect()
@@ -700,6 +732,7 @@ impl Db {
                    WHERE id = $3";
         on_conn!(self, c => sqlx::query(sql).bind(status.as_str()).bind(now()).bind(id.to_string()).bind(pending)
             .execute(c).await.map(|r| r.rows_affected()))?;
+        self.requests_changed();
         Ok(())
     }
 
@@ -723,13 +756,58 @@ impl Db {
         Ok((requests, total))
     }
 
-    /// The page of [`Db::list_requests`] alone, without its total.
+    /// The page of [`Db::list_requests`] alone, without its total. A page
+    /// whose offset is where a page of the same query just ended is read
+    /// after that page's last row (`seek`); a full page leaves its own end.
     pub async fn page_of_requests(
         &mut self,
         filter: &RequestFilter,
     ) -> Result<Vec<CredentialRequest>> {
-        let (page_sql, _, binds) = filter.list_sql();
-        let rows = on_conn!(self, c => bind_all!(sqlx::query_as::<_, RequestRow>(&page_sql), &binds).fetch_all(c).await)?;
+        let query = filter.seek_query();
+        let changes = self.seeks.now();
+        // Only a plain connection's reads are kept: a transaction may still
+        // roll back what it read.
+        let keep = !self.in_transaction();
+        let after = match filter.offset > 0 && keep {
+            true => self.seeks.find(&query, filter.offset),
+            false => None,
+        };
+        let (page_sql, binds) = match &after {
+            Some(after) => filter.seek_sql(after),
+            None => {
+                let (page_sql, _, binds) = filter.list_sql();
+                (page_sql, binds)
+            }
+        };
+        let page = self.rows_of_page(filter, &page_sql, &binds).await?;
+        if let Some(last) = page
+            .last()
+            .filter(|_| keep && page.len() as i64 == filter.limit)
+        {
+            let end = filter.offset.max(0) + filter.limit;
+            self.seeks
+                .remember(query, end, filter.seek_key(last), changes);
+        }
+        Ok(page)
+    }
+
+    async fn rows_of_page(
+        &mut self,
+        filter: &RequestFilter,
+        page_sql: &str,
+        binds: &[Bind],
+    ) -> Result<Vec<CredentialRequest>> {
+        let rows: Vec<RequestRow> = match self.conn() {
+            Conn::Sqlite(c) => {
+                let order = filter.order_by();
+                crate::one_row::fetch_all(c, REQUEST_COLUMNS, page_sql, &order, binds).await?
+            }
+            Conn::Postgres(c) => {
+                bind_all!(sqlx::query_as(page_sql), binds)
+                    .fetch_all(c)
+                    .await?
+            }
+        };
         rows.into_iter()
             .map(CredentialRequest::try_from)
             .collect::<Result<Vec<_>>>()
@@ -750,17 +828,36 @@ impl Db {
     /// inside a transaction: it turns sequential scans off there (`SET
     /// LOCAL`), so that a plan that still scans the table has no index to
     /// use — a small test table would be scanned anyway.
+    /// The third is the page read after a previous page's end (`seek`).
     pub async fn explain_list_requests(
         &mut self,
         filter: &RequestFilter,
-    ) -> Result<(Vec<String>, Vec<String>)> {
+    ) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
         let (page_sql, count_sql, binds) = filter.list_sql();
+        let after = SeekKey {
+            sort: match filter.sort_column() {
+                "created_at" => SortValue::Time(now()),
+                _ => SortValue::Text("m".to_string()),
+            },
+            id: uuid_shaped_id(),
+        };
+        let (seek_sql, seek_binds) = filter.seek_sql(&after);
         let mut plans = Vec::new();
-        for sql in [page_sql, count_sql] {
+        let pages = [
+            (page_sql, &binds, true),
+            (count_sql, &binds, false),
+            (seek_sql, &seek_binds, true),
+        ];
+        for (sql, binds, rows) in pages {
             let lines = match self.conn() {
                 Conn::Sqlite(c) => {
+                    // As the page runs there: its rows read as one.
+                    let sql = match rows {
+                        true => crate::one_row::sql(REQUEST_COLUMNS, &sql, &filter.order_by()),
+                        false => sql,
+                    };
                     let explain = format!("EXPLAIN QUERY PLAN {sql}");
-                    let rows = bind_all!(sqlx::query(&explain), &binds)
+                    let rows = bind_all!(sqlx::query(&explain), binds)
                         .fetch_all(&mut *c)
                         .await?;
                     use sqlx::Row;
@@ -773,17 +870,23 @@ impl Db {
                         .execute(&mut *c)
                         .await?;
                     let explain = format!("EXPLAIN {sql}");
-                    bind_all!(sqlx::query_scalar::<_, String>(&explain), &binds)
+                    bind_all!(sqlx::query_scalar::<_, String>(&explain), binds)
                         .fetch_all(&mut *c)
                         .await?
                 }
             };
             plans.push(lines);
         }
+        let seek = plans.pop().unwrap_or_default();
         let count = plans.pop().unwrap_or_default();
         let page = plans.pop().unwrap_or_default();
-        Ok((page, count))
+        Ok((page, count, seek))
     }
+}
+
+/// An id of the shape requests' ids have, for a plan's bind.
+fn uuid_shaped_id() -> String {
+    "00000000-0000-4000-8000-000000000000".to_string()
 }
 
 /// The total a page of `rows` at `offset`, `limit` to a page, tells without
@@ -797,18 +900,67 @@ fn total_from_page(offset: i64, limit: i64, rows: usize) -> Option<i64> {
 }
 
 impl RequestFilter {
+    /// The column sorted on: one of the list indexes' second columns.
+    fn sort_column(&self) -> &'static str {
+        match self.sort_by {
+            "name" => "name",
+            "status" => "status",
+            _ => "created_at",
+        }
+    }
+
+    /// The page's order: the sort, then the id, so that equal sort values
+    /// still have one order.
+    fn order_by(&self) -> String {
+        let order = if self.descending { "DESC" } else { "ASC" };
+        format!("{} {order}, id {order}", self.sort_column())
+    }
+
+    /// What names this list apart from its offset and limit: the page ends
+    /// of one are no use to another.
+    fn seek_query(&self) -> String {
+        let mut binds = Vec::new();
+        let where_sql = self.where_clause(&mut binds);
+        format!("{where_sql} ORDER BY {} {binds:?}", self.order_by())
+    }
+
+    /// The key a page ending with `last` leaves for the next.
+    fn seek_key(&self, last: &CredentialRequest) -> SeekKey {
+        let sort = match self.sort_column() {
+            "name" => SortValue::Text(last.name.clone()),
+            "status" => SortValue::Text(last.status.as_str().to_string()),
+            _ => SortValue::Time(last.created_at),
+        };
+        SeekKey {
+            sort,
+            id: last.id.to_string(),
+        }
+    }
+
+    /// The page after `after`, `limit` rows of it, and its binds: a range of
+    /// the list index where `OFFSET` would step over the rows before it.
+    fn seek_sql(&self, after: &SeekKey) -> (String, Vec<Bind>) {
+        let mut binds = Vec::new();
+        let where_sql = self.where_clause(&mut binds);
+        let past = if self.descending { "<" } else { ">" };
+        binds.extend(after.binds());
+        let (sort, id) = (binds.len() - 1, binds.len());
+        let page = format!(
+            "SELECT {REQUEST_COLUMNS} FROM credential_requests {where_sql} AND ({}, id) {past} (${sort}, ${id}) ORDER BY {} LIMIT {}",
+            self.sort_column(),
+            self.order_by(),
+            self.limit.max(0)
+        );
+        (page, binds)
+    }
+
     /// The page's query, the count's, and the binds both take.
     fn list_sql(&self) -> (String, String, Vec<Bind>) {
         let mut binds = Vec::new();
         let where_sql = self.where_clause(&mut binds);
-        let sort = match self.sort_by {
-            "name" => "name",
-            "status" => "status",
-            _ => "created_at",
-        };
-        let order = if self.descending { "DESC" } else { "ASC" };
+        let order_by = self.order_by();
         let page = format!(
-            "SELECT {REQUEST_COLUMNS} FROM credential_requests {where_sql} ORDER BY {sort} {order}, id {order} LIMIT {} OFFSET {}",
+            "SELECT {REQUEST_COLUMNS} FROM credential_requests {where_sql} ORDER BY {order_by} LIMIT {} OFFSET {}",
             self.limit.max(0),
             self.offset.max(0)
         );

@@ -93,6 +93,7 @@ impl Db {
         let sql = "UPDATE credential_requests SET client = $1, project = $2, owner_id = $3, updated_at = $4 WHERE id = $5";
         on_conn!(self, c => sqlx::query(sql).bind(client).bind(project).bind(owner.0).bind(now())
             .bind(id.to_string()).execute(c).await.map(|r| r.rows_affected()))?;
+        self.requests_changed();
         Ok(())
     }
 

@@ -751,6 +751,99 @@ async fn the_list_total_is_exact_on_every_page_counted_or_not(backend: Backend) 
     agency.app.stop().await;
 }
 
+/// The ids of a page of the team's Sent list.
+async fn page_ids(agency: &Agency, sort: &str, offset: usize, limit: usize) -> Vec<String> {
+    let path = format!(
+        "/api/v2/credential-requests/requests?teamId={}{sort}&pg[offset]={offset}&pg[limit]={limit}",
+        agency.app.team
+    );
+    let (status, body) = agency.app.get_json(&path, &agency.teammate_token).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Paging on from the page just read is read from its last row (keyset,
+/// `credence_store::seek`): in every sort, the pages of a pager are the
+/// whole list in order, ties on the sort broken by id as one page has them;
+/// a jump to an offset no page ended at is served by `OFFSET`. A request
+/// written through this instance between two pages makes the next page the
+/// one `OFFSET` reads; one deleted through another instance (another store
+/// on the database) is not seen, and the next page goes on after the last
+/// row read — the bounded staleness the README states.
+async fn paging_on_reads_from_the_last_row_of_the_page_before(backend: Backend) {
+    let agency = Agency::start(backend).await;
+    let create = |name: &'static str| {
+        let agency = &agency;
+        async move {
+            let mut body = agency.body_for(agency.teammate.id, &["acme-crm"]);
+            body["name"] = json!(name);
+            let (status, answer) = agency
+                .post(
+                    "/api/v2/credential-requests/requests/v2",
+                    &agency.requester_token,
+                    Some(body),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{answer}");
+            answer["request"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    // Equal names, so that the order within a name is the id's.
+    for name in ["Beta", "Alpha", "Beta", "Gamma", "Alpha", "Beta", "Delta"] {
+        create(name).await;
+    }
+    for sort in [
+        "",
+        "&pg[sortDir]=asc",
+        "&pg[sortBy]=name",
+        "&pg[sortBy]=name&pg[sortDir]=desc",
+        "&pg[sortBy]=status&pg[sortDir]=asc",
+    ] {
+        let whole = page_ids(&agency, sort, 0, 50).await;
+        assert_eq!(whole.len(), 7);
+        let mut paged = Vec::new();
+        for offset in (0..8).step_by(2) {
+            paged.extend(page_ids(&agency, sort, offset, 2).await);
+        }
+        assert_eq!(paged, whole, "paged by 2 with {sort:?}");
+        // A jump, then a page of another size from where it ended.
+        assert_eq!(page_ids(&agency, sort, 3, 3).await, whole[3..6], "{sort:?}");
+        assert_eq!(page_ids(&agency, sort, 6, 5).await, whole[6..], "{sort:?}");
+    }
+
+    // Newest first. Created through this instance between two pages: the
+    // second page is the list's as it now is, from offset 3.
+    let first = page_ids(&agency, "", 0, 3).await;
+    let newest = create("Epsilon").await;
+    let now = page_ids(&agency, "", 0, 50).await;
+    assert_eq!(now[0], newest);
+    assert_eq!(now[1..4], first);
+    assert_eq!(page_ids(&agency, "", 3, 3).await, now[3..6]);
+
+    // Deleted through another store on the same database: this instance
+    // goes on after the row its pager saw last; `OFFSET` would skip one.
+    let first = page_ids(&agency, "", 0, 3).await;
+    let other = credence_store::Store::connect(&agency.app.database_url, false)
+        .await
+        .unwrap();
+    let gone: credence_domain::RequestId = first[0].parse().unwrap();
+    assert!(other
+        .db()
+        .await
+        .unwrap()
+        .delete_request(gone)
+        .await
+        .unwrap());
+    other.close().await;
+    assert_eq!(page_ids(&agency, "", 3, 3).await, now[3..6]);
+    agency.app.stop().await;
+}
+
 on_both_backends!(
     oauth_apps_without_a_configured_client_name_the_variables_and_stay_pending,
     a_request_goes_from_pending_to_authorized_and_back_with_every_step_audited,
@@ -758,4 +851,5 @@ on_both_backends!(
     an_external_recipient_is_invited_as_a_guest_and_finds_the_request,
     lists_filter_page_and_select_columns_like_make,
     the_list_total_is_exact_on_every_page_counted_or_not,
+    paging_on_reads_from_the_last_row_of_the_page_before,
 );
