@@ -140,6 +140,50 @@ fn list_path(team: impl std::fmt::Display) -> String {
     format!("/api/v2/credential-requests/requests?teamId={team}&pg[limit]={PAGE}")
 }
 
+/// A page far into a team's Sent list (the last but one full page of the
+/// smallest team, when it has at least four), read twice: asked cold, by
+/// `OFFSET`; then by a pager that has just read the page before it, read
+/// after that page's last row (`credence_store::seek`, kept a minute). No
+/// request is written meanwhile, which would send both to `OFFSET`.
+async fn deep_pages(
+    api: &Api,
+    teams: &Arc<Vec<crate::world::Team>>,
+    read: Plan,
+    smallest_team: Option<usize>,
+) -> anyhow::Result<Vec<(&'static str, Timings)>> {
+    let offset = (smallest_team.unwrap_or(0) / PAGE).saturating_sub(2) * PAGE;
+    if offset < 2 * PAGE {
+        return Ok(Vec::new());
+    }
+    let path =
+        move |team: TeamId, offset: usize| format!("{}&pg[offset]={offset}", list_path(team));
+    let measure = |label: &'static str| {
+        let (api, teams) = (api.clone(), teams.clone());
+        measure::run(label, read, move |i| {
+            let (api, teams) = (api.clone(), teams.clone());
+            async move {
+                let team = &teams[pick(i, 7, teams.len())];
+                api.get(&path(team.id, offset), Some(&team.token))
+                    .await
+                    .map(drop)
+            }
+        })
+    };
+    // Labels that live as long as the report (one bench run).
+    let cold: &'static str =
+        Box::leak(format!("list-sent    offset {offset}, asked cold (OFFSET)").into_boxed_str());
+    let paged: &'static str = Box::leak(
+        format!("list-sent    offset {offset}, after the page before (seek)").into_boxed_str(),
+    );
+    let by_offset = measure(cold).await?;
+    for team in teams.iter() {
+        api.get(&path(team.id, offset - PAGE), Some(&team.token))
+            .await?;
+    }
+    let by_seek = measure(paged).await?;
+    Ok(vec![(cold, by_offset), (paged, by_seek)])
+}
+
 /// The body of the `i`th create: one app asked of the team's recipient.
 fn create_body(i: usize, team: &crate::world::Team) -> Value {
     json!({
@@ -296,6 +340,7 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
         })
         .await?
     };
+    let deep = deep_pages(&api, &teams, read, by_team.iter().map(Vec::len).min()).await?;
     let detail = {
         let (api, teams, requests) = (api.clone(), teams.clone(), requests.clone());
         measure::run("detail", read, move |i| {
@@ -490,11 +535,14 @@ pub async fn measure(world: &World, budget: Budget) -> anyhow::Result<Report> {
                 list.clone(),
             ),
             ("detail       GET …/requests/{id}/detail", detail),
-            (
-                "reminders    store: requests_due_for_nudge (200)",
-                reminder_scan,
-            ),
-        ],
+        ]
+        .into_iter()
+        .chain(deep)
+        .chain([(
+            "reminders    store: requests_due_for_nudge (200)",
+            reminder_scan,
+        )])
+        .collect(),
         healthz_rate,
         create,
         list: ListBreakdown {

@@ -34,7 +34,7 @@ mod report;
 mod statements;
 mod world;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use credence_store::Backend;
 use figures::{Budget, Report};
@@ -192,17 +192,23 @@ async fn measure(
     args: &Args,
 ) -> anyhow::Result<(Report, Option<memory::Memory>)> {
     let world = World::start(database, args.teams, args.requests, !args.no_analyze).await?;
-    let measured = figures::measure(&world, args.budget()).await;
-    let memory = match (&measured, args.memory_connections) {
-        (Ok(_), connections) if connections > 0 => {
+    // Memory first, on the database as seeded and settled: after the
+    // figures, the creates' notifications would still be in the outbox,
+    // and a server that starts on them delivers them instead of idling.
+    let memory = match args.memory_connections {
+        connections if connections > 0 => {
             eprintln!("measuring: memory of credence serve with {connections} connections");
             Some(memory::measure(database, &world.teams[0].token, connections, 5).await)
         }
         _ => None,
     };
+    let measured = match &memory {
+        Some(Err(_)) => None,
+        _ => Some(figures::measure(&world, args.budget()).await),
+    };
     let stopped = world.stop().await;
-    let report = measured?;
     let memory = memory.transpose()?;
+    let report = measured.context("the figures were not measured")??;
     stopped?;
     Ok((report, memory))
 }

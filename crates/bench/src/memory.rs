@@ -10,6 +10,9 @@ use crate::load::{credence_binary, free_port, load, resident_during, serve, stat
 use crate::world::Database;
 use std::time::Duration;
 
+/// How long the server is left without calls before "idle" is read.
+pub const IDLE_FOR: Duration = Duration::from_secs(12);
+
 /// The goals, in MB.
 pub const IDLE_GOAL_MB: f64 = 30.0;
 pub const LOADED_GOAL_MB: f64 = 150.0;
@@ -49,8 +52,10 @@ pub async fn measure(
     let (running, base) = serve(&credence, &config, port).await?;
     let url = format!("{base}/api/v2/users/me/current-authorization");
     // One call first, so that "idle" is a server that has answered, with its
-    // token cached, as it is between bursts.
+    // token cached, as it is between bursts; then quiet for longer than a
+    // heartbeat (10 s), after which the server gives its free heap back.
     load(&url, Some(token), 1, Duration::from_millis(200), None).await?;
+    tokio::time::sleep(IDLE_FOR).await;
     let pid = running.0.id();
     let idle_anon_kib = status_kib(pid, "RssAnon").unwrap_or(0);
     let idle_file_kib = status_kib(pid, "RssFile").unwrap_or(0);

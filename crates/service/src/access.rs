@@ -72,17 +72,11 @@ pub async fn sender_teams(
 
 /// Whether the caller may list the sent requests of `team`.
 pub async fn may_see_team(db: &mut Db, caller: &User, team: TeamId) -> Result<bool> {
-    let Some(found) = db.get_team(team).await? else {
-        return Ok(false);
-    };
-    let role = db
-        .organization_role(found.organization_id, caller.id)
-        .await?;
-    let team_role = match role {
-        Some(OrgRole::Member) => db.team_role(team, caller.id).await?,
-        _ => None,
-    };
-    Ok(sees_team(role, team_role))
+    // One query: every list of a team's requests asks this first.
+    Ok(match db.roles_in_team(team, caller.id).await? {
+        Some((role, team_role)) => sees_team(role, team_role),
+        None => false,
+    })
 }
 
 /// The one rule of who sees a team: an owner or admin of its organization,

@@ -144,6 +144,27 @@ impl Db {
         )
     }
 
+    /// Whether `team` exists, and `user`'s roles in its organization and in
+    /// it, in one query (what seeing a team depends on).
+    pub async fn roles_in_team(
+        &mut self,
+        team: TeamId,
+        user: UserId,
+    ) -> Result<Option<(Option<OrgRole>, Option<TeamRole>)>> {
+        let sql = "SELECT om.role, tm.role FROM teams t \
+                   LEFT JOIN organization_members om ON om.organization_id = t.organization_id AND om.user_id = $2 \
+                   LEFT JOIN team_members tm ON tm.team_id = t.id AND tm.user_id = $2 \
+                   WHERE t.id = $1";
+        let row = on_conn!(self, c => sqlx::query_as::<_, (Option<String>, Option<String>)>(sql).bind(team.0).bind(user.0).fetch_optional(c).await)?;
+        let Some((organization, team)) = row else {
+            return Ok(None);
+        };
+        Ok(Some((
+            organization.map(parse_stored).transpose()?,
+            team.map(parse_stored).transpose()?,
+        )))
+    }
+
     pub async fn team_role(&mut self, team: TeamId, user: UserId) -> Result<Option<TeamRole>> {
         let sql = "SELECT role FROM team_members WHERE team_id = $1 AND user_id = $2";
         let role = on_conn!(self, c => sqlx::query_scalar::<_, String>(sql).bind(team.0).bind(user.0).fetch_optional(c).await)?;

@@ -743,16 +743,25 @@ impl Db {
     /// (`total_from_page`): a last page, or the only one, says it
     /// exactly. Make's own client (`@makehq/sdk`, whose `Pagination` is
     /// sortBy/sortDir/offset/limit) never reads `pg.total`, so the count is
-    /// ours to keep cheap, not a contract to keep expensive.
+    /// ours to keep cheap, not a contract to keep expensive. A total counted
+    /// or told is kept with the page ends (`seek`), under the same rule: it
+    /// is the list's own until a write to requests commits here.
     pub async fn list_requests(
         &mut self,
         filter: &RequestFilter,
     ) -> Result<(Vec<CredentialRequest>, i64)> {
+        let changes = self.seeks.now();
         let requests = self.page_of_requests(filter).await?;
-        let total = match total_from_page(filter.offset, filter.limit, requests.len()) {
-            Some(total) => total,
-            None => self.count_requests(filter).await?,
+        let keep = !self.in_transaction();
+        let query = filter.seek_query();
+        let told = total_from_page(filter.offset, filter.limit, requests.len());
+        let total = match (told, keep.then(|| self.seeks.total(&query)).flatten()) {
+            (Some(total), _) | (None, Some(total)) => total,
+            (None, None) => self.count_requests(filter).await?,
         };
+        if keep {
+            self.seeks.remember_total(query, total, changes);
+        }
         Ok((requests, total))
     }
 

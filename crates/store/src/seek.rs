@@ -11,7 +11,10 @@
 //! An offset no page ended at — a jump, another instance's pager, a key
 //! older than [`KEEP`] — is read with `OFFSET`, as before.
 //!
-//! A continued page is the page `OFFSET` would read as long as no request
+//! The lists' totals (`pg.total`) are kept here too: each page of a pager
+//! would otherwise count the same rows again (`COUNT(*)`, for every full page).
+//!
+//! A continued page (or a kept total) is `OFFSET`'s (or `COUNT`'s) as long as no request
 //! changed in between: every write to requests through this store (created,
 //! deleted, its status, recipient or tracking changed) makes the ends kept
 //! before it stale, counted once it committed. A write through another
@@ -58,10 +61,14 @@ impl SeekKey {
     }
 }
 
-/// The pages' ends of one store (one instance).
+/// The pages' ends of one store (one instance), and the lists' totals.
 #[derive(Default)]
 pub(crate) struct Seeks {
     ends: Mutex<HashMap<(String, i64), End>>,
+    /// A list's total (`pg.total`), counted or told by its last page, kept
+    /// under the same rule as the ends: a `COUNT(*)` for each page of a
+    /// pager would count the same rows again.
+    totals: Mutex<HashMap<String, (i64, Instant, u64)>>,
     /// Counts the writes to requests that committed.
     changes: AtomicU64,
 }
@@ -95,6 +102,28 @@ impl Seeks {
         let ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
         let end = ends.get(&(query.to_string(), offset))?;
         (end.at.elapsed() < KEEP && end.changes == changes).then(|| end.key.clone())
+    }
+
+    /// The total of `query`, if one was kept within [`KEEP`] and no
+    /// request changed since.
+    pub fn total(&self, query: &str) -> Option<i64> {
+        let changes = self.now();
+        let totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, at, kept) = totals.get(query)?;
+        (at.elapsed() < KEEP && *kept == changes).then_some(*total)
+    }
+
+    /// `query` had `total` rows when requests stood at `changes`.
+    pub fn remember_total(&self, query: String, total: i64, changes: u64) {
+        let mut totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        if totals.len() >= MOST {
+            let now = self.now();
+            totals.retain(|_, (_, at, kept)| at.elapsed() < KEEP && *kept == now);
+            if totals.len() >= MOST {
+                totals.clear();
+            }
+        }
+        totals.insert(query, (total, Instant::now(), changes));
     }
 
     /// A page of `query`, read when requests stood at `changes`, ended
@@ -146,6 +175,16 @@ mod tests {
         assert_eq!(seeks.find("q", 50), None);
         seeks.remember("q".into(), 50, key("z"), seeks.now());
         assert_eq!(seeks.find("q", 50), Some(key("z")));
+    }
+
+    #[test]
+    fn a_total_is_kept_until_requests_change() {
+        let seeks = Seeks::default();
+        seeks.remember_total("q".into(), 7, seeks.now());
+        assert_eq!(seeks.total("q"), Some(7));
+        assert_eq!(seeks.total("other"), None);
+        seeks.changed();
+        assert_eq!(seeks.total("q"), None);
     }
 
     #[test]

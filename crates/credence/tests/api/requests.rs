@@ -753,18 +753,24 @@ async fn the_list_total_is_exact_on_every_page_counted_or_not(backend: Backend) 
 
 /// The ids of a page of the team's Sent list.
 async fn page_ids(agency: &Agency, sort: &str, offset: usize, limit: usize) -> Vec<String> {
+    page(agency, sort, offset, limit).await.0
+}
+
+/// A page of the team's Sent list: its ids, and `pg.total`.
+async fn page(agency: &Agency, sort: &str, offset: usize, limit: usize) -> (Vec<String>, i64) {
     let path = format!(
         "/api/v2/credential-requests/requests?teamId={}{sort}&pg[offset]={offset}&pg[limit]={limit}",
         agency.app.team
     );
     let (status, body) = agency.app.get_json(&path, &agency.teammate_token).await;
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body["requests"]
+    let ids = body["requests"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect()
+        .collect();
+    (ids, body["pg"]["total"].as_i64().unwrap())
 }
 
 /// Paging on from the page just read is read from its last row (keyset,
@@ -772,9 +778,10 @@ async fn page_ids(agency: &Agency, sort: &str, offset: usize, limit: usize) -> V
 /// whole list in order, ties on the sort broken by id as one page has them;
 /// a jump to an offset no page ended at is served by `OFFSET`. A request
 /// written through this instance between two pages makes the next page the
-/// one `OFFSET` reads; one deleted through another instance (another store
-/// on the database) is not seen, and the next page goes on after the last
-/// row read — the bounded staleness the README states.
+/// one `OFFSET` reads, with the total counted again; one deleted through
+/// another instance (another store on the database) is not seen, and the
+/// next page goes on after the last row read — the bounded staleness the
+/// README states.
 async fn paging_on_reads_from_the_last_row_of_the_page_before(backend: Backend) {
     let agency = Agency::start(backend).await;
     let create = |name: &'static str| {
@@ -818,12 +825,14 @@ async fn paging_on_reads_from_the_last_row_of_the_page_before(backend: Backend) 
 
     // Newest first. Created through this instance between two pages: the
     // second page is the list's as it now is, from offset 3.
-    let first = page_ids(&agency, "", 0, 3).await;
+    // The total too: the one kept from before the create is not given after it.
+    let (first, total) = page(&agency, "", 0, 3).await;
+    assert_eq!(total, 7);
     let newest = create("Epsilon").await;
     let now = page_ids(&agency, "", 0, 50).await;
     assert_eq!(now[0], newest);
     assert_eq!(now[1..4], first);
-    assert_eq!(page_ids(&agency, "", 3, 3).await, now[3..6]);
+    assert_eq!(page(&agency, "", 3, 3).await, (now[3..6].to_vec(), 8));
 
     // Deleted through another store on the same database: this instance
     // goes on after the row its pager saw last; `OFFSET` would skip one.
