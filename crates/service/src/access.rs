@@ -34,14 +34,9 @@ pub async fn request(
     if request.recipient_user_id == Some(caller.id) {
         return Ok((request, Viewer::Recipient));
     }
-    let organization_role = db
-        .organization_role(request.organization_id, caller.id)
-        .await?;
-    match organization_role {
-        Some(OrgRole::Owner | OrgRole::Admin) => Ok((request, Viewer::Sender)),
-        Some(OrgRole::Member) if db.team_role(request.team_id, caller.id).await?.is_some() => {
-            Ok((request, Viewer::Sender))
-        }
+    // A sender sees the requests of the teams they see (one query).
+    match db.roles_in_team(request.team_id, caller.id).await? {
+        Some((role, team_role)) if sees_team(role, team_role) => Ok((request, Viewer::Sender)),
         _ => Err(not_found()),
     }
 }

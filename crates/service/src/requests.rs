@@ -692,11 +692,14 @@ pub async fn open(ctx: &Context, caller: &User, id: RequestId) -> Result<Opened>
             .ok_or_else(|| Error::NotFound(format!("credential request {id} not found")))?;
     }
     let credentials = db.list_credentials(id).await?;
-    let requester = db.get_user(request.requester_id).await?;
-    let recipient = match request.recipient_user_id {
-        Some(user) => db.get_user(user).await?,
-        None => None,
-    };
+    // The requester and the recipient in one query.
+    let people: Vec<UserId> = std::iter::once(request.requester_id)
+        .chain(request.recipient_user_id)
+        .collect();
+    let people = db.get_users(&people).await?;
+    let person = |id: UserId| people.iter().find(|user| user.id == id).cloned();
+    let requester = person(request.requester_id);
+    let recipient = request.recipient_user_id.and_then(person);
     Ok(Opened {
         request,
         viewer,
