@@ -703,20 +703,12 @@ async fn a_bad_operator_app_file_stops_the_start_naming_file_and_field() {
 async fn the_list_total_is_exact_on_every_page_counted_or_not(backend: Backend) {
     let agency = Agency::start(backend).await;
     for n in 0..7 {
-        let mut body = agency.body_for(agency.teammate.id, &["acme-crm"]);
-        body["name"] = json!(if n < 2 {
+        let name = if n < 2 {
             "Quarterly Beta"
         } else {
             "Onboarding Acme"
-        });
-        let (status, answer) = agency
-            .post(
-                "/api/v2/credential-requests/requests/v2",
-                &agency.requester_token,
-                Some(body),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        };
+        create_named(&agency, name).await;
     }
     let team = agency.app.team;
     // (filter, offset, limit, rows on the page, total)
@@ -749,6 +741,21 @@ async fn the_list_total_is_exact_on_every_page_counted_or_not(backend: Backend) 
         assert_eq!(body["pg"]["total"], total, "{path}: {body}");
     }
     agency.app.stop().await;
+}
+
+/// Creates a request named `name` from the requester to the teammate; its id.
+async fn create_named(agency: &Agency, name: &str) -> String {
+    let mut body = agency.body_for(agency.teammate.id, &["acme-crm"]);
+    body["name"] = json!(name);
+    let (status, answer) = agency
+        .post(
+            "/api/v2/credential-requests/requests/v2",
+            &agency.requester_token,
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    answer["request"]["id"].as_str().unwrap().to_string()
 }
 
 /// The ids of a page of the team's Sent list.
@@ -784,22 +791,7 @@ async fn page(agency: &Agency, sort: &str, offset: usize, limit: usize) -> (Vec<
 /// README states.
 async fn paging_on_reads_from_the_last_row_of_the_page_before(backend: Backend) {
     let agency = Agency::start(backend).await;
-    let create = |name: &'static str| {
-        let agency = &agency;
-        async move {
-            let mut body = agency.body_for(agency.teammate.id, &["acme-crm"]);
-            body["name"] = json!(name);
-            let (status, answer) = agency
-                .post(
-                    "/api/v2/credential-requests/requests/v2",
-                    &agency.requester_token,
-                    Some(body),
-                )
-                .await;
-            assert_eq!(status, StatusCode::CREATED, "{answer}");
-            answer["request"]["id"].as_str().unwrap().to_string()
-        }
-    };
+    let create = |name| create_named(&agency, name);
     // Equal names, so that the order within a name is the id's.
     for name in ["Beta", "Alpha", "Beta", "Gamma", "Alpha", "Beta", "Delta"] {
         create(name).await;
