@@ -397,16 +397,15 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
         Some(team) => tx.get_team(team).await?,
         None => None,
     };
-    let (team, organization_role) = match (team, input.team_id) {
-        (Some(team), _) => match tx
-            .organization_role(team.organization_id, requester.id)
-            .await?
-        {
-            Some(role) => (Some(team), Some(role)),
-            None => return Err(Error::NotFound(format!("team {} not found", team.id))),
+    // The requester's roles in the team's organization and in the team, in
+    // one query.
+    let (team, organization_role, team_role) = match (team, input.team_id) {
+        (Some(team), _) => match tx.roles_in_team(team.id, requester.id).await? {
+            Some((Some(role), team_role)) => (Some(team), Some(role), team_role),
+            _ => return Err(Error::NotFound(format!("team {} not found", team.id))),
         },
         (None, Some(id)) => return Err(Error::NotFound(format!("team {id} not found"))),
-        (None, None) => (None, None),
+        (None, None) => (None, None, None),
     };
     let recipient = match &team {
         Some(team) => {
@@ -465,7 +464,6 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
             if organization.partner { " as a partner" } else { "" }
         )));
     }
-    let team_role = tx.team_role(team.id, requester.id).await?;
     let kind = match &recipient {
         Recipient::Member(user) if user.id == requester.id => {
             return Err(Error::Invalid(vec![ValidationError::new(
@@ -572,7 +570,7 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
             })
             .collect(),
     };
-    tx.insert_request(&new).await?;
+    let (request, credentials) = tx.insert_request(&new).await?;
     let public_uri = public_uri(ctx, &link);
     let actor = Actor::user(requester);
     audit::record(
@@ -649,11 +647,6 @@ pub async fn create(ctx: &Context, requester: &User, input: CreateRequestInput) 
             .await?;
         }
     }
-    let request = tx
-        .get_request(request_id)
-        .await?
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("request vanished")))?;
-    let credentials = tx.list_credentials(request_id).await?;
     tx.commit().await?;
     tracing::info!(request_id = %request_id, team_id = %team.id, "credential request created");
     Ok(Created {

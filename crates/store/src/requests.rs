@@ -444,36 +444,44 @@ pub struct CredentialChange {
 }
 
 impl Db {
-    /// Stores a request and its credentials (call inside a transaction).
-    pub async fn insert_request(&mut self, new: &NewRequest) -> Result<()> {
+    /// Stores a request and its credentials (call inside a transaction), and
+    /// answers them as stored (`RETURNING`: no second read).
+    pub async fn insert_request(
+        &mut self,
+        new: &NewRequest,
+    ) -> Result<(CredentialRequest, Vec<RequestedCredential>)> {
         let at = new.created_at;
         let status = derive_status(
             &vec![CredentialState::Pending; new.credentials.len()],
             false,
         );
-        let sql = "INSERT INTO credential_requests (id, organization_id, team_id, requester_id, name, description, \
+        let sql = format!("INSERT INTO credential_requests (id, organization_id, team_id, requester_id, name, description, \
                    recipient_kind, recipient_user_id, recipient_name, recipient_email, link_hash, client, project, owner_id, \
                    status, terms_accepted_at, expires_at, created_at, updated_at, next_nudge_at, sla_due_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $16, $16, $18, $19)";
-        on_conn!(self, c => sqlx::query(sql)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $16, $16, $18, $19) \
+                   RETURNING {REQUEST_COLUMNS}");
+        let request = on_conn!(self, c => sqlx::query_as::<_, RequestRow>(&sql)
             .bind(new.id.to_string()).bind(new.organization_id.0).bind(new.team_id.0).bind(new.requester_id.0)
             .bind(&new.name).bind(&new.description).bind(new.recipient_kind).bind(new.recipient_user_id.map(|u| u.0))
             .bind(&new.recipient_name).bind(&new.recipient_email).bind(&new.link_hash).bind(&new.client)
             .bind(&new.project).bind(new.owner_id.map(|u| u.0)).bind(status.as_str()).bind(at).bind(new.expires_at)
             .bind(new.next_nudge_at).bind(new.sla_due_at)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        let sql = "INSERT INTO requested_credentials (id, request_id, position, app_key, app_version, modules, scopes, \
+            .fetch_one(c).await)?;
+        let sql = format!("INSERT INTO requested_credentials (id, request_id, position, app_key, app_version, modules, scopes, \
                    note, connection_name, state, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10)";
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10) \
+                   RETURNING {CREDENTIAL_COLUMNS}");
+        let mut credentials = Vec::with_capacity(new.credentials.len());
         for (position, credential) in new.credentials.iter().enumerate() {
-            on_conn!(self, c => sqlx::query(sql)
+            let row = on_conn!(self, c => sqlx::query_as::<_, CredentialRow>(&sql)
                 .bind(credential.id.to_string()).bind(new.id.to_string()).bind(position as i64)
                 .bind(&credential.app_key).bind(credential.app_version).bind(&credential.modules)
                 .bind(&credential.scopes).bind(&credential.note).bind(&credential.connection_name).bind(at)
-                .execute(c).await.map(|r| r.rows_affected()))?;
+                .fetch_one(c).await)?;
+            credentials.push(RequestedCredential::try_from(row)?);
         }
         self.requests_changed();
-        Ok(())
+        Ok((CredentialRequest::try_from(request)?, credentials))
     }
 
     pub async fn get_request(&mut self, id: RequestId) -> Result<Option<CredentialRequest>> {
