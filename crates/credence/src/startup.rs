@@ -484,8 +484,8 @@ async fn beat(
 /// Gives the pages the allocator holds free back to the system. glibc keeps
 /// freed memory in its arenas for the next allocation; after the start and a
 /// burst of calls that was 2.1 MB of an idle server's 8.4 MB of its own
-/// (README, "The API's figures"). Once a heartbeat, a few milliseconds at
-/// most: pages in use are not touched.
+/// (README, "The API's figures"). Once a heartbeat; pages in use are not
+/// touched.
 fn give_back_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` takes no pointer and only releases free pages,
