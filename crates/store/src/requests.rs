@@ -759,9 +759,9 @@ impl Db {
         filter: &RequestFilter,
     ) -> Result<(Vec<CredentialRequest>, i64)> {
         let changes = self.seeks.now();
-        let requests = self.page_of_requests(filter).await?;
-        let keep = !self.in_transaction();
         let query = filter.seek_query();
+        let requests = self.page_of_query(filter, &query).await?;
+        let keep = !self.in_transaction();
         let told = total_from_page(filter.offset, filter.limit, requests.len());
         let total = match (told, keep.then(|| self.seeks.total(&query)).flatten()) {
             (Some(total), _) | (None, Some(total)) => total,
@@ -780,13 +780,22 @@ impl Db {
         &mut self,
         filter: &RequestFilter,
     ) -> Result<Vec<CredentialRequest>> {
-        let query = filter.seek_query();
+        self.page_of_query(filter, &filter.seek_query()).await
+    }
+
+    /// [`Db::page_of_requests`], its list's `query` (`seek_query`) already
+    /// written.
+    async fn page_of_query(
+        &mut self,
+        filter: &RequestFilter,
+        query: &str,
+    ) -> Result<Vec<CredentialRequest>> {
         let changes = self.seeks.now();
         // Only a plain connection's reads are kept: a transaction may still
         // roll back what it read.
         let keep = !self.in_transaction();
         let after = match filter.offset > 0 && keep {
-            true => self.seeks.find(&query, filter.offset),
+            true => self.seeks.find(query, filter.offset),
             false => None,
         };
         let (page_sql, binds) = match &after {
@@ -803,7 +812,7 @@ impl Db {
         {
             let end = filter.offset.max(0) + filter.limit;
             self.seeks
-                .remember(query, end, filter.seek_key(last), changes);
+                .remember(query.to_string(), end, filter.seek_key(last), changes);
         }
         Ok(page)
     }

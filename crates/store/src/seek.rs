@@ -26,6 +26,7 @@
 use crate::Bind;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -64,30 +65,24 @@ impl SeekKey {
 /// The pages' ends of one store (one instance), and the lists' totals.
 #[derive(Default)]
 pub(crate) struct Seeks {
-    ends: Mutex<HashMap<(String, i64), End>>,
+    /// Under a list's query and the offset its next page starts at.
+    ends: Kept<(String, i64), SeekKey>,
     /// A list's total (`pg.total`), counted or told by its last page, kept
     /// under the same rule as the ends: a `COUNT(*)` for each page of a
     /// pager would count the same rows again.
-    totals: Mutex<HashMap<String, (i64, Instant, u64)>>,
+    totals: Kept<String, i64>,
     /// Counts the writes to requests that committed.
     changes: AtomicU64,
 }
 
-struct End {
-    key: SeekKey,
-    at: Instant,
-    /// [`Seeks::changes`] before the page was read.
-    changes: u64,
-}
-
 impl Seeks {
     /// Where requests stand now: taken before a page is read, and given
-    /// back with its end to [`Seeks::remember`].
+    /// back with what it found to [`Seeks::remember`].
     pub fn now(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
     }
 
-    /// A write to requests committed: every end kept until now is stale.
+    /// A write to requests committed: everything kept until now is stale.
     /// Called after the commit, and [`Seeks::now`] before the read, so a
     /// page read from a snapshot without the write is never continued
     /// after it.
@@ -98,47 +93,66 @@ impl Seeks {
     /// The key the page of `query` at `offset` is read after, if a page
     /// ended there within [`KEEP`] and no request changed since.
     pub fn find(&self, query: &str, offset: i64) -> Option<SeekKey> {
-        let changes = self.now();
-        let ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-        let end = ends.get(&(query.to_string(), offset))?;
-        (end.at.elapsed() < KEEP && end.changes == changes).then(|| end.key.clone())
-    }
-
-    /// The total of `query`, if one was kept within [`KEEP`] and no
-    /// request changed since.
-    pub fn total(&self, query: &str) -> Option<i64> {
-        let changes = self.now();
-        let totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, at, kept) = totals.get(query)?;
-        (at.elapsed() < KEEP && *kept == changes).then_some(*total)
-    }
-
-    /// `query` had `total` rows when requests stood at `changes`.
-    pub fn remember_total(&self, query: String, total: i64, changes: u64) {
-        let mut totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
-        if totals.len() >= MOST {
-            let now = self.now();
-            totals.retain(|_, (_, at, kept)| at.elapsed() < KEEP && *kept == now);
-            if totals.len() >= MOST {
-                totals.clear();
-            }
-        }
-        totals.insert(query, (total, Instant::now(), changes));
+        self.ends.get(&(query.to_string(), offset), self.now())
     }
 
     /// A page of `query`, read when requests stood at `changes`, ended
     /// with `key`; the next one starts at `offset`.
     pub fn remember(&self, query: String, offset: i64, key: SeekKey, changes: u64) {
-        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
-        if ends.len() >= MOST {
-            let now = self.now();
-            ends.retain(|_, end| end.at.elapsed() < KEEP && end.changes == now);
-            if ends.len() >= MOST {
-                ends.clear();
+        self.ends.put((query, offset), key, changes, self.now());
+    }
+
+    /// The total of `query`, if one was kept within [`KEEP`] and no
+    /// request changed since.
+    pub fn total(&self, query: &str) -> Option<i64> {
+        self.totals.get(&query.to_string(), self.now())
+    }
+
+    /// `query` had `total` rows when requests stood at `changes`.
+    pub fn remember_total(&self, query: String, total: i64, changes: u64) {
+        self.totals.put(query, total, changes, self.now());
+    }
+}
+
+/// Values kept for [`KEEP`], each with where requests stood when it was
+/// read; at most [`MOST`] of them.
+struct Kept<K, V> {
+    values: Mutex<HashMap<K, (V, Instant, u64)>>,
+}
+
+impl<K, V> Default for Kept<K, V> {
+    fn default() -> Self {
+        Kept {
+            values: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> Kept<K, V> {
+    /// The value under `key`, if it is younger than [`KEEP`] and was read
+    /// when requests stood where they stand `now`.
+    fn get(&self, key: &K, now: u64) -> Option<V> {
+        let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        let (value, at, changes) = values.get(key)?;
+        (at.elapsed() < KEEP && *changes == now).then(|| value.clone())
+    }
+
+    /// Keeps `value`, read when requests stood at `changes`; when full, the
+    /// stale ones go, and if none is, all.
+    fn put(&self, key: K, value: V, changes: u64, now: u64) {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        if values.len() >= MOST {
+            values.retain(|_, (_, at, kept)| at.elapsed() < KEEP && *kept == now);
+            if values.len() >= MOST {
+                values.clear();
             }
         }
-        let at = Instant::now();
-        ends.insert((query, offset), End { key, at, changes });
+        values.insert(key, (value, Instant::now(), changes));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.values.lock().unwrap().len()
     }
 }
 
@@ -193,7 +207,7 @@ mod tests {
         for offset in 0..MOST as i64 + 10 {
             seeks.remember("q".into(), offset, key("x"), 0);
         }
-        let kept = seeks.ends.lock().unwrap().len();
+        let kept = seeks.ends.len();
         assert!(kept <= MOST, "{kept} ends kept");
         assert_eq!(seeks.find("q", MOST as i64 + 9), Some(key("x")));
     }
